@@ -1,0 +1,53 @@
+# keygate — make targets. `make test` is what CI runs (.ci/run).
+GO            ?= go
+BIN           ?= bin/keygate
+STATICCHECK_VERSION ?= v0.8.2
+GOBIN         := $(shell $(GO) env GOPATH)/bin
+STATICCHECK   := $(GOBIN)/staticcheck
+PKGS          := ./...
+
+.PHONY: all build run test unit lint vet staticcheck fuzz bench bench-micro clean tools
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN) ./cmd/keygate
+
+## run: the gateway on the embedded store with an in-process demo upstream.
+run:
+	$(GO) run ./cmd/keygate serve --demo
+
+## test: vet, staticcheck and the whole suite with the race detector (Redis tests included).
+test: lint unit
+
+unit:
+	$(GO) test -race -shuffle=on -timeout 12m -count=1 $(PKGS)
+
+lint: vet staticcheck
+
+vet:
+	$(GO) vet $(PKGS)
+
+$(STATICCHECK):
+	GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) $(PKGS)
+
+## fuzz: run every fuzz target for FUZZTIME each (default 10s).
+FUZZTIME ?= 10s
+fuzz:
+	@for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+## bench-micro: Go micro-benchmarks of the hot path.
+bench-micro:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
+
+bench: bench-micro
+
+clean:
+	rm -rf bin

@@ -1,0 +1,209 @@
+// Package store is keygate's system of record: accounts, users and API keys
+// (DESIGN.md §5). It defines the Store interface, the records and the typed
+// errors; store/redisstore and store/boltstore implement it and both pass the
+// store/storetest conformance suite. store imports no other keygate package.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Typed errors. Implementations wrap them with %w and a message that names
+// the record; callers match with errors.Is. A message never contains a
+// password, a hash or a key value.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrConflict    = errors.New("conflict")
+	ErrInvalid     = errors.New("invalid")
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// State is the state of an account or a user.
+type State string
+
+// States.
+const (
+	StateEnabled  State = "enabled"
+	StateDisabled State = "disabled"
+)
+
+// UserType is the kind of principal.
+type UserType string
+
+// User types. TypeAdmin (global admin) exists only in account AdminAccount.
+const (
+	TypeAdmin        UserType = "admin"
+	TypeAccountAdmin UserType = "account_admin"
+	TypeUser         UserType = "user"
+)
+
+// AdminAccount is the account that exists from the first start.
+const AdminAccount = "admin"
+
+// Account is a domain.
+type Account struct {
+	Name      string    `json:"name"`
+	State     State     `json:"state"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// User is a principal. Username is unique system-wide.
+type User struct {
+	Username string   `json:"username"`
+	Account  string   `json:"account"`
+	Type     UserType `json:"type"`
+	Roles    []string `json:"roles"`
+	State    State    `json:"state"`
+	// PasswordHash is an argon2id PHC string. Never serialised to clients.
+	PasswordHash string `json:"-"`
+	// Generation is bumped by every change that can revoke access: password,
+	// state, roles, type. Cached identities and tokens carry it.
+	Generation uint64    `json:"generation"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// KeyStatus is derived from an API key record and the clock.
+type KeyStatus string
+
+// Key statuses.
+const (
+	KeyActive  KeyStatus = "active"
+	KeyExpired KeyStatus = "expired"
+	KeyRevoked KeyStatus = "revoked"
+)
+
+// APIKey is an API key record. Only a salted hash of the secret is stored.
+type APIKey struct {
+	// ID is assigned by the store on create: base62 ([0-9A-Za-z]), at most 32
+	// characters. It appears in the key value kg_<id>_<secret><checksum>.
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	Account     string   `json:"account"`
+	Username    string   `json:"username"`
+	Roles       []string `json:"roles"`
+	// Hash is the salted hash of the secret (authn/apikey). Never serialised.
+	Hash       []byte    `json:"-"`
+	CreatedAt  time.Time `json:"created_at"`
+	ExpiresAt  time.Time `json:"expires_at,omitzero"` // zero: never expires
+	RevokedAt  time.Time `json:"revoked_at,omitzero"` // zero: not revoked
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+}
+
+// Status derives the key's status at now. Revoked wins over expired.
+func (k *APIKey) Status(now time.Time) KeyStatus {
+	switch {
+	case !k.RevokedAt.IsZero():
+		return KeyRevoked
+	case !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt):
+		return KeyExpired
+	default:
+		return KeyActive
+	}
+}
+
+// UserUpdate changes a user. Nil fields are left alone. Any non-nil field
+// bumps the user's Generation and publishes an invalidation.
+type UserUpdate struct {
+	PasswordHash *string
+	State        *State
+	Roles        *[]string
+	Type         *UserType
+}
+
+// KeyFilter selects API keys for ListAPIKeys. Empty fields match everything.
+type KeyFilter struct {
+	Account  string
+	Username string
+	Name     string
+	// Status: "" or KeyActive (default: active only), KeyExpired, KeyRevoked,
+	// or "all".
+	Status KeyStatus
+	// Limit caps the page (0: 100; max 1000).
+	Limit int
+	// Cursor is the opaque NextCursor of the previous page.
+	Cursor string
+}
+
+// StatusAll lists keys of every status.
+const StatusAll KeyStatus = "all"
+
+// KeyPage is one page of ListAPIKeys, ordered by ID.
+type KeyPage struct {
+	Keys       []APIKey
+	NextCursor string // "" when this is the last page
+}
+
+// Invalidation tells caches that access derived from these records may have
+// changed. Empty fields match nothing; Flush drops everything (sent after a
+// lost subscription is re-established).
+type Invalidation struct {
+	Account  string `json:"account,omitempty"`
+	Username string `json:"username,omitempty"`
+	KeyID    string `json:"key_id,omitempty"`
+	Flush    bool   `json:"flush,omitempty"`
+}
+
+// Store is the system of record. Every method honours ctx (deadline and
+// cancellation); a store that cannot be reached returns an error wrapping
+// ErrUnavailable, never ErrNotFound.
+type Store interface {
+	// CreateAccount creates an enabled account (State defaults to enabled,
+	// CreatedAt to now). ErrConflict if the name exists.
+	CreateAccount(ctx context.Context, a *Account) error
+	GetAccount(ctx context.Context, name string) (*Account, error)
+	ListAccounts(ctx context.Context) ([]Account, error)
+	// SetAccountState enables or disables an account; it publishes an
+	// invalidation for the account.
+	SetAccountState(ctx context.Context, name string, s State) (*Account, error)
+	// DeleteAccount deletes the account, its users and their keys, and
+	// publishes invalidations for all of them.
+	DeleteAccount(ctx context.Context, name string) error
+
+	// CreateUser creates a user in an existing account (ErrNotFound if the
+	// account does not exist, ErrConflict if the username is taken anywhere,
+	// ErrInvalid if Type is admin outside the admin account). Generation
+	// starts at 1.
+	CreateUser(ctx context.Context, u *User) error
+	GetUser(ctx context.Context, username string) (*User, error)
+	// ListUsers lists an account's users, ordered by username.
+	ListUsers(ctx context.Context, account string) ([]User, error)
+	// UpdateUser applies upd atomically, bumps Generation, publishes an
+	// invalidation, and returns the new record.
+	UpdateUser(ctx context.Context, username string, upd UserUpdate) (*User, error)
+	// DeleteUser deletes a user and their keys, publishing invalidations.
+	DeleteUser(ctx context.Context, username string) error
+
+	// CreateAPIKey assigns k.ID (and k.CreatedAt if zero) and stores the key.
+	// The owner must exist (ErrNotFound). Name is unique among the owner's
+	// keys that are neither revoked nor expired, enforced atomically
+	// (ErrConflict). Account is taken from the owner.
+	CreateAPIKey(ctx context.Context, k *APIKey) error
+	GetAPIKey(ctx context.Context, id string) (*APIKey, error)
+	// LookupAPIKey returns a key and its owner in one round trip: the hot
+	// path of an API key cache miss.
+	LookupAPIKey(ctx context.Context, id string) (*APIKey, *User, error)
+	ListAPIKeys(ctx context.Context, f KeyFilter) (*KeyPage, error)
+	// RevokeAPIKey sets RevokedAt (irreversible). It reports alreadyRevoked
+	// when the key was revoked before (RevokedAt unchanged), and publishes an
+	// invalidation.
+	RevokeAPIKey(ctx context.Context, id string, at time.Time) (k *APIKey, alreadyRevoked bool, err error)
+	// TouchAPIKeys records last-used times in one batch; unknown ids are
+	// ignored and a time never moves backwards.
+	TouchAPIKeys(ctx context.Context, used map[string]time.Time) error
+	// PurgeAPIKeys deletes keys revoked or expired before `before` and
+	// returns how many went.
+	PurgeAPIKeys(ctx context.Context, before time.Time) (int, error)
+
+	// Watch delivers invalidations from every instance sharing this store
+	// until ctx ends. After a lost subscription is re-established it delivers
+	// Invalidation{Flush: true}. fn must not block for long.
+	Watch(ctx context.Context, fn func(Invalidation)) error
+
+	// Ping checks the store is reachable (readiness).
+	Ping(ctx context.Context) error
+	Close() error
+}
