@@ -1,0 +1,315 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+
+	"github.com/valyala/fasthttp"
+)
+
+// checkRawHeaders scans the raw header block as the client sent it (as kept
+// by fasthttp, valid only during the handler) for shapes fasthttp accepts
+// but keygate refuses, and counts the headers that must not repeat.
+//
+// fasthttp v1.74.0 itself answers 400 for: two Content-Length headers (equal
+// or not), two Transfer-Encoding headers, Transfer-Encoding other than
+// exactly "chunked" or "identity" (so "chunked, identity" and "xchunked"),
+// Transfer-Encoding on HTTP/1.0, an empty header name, whitespace between
+// the name and the colon, a first header line starting with whitespace,
+// control bytes in values and two Host headers. It accepts, and this
+// function rejects (ErrSmuggling): Content-Length together with
+// Transfer-Encoding (it lets chunked win), obs-fold continuation lines (it
+// joins them), a header name with inner whitespace, a line without a colon,
+// and bare LF line endings. Two Authorization headers give ErrDuplicateAuth.
+func checkRawHeaders(raw []byte) error {
+	var nCL, nTE, nAuth, nHost int
+	for len(raw) > 0 {
+		i := indexByte(raw, '\n')
+		var line []byte
+		if i < 0 {
+			line, raw = raw, nil
+		} else {
+			line, raw = raw[:i], raw[i+1:]
+			if len(line) == 0 || line[len(line)-1] != '\r' {
+				return ErrSmuggling // bare LF
+			}
+			line = line[:len(line)-1]
+		}
+		if len(line) == 0 {
+			continue
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return ErrSmuggling // obs-fold
+		}
+		colon := indexByte(line, ':')
+		if colon <= 0 {
+			return ErrSmuggling
+		}
+		key := line[:colon]
+		for _, c := range key {
+			if c <= ' ' || c >= 0x7f {
+				return ErrSmuggling
+			}
+		}
+		switch {
+		case asciiEqualFold(key, fasthttp.HeaderContentLength):
+			nCL++
+		case asciiEqualFold(key, fasthttp.HeaderTransferEncoding):
+			nTE++
+		case asciiEqualFold(key, fasthttp.HeaderAuthorization):
+			nAuth++
+		case asciiEqualFold(key, fasthttp.HeaderHost):
+			nHost++
+		}
+	}
+	switch {
+	case nCL > 0 && nTE > 0, nCL > 1, nTE > 1:
+		return ErrSmuggling
+	case nAuth > 1:
+		return ErrDuplicateAuth
+	case nHost > 1:
+		return ErrBadHost
+	}
+	return nil
+}
+
+// hopByHop are removed from requests and responses (RFC 9110 §7.6.1).
+var hopByHop = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// forwardingHeaders are dropped when the peer is not a trusted proxy
+// (compared normalised: lower case, '_' and '.' as '-').
+var forwardingHeaders = []string{"forwarded", "x-real-ip"}
+
+const (
+	identityPrefix  = "x-auth-"
+	forwardedPrefix = "x-forwarded-"
+)
+
+// sanitizer removes from a header set what must not pass the gateway. It is
+// built once from the configured identity header names.
+type sanitizer struct {
+	// identity holds the normalised configured identity header names.
+	identity []string
+}
+
+// normEqual reports whether header name k, normalised (ASCII lower case,
+// '_' and '.' read as '-'), equals want (already normalised).
+func normEqual(k []byte, want string) bool {
+	if len(k) != len(want) {
+		return false
+	}
+	for i := range k {
+		if normByte(k[i]) != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// normHasPrefix is normEqual for a prefix.
+func normHasPrefix(k []byte, prefix string) bool {
+	return len(k) >= len(prefix) && normEqual(k[:len(prefix)], prefix)
+}
+
+func normByte(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A'
+	case c == '_' || c == '.':
+		return '-'
+	}
+	return c
+}
+
+// normalizeName returns the normalised form of a header name.
+func normalizeName(s string) string {
+	b := []byte(s)
+	for i := range b {
+		b[i] = normByte(b[i])
+	}
+	return string(b)
+}
+
+// isIdentityHeader reports whether k is equivalent to an identity header.
+func (s *sanitizer) isIdentityHeader(k []byte) bool {
+	if normHasPrefix(k, identityPrefix) {
+		return true
+	}
+	for _, n := range s.identity {
+		if normEqual(k, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// scratch is per-request working memory, pooled.
+type scratch struct {
+	conn  []byte   // Connection header values, comma-joined
+	keys  []byte   // names of headers to delete, concatenated
+	ends  []int    // end offsets into keys
+	xff   []byte   // client X-Forwarded-For (trusted peers only)
+	uri   []byte   // outgoing request URI
+	rid   []byte   // request id
+	path  []byte   // raw request path, for the access log
+	ip    []byte   // peer IP text
+	rnd   [16]byte // random bytes for request ids
+	close bool     // client asked for Connection: close
+}
+
+func (s *scratch) reset() {
+	s.conn, s.keys, s.ends, s.xff = s.conn[:0], s.keys[:0], s.ends[:0], s.xff[:0]
+	s.uri, s.rid, s.ip, s.path = s.uri[:0], s.rid[:0], s.ip[:0], s.path[:0]
+	s.close = false
+}
+
+func (s *scratch) drop(k []byte) {
+	s.keys = append(s.keys, k...)
+	s.ends = append(s.ends, len(s.keys))
+}
+
+// inConnection reports whether k is named in the collected Connection values.
+func (s *scratch) inConnection(k []byte) bool {
+	v := s.conn
+	for len(v) > 0 {
+		i := indexByte(v, ',')
+		var tok []byte
+		if i < 0 {
+			tok, v = v, nil
+		} else {
+			tok, v = v[:i], v[i+1:]
+		}
+		tok = trimOWS(tok)
+		if len(tok) > 0 && len(tok) == len(k) && asciiEqualFoldBytes(tok, k) {
+			return true
+		}
+	}
+	return false
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func asciiEqualFoldBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if lower(a[i]) != lower(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isHopByHop(k []byte) bool {
+	for _, h := range hopByHop {
+		if asciiEqualFold(k, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// sanitizeRequest removes, in place: hop-by-hop headers, every header named
+// in any Connection header (except Host and Content-Length, which frame
+// the request), every header equivalent to an identity header, and, unless
+// trusted, the client's X-Forwarded-* and Forwarded headers. When trusted,
+// the client's X-Forwarded-For values are moved into s.xff (comma-joined) so
+// the caller can append the peer. s.close records a client "Connection: close".
+func (z *sanitizer) sanitizeRequest(h *fasthttp.RequestHeader, s *scratch, trusted bool) {
+	s.close = h.ConnectionClose()
+	for k, v := range h.All() {
+		if asciiEqualFold(k, fasthttp.HeaderConnection) {
+			if len(s.conn) > 0 {
+				s.conn = append(s.conn, ',')
+			}
+			s.conn = append(s.conn, v...)
+		}
+	}
+	for k, v := range h.All() {
+		switch {
+		case isHopByHop(k), z.isIdentityHeader(k):
+		case len(s.conn) > 0 && s.inConnection(k) &&
+			!asciiEqualFold(k, fasthttp.HeaderHost) && !asciiEqualFold(k, fasthttp.HeaderContentLength):
+		case normHasPrefix(k, forwardedPrefix) || normEqual(k, forwardingHeaders[0]) || normEqual(k, forwardingHeaders[1]):
+			if !trusted {
+				break
+			}
+			if !normEqual(k, "x-forwarded-for") {
+				continue
+			}
+			if len(v) > 0 {
+				if len(s.xff) > 0 {
+					s.xff = append(s.xff, ", "...)
+				}
+				s.xff = append(s.xff, v...)
+			}
+		default:
+			continue
+		}
+		s.drop(k)
+	}
+	s.deleteCollected(h.DelBytes)
+}
+
+// sanitizeResponse removes hop-by-hop headers and headers named in the
+// upstream's Connection headers from an upstream response.
+func sanitizeResponse(h *fasthttp.ResponseHeader, s *scratch) {
+	s.conn, s.keys, s.ends = s.conn[:0], s.keys[:0], s.ends[:0]
+	for k, v := range h.All() {
+		if asciiEqualFold(k, fasthttp.HeaderConnection) {
+			if len(s.conn) > 0 {
+				s.conn = append(s.conn, ',')
+			}
+			s.conn = append(s.conn, v...)
+		}
+	}
+	for k := range h.All() {
+		if isHopByHop(k) || (len(s.conn) > 0 && s.inConnection(k) &&
+			!asciiEqualFold(k, fasthttp.HeaderContentLength) && !asciiEqualFold(k, fasthttp.HeaderContentType)) {
+			s.drop(k)
+		}
+	}
+	s.deleteCollected(h.DelBytes)
+}
+
+func (s *scratch) deleteCollected(del func([]byte)) {
+	start := 0
+	for _, end := range s.ends {
+		del(s.keys[start:end])
+		start = end
+	}
+}
+
+// validRequestID reports whether a client-sent request id is kept: 1 to 128
+// bytes of [A-Za-z0-9._-].
+func validRequestID(b []byte) bool {
+	if len(b) == 0 || len(b) > 128 {
+		return false
+	}
+	for _, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// appendNewRequestID appends 32 hex characters of fresh randomness.
+func appendNewRequestID(dst []byte, s *scratch) []byte {
+	_, _ = rand.Read(s.rnd[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
+	return hex.AppendEncode(dst, s.rnd[:])
+}

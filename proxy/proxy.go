@@ -1,0 +1,552 @@
+// Package proxy is keygate's public listener: the request pipeline that
+// rejects malformed and ambiguous requests, strips hop-by-hop and spoofed
+// identity headers, matches a route on the exact path it forwards, calls the
+// authentication seam, injects identity headers and forwards the request to
+// the route's upstream pool (DESIGN.md §1, §4).
+//
+// Order of Handler: request id; framing checks fasthttp lets through
+// (CL+TE, obs-fold, bare LF, odd header names), duplicate Authorization,
+// missing/duplicate/malformed Host; request target (origin-form only, raw
+// path checked for ambiguity); Options.Extra; route match (404), method
+// (405); header hygiene (strip first); authentication (401/403); identity,
+// request id and X-Forwarded-* headers (inject last); forward with the
+// route's deadline (502/503/504); response hygiene.
+//
+// Bodies are not streamed (fasthttp Server.StreamRequestBody stays off).
+// Reading the whole message first is what makes the checks above hold for
+// the body too: chunked trailers are merged into the headers only after
+// the body, so a streamed request could carry an identity header past the
+// sanitiser; a streamed body cannot be retried or drained cleanly after an
+// early 401/404. Memory per request is bounded by limits.max_body instead.
+// Upstream responses are read whole as well (HostClient.StreamResponseBody
+// off).
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/configs"
+)
+
+// Authenticator is the authentication seam.
+type Authenticator interface {
+	// Authenticate returns the identity for the request or an error. Called
+	// only on routes with auth required/optional. Errors that are
+	// *HTTPError keep their status; any other error is a 500 whose text is
+	// not shown. On a 401 the pipeline adds WWW-Authenticate Basic and
+	// Bearer challenges unless the Authenticator already set one on
+	// ctx.Response. A nil identity with a nil error means anonymous (a 401 on
+	// routes with auth required). ctx and everything read from it must not
+	// be kept after Authenticate returns.
+	Authenticate(ctx *fasthttp.RequestCtx, route *Route) (*authn.Identity, error)
+}
+
+// Options are the collaborators of a Proxy.
+type Options struct {
+	Logger        *zap.Logger           // nil: zap.NewNop()
+	Registerer    prometheus.Registerer // nil: no metrics registered
+	Authenticator Authenticator         // nil: auth required → 401, optional → anonymous
+	// Extra are exact raw paths served by keygate itself before routing
+	// (after the framing, Host and duplicate-Authorization checks).
+	Extra map[string]fasthttp.RequestHandler
+}
+
+// Proxy is the public listener's handler pipeline. It is safe for
+// concurrent use.
+type Proxy struct {
+	cfg     *configs.Config
+	log     *zap.Logger
+	authr   Authenticator
+	extra   map[string]fasthttp.RequestHandler
+	routes  []*Route
+	router  *router
+	san     sanitizer
+	trusted []netip.Prefix
+
+	ridName                                          []byte
+	hUser, hAccount, hRoles, hMethod, hKeyID, hKeyNm []byte
+	wwwBasic, wwwBearer                              string
+
+	noRoute   *routeMetrics
+	accessLog bool
+	sample    uint64
+	seq       atomic.Uint64
+
+	maxConns int
+	pool     sync.Pool
+	serverMu sync.Mutex
+	server   *fasthttp.Server
+}
+
+// New compiles cfg into a Proxy. It reports every configuration problem it
+// finds at once. Metrics are registered on opts.Registerer (if any).
+func New(cfg *configs.Config, opts Options) (*Proxy, error) {
+	if cfg == nil {
+		return nil, errors.New("proxy: nil config")
+	}
+	p := &Proxy{
+		cfg:       cfg,
+		log:       opts.Logger,
+		authr:     opts.Authenticator,
+		extra:     opts.Extra,
+		accessLog: cfg.Log.Access,
+		sample:    uint64(max(cfg.Log.AccessSample, 1)),
+		maxConns:  cfg.Limits.Concurrency,
+	}
+	if p.log == nil {
+		p.log = zap.NewNop()
+	}
+	p.pool.New = func() any { return new(scratch) }
+	var errs []error
+
+	h := cfg.Headers
+	name := func(v, def string) []byte {
+		if strings.TrimSpace(v) == "" {
+			v = def
+		}
+		return []byte(v)
+	}
+	p.ridName = name(h.RequestID, "X-Request-Id")
+	p.hUser = name(h.User, "X-Auth-User")
+	p.hAccount = name(h.Account, "X-Auth-Account")
+	p.hRoles = name(h.Roles, "X-Auth-Roles")
+	p.hMethod = name(h.Method, "X-Auth-Method")
+	p.hKeyID = name(h.KeyID, "X-Auth-Key-Id")
+	p.hKeyNm = name(h.KeyName, "X-Auth-Key-Name")
+	for _, n := range [][]byte{p.ridName, p.hUser, p.hAccount, p.hRoles, p.hMethod, p.hKeyID, p.hKeyNm} {
+		if !validHeaderName(n) {
+			errs = append(errs, fmt.Errorf("headers: %q is not a valid header name", n))
+		}
+	}
+	for _, n := range [][]byte{p.hUser, p.hAccount, p.hRoles, p.hMethod, p.hKeyID, p.hKeyNm} {
+		p.san.identity = append(p.san.identity, normalizeName(string(n)))
+	}
+	if normHasPrefix(p.ridName, identityPrefix) || normEqual(p.ridName, normalizeName(string(p.hUser))) {
+		errs = append(errs, errors.New("headers.request_id must not look like an identity header"))
+	}
+	realm := cfg.Auth.Realm
+	if realm == "" {
+		realm = "keygate"
+	}
+	realm = strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(realm)
+	p.wwwBasic = `Basic realm="` + realm + `"`
+	p.wwwBearer = `Bearer realm="` + realm + `"`
+
+	for i, s := range cfg.TrustedProxies {
+		s = strings.TrimSpace(s)
+		if pf, err := netip.ParsePrefix(s); err == nil {
+			p.trusted = append(p.trusted, pf.Masked())
+		} else if a, err := netip.ParseAddr(s); err == nil {
+			a = a.Unmap()
+			p.trusted = append(p.trusted, netip.PrefixFrom(a, a.BitLen()))
+		} else {
+			errs = append(errs, fmt.Errorf("trusted_proxies[%d]: %q is not an IP or CIDR", i, s))
+		}
+	}
+
+	var reqs *prometheus.CounterVec
+	var dur, up *prometheus.HistogramVec
+	if opts.Registerer != nil {
+		reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_requests_total", Help: "Requests on the public listener by route and status code.",
+		}, []string{"route", "code"})
+		dur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "keygate_request_duration_seconds", Help: "Time to answer a request on the public listener.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route"})
+		up = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "keygate_upstream_duration_seconds", Help: "Time the upstream took to answer.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route"})
+		for _, c := range []prometheus.Collector{reqs, dur, up} {
+			if err := opts.Registerer.Register(c); err != nil {
+				errs = append(errs, fmt.Errorf("metrics: %w", err))
+			}
+		}
+	}
+
+	names := map[string]bool{}
+	for i := range cfg.Routes {
+		rc := &cfg.Routes[i]
+		if rc.Name == "" {
+			errs = append(errs, fmt.Errorf("routes[%d]: name is required", i))
+		} else if names[rc.Name] {
+			errs = append(errs, fmt.Errorf("routes[%d]: duplicate name %q", i, rc.Name))
+		}
+		names[rc.Name] = true
+		r, err := compileRoute(i, rc)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		p.routes = append(p.routes, r)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("proxy: invalid configuration: %w", errors.Join(errs...))
+	}
+	if reqs != nil {
+		p.noRoute = newRouteMetrics("", reqs, dur, up)
+		for _, r := range p.routes {
+			r.m = newRouteMetrics(r.Name, reqs, dur, up)
+		}
+	}
+	p.router = newRouter(p.routes)
+	return p, nil
+}
+
+// validHost reports whether a Host header value has only the characters of
+// a host name, an IP literal and a port (RFC 3986 reg-name, IP-literal, port).
+func validHost(h []byte) bool {
+	for _, c := range h {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._~:[]!$&'()*+,;=%", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func validHeaderName(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Routes returns the compiled routes in configuration order (read-only).
+func (p *Proxy) Routes() []*Route { return p.routes }
+
+// Close closes idle upstream connections. In-flight requests finish.
+func (p *Proxy) Close() {
+	for _, r := range p.routes {
+		for _, hc := range r.clients {
+			hc.CloseIdleConnections()
+		}
+	}
+}
+
+// Handler is the whole pipeline (order in the package documentation). Every
+// answer, including errors, carries the request id header.
+func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	s := p.pool.Get().(*scratch)
+	s.reset()
+
+	// Request id first, so every answer carries it.
+	if v := ctx.Request.Header.PeekBytes(p.ridName); validRequestID(v) {
+		s.rid = append(s.rid, v...)
+	} else {
+		s.rid = appendNewRequestID(s.rid, s)
+	}
+
+	sampled := p.accessLog && (p.sample == 1 || p.seq.Add(1)%p.sample == 0)
+	if sampled {
+		// The path as the client sent it (serve rewrites the URI).
+		t := ctx.Request.Header.RequestURI()
+		if i := indexByte(t, '?'); i >= 0 {
+			t = t[:i]
+		}
+		s.path = append(s.path, t[:min(len(t), 2048)]...)
+	}
+
+	route, ident, err := p.serve(ctx, s)
+	if err != nil {
+		p.writeErr(ctx, s, err)
+	}
+	ctx.Response.Header.SetBytesKV(p.ridName, s.rid)
+	if s.close {
+		ctx.SetConnectionClose()
+	}
+
+	status := ctx.Response.StatusCode()
+	m := p.noRoute
+	if route != nil {
+		m = route.m
+	}
+	if m != nil {
+		m.counter(status).Inc()
+		m.duration.Observe(time.Since(start).Seconds())
+	}
+	if sampled {
+		p.logAccess(ctx, s, route, ident, status, time.Since(start))
+	}
+	p.pool.Put(s)
+}
+
+// writeErr answers err as JSON, with WWW-Authenticate on 401.
+func (p *Proxy) writeErr(ctx *fasthttp.RequestCtx, s *scratch, err error) {
+	var he *HTTPError
+	if errors.As(err, &he) {
+		switch he.Status {
+		case fasthttp.StatusUnauthorized:
+			// An Authenticator may have set its own challenge (e.g.
+			// error="invalid_token"); otherwise offer both schemes.
+			if len(ctx.Response.Header.Peek(fasthttp.HeaderWWWAuthenticate)) == 0 {
+				ctx.Response.Header.Add(fasthttp.HeaderWWWAuthenticate, p.wwwBasic)
+				ctx.Response.Header.Add(fasthttp.HeaderWWWAuthenticate, p.wwwBearer)
+			}
+		case fasthttp.StatusBadRequest:
+			// The framing of what follows on this connection may be
+			// ambiguous: never read another request from it.
+			s.close = true
+		}
+	} else {
+		p.log.Error("proxy: internal error", zap.Error(err))
+	}
+	WriteError(ctx, err)
+}
+
+// logAccess writes one access log line. Every field is copied out of ctx.
+func (p *Proxy) logAccess(ctx *fasthttp.RequestCtx, s *scratch, r *Route, id *authn.Identity, status int, d time.Duration) {
+	routeName, user := "", ""
+	if r != nil {
+		routeName = r.Name
+	}
+	if id != nil {
+		user = id.Username
+	}
+	p.log.Info("access",
+		zap.String("method", string(ctx.Method())),
+		zap.String("path", string(s.path)),
+		zap.Int("status", status),
+		zap.Duration("duration", d),
+		zap.String("route", routeName),
+		zap.String("request_id", string(s.rid)),
+		zap.String("user", user),
+		zap.String("remote", ctx.RemoteIP().String()),
+	)
+}
+
+// serve runs the pipeline up to and including the upstream call. It returns
+// the matched route (nil if none), the identity (nil if anonymous) and the
+// error to answer with, if any.
+func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Identity, error) {
+	req := &ctx.Request
+	// 1. Framing and duplicates fasthttp lets through.
+	if err := checkRawHeaders(req.Header.RawHeaders()); err != nil {
+		return nil, nil, err
+	}
+	if host := req.Header.Host(); len(host) == 0 && req.Header.IsHTTP11() || !validHost(host) {
+		return nil, nil, ErrBadHost
+	}
+
+	// 2. Request target: origin-form only ("*" only for OPTIONS).
+	target := req.Header.RequestURI()
+	if len(target) == 1 && target[0] == '*' {
+		if req.Header.IsOptions() {
+			ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+			ctx.SetStatusCode(fasthttp.StatusNoContent)
+			return nil, nil, nil
+		}
+		return nil, nil, ErrBadPath
+	}
+	path, query, hasQuery, err := splitTarget(target)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.extra != nil {
+		if h, ok := p.extra[string(path)]; ok {
+			h(ctx)
+			return nil, nil, nil
+		}
+	}
+
+	// 3. Route on exactly the path that is forwarded.
+	route := p.router.match(req.Header.Host(), path)
+	if route == nil {
+		return nil, nil, ErrNotFound
+	}
+	if !route.allowsMethod(req.Header.Method()) {
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, route.allow)
+		return route, nil, ErrMethodNotAllowed
+	}
+
+	// 4. Header hygiene: strip first.
+	peer := peerAddr(ctx)
+	trusted := p.isTrusted(peer)
+	p.san.sanitizeRequest(&req.Header, s, trusted)
+
+	// 5. Authentication seam.
+	var ident *authn.Identity
+	if route.Auth != configs.AuthNone {
+		if p.authr != nil {
+			if ident, err = p.authr.Authenticate(ctx, route); err != nil {
+				return route, nil, err
+			}
+		}
+		if ident == nil && route.Auth == configs.AuthRequired {
+			return route, nil, ErrUnauthorized
+		}
+		if ident != nil && len(route.Roles) > 0 && !hasAnyRole(ident.Roles, route.Roles) {
+			return route, ident, ErrForbidden
+		}
+	}
+
+	// 6. Inject last. The body has been read whole: no Expect upstream.
+	req.Header.Del(fasthttp.HeaderExpect)
+	if !route.ForwardAuthorization {
+		req.Header.Del(fasthttp.HeaderAuthorization)
+	}
+	if ident != nil {
+		p.inject(&req.Header, ident)
+	}
+	req.Header.DelBytes(p.ridName)
+	req.Header.SetBytesKV(p.ridName, s.rid)
+	p.setForwarded(ctx, s, peer, trusted)
+
+	// 7. Outgoing URI: the matched raw path minus strip_prefix, raw query.
+	fwd := path
+	if route.StripPrefix != "" && hasSegmentPrefix(path, route.StripPrefix) {
+		fwd = path[len(route.StripPrefix):]
+	}
+	if len(fwd) == 0 {
+		s.uri = append(s.uri, '/')
+	} else {
+		s.uri = append(s.uri, fwd...)
+	}
+	if hasQuery && len(query) > 0 {
+		s.uri = append(s.uri, '?')
+		s.uri = append(s.uri, query...)
+	}
+	req.SetRequestURIBytes(s.uri)
+	u := req.URI()
+	u.DisablePathNormalizing = true
+	u.SetSchemeBytes(route.scheme)
+	req.UseHostHeader = true
+	if len(req.Header.Host()) == 0 { // HTTP/1.0 without Host
+		req.Header.SetHostBytes(route.defaultHost)
+		u.SetHostBytes(route.defaultHost)
+	}
+
+	// 8. Forward.
+	upStart := time.Now()
+	err = route.lb.DoDeadline(req, &ctx.Response, upStart.Add(route.Timeout))
+	if route.m != nil {
+		route.m.upstream.Observe(time.Since(upStart).Seconds())
+	}
+	if err != nil {
+		ctx.Response.Reset()
+		return route, ident, p.upstreamError(route, err)
+	}
+	sanitizeResponse(&ctx.Response.Header, s)
+	ctx.Response.Header.DelBytes(p.ridName)
+	return route, ident, nil
+}
+
+// upstreamError maps a client error to 502/503/504 and logs it without
+// request content.
+func (p *Proxy) upstreamError(r *Route, err error) error {
+	var out *HTTPError
+	var ne net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
+		errors.As(err, &ne) && ne.Timeout():
+		out = ErrUpstreamTimeout
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		out = ErrUpstreamBusy
+	case errors.Is(err, fasthttp.ErrNoAvailableClients):
+		out = errNoAvailableClient
+	default:
+		out = ErrBadGateway
+	}
+	p.log.Warn("proxy: upstream error", zap.String("route", r.Name), zap.Int("status", out.Status), zap.String("error", err.Error()))
+	return out
+}
+
+func (p *Proxy) inject(h *fasthttp.RequestHeader, id *authn.Identity) {
+	h.SetBytesKV(p.hUser, s2b(id.Username))
+	h.SetBytesKV(p.hAccount, s2b(id.Account))
+	h.SetBytesKV(p.hRoles, s2b(id.RolesHeader))
+	h.SetBytesKV(p.hMethod, s2b(id.Method.String()))
+	if id.Method == authn.MethodAPIKey {
+		h.SetBytesKV(p.hKeyID, s2b(id.KeyID))
+		h.SetBytesKV(p.hKeyNm, s2b(id.KeyName))
+	}
+}
+
+var (
+	hdrXFF   = []byte("X-Forwarded-For")
+	hdrXFP   = []byte("X-Forwarded-Proto")
+	hdrXFH   = []byte("X-Forwarded-Host")
+	strHTTP  = []byte("http")
+	strHTTPS = []byte("https")
+)
+
+// setForwarded sets X-Forwarded-For/-Proto/-Host. From a trusted peer the
+// client's XFF (collected by the sanitizer) gets the peer appended and its
+// -Proto/-Host are kept when present; otherwise they are keygate's own.
+func (p *Proxy) setForwarded(ctx *fasthttp.RequestCtx, s *scratch, peer netip.Addr, trusted bool) {
+	h := &ctx.Request.Header
+	s.ip = peer.AppendTo(s.ip[:0])
+	if trusted && len(s.xff) > 0 {
+		s.xff = append(s.xff, ", "...)
+		s.xff = append(s.xff, s.ip...)
+		h.SetBytesKV(hdrXFF, s.xff)
+	} else {
+		h.SetBytesKV(hdrXFF, s.ip)
+	}
+	if !trusted || len(h.PeekBytes(hdrXFP)) == 0 {
+		h.DelBytes(hdrXFP)
+		if ctx.IsTLS() {
+			h.SetBytesKV(hdrXFP, strHTTPS)
+		} else {
+			h.SetBytesKV(hdrXFP, strHTTP)
+		}
+	}
+	if !trusted || len(h.PeekBytes(hdrXFH)) == 0 {
+		h.DelBytes(hdrXFH)
+		h.SetBytesKV(hdrXFH, h.Host())
+	}
+}
+
+// peerAddr is the IP of the TCP peer (unmapped), or the zero Addr.
+func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	ip, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	return ip.Unmap()
+}
+
+func (p *Proxy) isTrusted(a netip.Addr) bool {
+	if !a.IsValid() {
+		return false
+	}
+	for _, pf := range p.trusted {
+		if pf.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasAnyRole(have, want []string) bool {
+	for _, w := range want {
+		for _, h := range have {
+			if h == w {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,348 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/keygate/keygate/configs"
+)
+
+// Upstream client defaults; every timeout is explicit.
+const (
+	defaultRouteTimeout    = 30 * time.Second
+	upstreamDialTimeout    = 3 * time.Second
+	upstreamWriteTimeout   = 30 * time.Second
+	upstreamIdleConn       = 4 * time.Second // below common upstream keep-alive timeouts (Node: 5 s)
+	upstreamConnWait       = 2 * time.Second
+	upstreamMaxConns       = 1024
+	upstreamReadBufferSize = 16 << 10
+)
+
+// Route is a compiled route: everything the request path needs, built once by
+// New. Routes are read-only after New; an Authenticator may read them.
+type Route struct {
+	Name                 string
+	Host                 string // lowercase, no port; "" matches any host
+	PathPrefix           string // no trailing '/', except "/"
+	Auth                 string // configs.AuthRequired | AuthOptional | AuthNone
+	Roles                []string
+	Methods              []string // upper case; empty: all
+	Timeout              time.Duration
+	StripPrefix          string // no trailing '/'; "" keeps the path
+	ForwardAuthorization bool
+	Upstreams            []string
+
+	allow       string // Allow header value for 405
+	defaultHost []byte // Host sent upstream when the client sent none (HTTP/1.0)
+	scheme      []byte // "http" | "https"
+	lb          *fasthttp.LBClient
+	clients     []*fasthttp.HostClient
+	m           *routeMetrics
+}
+
+// compileRoute validates and compiles one configured route. Errors name the
+// route and the field, never a secret.
+func compileRoute(i int, rc *configs.Route) (*Route, error) {
+	var errs []error
+	bad := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("routes[%d] (%s): "+format, append([]any{i, rc.Name}, a...)...))
+	}
+	r := &Route{
+		Name:                 rc.Name,
+		Host:                 strings.TrimSuffix(strings.ToLower(rc.Host), "."),
+		Auth:                 rc.Auth,
+		Roles:                slices.Clone(rc.Roles),
+		Timeout:              rc.Timeout.D(),
+		ForwardAuthorization: rc.ForwardAuthorization,
+		Upstreams:            slices.Clone(rc.Upstreams),
+	}
+	if r.Auth == "" {
+		r.Auth = configs.AuthRequired
+	}
+	switch r.Auth {
+	case configs.AuthRequired, configs.AuthOptional, configs.AuthNone:
+	default:
+		bad("auth must be required, optional or none, got %q", rc.Auth)
+	}
+	if r.Timeout <= 0 {
+		r.Timeout = defaultRouteTimeout
+	}
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		r.Host = h
+	}
+	var err error
+	if r.PathPrefix, err = cleanPrefix(rc.PathPrefix, "/"); err != nil {
+		bad("path_prefix: %v", err)
+	}
+	if r.StripPrefix, err = cleanPrefix(rc.StripPrefix, ""); err != nil {
+		bad("strip_prefix: %v", err)
+	}
+	if r.StripPrefix == "/" {
+		r.StripPrefix = ""
+	}
+	for _, m := range rc.Methods {
+		m = strings.ToUpper(strings.TrimSpace(m))
+		if m == "" || strings.ContainsFunc(m, func(c rune) bool { return c < 'A' || c > 'Z' }) {
+			bad("invalid method %q", m)
+			continue
+		}
+		if !slices.Contains(r.Methods, m) {
+			r.Methods = append(r.Methods, m)
+		}
+	}
+	r.allow = strings.Join(r.Methods, ", ")
+	if len(rc.Upstreams) == 0 {
+		bad("no upstreams")
+	}
+	for _, u := range rc.Upstreams {
+		hc, scheme, err := newHostClient(u, r.Timeout)
+		if err != nil {
+			bad("upstream %q: %v", redactURL(u), err)
+			continue
+		}
+		if r.scheme != nil && string(r.scheme) != scheme {
+			bad("upstreams mix http and https")
+			continue
+		}
+		r.scheme = []byte(scheme)
+		if r.defaultHost == nil {
+			r.defaultHost = []byte(hc.Addr)
+		}
+		r.clients = append(r.clients, hc)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	lb := &fasthttp.LBClient{Timeout: r.Timeout}
+	for _, hc := range r.clients {
+		lb.Clients = append(lb.Clients, hc)
+	}
+	r.lb = lb
+	return r, nil
+}
+
+// cleanPrefix checks a configured prefix and drops a trailing '/'.
+func cleanPrefix(p, def string) (string, error) {
+	if p == "" {
+		return def, nil
+	}
+	if !validPath([]byte(p)) || strings.ContainsAny(p, "?%") {
+		return "", fmt.Errorf("%q must be a plain absolute path", p)
+	}
+	if len(p) > 1 {
+		p = strings.TrimSuffix(p, "/")
+	}
+	return p, nil
+}
+
+// redactURL drops userinfo so no password reaches an error message.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable)"
+	}
+	u.User = nil
+	return u.String()
+}
+
+// newHostClient builds the pool for one upstream base URL.
+func newHostClient(raw string, timeout time.Duration) (*fasthttp.HostClient, string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, "", errors.New("not a URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, "", errors.New("scheme must be http or https")
+	}
+	if u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return nil, "", errors.New("must be scheme://host[:port] with no path, query or credentials")
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		if u.Scheme == "https" {
+			addr = net.JoinHostPort(u.Hostname(), "443")
+		} else {
+			addr = net.JoinHostPort(u.Hostname(), "80")
+		}
+	}
+	hc := &fasthttp.HostClient{
+		Addr: addr,
+		Dial: func(a string) (net.Conn, error) {
+			return fasthttp.DialTimeout(a, upstreamDialTimeout)
+		},
+		IsTLS:                         u.Scheme == "https",
+		ReadTimeout:                   timeout,
+		WriteTimeout:                  upstreamWriteTimeout,
+		MaxIdleConnDuration:           upstreamIdleConn,
+		MaxConnWaitTimeout:            upstreamConnWait,
+		MaxConns:                      upstreamMaxConns,
+		ReadBufferSize:                upstreamReadBufferSize,
+		NoDefaultUserAgentHeader:      true,
+		DisablePathNormalizing:        true,
+		DisableHeaderNamesNormalizing: false,
+		SecureErrorLogMessage:         true,
+		// One retry, and only for requests that are safe to repeat and
+		// only when the connection failed before any response (stale
+		// keep-alive connection). Never for POST, PATCH, ...
+		MaxIdemponentCallAttempts: 2,
+		RetryIfErr: func(req *fasthttp.Request, _ int, err error) (bool, bool) {
+			var nothing fasthttp.ErrNothingRead
+			return false, safeMethod(req.Header.Method()) &&
+				(errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed) || errors.As(err, &nothing))
+		},
+	}
+	return hc, u.Scheme, nil
+}
+
+func safeMethod(m []byte) bool {
+	switch string(m) {
+	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodOptions:
+		return true
+	}
+	return false
+}
+
+// allowsMethod reports whether the route accepts method m.
+func (r *Route) allowsMethod(m []byte) bool {
+	if len(r.Methods) == 0 {
+		return true
+	}
+	for _, x := range r.Methods {
+		if x == string(m) {
+			return true
+		}
+	}
+	return false
+}
+
+// router holds the routes in match order.
+type router struct {
+	hosted []*Route // routes with a Host, longest prefix first
+	any    []*Route // routes without a Host, longest prefix first
+}
+
+func newRouter(routes []*Route) *router {
+	rt := &router{}
+	for _, r := range routes {
+		if r.Host != "" {
+			rt.hosted = append(rt.hosted, r)
+		} else {
+			rt.any = append(rt.any, r)
+		}
+	}
+	byLen := func(a, b *Route) int { return len(b.PathPrefix) - len(a.PathPrefix) }
+	slices.SortStableFunc(rt.hosted, byLen)
+	slices.SortStableFunc(rt.any, byLen)
+	return rt
+}
+
+// match returns the route for host (raw Host header: any case, optional port)
+// and the raw path, or nil. Routes with a matching Host win over routes
+// without one; within each group the longest prefix wins.
+func (rt *router) match(host, path []byte) *Route {
+	if len(rt.hosted) > 0 {
+		h := hostOnly(host)
+		for _, r := range rt.hosted {
+			if len(h) == len(r.Host) && asciiEqualFold(h, r.Host) && hasSegmentPrefix(path, r.PathPrefix) {
+				return r
+			}
+		}
+	}
+	for _, r := range rt.any {
+		if hasSegmentPrefix(path, r.PathPrefix) {
+			return r
+		}
+	}
+	return nil
+}
+
+// hostOnly strips the port (and the brackets of an IPv6 literal) and a
+// trailing dot from a Host header value. The result aliases h.
+func hostOnly(h []byte) []byte {
+	if len(h) > 0 && h[0] == '[' {
+		if i := indexByte(h, ']'); i > 0 {
+			return h[1:i]
+		}
+		return h
+	}
+	if i := indexByte(h, ':'); i >= 0 {
+		h = h[:i]
+	}
+	if len(h) > 0 && h[len(h)-1] == '.' {
+		h = h[:len(h)-1]
+	}
+	return h
+}
+
+func indexByte(b []byte, c byte) int {
+	for i := range b {
+		if b[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// asciiEqualFold compares b and s ignoring ASCII case.
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		if lower(b[i]) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// routeMetrics are one route's metric children, built at start-up.
+type routeMetrics struct {
+	vec      *prometheus.CounterVec
+	name     string
+	codes    [600]atomic.Pointer[prometheus.Counter]
+	duration prometheus.Observer
+	upstream prometheus.Observer
+}
+
+var commonCodes = []int{200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 405, 408, 413, 431, 500, 502, 503, 504}
+
+func newRouteMetrics(name string, reqs *prometheus.CounterVec, dur, up *prometheus.HistogramVec) *routeMetrics {
+	m := &routeMetrics{vec: reqs, name: name}
+	m.duration = dur.WithLabelValues(name)
+	m.upstream = up.WithLabelValues(name)
+	for _, c := range commonCodes {
+		m.counter(c)
+	}
+	return m
+}
+
+// counter returns the child for code, creating it once.
+func (m *routeMetrics) counter(code int) prometheus.Counter {
+	if code < 100 || code >= len(m.codes) {
+		code = 500
+	}
+	if c := m.codes[code].Load(); c != nil {
+		return *c
+	}
+	c := m.vec.WithLabelValues(m.name, fmt.Sprint(code))
+	m.codes[code].CompareAndSwap(nil, &c)
+	return c
+}

@@ -1,0 +1,185 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+)
+
+// Server returns the fasthttp server for the public listener, built once:
+// Handler, body and header limits, timeouts, Concurrency and an error
+// handler that answers JSON (413 body too large, 431 header too large, 408
+// read timeout, 400 anything malformed). Request bodies are read whole
+// (bounded by limits.max_body) before the handler runs; see the package
+// notes for why they are not streamed.
+//
+// fasthttp answers connections over Concurrency itself with a text/plain
+// 503; Serve wraps the listener so those get the JSON 503 instead.
+func (p *Proxy) Server() *fasthttp.Server {
+	p.serverMu.Lock()
+	defer p.serverMu.Unlock()
+	if p.server != nil {
+		return p.server
+	}
+	l := p.cfg.Limits
+	s := &fasthttp.Server{
+		Handler:                      p.Handler,
+		ErrorHandler:                 p.errorHandler,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		DisablePreParseMultipartForm: true,
+		SecureErrorLogMessage:        true,
+		CloseOnShutdown:              true,
+		MaxRequestBodySize:           int(l.MaxBody),
+		ReadBufferSize:               int(l.MaxHeader),
+		ReadTimeout:                  l.ReadTimeout.D(),
+		WriteTimeout:                 l.WriteTimeout.D(),
+		IdleTimeout:                  l.IdleTimeout.D(),
+		Concurrency:                  l.Concurrency,
+		Logger:                       fasthttpLogger{p.log},
+	}
+	// Unset means unlimited in fasthttp: never leave a limit unset.
+	if s.ReadTimeout <= 0 {
+		s.ReadTimeout = 30 * time.Second
+	}
+	if s.WriteTimeout <= 0 {
+		s.WriteTimeout = 30 * time.Second
+	}
+	if s.IdleTimeout <= 0 {
+		s.IdleTimeout = 60 * time.Second
+	}
+	if s.Concurrency <= 0 {
+		s.Concurrency = 10000
+	}
+	if s.MaxRequestBodySize <= 0 {
+		s.MaxRequestBodySize = 10 << 20
+	}
+	if s.ReadBufferSize <= 0 {
+		s.ReadBufferSize = 16 << 10
+	}
+	p.server = s
+	return s
+}
+
+// Serve serves the pipeline on ln until the server is shut down. With TLS
+// configured it serves TLS with the configured certificate. Connections over
+// limits.concurrency get a JSON 503 and are closed (TLS: closed).
+func (p *Proxy) Serve(ln net.Listener) error {
+	s := p.Server()
+	limit := p.maxConns
+	if limit <= 0 {
+		limit = s.Concurrency
+	}
+	if limit > 0 {
+		// The listener enforces the limit; fasthttp's own bound is kept a
+		// little higher so the few microseconds between a connection's
+		// Close and its worker going idle never produce its text 503.
+		p.serverMu.Lock()
+		s.Concurrency = limit + limit/8 + 8
+		p.serverMu.Unlock()
+	}
+	if p.cfg.TLS.Enabled() {
+		ln = &limitListener{Listener: ln, max: int64(limit), silent: true}
+		return s.ServeTLS(ln, p.cfg.TLS.CertFile, p.cfg.TLS.KeyFile)
+	}
+	ln = &limitListener{Listener: ln, max: int64(limit)}
+	return s.Serve(ln)
+}
+
+// errorHandler answers requests fasthttp could not read.
+func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
+	var sb *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	out := ErrBadRequest
+	switch {
+	case errors.As(err, &sb):
+		out = ErrHeaderTooLarge
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		out = ErrBodyTooLarge
+	case errors.As(err, &ne) && ne.Timeout():
+		out = ErrRequestTimeout
+	}
+	ctx.Response.Reset()
+	WriteError(ctx, out)
+	s := p.pool.Get().(*scratch)
+	s.reset()
+	s.rid = appendNewRequestID(s.rid, s)
+	ctx.Response.Header.SetBytesKV(p.ridName, s.rid)
+	p.pool.Put(s)
+	if p.noRoute != nil {
+		p.noRoute.counter(out.Status).Inc()
+	}
+}
+
+// fasthttpLogger sends fasthttp's own messages to zap at debug level
+// (SecureErrorLogMessage keeps request content out of them).
+type fasthttpLogger struct{ l *zap.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	if ce := f.l.Check(zap.DebugLevel, "fasthttp"); ce != nil {
+		ce.Write(zap.String("detail", sprintf(format, args...)))
+	}
+}
+
+// limitListener bounds the number of open connections; over the bound a
+// connection gets a JSON 503 (unless silent) and is closed.
+type limitListener struct {
+	net.Listener
+	max    int64
+	silent bool
+	open   atomic.Int64
+}
+
+var overloadedResponse = []byte("HTTP/1.1 503 Service Unavailable\r\n" +
+	"Content-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+	itoa(len(overloadedBody)) + "\r\n\r\n" + overloadedBody)
+
+const overloadedBody = `{"error":{"code":"overloaded","message":"too many concurrent connections"}}`
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.max <= 0 {
+			return c, nil
+		}
+		if l.open.Add(1) > l.max {
+			l.open.Add(-1)
+			if !l.silent {
+				_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				_, _ = c.Write(overloadedResponse)
+			}
+			_ = c.Close()
+			continue
+		}
+		return &limitConn{Conn: c, l: l}, nil
+	}
+}
+
+type limitConn struct {
+	net.Conn
+	l      *limitListener
+	closed atomic.Bool
+}
+
+func (c *limitConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.l.open.Add(-1)
+	}
+	return c.Conn.Close()
+}
+
+func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
