@@ -1,0 +1,415 @@
+package store
+
+import (
+	"encoding/base64"
+	"fmt"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits shared by every implementation, so that both stores accept and
+// reject exactly the same inputs.
+const (
+	// MaxNameLen bounds account names, usernames and key names, in bytes.
+	MaxNameLen = 255
+	// MaxDescriptionLen bounds a key description, in bytes.
+	MaxDescriptionLen = 1024
+	// MaxRoleLen bounds one role name, in bytes.
+	MaxRoleLen = 64
+	// MaxRoles bounds the number of roles of a user or key.
+	MaxRoles = 64
+	// MaxIDLen is the longest API key id (base62).
+	MaxIDLen = 32
+	// MaxHashLen bounds a stored key hash or password hash, in bytes.
+	MaxHashLen = 1024
+	// DefaultPageLimit and MaxPageLimit bound a ListAPIKeys page.
+	DefaultPageLimit = 100
+	MaxPageLimit     = 1000
+)
+
+// validName checks the rules common to every name: 1–255 bytes, valid UTF-8,
+// no control characters, no leading or trailing white space. The returned
+// message never repeats the value (it may be attacker-controlled).
+func validName(kind, name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%s is empty: %w", kind, ErrInvalid)
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("%s is longer than %d bytes: %w", kind, MaxNameLen, ErrInvalid)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%s is not valid UTF-8: %w", kind, ErrInvalid)
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return fmt.Errorf("%s contains a control character: %w", kind, ErrInvalid)
+		}
+	}
+	first, _ := utf8.DecodeRuneInString(name)
+	last, _ := utf8.DecodeLastRuneInString(name)
+	if unicode.IsSpace(first) || unicode.IsSpace(last) {
+		return fmt.Errorf("%s starts or ends with white space: %w", kind, ErrInvalid)
+	}
+	return nil
+}
+
+// validPathName adds the rules for names that appear in admin API paths and
+// Basic credentials: no '/', no ':' (RFC 7617 forbids ':' in a user-id), and
+// not "." or "..".
+func validPathName(kind, name string) error {
+	if err := validName(kind, name); err != nil {
+		return err
+	}
+	if name == "." || name == ".." {
+		return fmt.Errorf("%s may not be \".\" or \"..\": %w", kind, ErrInvalid)
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] == '/' || name[i] == ':' {
+			return fmt.Errorf("%s contains %q: %w", kind, name[i], ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// ValidateAccountName checks an account name: 1–255 bytes of UTF-8, no
+// control characters, no leading or trailing white space, no '/' or ':', not
+// "." or "..". Errors wrap ErrInvalid.
+func ValidateAccountName(name string) error { return validPathName("account name", name) }
+
+// ValidateUsername checks a username with the same rules as
+// ValidateAccountName: usernames appear in paths and in Basic credentials.
+func ValidateUsername(name string) error { return validPathName("username", name) }
+
+// ValidateKeyName checks an API key name: 1–255 bytes of UTF-8, no control
+// characters, no leading or trailing white space.
+func ValidateKeyName(name string) error { return validName("key name", name) }
+
+// ValidateDescription checks a key description: at most 1024 bytes of UTF-8,
+// no control characters other than tab and newline. Empty is fine.
+func ValidateDescription(d string) error {
+	if len(d) > MaxDescriptionLen {
+		return fmt.Errorf("description is longer than %d bytes: %w", MaxDescriptionLen, ErrInvalid)
+	}
+	if !utf8.ValidString(d) {
+		return fmt.Errorf("description is not valid UTF-8: %w", ErrInvalid)
+	}
+	for _, r := range d {
+		if r != '\t' && r != '\n' && unicode.IsControl(r) {
+			return fmt.Errorf("description contains a control character: %w", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// ValidateState checks s is StateEnabled or StateDisabled.
+func ValidateState(s State) error {
+	if s != StateEnabled && s != StateDisabled {
+		return fmt.Errorf("state must be %q or %q: %w", StateEnabled, StateDisabled, ErrInvalid)
+	}
+	return nil
+}
+
+// ValidateUserType checks t is one of the user types.
+func ValidateUserType(t UserType) error {
+	switch t {
+	case TypeAdmin, TypeAccountAdmin, TypeUser:
+		return nil
+	}
+	return fmt.Errorf("user type must be %q, %q or %q: %w", TypeAdmin, TypeAccountAdmin, TypeUser, ErrInvalid)
+}
+
+// ValidRole reports whether r is a role token: 1–64 bytes of [A-Za-z0-9_.:-].
+func ValidRole(r string) bool {
+	if r == "" || len(r) > MaxRoleLen {
+		return false
+	}
+	for i := 0; i < len(r); i++ {
+		c := r[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '_' || c == '.' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidateRoles checks every role is a token (ValidRole), there are no
+// duplicates and at most MaxRoles. nil and empty are fine.
+func ValidateRoles(roles []string) error {
+	if len(roles) > MaxRoles {
+		return fmt.Errorf("more than %d roles: %w", MaxRoles, ErrInvalid)
+	}
+	for i, r := range roles {
+		if !ValidRole(r) {
+			return fmt.Errorf("role %d is not a token of 1-%d characters [A-Za-z0-9_.:-]: %w", i, MaxRoleLen, ErrInvalid)
+		}
+		for _, o := range roles[:i] {
+			if o == r {
+				return fmt.Errorf("duplicate role %q: %w", r, ErrInvalid)
+			}
+		}
+	}
+	return nil
+}
+
+// IsBase62ID reports whether id is a well-formed API key id: 1–32 characters
+// of [0-9A-Za-z].
+func IsBase62ID(id string) bool {
+	if id == "" || len(id) > MaxIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// validHash checks a stored hash is present and bounded. The message never
+// contains the hash.
+func validHash(kind string, n int, required bool) error {
+	if required && n == 0 {
+		return fmt.Errorf("%s is empty: %w", kind, ErrInvalid)
+	}
+	if n > MaxHashLen {
+		return fmt.Errorf("%s is longer than %d bytes: %w", kind, MaxHashLen, ErrInvalid)
+	}
+	return nil
+}
+
+// ValidateAccount applies defaults to a new account (State "" becomes
+// enabled, a zero CreatedAt becomes now) and validates it. Both stores call
+// it first in CreateAccount.
+func ValidateAccount(a *Account, now time.Time) error {
+	if a == nil {
+		return fmt.Errorf("nil account: %w", ErrInvalid)
+	}
+	if err := ValidateAccountName(a.Name); err != nil {
+		return err
+	}
+	if a.State == "" {
+		a.State = StateEnabled
+	}
+	if err := ValidateState(a.State); err != nil {
+		return err
+	}
+	if a.CreatedAt.IsZero() {
+		a.CreatedAt = now
+	}
+	return nil
+}
+
+// ValidateNewUser applies defaults to a new user (Type "" becomes user,
+// State "" enabled, Generation 1, CreatedAt and UpdatedAt now when zero) and
+// validates it, including the rule that an admin lives only in AdminAccount.
+// It does not check that the account exists.
+func ValidateNewUser(u *User, now time.Time) error {
+	if u == nil {
+		return fmt.Errorf("nil user: %w", ErrInvalid)
+	}
+	if err := ValidateUsername(u.Username); err != nil {
+		return err
+	}
+	if err := ValidateAccountName(u.Account); err != nil {
+		return err
+	}
+	if u.Type == "" {
+		u.Type = TypeUser
+	}
+	if err := ValidateUserType(u.Type); err != nil {
+		return err
+	}
+	if u.Type == TypeAdmin && u.Account != AdminAccount {
+		return fmt.Errorf("user type %q is allowed only in account %q: %w", TypeAdmin, AdminAccount, ErrInvalid)
+	}
+	if u.State == "" {
+		u.State = StateEnabled
+	}
+	if err := ValidateState(u.State); err != nil {
+		return err
+	}
+	if err := ValidateRoles(u.Roles); err != nil {
+		return err
+	}
+	if err := validHash("password hash", len(u.PasswordHash), false); err != nil {
+		return err
+	}
+	u.Generation = 1
+	if u.CreatedAt.IsZero() {
+		u.CreatedAt = now
+	}
+	u.UpdatedAt = u.CreatedAt
+	return nil
+}
+
+// ValidateUserUpdate validates the non-nil fields of upd. Whether a Type of
+// admin suits the user's account is checked by ApplyUserUpdate.
+func ValidateUserUpdate(upd UserUpdate) error {
+	if upd.PasswordHash != nil {
+		if err := validHash("password hash", len(*upd.PasswordHash), false); err != nil {
+			return err
+		}
+	}
+	if upd.State != nil {
+		if err := ValidateState(*upd.State); err != nil {
+			return err
+		}
+	}
+	if upd.Roles != nil {
+		if err := ValidateRoles(*upd.Roles); err != nil {
+			return err
+		}
+	}
+	if upd.Type != nil {
+		if err := ValidateUserType(*upd.Type); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ApplyUserUpdate validates upd against u and applies it: changed fields,
+// Generation+1 when any field is set, UpdatedAt = now. u is left unchanged on
+// error. It reports whether anything was set.
+func ApplyUserUpdate(u *User, upd UserUpdate, now time.Time) (bool, error) {
+	if err := ValidateUserUpdate(upd); err != nil {
+		return false, err
+	}
+	if upd.Type != nil && *upd.Type == TypeAdmin && u.Account != AdminAccount {
+		return false, fmt.Errorf("user type %q is allowed only in account %q: %w", TypeAdmin, AdminAccount, ErrInvalid)
+	}
+	changed := false
+	if upd.PasswordHash != nil {
+		u.PasswordHash, changed = *upd.PasswordHash, true
+	}
+	if upd.State != nil {
+		u.State, changed = *upd.State, true
+	}
+	if upd.Roles != nil {
+		u.Roles, changed = append([]string(nil), (*upd.Roles)...), true
+	}
+	if upd.Type != nil {
+		u.Type, changed = *upd.Type, true
+	}
+	if changed {
+		u.Generation++
+		u.UpdatedAt = now
+	}
+	return changed, nil
+}
+
+// ValidateNewAPIKey validates a new key (name, description, roles, hash
+// present) and sets CreatedAt to now when zero. ID, Account, RevokedAt and
+// LastUsedAt are the store's to set; the caller ignores what it was given.
+// Whether the expiry is in the past or within the maximum lifetime is the
+// admin API's rule, not the store's.
+func ValidateNewAPIKey(k *APIKey, now time.Time) error {
+	if k == nil {
+		return fmt.Errorf("nil api key: %w", ErrInvalid)
+	}
+	if err := ValidateUsername(k.Username); err != nil {
+		return err
+	}
+	if err := ValidateKeyName(k.Name); err != nil {
+		return err
+	}
+	if err := ValidateDescription(k.Description); err != nil {
+		return err
+	}
+	if err := ValidateRoles(k.Roles); err != nil {
+		return err
+	}
+	if err := validHash("key hash", len(k.Hash), true); err != nil {
+		return err
+	}
+	if k.CreatedAt.IsZero() {
+		k.CreatedAt = now
+	}
+	return nil
+}
+
+// NormalizeKeyFilter validates f and returns it with defaults applied: Status
+// "" becomes KeyActive, Limit 0 becomes DefaultPageLimit and a Limit above
+// MaxPageLimit is capped. It also returns the id the page starts after
+// ("" for the first page). Errors wrap ErrInvalid.
+func NormalizeKeyFilter(f KeyFilter) (KeyFilter, string, error) {
+	switch f.Status {
+	case "":
+		f.Status = KeyActive
+	case KeyActive, KeyExpired, KeyRevoked, StatusAll:
+	default:
+		return f, "", fmt.Errorf("status must be active, expired, revoked or all: %w", ErrInvalid)
+	}
+	switch {
+	case f.Limit < 0:
+		return f, "", fmt.Errorf("negative limit: %w", ErrInvalid)
+	case f.Limit == 0:
+		f.Limit = DefaultPageLimit
+	case f.Limit > MaxPageLimit:
+		f.Limit = MaxPageLimit
+	}
+	after := ""
+	if f.Cursor != "" {
+		var err error
+		if after, err = DecodeCursor(f.Cursor); err != nil {
+			return f, "", err
+		}
+	}
+	return f, after, nil
+}
+
+// MatchKey reports whether k passes the filter's Account, Username, Name and
+// Status at now. f must be normalised.
+func MatchKey(k *APIKey, f KeyFilter, now time.Time) bool {
+	if f.Account != "" && k.Account != f.Account ||
+		f.Username != "" && k.Username != f.Username ||
+		f.Name != "" && k.Name != f.Name {
+		return false
+	}
+	return f.Status == StatusAll || k.Status(now) == f.Status
+}
+
+// cursorPrefix versions the cursor encoding.
+const cursorPrefix = "k1."
+
+// EncodeCursor returns the opaque cursor for a page that ends with key id
+// lastID: base64url of a versioned form of the id.
+func EncodeCursor(lastID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + lastID))
+}
+
+// DecodeCursor returns the key id a cursor made by EncodeCursor names.
+// Anything else is an error wrapping ErrInvalid.
+func DecodeCursor(c string) (string, error) {
+	if len(c) > 64 {
+		return "", fmt.Errorf("cursor too long: %w", ErrInvalid)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(b) <= len(cursorPrefix) || string(b[:len(cursorPrefix)]) != cursorPrefix {
+		return "", fmt.Errorf("malformed cursor: %w", ErrInvalid)
+	}
+	id := string(b[len(cursorPrefix):])
+	if !IsBase62ID(id) {
+		return "", fmt.Errorf("malformed cursor: %w", ErrInvalid)
+	}
+	return id, nil
+}
+
+// PurgeEligible reports whether PurgeAPIKeys(before) removes k at now: the key
+// is revoked or expired, and became so before `before`.
+func PurgeEligible(k *APIKey, before, now time.Time) bool {
+	switch k.Status(now) {
+	case KeyRevoked:
+		end := k.RevokedAt
+		if !k.ExpiresAt.IsZero() && k.ExpiresAt.Before(end) {
+			end = k.ExpiresAt
+		}
+		return end.Before(before)
+	case KeyExpired:
+		return k.ExpiresAt.Before(before)
+	default:
+		return false
+	}
+}
