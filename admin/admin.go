@@ -1,0 +1,203 @@
+// Package admin is keygate's admin listener (DESIGN.md §6): liveness,
+// readiness, Prometheus metrics and (later) the REST API, on a small
+// method + path-segments router.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/store"
+)
+
+// ReadyTimeout bounds the store ping of GET /readyz.
+const ReadyTimeout = time.Second
+
+// Options are the admin server's collaborators.
+type Options struct {
+	// Logger receives operational logs; nil means no logging.
+	Logger *zap.Logger
+	// Gatherer is what GET /metrics exposes. Required.
+	Gatherer prometheus.Gatherer
+	// Store is pinged by GET /readyz. Required.
+	Store store.Store
+}
+
+// Server is the admin listener's handler and routes.
+type Server struct {
+	cfg     *configs.Config
+	log     *zap.Logger
+	store   store.Store
+	router  Router
+	metrics fasthttp.RequestHandler
+}
+
+// New builds the admin server. cfg is read, never modified, and must stay
+// unchanged while the server runs.
+func New(cfg *configs.Config, opts Options) (*Server, error) {
+	if cfg == nil {
+		return nil, errors.New("admin: nil config")
+	}
+	if opts.Gatherer == nil {
+		return nil, errors.New("admin: a metrics gatherer is required")
+	}
+	if opts.Store == nil {
+		return nil, errors.New("admin: a store is required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   log,
+		store: opts.Store,
+		metrics: fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
+			ErrorLog: zap.NewStdLog(log),
+		})),
+	}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	s.router.Handle(fasthttp.MethodGet, "/healthz", s.healthz)
+	s.router.Handle(fasthttp.MethodGet, "/readyz", s.readyz)
+	s.router.Handle(fasthttp.MethodGet, "/metrics", s.handleMetrics)
+}
+
+// Handle adds a route to the admin router (see Router.Handle). Call it before
+// the server starts serving.
+func (s *Server) Handle(method, pattern string, h HandlerFunc) {
+	s.router.Handle(method, pattern, h)
+}
+
+// Handler is the admin listener's request handler.
+func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+	ctx.Response.Header.Set("X-Content-Type-Options", "nosniff")
+	s.router.Serve(ctx)
+}
+
+// Server returns a new fasthttp server for the admin listener, with the
+// limits and timeouts of cfg.Limits.
+func (s *Server) Server() *fasthttp.Server {
+	l := s.cfg.Limits
+	return &fasthttp.Server{
+		Handler:                       s.Handler,
+		Name:                          "keygate",
+		ReadTimeout:                   l.ReadTimeout.D(),
+		WriteTimeout:                  l.WriteTimeout.D(),
+		IdleTimeout:                   l.IdleTimeout.D(),
+		MaxRequestBodySize:            int(l.MaxBody),
+		ReadBufferSize:                readBufferSize(int64(l.MaxHeader)),
+		Concurrency:                   l.Concurrency,
+		DisableHeaderNamesNormalizing: false,
+		NoDefaultContentType:          true,
+		CloseOnShutdown:               true,
+		SecureErrorLogMessage:         true,
+		ErrorHandler:                  errorHandler,
+		Logger:                        fasthttpLogger{s.log},
+	}
+}
+
+// errorHandler answers requests fasthttp could not parse with the JSON error
+// shape: 431 header too large, 413 body too large, 408 timeout, else 400.
+func errorHandler(ctx *fasthttp.RequestCtx, err error) {
+	var sb *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	ctx.Response.Reset()
+	switch {
+	case errors.As(err, &sb):
+		WriteError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "header_too_large", "request header too large")
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		WriteError(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
+	case errors.As(err, &ne) && ne.Timeout():
+		WriteError(ctx, fasthttp.StatusRequestTimeout, "request_timeout", "request not received in time")
+	default:
+		WriteError(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed request")
+	}
+}
+
+// fasthttpLogger sends fasthttp's own messages to zap at debug level.
+type fasthttpLogger struct{ l *zap.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	if ce := f.l.Check(zap.DebugLevel, "fasthttp"); ce != nil {
+		ce.Write(zap.String("detail", fmt.Sprintf(format, args...)))
+	}
+}
+
+// readBufferSize turns limits.max_header into fasthttp's ReadBufferSize (which
+// bounds the request line plus headers); fasthttp's default when unset.
+func readBufferSize(maxHeader int64) int {
+	const lo, hi = 4 << 10, 16 << 20
+	switch {
+	case maxHeader <= 0:
+		return 0
+	case maxHeader < lo:
+		return lo
+	case maxHeader > hi:
+		return hi
+	}
+	return int(maxHeader)
+}
+
+func (s *Server) healthz(ctx *fasthttp.RequestCtx, _ Params) {
+	writeJSON(ctx, fasthttp.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(ctx *fasthttp.RequestCtx, _ Params) {
+	c, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
+	defer cancel()
+	if err := s.store.Ping(c); err != nil {
+		// The error may name an address: log it, never send it.
+		s.log.Warn("readiness: store ping failed", zap.Error(err))
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, map[string]string{"status": "unavailable", "store": "unavailable"})
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, map[string]string{"status": "ready", "store": "ok"})
+}
+
+func (s *Server) handleMetrics(ctx *fasthttp.RequestCtx, _ Params) {
+	s.metrics(ctx)
+}
+
+// errorBody is the admin API's error shape: {"error":{"code","message"}}.
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// WriteError writes the JSON error {"error":{"code","message"}} with status.
+// message must not contain secrets: it goes to the client as is.
+func WriteError(ctx *fasthttp.RequestCtx, status int, code, message string) {
+	var b errorBody
+	b.Error.Code, b.Error.Message = code, message
+	writeJSON(ctx, status, b)
+}
+
+// writeJSON writes v as the JSON response body with status.
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status = fasthttp.StatusInternalServerError
+		body = []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body)
+}

@@ -1,0 +1,168 @@
+package admin
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Params are the path parameters of a matched route, in pattern order. The
+// values are decoded copies: they stay valid after the handler returns.
+type Params []Param
+
+// Param is one path parameter: {Name} in the pattern, Value from the path.
+type Param struct {
+	Name, Value string
+}
+
+// Get returns the value of the named parameter, or "".
+func (p Params) Get(name string) string {
+	for _, kv := range p {
+		if kv.Name == name {
+			return kv.Value
+		}
+	}
+	return ""
+}
+
+// HandlerFunc handles an admin request whose route matched.
+type HandlerFunc func(ctx *fasthttp.RequestCtx, p Params)
+
+// Router is a small method + path-segments router. Patterns are absolute
+// paths whose segments are literals or {name} parameters, e.g.
+// "/v1/accounts/{account}/users/{username}". A parameter matches exactly one
+// non-empty segment. Routes are matched in registration order; literal
+// segments compare exactly (case-sensitive).
+//
+// Paths are split on '/' in their raw (undecoded) form and each segment is then
+// percent-decoded, so "%2F" inside a segment is data, not a separator. Paths
+// with empty segments ("//", a trailing '/'), dot segments ("." or "..", raw
+// or encoded) or bad escapes never match a route (400).
+type Router struct {
+	routes []route
+}
+
+type route struct {
+	method string
+	segs   []string // literal, or "{name}" for a parameter
+	h      HandlerFunc
+}
+
+// Handle registers h for method and pattern. It panics on a malformed
+// pattern: patterns are program constants, so that is a programming error.
+func (r *Router) Handle(method, pattern string, h HandlerFunc) {
+	if !strings.HasPrefix(pattern, "/") || h == nil || method == "" {
+		panic("admin: bad route " + method + " " + pattern)
+	}
+	segs := strings.Split(pattern[1:], "/")
+	for _, s := range segs {
+		if s == "" && pattern != "/" {
+			panic("admin: empty segment in route " + pattern)
+		}
+	}
+	if pattern == "/" {
+		segs = nil
+	}
+	r.routes = append(r.routes, route{method: method, segs: segs, h: h})
+}
+
+// Serve dispatches ctx: the matching route's handler, or a JSON 404, 405 (with
+// Allow) or 400 for an unusable path.
+func (r *Router) Serve(ctx *fasthttp.RequestCtx) {
+	segs, ok := splitPath(rawPath(ctx))
+	if !ok {
+		WriteError(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed request path")
+		return
+	}
+	method := string(ctx.Method())
+	var allow []string
+	var params Params
+	for i := range r.routes {
+		rt := &r.routes[i]
+		p, ok := rt.match(segs, params[:0])
+		if !ok {
+			continue
+		}
+		if rt.method == method || (method == fasthttp.MethodHead && rt.method == fasthttp.MethodGet) {
+			rt.h(ctx, p)
+			return
+		}
+		params = p
+		if !slices.Contains(allow, rt.method) {
+			allow = append(allow, rt.method)
+			if rt.method == fasthttp.MethodGet {
+				allow = append(allow, fasthttp.MethodHead)
+			}
+		}
+	}
+	if len(allow) > 0 {
+		slices.Sort(allow)
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, strings.Join(allow, ", "))
+		WriteError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method "+safeMethod(method)+" is not allowed here")
+		return
+	}
+	WriteError(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint")
+}
+
+func (rt *route) match(segs []string, p Params) (Params, bool) {
+	if len(segs) != len(rt.segs) {
+		return p, false
+	}
+	for i, s := range rt.segs {
+		if len(s) > 2 && s[0] == '{' && s[len(s)-1] == '}' {
+			p = append(p, Param{Name: s[1 : len(s)-1], Value: segs[i]})
+			continue
+		}
+		if s != segs[i] {
+			return p, false
+		}
+	}
+	return p, true
+}
+
+// rawPath returns a copy of the request-target's path as received.
+func rawPath(ctx *fasthttp.RequestCtx) string {
+	uri := ctx.Request.Header.RequestURI()
+	if i := strings.IndexAny(string(uri), "?#"); i >= 0 {
+		uri = uri[:i]
+	}
+	return string(uri)
+}
+
+// splitPath splits a raw absolute path into decoded segments. "/" is no
+// segments. It reports false for anything a route must never match.
+func splitPath(raw string) ([]string, bool) {
+	if raw == "" || raw[0] != '/' {
+		return nil, false
+	}
+	if raw == "/" {
+		return nil, true
+	}
+	parts := strings.Split(raw[1:], "/")
+	for i, s := range parts {
+		if s == "" {
+			return nil, false
+		}
+		d, err := url.PathUnescape(s)
+		if err != nil || d == "." || d == ".." || strings.ContainsAny(d, "\x00") {
+			return nil, false
+		}
+		parts[i] = d
+	}
+	return parts, true
+}
+
+// safeMethod keeps an echoed method printable and short.
+func safeMethod(m string) string {
+	if len(m) > 16 {
+		m = m[:16]
+	}
+	for _, c := range m {
+		if c < 'A' || c > 'Z' {
+			return "this method"
+		}
+	}
+	return m
+}

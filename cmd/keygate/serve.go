@@ -1,0 +1,440 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/echo"
+	"github.com/keygate/keygate/proxy"
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/store/boltstore"
+	"github.com/keygate/keygate/store/redisstore"
+)
+
+// Environment variables read by serve besides the KEYGATE_<PATH> config keys.
+const (
+	envConfig        = "KEYGATE_CONFIG"
+	envAdminPassword = "KEYGATE_ADMIN_PASSWORD"
+)
+
+// startupTimeout bounds the store bootstrap at start.
+const startupTimeout = 30 * time.Second
+
+func init() {
+	register(&command{name: "serve", summary: "run the gateway (public and admin listeners)", run: runServe})
+}
+
+func runServe(ctx context.Context, e *env, args []string) int {
+	fs := newFlagSet(e, "serve", "[--config FILE] [--demo]")
+	configPath := fs.String("config", "", "YAML configuration file (default: $"+envConfig+", else built-in defaults)")
+	demo := fs.Bool("demo", false, "start an in-process echo upstream and route / to it without authentication")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	path := *configPath
+	if path == "" {
+		path = e.getenv(envConfig)
+	}
+
+	// The demo upstream listens first: its address goes into the route
+	// that the configuration is validated with.
+	var demoLn net.Listener
+	if *demo {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintf(e.stderr, "keygate: cannot start the demo upstream: %v\n", err)
+			return exitFailure
+		}
+		demoLn = ln
+		defer demoLn.Close() // no-op once the echo server owns and closes it
+	}
+	cfg, err := loadConfig(path, e.environ, demoLn)
+	if err != nil {
+		printConfigError(e.stderr, err)
+		return exitUsage
+	}
+	log, err := newLogger(cfg.Log.Level, e.stderr)
+	if err != nil {
+		printConfigError(e.stderr, err)
+		return exitUsage
+	}
+	defer func() { _ = log.Sync() }()
+
+	g := &gateway{cfg: cfg, log: log, e: e, demoLn: demoLn}
+	return g.run(ctx)
+}
+
+// loadConfig loads path (no file when empty) with the environment on top.
+// With a demo listener, the routes are replaced by the demo route to it (as
+// a last KEYGATE_ROUTES, so the result is validated like any other).
+func loadConfig(path string, environ []string, demoLn net.Listener) (*configs.Config, error) {
+	environ = withoutServeEnv(environ, demoLn != nil)
+	if demoLn != nil {
+		routes, err := json.Marshal(demoRoutes(demoLn.Addr().String()))
+		if err != nil {
+			return nil, err
+		}
+		environ = append(environ, "KEYGATE_ROUTES="+string(routes))
+	}
+	return configs.Load(path, environ)
+}
+
+// demoAuth is the demo route's auth mode. Flip it to configs.AuthRequired
+// once identity authentication is wired into serve.
+const demoAuth = configs.AuthNone
+
+// demoRoute is the --demo route, in the shape of a YAML route.
+type demoRoute struct {
+	Name       string   `json:"name"`
+	PathPrefix string   `json:"path_prefix"`
+	Upstreams  []string `json:"upstreams"`
+	Auth       string   `json:"auth"`
+	Timeout    string   `json:"timeout"`
+}
+
+// demoRoutes is the single --demo route: everything to the echo upstream.
+func demoRoutes(echoAddr string) []demoRoute {
+	return []demoRoute{{
+		Name:       "demo",
+		PathPrefix: "/",
+		Upstreams:  []string{"http://" + echoAddr},
+		Auth:       demoAuth,
+		Timeout:    "30s",
+	}}
+}
+
+// withoutServeEnv drops the variables serve reads itself (so the admin
+// password goes nowhere but the bootstrap) and, in demo mode, any
+// KEYGATE_ROUTES the demo replaces.
+func withoutServeEnv(environ []string, demo bool) []string {
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == envConfig || k == envAdminPassword || k == "KEYGATE_ROUTES" && demo {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// printConfigError prints "invalid configuration:" and every problem.
+func printConfigError(w io.Writer, err error) {
+	var ve *configs.ValidationError
+	if errors.As(err, &ve) && len(ve.Problems) > 0 {
+		fmt.Fprintln(w, "invalid configuration:")
+		for _, p := range ve.Problems {
+			fmt.Fprintf(w, "  - %s\n", p)
+		}
+		return
+	}
+	fmt.Fprintf(w, "invalid configuration: %v\n", err)
+}
+
+// newLogger returns a JSON zap logger at level writing to w. Sampling is off:
+// audit events must never be dropped.
+func newLogger(level string, w io.Writer) (*zap.Logger, error) {
+	lvl := zapcore.InfoLevel
+	if level != "" {
+		l, err := zapcore.ParseLevel(level)
+		if err != nil {
+			return nil, fmt.Errorf("log.level: %w", err)
+		}
+		lvl = l
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(ec), zapcore.Lock(zapcore.AddSync(w)), lvl)
+	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w)))), nil
+}
+
+// gateway is one run of `keygate serve`: it owns every component and tears
+// them down in reverse order.
+type gateway struct {
+	cfg    *configs.Config
+	log    *zap.Logger
+	e      *env
+	demoLn net.Listener
+
+	publicLn, adminLn net.Listener
+	store             store.Store
+	publicSrv         *fasthttp.Server
+	adminSrv          *fasthttp.Server
+	echoSrv           *fasthttp.Server
+	prx               *proxy.Proxy
+	bg                sync.WaitGroup
+	stopBG            context.CancelFunc
+}
+
+// run starts everything, waits for a signal or a fatal serve error, then
+// shuts down. It returns the exit code.
+func (g *gateway) run(ctx context.Context) int {
+	defer g.closeAll()
+	if code := g.start(); code != exitOK {
+		return code
+	}
+	errc := make(chan error, 3)
+	serve := func(name string, srv *fasthttp.Server, ln net.Listener, tlsOn bool) {
+		g.bg.Add(1)
+		go func() {
+			defer g.bg.Done()
+			var err error
+			if tlsOn {
+				err = srv.ServeTLS(ln, g.cfg.TLS.CertFile, g.cfg.TLS.KeyFile)
+			} else {
+				err = srv.Serve(ln)
+			}
+			if err != nil {
+				errc <- fmt.Errorf("%s listener: %w", name, err)
+			}
+		}()
+	}
+	serve("public", g.publicSrv, g.publicLn, g.cfg.TLS.Enabled())
+	if g.adminSrv != nil {
+		serve("admin", g.adminSrv, g.adminLn, false)
+	}
+	if g.echoSrv != nil {
+		serve("demo echo", g.echoSrv, g.demoLn, false)
+		g.demoHint()
+	}
+	g.logStarted()
+
+	code := exitOK
+	select {
+	case <-ctx.Done():
+		g.log.Info("shutting down", zap.Duration("timeout", g.shutdownTimeout()))
+	case err := <-errc:
+		g.log.Error("listener failed; shutting down", zap.Error(err))
+		code = exitFailure
+	}
+	if !g.shutdown() {
+		code = exitFailure
+	}
+	return code
+}
+
+func (g *gateway) shutdownTimeout() time.Duration {
+	if d := g.cfg.ShutdownTimeout.D(); d > 0 {
+		return d
+	}
+	return 15 * time.Second
+}
+
+// start builds and binds everything. On failure it has printed the reason
+// and returns the exit code; closeAll releases what was opened.
+func (g *gateway) start() int {
+	cfg := g.cfg
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(g.e.stderr, "keygate: "+format+"\n", args...)
+		return exitFailure
+	}
+
+	// Bind first: a busy port fails fast, before any state is touched.
+	var err error
+	if g.publicLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return fail("cannot listen on %s (listen): %v", cfg.Listen, err)
+	}
+	if cfg.Admin.Listen != "" {
+		if g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			return fail("cannot listen on %s (admin.listen): %v", cfg.Admin.Listen, err)
+		}
+	}
+	if cfg.TLS.Enabled() {
+		// ServeTLS loads the pair too; loading here gives a clear error at start.
+		if _, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			return fail("cannot load the TLS certificate or key (tls.cert_file, tls.key_file): %v", err)
+		}
+	}
+
+	if g.store, err = openStore(cfg, g.log); err != nil {
+		return fail("cannot open the %s store: %v", cfg.Store.Driver, err)
+	}
+	if code := g.bootstrap(); code != exitOK {
+		return code
+	}
+
+	bgCtx, cancel := context.WithCancel(context.Background())
+	g.stopBG = cancel
+	remover := store.NewRemover(g.store, cfg.APIKeys.Retention.D(), store.DefaultPurgeInterval, time.Now, g.log.Named("remover"))
+	g.bg.Add(1)
+	go func() { defer g.bg.Done(); _ = remover.Run(bgCtx) }()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Identity authentication is not wired yet: routes with auth required
+	// answer 401, optional ones are anonymous.
+	if g.prx, err = proxy.New(cfg, proxy.Options{Logger: g.log.Named("proxy"), Registerer: reg}); err != nil {
+		return fail("%v", err)
+	}
+	g.publicSrv = g.prx.Server()
+
+	if g.adminLn != nil {
+		a, err := admin.New(cfg, admin.Options{Logger: g.log.Named("admin"), Gatherer: reg, Store: g.store})
+		if err != nil {
+			return fail("%v", err)
+		}
+		g.adminSrv = a.Server()
+	}
+	if g.demoLn != nil {
+		g.echoSrv = echo.NewServer()
+	}
+	return exitOK
+}
+
+// openStore opens the configured store.
+func openStore(cfg *configs.Config, log *zap.Logger) (store.Store, error) {
+	switch cfg.Store.Driver {
+	case configs.DriverRedis:
+		return redisstore.New(cfg.Store.Redis, redisstore.Options{Logger: log.Named("store")})
+	case configs.DriverBolt, "":
+		path := cfg.Store.Bolt.Path
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
+		}
+		return boltstore.Open(path, boltstore.Options{})
+	default:
+		return nil, fmt.Errorf("unknown store.driver %q", cfg.Store.Driver)
+	}
+}
+
+// bootstrap creates the admin account and user on an empty store. A
+// generated password goes to stderr once, never into the log.
+func (g *gateway) bootstrap() int {
+	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
+	defer cancel()
+	hasher := password.New(password.DefaultParams, g.cfg.Auth.MaxHashConcurrency)
+	created, err := store.Bootstrap(ctx, g.store, hasher.Hash, g.e.getenv(envAdminPassword), g.e.stderr)
+	if err != nil {
+		fmt.Fprintf(g.e.stderr, "keygate: cannot initialise the store: %v\n", err)
+		return exitFailure
+	}
+	if created {
+		g.log.Info("store initialised: created account and user \"admin\"")
+	}
+	return exitOK
+}
+
+func (g *gateway) logStarted() {
+	fields := []zap.Field{
+		zap.String("version", version),
+		zap.String("listen", g.publicLn.Addr().String()),
+		zap.Bool("tls", g.cfg.TLS.Enabled()),
+		zap.String("store", storeDriver(g.cfg)),
+		zap.Int("routes", len(g.cfg.Routes)),
+	}
+	if g.adminLn != nil {
+		fields = append(fields, zap.String("admin_listen", g.adminLn.Addr().String()))
+	}
+	if g.demoLn != nil {
+		fields = append(fields, zap.String("demo_upstream", g.demoLn.Addr().String()))
+	}
+	g.log.Info("keygate started", fields...)
+}
+
+func storeDriver(cfg *configs.Config) string {
+	if cfg.Store.Driver == "" {
+		return configs.DriverBolt
+	}
+	return cfg.Store.Driver
+}
+
+// demoHint tells a human how to try the demo.
+func (g *gateway) demoHint() {
+	scheme := "http"
+	if g.cfg.TLS.Enabled() {
+		scheme = "https"
+	}
+	fmt.Fprintf(g.e.stderr, "keygate demo: every path is forwarded to the echo upstream at %s without authentication\n  try: curl -i %s://%s/hello?x=1\n",
+		g.demoLn.Addr(), scheme, dialable(g.publicLn.Addr()))
+}
+
+// dialable turns a listen address into one a client on this host can use.
+func dialable(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
+}
+
+// shutdown stops accepting, lets in-flight requests finish within the
+// shutdown timeout and reports whether it finished in time.
+func (g *gateway) shutdown() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), g.shutdownTimeout())
+	defer cancel()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := true
+	for _, s := range []struct {
+		name string
+		srv  *fasthttp.Server
+	}{{"public", g.publicSrv}, {"admin", g.adminSrv}} {
+		if s.srv == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.srv.ShutdownWithContext(ctx); err != nil {
+				g.log.Error("shutdown did not finish in time", zap.String("listener", s.name), zap.Error(err))
+				mu.Lock()
+				ok = false
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	// The demo upstream goes last: proxied requests in flight needed it.
+	if g.echoSrv != nil {
+		if err := g.echoSrv.ShutdownWithContext(ctx); err != nil {
+			ok = false
+		}
+	}
+	if ok {
+		g.log.Info("stopped")
+	}
+	return ok
+}
+
+// closeAll releases everything start opened, in reverse order. Safe after
+// a partial start.
+func (g *gateway) closeAll() {
+	if g.prx != nil {
+		g.prx.Close()
+	}
+	if g.stopBG != nil {
+		g.stopBG()
+	}
+	// Servers that never started still own their listeners.
+	for _, ln := range []net.Listener{g.publicLn, g.adminLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+	g.bg.Wait()
+	if g.store != nil {
+		if err := g.store.Close(); err != nil {
+			g.log.Error("closing the store", zap.Error(err))
+		}
+	}
+}
