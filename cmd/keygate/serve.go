@@ -193,27 +193,23 @@ func (g *gateway) run(ctx context.Context) int {
 		return code
 	}
 	errc := make(chan error, 3)
-	serve := func(name string, srv *fasthttp.Server, ln net.Listener, tlsOn bool) {
+	serve := func(name string, ln net.Listener, fn func(net.Listener) error) {
 		g.bg.Add(1)
 		go func() {
 			defer g.bg.Done()
-			var err error
-			if tlsOn {
-				err = srv.ServeTLS(ln, g.cfg.TLS.CertFile, g.cfg.TLS.KeyFile)
-			} else {
-				err = srv.Serve(ln)
-			}
-			if err != nil {
+			if err := fn(ln); err != nil {
 				errc <- fmt.Errorf("%s listener: %w", name, err)
 			}
 		}()
 	}
-	serve("public", g.publicSrv, g.publicLn, g.cfg.TLS.Enabled())
+	// The proxy's Serve enforces limits.concurrency with a JSON 503 and
+	// serves TLS when tls.cert_file/key_file are set.
+	serve("public", g.publicLn, g.prx.Serve)
 	if g.adminSrv != nil {
-		serve("admin", g.adminSrv, g.adminLn, false)
+		serve("admin", g.adminLn, g.adminSrv.Serve)
 	}
 	if g.echoSrv != nil {
-		serve("demo echo", g.echoSrv, g.demoLn, false)
+		serve("demo echo", g.demoLn, g.echoSrv.Serve)
 		g.demoHint()
 	}
 	g.logStarted()

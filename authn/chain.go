@@ -1,0 +1,712 @@
+package authn
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+)
+
+// Authenticator checks one kind of credential against the system of record:
+// the miss path of the Chain. An authenticator that does not handle the
+// credential it is given returns ErrNotResponsible.
+//
+// Errors: ErrInvalidCredentials (unknown principal, wrong secret, expired or
+// revoked key), ErrExpired, ErrDisabled (user or account disabled) are
+// cached as negative by the Chain; ErrUnavailable (store unreachable, context
+// ended, hashing capacity exhausted) is never cached and never reported as
+// invalid. Other errors are treated as ErrUnavailable.
+//
+// c and its slices belong to the Chain and are valid only during the call;
+// an authenticator must copy what it keeps. The returned Identity is cached
+// and shared: it must not be modified afterwards.
+type Authenticator interface {
+	Authenticate(ctx context.Context, c *Credentials) (*Identity, error)
+}
+
+// AccountStates answers whether an account is enabled, from memory where it
+// can, so that the miss path of an authenticator costs no extra store round
+// trip for the account. An account that does not exist is not enabled.
+// Errors mean the store could not be asked.
+type AccountStates interface {
+	Enabled(ctx context.Context, account string) (bool, error)
+}
+
+// CacheStatus is the outcome of IdentityCache.Get (same meaning and order as
+// cache.Status).
+type CacheStatus uint8
+
+// Cache statuses.
+const (
+	CacheMiss     CacheStatus = iota // nothing usable: authenticate
+	CacheHit                         // fresh identity: serve it
+	CacheNegative                    // recently refused: refuse with the reason
+	CacheStale                       // identity to revalidate; servable while the store is unavailable
+)
+
+// CacheKey is a 128-bit keyed MAC of a credential (cache.Key).
+type CacheKey struct{ Hi, Lo uint64 }
+
+// IdentityCache is what the Chain needs of the credential cache (package
+// cache, adapted by the wiring: authn cannot import cache). Get must not
+// allocate on a hit. See package cache for the semantics of Begin and the
+// sequence numbers.
+type IdentityCache interface {
+	KeyOf(kind byte, a, b []byte) CacheKey
+	Get(k CacheKey, now time.Time) (*Identity, CacheStatus, error)
+	Begin() uint64
+	SetPositive(k CacheKey, id *Identity, seq uint64) bool
+	SetNegative(k CacheKey, reason error, seq uint64) bool
+}
+
+// Cache key domains (the kind byte of IdentityCache.KeyOf; the same values
+// as cache.KindBasic, cache.KindAPIKey, cache.KindBearer).
+const (
+	cacheKindBasic  byte = 'b' // a = username, b = password
+	cacheKindAPIKey byte = 'k' // a = key id, b = whole key value
+	cacheKindBearer byte = 't' // a = token
+)
+
+// FailureLimiter counts authentication failures per key (authn/ratelimit).
+// Allow must not retain key; Fail copies it if it keeps it.
+type FailureLimiter interface {
+	Allow(key []byte) (ok bool, retryAfter time.Duration)
+	Fail(key []byte)
+}
+
+// ErrRateLimited is wrapped by every *RateLimitedError.
+var ErrRateLimited = errors.New("authn: too many failed attempts")
+
+// RateLimitedError is returned when the client IP or the username has had
+// too many failures in the last minute. → 429 with Retry-After (whole
+// seconds, rounded up) of RetryAfter.
+type RateLimitedError struct {
+	RetryAfter time.Duration
+	// Scope is what is limited: "ip" or "user".
+	Scope string
+}
+
+func (e *RateLimitedError) Error() string {
+	return "authn: too many failed attempts (" + e.Scope + "); retry after " + e.RetryAfter.String()
+}
+
+// Unwrap returns ErrRateLimited.
+func (e *RateLimitedError) Unwrap() error { return ErrRateLimited }
+
+// TokenError marks the failure of a credential presented with the Bearer
+// scheme: the 401 carries WWW-Authenticate error="invalid_token" (RFC 6750
+// §3.1).
+type TokenError struct{ Err error }
+
+func (e *TokenError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *TokenError) Unwrap() error { return e.Err }
+
+// UnavailableRetryAfter is the Retry-After suggested with a 503 from
+// ErrUnavailable.
+const UnavailableRetryAfter = 5 * time.Second
+
+// Status maps an error of Chain.Authenticate (or of an authenticator) to an
+// HTTP status, a snake_case error code for JSON bodies, and the error
+// parameter of the Bearer WWW-Authenticate challenge ("" when none):
+//
+//	nil                                    200
+//	ErrUnavailable                         503 unavailable         (Retry-After: see RetryAfter)
+//	*RateLimitedError                      429 rate_limited        (Retry-After: see RetryAfter)
+//	ErrNoCredentials                       401 unauthorized
+//	ErrMalformedCredentials, ErrInvalidCredentials,
+//	ErrExpired, ErrDisabled                401 invalid_credentials (bearer: error="invalid_token")
+//	ErrForbidden                           403 forbidden
+//	anything else                          500 internal
+//
+// Every 401 gets the Basic and Bearer challenges; the four credential
+// failures share one code so a client learns nothing about why.
+func Status(err error) (status int, code string, wwwAuthenticateError string) {
+	if err == nil {
+		return http.StatusOK, "", ""
+	}
+	var rl *RateLimitedError
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable, "unavailable", ""
+	case errors.As(err, &rl):
+		return http.StatusTooManyRequests, "rate_limited", ""
+	case errors.Is(err, ErrNoCredentials):
+		return http.StatusUnauthorized, "unauthorized", ""
+	case errors.Is(err, ErrMalformedCredentials), errors.Is(err, ErrInvalidCredentials),
+		errors.Is(err, ErrExpired), errors.Is(err, ErrDisabled), errors.Is(err, ErrNotResponsible):
+		var te *TokenError
+		if errors.As(err, &te) {
+			return http.StatusUnauthorized, "invalid_credentials", "invalid_token"
+		}
+		return http.StatusUnauthorized, "invalid_credentials", ""
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden, "forbidden", ""
+	}
+	return http.StatusInternalServerError, "internal", ""
+}
+
+// RetryAfter is how long a client should wait before retrying after err: the
+// limiter's delay for a *RateLimitedError, UnavailableRetryAfter for
+// ErrUnavailable, 0 otherwise.
+func RetryAfter(err error) time.Duration {
+	var rl *RateLimitedError
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		return UnavailableRetryAfter
+	case errors.As(err, &rl):
+		return rl.RetryAfter
+	}
+	return 0
+}
+
+// ChainConfig configures a Chain.
+type ChainConfig struct {
+	// Methods are the enabled methods (auth.methods); nil or empty enables
+	// basic, api_key and bearer. "Basic _api_key", "ApiKey" and "Bearer kg_"
+	// are the api_key method; "Bearer <jwt>" is bearer.
+	Methods []Method
+	// Cache is the credential cache; nil caches nothing (every request takes
+	// the miss path).
+	Cache IdentityCache
+	// Authenticators by credential kind. A kind without one is refused with
+	// ErrInvalidCredentials (e.g. Bearer JWTs before the token authenticator
+	// exists).
+	Authenticators map[CredKind]Authenticator
+	// IPLimiter counts failures per client IP (IPv6 per /64), UserLimiter
+	// per Basic username (auth.failures); nil limits nothing.
+	IPLimiter, UserLimiter FailureLimiter
+	// Now is the clock given to the cache (default time.Now). Durations are
+	// always measured with the real clock.
+	Now func() time.Time
+	// Timeout bounds one miss (store round trips and waiting for a hashing
+	// slot; default 5s). Each miss runs on its own context with this timeout,
+	// detached from the caller's cancellation (a fasthttp RequestCtx has no
+	// deadline, and concurrent callers share the miss).
+	Timeout time.Duration
+	// Registerer receives keygate_auth_attempts_total and
+	// keygate_auth_duration_seconds; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Logger receives one audit line per failure (nil: no-op).
+	Logger *zap.Logger
+}
+
+// ParseMethod returns the Method named s ("basic", "api_key", "bearer": the
+// values of auth.methods and X-Auth-Method).
+func ParseMethod(s string) (Method, error) {
+	for m := MethodBasic; m <= MethodBearer; m++ {
+		if m.String() == s {
+			return m, nil
+		}
+	}
+	return MethodNone, fmt.Errorf("authn: unknown method %q (want basic, api_key or bearer)", s)
+}
+
+// DefaultChainTimeout is ChainConfig.Timeout's default.
+const DefaultChainTimeout = 5 * time.Second
+
+// Chain authenticates requests: parse, cache, limiter, singleflight,
+// authenticator (DESIGN.md §1). It is safe for concurrent use. Build one per
+// process and share it between the listeners: it registers its metrics once
+// and its singleflight must see every miss.
+type Chain struct {
+	enabled [4]bool // by Method
+	cache   IdentityCache
+	auth    [4]Authenticator // by CredKind
+	ipLim   FailureLimiter
+	userLim FailureLimiter
+	now     func() time.Time
+	timeout time.Duration
+	log     *zap.Logger
+	sf      singleflight.Group
+	m       chainMetrics
+}
+
+// Metric label values.
+var (
+	methodLabels = [4]string{"none", "basic", "api_key", "bearer"} // by Method
+	cacheLabels  = [5]string{"miss", "hit", "negative", "stale", "none"}
+)
+
+// Results (keygate_auth_attempts_total{result}).
+type result uint8
+
+const (
+	resSuccess     result = iota // authenticated (cache hit or store)
+	resStale                     // served from a stale entry while the store was unavailable
+	resInvalid                   // ErrInvalidCredentials (incl. bad checksum, unknown method)
+	resMalformed                 // ErrMalformedCredentials
+	resExpired                   // ErrExpired
+	resDisabled                  // ErrDisabled
+	resRateLimited               // *RateLimitedError
+	resUnavailable               // ErrUnavailable
+	resForbidden                 // ErrForbidden
+	nResults
+)
+
+var resultLabels = [nResults]string{"success", "stale", "invalid", "malformed", "expired", "disabled",
+	"rate_limited", "unavailable", "forbidden"}
+
+// cacheNone labels durations of requests refused before the cache.
+const cacheNone = 4
+
+type chainMetrics struct {
+	attempts [4][nResults]prometheus.Counter
+	duration [4][5]prometheus.Observer
+}
+
+func newChainMetrics(reg prometheus.Registerer) (chainMetrics, error) {
+	var m chainMetrics
+	attempts := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keygate_auth_attempts_total",
+		Help: "Authentication attempts by method and result.",
+	}, []string{"method", "result"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "keygate_auth_duration_seconds",
+		Help:    "Time to authenticate a request, by method and cache outcome (hit, negative, miss, stale, none: refused before the cache).",
+		Buckets: []float64{.00001, .00005, .0001, .0005, .001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"method", "cache"})
+	if reg != nil {
+		for _, c := range []prometheus.Collector{attempts, duration} {
+			if err := reg.Register(c); err != nil {
+				return m, fmt.Errorf("authn: metrics: %w", err)
+			}
+		}
+	}
+	for mi, ml := range methodLabels {
+		for r, rl := range resultLabels {
+			m.attempts[mi][r] = attempts.WithLabelValues(ml, rl)
+		}
+		for ci, cl := range cacheLabels {
+			m.duration[mi][ci] = duration.WithLabelValues(ml, cl)
+		}
+	}
+	return m, nil
+}
+
+// NewChain builds a Chain.
+func NewChain(cfg ChainConfig) (*Chain, error) {
+	c := &Chain{
+		cache:   cfg.Cache,
+		ipLim:   cfg.IPLimiter,
+		userLim: cfg.UserLimiter,
+		now:     cfg.Now,
+		timeout: cfg.Timeout,
+		log:     cfg.Logger,
+	}
+	if c.cache == nil {
+		c.cache = noCache{maphash.MakeSeed(), maphash.MakeSeed()}
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultChainTimeout
+	}
+	if c.log == nil {
+		c.log = zap.NewNop()
+	}
+	if len(cfg.Methods) == 0 {
+		c.enabled = [4]bool{false, true, true, true}
+	}
+	for _, m := range cfg.Methods {
+		if m == MethodNone || int(m) >= len(c.enabled) {
+			return nil, fmt.Errorf("authn: unknown method %d", m)
+		}
+		c.enabled[m] = true
+	}
+	for k, a := range cfg.Authenticators {
+		if k == KindNone || int(k) >= len(c.auth) {
+			return nil, fmt.Errorf("authn: authenticator for unknown credential kind %d", k)
+		}
+		c.auth[k] = a
+	}
+	m, err := newChainMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	c.m = m
+	return c, nil
+}
+
+// Fixed failure errors (no allocation, nothing from the request).
+var (
+	errMethodDisabled  = fmt.Errorf("%w: authentication method not enabled", ErrInvalidCredentials)
+	errNoAuthenticator = fmt.Errorf("%w: credential form not accepted", ErrInvalidCredentials)
+	errNilIdentity     = fmt.Errorf("%w: authenticator returned no identity", ErrInvalidCredentials)
+)
+
+// reqState is the per-request scratch space, pooled: the parsed credential
+// and the limiter key of the client address.
+type reqState struct {
+	cr    Credentials
+	ipKey [16]byte
+	hasIP bool
+}
+
+var reqPool = sync.Pool{New: func() any { return new(reqState) }}
+
+// Authenticate authenticates the Authorization header value of a request
+// from clientIP (the peer, or the client as told by a trusted proxy).
+//
+// authorization is only read during the call (it may be a fasthttp buffer).
+// On a cache hit it does no I/O and no allocation. The Identity returned is
+// shared and read-only.
+//
+// Errors (map them with Status and RetryAfter): ErrNoCredentials (empty
+// header: anonymous), ErrMalformedCredentials, ErrInvalidCredentials,
+// ErrExpired, ErrDisabled, *RateLimitedError, ErrUnavailable (store or
+// hashing unavailable and nothing servable cached: 503, never cached as a
+// failure). Failures of a credential sent with the Bearer scheme are wrapped
+// in *TokenError. ctx's cancellation ends the wait for a miss (reported as
+// ErrUnavailable), not the miss itself.
+func (c *Chain) Authenticate(ctx context.Context, authorization []byte, clientIP netip.Addr) (*Identity, error) {
+	rs := reqPool.Get().(*reqState)
+	id, err := c.authenticate(ctx, authorization, clientIP, rs)
+	rs.cr.release()
+	reqPool.Put(rs)
+	return id, err
+}
+
+func (c *Chain) authenticate(ctx context.Context, authorization []byte, clientIP netip.Addr, rs *reqState) (*Identity, error) {
+	cr := &rs.cr
+	rs.hasIP = false
+	start := time.Now()
+	now := start
+	if c.now != nil {
+		now = c.now()
+	}
+	if err := ParseAuthorization(authorization, cr); err != nil {
+		if err == ErrNoCredentials {
+			return nil, err
+		}
+		// Includes an API key with a bad checksum: refused here, before
+		// any lookup. It counts as a failure of the IP.
+		m := MethodNone
+		if errors.Is(err, ErrInvalidCredentials) { // API key checksum
+			m = MethodAPIKey
+		}
+		return nil, c.refuse(rs, authorization, clientIP, m, cacheNone, start, err, true)
+	}
+	m := methodOf(cr.Kind)
+	if !c.enabled[m] {
+		return nil, c.refuse(rs, authorization, clientIP, m, cacheNone, start, errMethodDisabled, false)
+	}
+
+	var key CacheKey
+	switch cr.Kind {
+	case KindBasic:
+		key = c.cache.KeyOf(cacheKindBasic, cr.Username, cr.Password)
+	case KindAPIKey:
+		key = c.cache.KeyOf(cacheKindAPIKey, cr.KeyID, cr.APIKey)
+	default:
+		key = c.cache.KeyOf(cacheKindBearer, cr.Token, nil)
+	}
+	id, st, reason := c.cache.Get(key, now)
+	if st == CacheHit {
+		c.m.attempts[m][resSuccess].Inc()
+		c.m.duration[m][CacheHit].Observe(time.Since(start).Seconds())
+		return id, nil
+	}
+
+	// Not known good: this is a guess; the failure limiters apply. A cached
+	// identity (hit, or stale: verified before and untouched by any
+	// invalidation) is not a guess and is served or refreshed even for a
+	// limited client, so brute force against a user or from a shared
+	// address does not lock out clients already authenticated.
+	if st != CacheStale {
+		if err := c.checkLimits(rs, clientIP); err != nil {
+			c.m.attempts[m][resRateLimited].Inc()
+			c.m.duration[m][st].Observe(time.Since(start).Seconds())
+			c.audit(cr, authorization, clientIP, m, st, err)
+			return nil, err
+		}
+	}
+	if st == CacheNegative {
+		return nil, c.refuse(rs, authorization, clientIP, m, st, start, reason, true)
+	}
+
+	stale := id // non-nil when st == CacheStale
+	id, err := c.miss(ctx, cr, key)
+	switch {
+	case err == nil:
+		c.m.attempts[m][resSuccess].Inc()
+	case errors.Is(err, ErrUnavailable) && stale != nil:
+		// Outage grace (DESIGN.md §8): the entry is within
+		// store.outage_grace (the cache returns Stale only then) and no
+		// invalidation touched it.
+		c.m.attempts[m][resStale].Inc()
+		id, err = stale, nil
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrForbidden):
+		return nil, c.refuse(rs, authorization, clientIP, m, st, start, err, false)
+	default:
+		return nil, c.refuse(rs, authorization, clientIP, m, st, start, err, true)
+	}
+	c.m.duration[m][st].Observe(time.Since(start).Seconds())
+	return id, nil
+}
+
+// miss authenticates cr with its authenticator, once for all concurrent
+// callers presenting the same credential, and caches the outcome.
+func (c *Chain) miss(ctx context.Context, cr *Credentials, key CacheKey) (*Identity, error) {
+	a := c.auth[cr.Kind]
+	if a == nil {
+		return nil, errNoAuthenticator
+	}
+	// The credential bytes alias the request (and the pooled Credentials,
+	// recycled when this caller returns): the flight gets its own copy,
+	// since it may outlive this caller.
+	cp := cloneCredentials(cr)
+	var kb [16]byte
+	binary.LittleEndian.PutUint64(kb[:8], key.Hi)
+	binary.LittleEndian.PutUint64(kb[8:], key.Lo)
+	ch := c.sf.DoChan(string(kb[:]), func() (any, error) {
+		seq := c.cache.Begin() // before the lookup: see package cache
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+		id, err := a.Authenticate(fctx, cp)
+		cancel()
+		cp.wipe()
+		err = normalise(id, err)
+		switch {
+		case err == nil:
+			c.cache.SetPositive(key, id, seq)
+		case negativeCacheable(err):
+			c.cache.SetNegative(key, err, seq)
+		default:
+			id = nil
+		}
+		return id, err
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*Identity), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+// normalise maps an authenticator's outcome to the chain's error classes.
+func normalise(id *Identity, err error) error {
+	switch {
+	case err == nil && id == nil:
+		return errNilIdentity
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotResponsible):
+		return errNoAuthenticator
+	case errors.Is(err, ErrUnavailable):
+		return err
+	case negativeCacheable(err), errors.Is(err, ErrForbidden):
+		return err
+	}
+	// Unknown failure (store error, context): never "invalid".
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// negativeCacheable reports whether err says the credential itself is bad.
+func negativeCacheable(err error) bool {
+	if errors.Is(err, ErrUnavailable) {
+		return false
+	}
+	return errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrExpired) ||
+		errors.Is(err, ErrDisabled) || errors.Is(err, ErrMalformedCredentials)
+}
+
+// checkLimits refuses clientIP or the Basic username when over their failure
+// budget.
+func (c *Chain) checkLimits(rs *reqState, clientIP netip.Addr) error {
+	cr := &rs.cr
+	if c.ipLim != nil && rs.setIPKey(clientIP) {
+		if ok, ra := c.ipLim.Allow(rs.ipKey[:]); !ok {
+			return &RateLimitedError{RetryAfter: ra, Scope: "ip"}
+		}
+	}
+	if c.userLim != nil && cr.Kind == KindBasic {
+		if ok, ra := c.userLim.Allow(cr.Username); !ok {
+			return &RateLimitedError{RetryAfter: ra, Scope: "user"}
+		}
+	}
+	return nil
+}
+
+// refuse counts, logs and returns a failure; count says whether it spends
+// the IP's (and Basic username's) failure budget.
+func (c *Chain) refuse(rs *reqState, authorization []byte, clientIP netip.Addr, m Method, st CacheStatus,
+	start time.Time, err error, count bool) error {
+	cr := &rs.cr
+	if count && negativeCacheable(err) {
+		if c.ipLim != nil && rs.setIPKey(clientIP) {
+			c.ipLim.Fail(rs.ipKey[:])
+		}
+		if c.userLim != nil && cr.Kind == KindBasic {
+			c.userLim.Fail(cr.Username)
+		}
+	}
+	c.m.attempts[m][resultOf(err)].Inc()
+	c.m.duration[m][st].Observe(time.Since(start).Seconds())
+	c.audit(cr, authorization, clientIP, m, st, err)
+	if negativeCacheable(err) && hasSchemeBearer(authorization) {
+		return &TokenError{Err: err}
+	}
+	return err
+}
+
+// audit writes one line per failure: who (username or key id, never a
+// password, secret, token or key value), from where, why.
+func (c *Chain) audit(cr *Credentials, authorization []byte, clientIP netip.Addr, m Method, st CacheStatus, err error) {
+	if ce := c.log.Check(zap.InfoLevel, "authentication failed"); ce != nil {
+		fields := make([]zap.Field, 0, 7)
+		fields = append(fields,
+			zap.String("event", "auth_failure"),
+			zap.String("method", m.String()),
+		)
+		switch cr.Kind {
+		case KindBasic:
+			fields = append(fields, zap.String("username", string(cr.Username)))
+		case KindAPIKey:
+			fields = append(fields, zap.String("key_id", string(cr.KeyID)))
+		}
+		if clientIP.IsValid() {
+			fields = append(fields, zap.String("client_ip", clientIP.String()))
+		}
+		cache := "none"
+		if st != cacheNone {
+			cache = cacheLabels[st]
+		}
+		fields = append(fields, zap.String("cache", cache), zap.String("reason", err.Error()))
+		ce.Write(fields...)
+	}
+}
+
+func resultOf(err error) result {
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		return resUnavailable
+	case errors.Is(err, ErrRateLimited):
+		return resRateLimited
+	case errors.Is(err, ErrMalformedCredentials):
+		return resMalformed
+	case errors.Is(err, ErrExpired):
+		return resExpired
+	case errors.Is(err, ErrDisabled):
+		return resDisabled
+	case errors.Is(err, ErrForbidden):
+		return resForbidden
+	}
+	return resInvalid
+}
+
+func methodOf(k CredKind) Method {
+	switch k {
+	case KindBasic:
+		return MethodBasic
+	case KindAPIKey:
+		return MethodAPIKey
+	case KindBearer:
+		return MethodBearer
+	}
+	return MethodNone
+}
+
+// hasSchemeBearer reports whether the Authorization value uses the Bearer
+// scheme (any case, after optional whitespace).
+func hasSchemeBearer(h []byte) bool {
+	h = trimOWS(h)
+	return len(h) >= 6 && asciiEqualFold(h[:6], "bearer") && (len(h) == 6 || h[6] == ' ' || h[6] == '\t')
+}
+
+// setIPKey sets rs.ipKey to the failure-limiter key of a client address
+// (once per request): the 16-byte form of an IPv4 address, the /64 of an
+// IPv6 one (a client usually controls a whole /64). It reports false for an
+// invalid address, which is not limited.
+func (rs *reqState) setIPKey(a netip.Addr) bool {
+	if rs.hasIP {
+		return true
+	}
+	if !a.IsValid() {
+		return false
+	}
+	a = a.Unmap()
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			a = p.Addr()
+		}
+	}
+	rs.ipKey, rs.hasIP = a.As16(), true
+	return true
+}
+
+// cloneCredentials copies the credential parts of c into one new buffer.
+func cloneCredentials(c *Credentials) *Credentials {
+	n := len(c.Username) + len(c.Password) + len(c.KeyID) + len(c.Secret) + len(c.APIKey) + len(c.Token)
+	buf := make([]byte, 0, n)
+	part := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		start := len(buf)
+		buf = append(buf, b...)
+		return buf[start:len(buf):len(buf)]
+	}
+	return &Credentials{
+		Kind:     c.Kind,
+		Username: part(c.Username),
+		Password: part(c.Password),
+		KeyID:    part(c.KeyID),
+		Secret:   part(c.Secret),
+		APIKey:   part(c.APIKey),
+		Token:    part(c.Token),
+	}
+}
+
+// release wipes the decoded bytes (passwords) and drops the references to
+// the request before c goes back to the pool. Cheaper than Reset, which
+// zeroes the whole buffer: the next ParseAuthorization resets anyway.
+func (c *Credentials) release() {
+	clear(c.buf[:c.used])
+	c.used = 0
+	c.Kind = KindNone
+	c.Username, c.Password, c.KeyID, c.Secret, c.APIKey, c.Token = nil, nil, nil, nil, nil, nil
+}
+
+// wipe zeroes the parts of a cloned Credentials (passwords, secrets).
+func (c *Credentials) wipe() {
+	for _, b := range [][]byte{c.Username, c.Password, c.KeyID, c.Secret, c.APIKey, c.Token} {
+		clear(b)
+	}
+}
+
+// noCache is the IdentityCache of a Chain built without one. Its keys only
+// name singleflight calls.
+type noCache struct{ s0, s1 maphash.Seed }
+
+func (n noCache) KeyOf(kind byte, a, b []byte) CacheKey {
+	sum := func(seed maphash.Seed) uint64 {
+		var h maphash.Hash
+		h.SetSeed(seed)
+		var hdr [17]byte
+		hdr[0] = kind
+		binary.LittleEndian.PutUint64(hdr[1:], uint64(len(a)))
+		binary.LittleEndian.PutUint64(hdr[9:], uint64(len(b)))
+		h.Write(hdr[:])
+		h.Write(a)
+		h.Write(b)
+		return h.Sum64()
+	}
+	return CacheKey{Hi: sum(n.s0), Lo: sum(n.s1)}
+}
+
+func (noCache) Get(CacheKey, time.Time) (*Identity, CacheStatus, error) { return nil, CacheMiss, nil }
+func (noCache) Begin() uint64                                           { return 0 }
+func (noCache) SetPositive(CacheKey, *Identity, uint64) bool            { return false }
+func (noCache) SetNegative(CacheKey, error, uint64) bool                { return false }

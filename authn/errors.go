@@ -1,0 +1,51 @@
+package authn
+
+import "errors"
+
+// Sentinel errors of authentication. Authenticators and ParseAuthorization
+// return these, often wrapped with %w and a fixed detail; callers match with
+// errors.Is and map them to HTTP statuses as documented on each. No error
+// message ever contains a password, a secret, a token or a key value.
+var (
+	// ErrNoCredentials: the request carries no credential (no or empty
+	// Authorization header). On a protected route → 401 with the Basic and
+	// Bearer WWW-Authenticate challenges; on an optional route the request
+	// continues anonymously.
+	ErrNoCredentials = errors.New("authn: no credentials")
+
+	// ErrMalformedCredentials: the Authorization header cannot be parsed:
+	// unknown scheme, missing space, bad base64, no ':' in Basic, empty
+	// username, invalid UTF-8 or control characters, API key of the wrong
+	// shape, ApiKey id not matching the key, token too long or outside the
+	// token68 alphabet. → 401 (DESIGN.md §3; not 400: the duplicate
+	// Authorization header is the only credential problem that is a 400).
+	ErrMalformedCredentials = errors.New("authn: malformed credentials")
+
+	// ErrInvalidCredentials: a well-formed credential that is wrong: unknown
+	// user or key id, wrong password or secret, API key checksum mismatch
+	// (detected without a store lookup), bad token signature or claims.
+	// → 401 (bearer: error="invalid_token").
+	ErrInvalidCredentials = errors.New("authn: invalid credentials")
+
+	// ErrNotResponsible: an authenticator does not handle this credential
+	// form; the chain moves on to the next one. Never reaches a client: if no
+	// authenticator is responsible the chain reports ErrInvalidCredentials.
+	ErrNotResponsible = errors.New("authn: authenticator not responsible for credential")
+
+	// ErrExpired: the credential was valid but has expired (API key
+	// expires_at, token exp). Reported only after the secret was verified,
+	// so it does not reveal that an unverified key exists. → 401.
+	ErrExpired = errors.New("authn: credentials expired")
+
+	// ErrDisabled: the credential is correct but its user or account is
+	// disabled, or the API key is revoked. → 401.
+	ErrDisabled = errors.New("authn: principal disabled")
+
+	// ErrUnavailable: the credential could not be checked because the store
+	// is unreachable or hashing capacity is exhausted. → 503 (never 401, never
+	// cached as invalid).
+	ErrUnavailable = errors.New("authn: authentication unavailable")
+
+	// ErrForbidden: authenticated, but not allowed to do this. → 403.
+	ErrForbidden = errors.New("authn: forbidden")
+)

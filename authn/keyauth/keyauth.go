@@ -1,0 +1,191 @@
+// Package keyauth is the authn.Authenticator of API keys (the miss path of
+// "Basic _api_key", "ApiKey" and "Bearer kg_…") and the in-memory account
+// states shared with the password authenticator.
+//
+// It is not part of package authn/apikey because authn imports authn/apikey
+// (to parse keys) and an authenticator must import authn.
+package keyauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/apikey"
+	"github.com/keygate/keygate/store"
+)
+
+// DefaultTimeout bounds the store calls of one authentication.
+const DefaultTimeout = 3 * time.Second
+
+// Toucher records that a key was used (store.TouchBatcher).
+type Toucher interface {
+	Touch(id string, at time.Time)
+}
+
+// AuthOptions are the collaborators of an Authenticator.
+type AuthOptions struct {
+	// Now is the clock (default time.Now): key expiry is checked with it.
+	Now func() time.Time
+	// Touch receives the key id on every successful authentication from the
+	// store (nil: last_used_at is not recorded). Cache hits do not touch, so
+	// last_used_at is as precise as cache.ttl.
+	Touch Toucher
+	// Timeout bounds the store calls of one authentication (default
+	// DefaultTimeout), on top of the caller's context.
+	Timeout time.Duration
+	// Accounts tells whether the owner's account is enabled (nil: the
+	// account is read from the store on every miss).
+	Accounts authn.AccountStates
+}
+
+// Authenticator authenticates API keys against a store.Store: one
+// LookupAPIKey round trip (key and owner) per miss, the account from
+// Accounts. It is safe for concurrent use.
+type Authenticator struct {
+	s        store.Store
+	now      func() time.Time
+	touch    Toucher
+	timeout  time.Duration
+	accounts authn.AccountStates
+}
+
+// NewAuthenticator returns the API key authenticator for s.
+func NewAuthenticator(s store.Store, opts AuthOptions) *Authenticator {
+	a := &Authenticator{s: s, now: opts.Now, touch: opts.Touch, timeout: opts.Timeout, accounts: opts.Accounts}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.timeout <= 0 {
+		a.timeout = DefaultTimeout
+	}
+	if a.accounts == nil {
+		a.accounts = storeAccounts{s}
+	}
+	return a
+}
+
+// Failure errors. Unknown id, wrong secret, revoked and expired keys all
+// wrap authn.ErrInvalidCredentials (one class, one status: the details are
+// for the audit log only, and only after the secret was verified).
+var (
+	errInvalid  = fmt.Errorf("%w: unknown api key or wrong secret", authn.ErrInvalidCredentials)
+	errRevoked  = fmt.Errorf("%w: api key revoked", authn.ErrInvalidCredentials)
+	errExpired  = fmt.Errorf("%w: api key expired", authn.ErrInvalidCredentials)
+	errOwner    = fmt.Errorf("%w: api key owner disabled", authn.ErrDisabled)
+	errAccount  = fmt.Errorf("%w: account disabled", authn.ErrDisabled)
+	errMismatch = fmt.Errorf("%w: api key account does not match its owner", authn.ErrInvalidCredentials)
+)
+
+// Authenticate implements authn.Authenticator for authn.KindAPIKey (other
+// kinds: authn.ErrNotResponsible). Order: lookup; the secret is verified
+// against the stored hash (against apikey.FakeHash for an unknown id, so an
+// unknown id and a wrong secret cost the same); only then revocation and
+// expiry, the owner's state and the account's state.
+func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) (*authn.Identity, error) {
+	if c.Kind != authn.KindAPIKey {
+		return nil, authn.ErrNotResponsible
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	id := string(c.KeyID)
+	k, u, err := a.s.LookupAPIKey(ctx, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			apikey.Verify(apikey.FakeHash(), c.Secret)
+			return nil, errInvalid
+		}
+		return nil, unavailable(err)
+	}
+	if !apikey.Verify(k.Hash, c.Secret) {
+		return nil, errInvalid
+	}
+	now := a.now()
+	switch k.Status(now) {
+	case store.KeyRevoked:
+		return nil, errRevoked
+	case store.KeyExpired:
+		return nil, errExpired
+	}
+	if u.State != store.StateEnabled {
+		return nil, errOwner
+	}
+	if k.Account != "" && k.Account != u.Account {
+		return nil, errMismatch
+	}
+	ok, err := a.accounts.Enabled(ctx, u.Account)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if !ok {
+		return nil, errAccount
+	}
+	roles := Intersect(k.Roles, u.Roles)
+	ident := &authn.Identity{
+		Username:    u.Username,
+		Account:     u.Account,
+		UserType:    string(u.Type),
+		Roles:       roles,
+		RolesHeader: strings.Join(roles, ","),
+		Method:      authn.MethodAPIKey,
+		KeyID:       k.ID,
+		KeyName:     k.Name,
+		Generation:  u.Generation,
+		ExpiresAt:   k.ExpiresAt,
+	}
+	if a.touch != nil {
+		a.touch.Touch(k.ID, now)
+	}
+	return ident, nil
+}
+
+// unavailable reports a store failure as authn.ErrUnavailable: whatever went
+// wrong, the credential was not found invalid.
+func unavailable(err error) error {
+	return fmt.Errorf("%w: %w", authn.ErrUnavailable, err)
+}
+
+// Intersect returns the roles in both a and b, sorted and without
+// duplicates, in a new slice (nil when there are none).
+func Intersect(a, b []string) []string {
+	var out []string
+	for _, r := range a {
+		if slices.Contains(b, r) {
+			out = append(out, r)
+		}
+	}
+	return SortedRoles(out)
+}
+
+// SortedRoles returns roles sorted, without duplicates or empty names, in a
+// new slice (nil when empty).
+func SortedRoles(roles []string) []string {
+	var out []string
+	for _, r := range roles {
+		if r != "" {
+			out = append(out, r)
+		}
+	}
+	slices.Sort(out)
+	return slices.Clip(slices.Compact(out))
+}
+
+// storeAccounts asks the store every time (AuthOptions.Accounts unset).
+type storeAccounts struct{ s store.Store }
+
+func (sa storeAccounts) Enabled(ctx context.Context, account string) (bool, error) {
+	acc, err := sa.s.GetAccount(ctx, account)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return acc.State == store.StateEnabled, nil
+}
+
+var _ authn.Authenticator = (*Authenticator)(nil)

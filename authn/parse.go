@@ -1,0 +1,349 @@
+package authn
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/keygate/keygate/authn/apikey"
+)
+
+// CredKind is the kind of credential an Authorization header carries.
+type CredKind uint8
+
+// Credential kinds.
+const (
+	KindNone   CredKind = iota
+	KindBasic           // Basic base64(username:password)
+	KindAPIKey          // Basic base64(_api_key:<key>), ApiKey base64(<id>:<key>), Bearer kg_…
+	KindBearer          // Bearer <token> other than an API key (a JWT)
+)
+
+// String names the kind.
+func (k CredKind) String() string {
+	switch k {
+	case KindBasic:
+		return "basic"
+	case KindAPIKey:
+		return "api_key"
+	case KindBearer:
+		return "bearer"
+	default:
+		return "none"
+	}
+}
+
+// Limits of ParseAuthorization.
+const (
+	// MaxDecodedLen is the longest decoded Basic or ApiKey payload
+	// ("username:password", "id:key"); longer is malformed.
+	MaxDecodedLen = 1024
+	// MaxTokenLen is the longest bearer token; longer is malformed.
+	MaxTokenLen = 8 << 10
+	// MaxAuthorizationLen is the longest Authorization value looked at.
+	MaxAuthorizationLen = 16 << 10
+)
+
+// APIKeyUser is the Basic username that marks the password as an API key
+// (Anchore style).
+const APIKeyUser = "_api_key"
+
+// Credentials is a parsed Authorization header. Its byte slices alias either
+// the header passed to ParseAuthorization or the Credentials' own buffer:
+// they are valid until the next ParseAuthorization or Reset on the same
+// Credentials, and only while the header bytes are alive and unchanged (with
+// fasthttp: until the handler returns). Copy them before keeping them.
+//
+// A Credentials is about 1.2 KB; keep one per request (pooled or on the
+// stack) rather than allocating it per parse.
+type Credentials struct {
+	Kind CredKind
+	// Username and Password are set for KindBasic. Both are valid UTF-8
+	// without control characters; Username is not empty.
+	Username, Password []byte
+	// For KindAPIKey: APIKey is the whole key value (kg_<id>_<secret><sum>)
+	// with a valid checksum; KeyID and Secret are its parts.
+	KeyID, Secret, APIKey []byte
+	// Token is set for KindBearer: 1..MaxTokenLen token68 characters.
+	Token []byte
+
+	// buf holds decoded base64. Two spare bytes: a 1368-character payload
+	// without padding decodes to 1026 bytes, refused after decoding.
+	buf  [MaxDecodedLen + 2]byte
+	used int // bytes of buf written by the last parse
+}
+
+// Reset clears c, including the decoded bytes (passwords) in its buffer.
+func (c *Credentials) Reset() {
+	clear(c.buf[:c.used])
+	c.used = 0
+	c.Kind = KindNone
+	c.Username, c.Password = nil, nil
+	c.KeyID, c.Secret, c.APIKey = nil, nil, nil
+	c.Token = nil
+}
+
+// Parse errors: fixed messages wrapping the sentinels, so returning them does
+// not allocate and never echoes the credential.
+var (
+	errUnknownScheme = fmt.Errorf("%w: unsupported authorization scheme", ErrMalformedCredentials)
+	errNoSpace       = fmt.Errorf("%w: want one or more spaces between scheme and credentials", ErrMalformedCredentials)
+	errEmpty         = fmt.Errorf("%w: empty credentials after scheme", ErrMalformedCredentials)
+	errTooLong       = fmt.Errorf("%w: credentials too long", ErrMalformedCredentials)
+	errBadChar       = fmt.Errorf("%w: invalid character in credentials", ErrMalformedCredentials)
+	errBase64        = fmt.Errorf("%w: invalid base64 (standard alphabet with padding required)", ErrMalformedCredentials)
+	errNoColon       = fmt.Errorf("%w: decoded credentials have no ':'", ErrMalformedCredentials)
+	errEmptyUser     = fmt.Errorf("%w: empty username", ErrMalformedCredentials)
+	errUTF8          = fmt.Errorf("%w: username and password must be UTF-8 without control characters", ErrMalformedCredentials)
+	errKeyShape      = fmt.Errorf("%w: %w", ErrMalformedCredentials, apikey.ErrMalformed)
+	errKeyChecksum   = fmt.Errorf("%w: %w", ErrInvalidCredentials, apikey.ErrChecksum)
+	errKeyIDMismatch = fmt.Errorf("%w: ApiKey id does not match the key", ErrMalformedCredentials)
+)
+
+// ParseAuthorization parses the value of an Authorization header into c
+// (DESIGN.md §3). c is reset first. For well-formed input it does not
+// allocate; see Credentials for the lifetime of the slices it sets.
+//
+// Accepted forms (scheme names case-insensitive, one or more spaces after
+// the scheme, surrounding spaces and tabs ignored):
+//
+//	Basic base64(username:password)   → KindBasic (split at the first ':')
+//	Basic base64(_api_key:<api key>)  → KindAPIKey
+//	ApiKey base64(<id>:<api key>)     → KindAPIKey (id must be the key's id)
+//	Bearer kg_…                       → KindAPIKey
+//	Bearer <token68>                  → KindBearer
+//
+// Base64 is the standard alphabet with padding (RFC 7617). Errors: an empty
+// header (or one of only spaces and tabs) is ErrNoCredentials; an API key whose checksum fails is
+// ErrInvalidCredentials (reject it without a store lookup); everything else
+// that does not parse is ErrMalformedCredentials. It never panics.
+func ParseAuthorization(h []byte, c *Credentials) error {
+	c.Reset()
+	if len(h) == 0 {
+		return ErrNoCredentials
+	}
+	if len(h) > MaxAuthorizationLen {
+		return errTooLong
+	}
+	h = trimOWS(h)
+	if len(h) == 0 {
+		return ErrNoCredentials // only spaces: an empty field value
+	}
+	// Scheme: up to the first space.
+	i := 0
+	for i < len(h) && h[i] != ' ' {
+		i++
+	}
+	scheme := h[:i]
+	if i == len(h) {
+		switch {
+		case knownScheme(scheme):
+			return errEmpty // "Basic"
+		case indexByte(scheme, '\t') >= 0, knownSchemePrefix(scheme):
+			return errNoSpace // "Basic\tdXN…", "BasicdXN…"
+		}
+		return errUnknownScheme
+	}
+	for i < len(h) && h[i] == ' ' {
+		i++
+	}
+	cred := h[i:] // not empty: h has no trailing space
+	switch {
+	case asciiEqualFold(scheme, "basic"):
+		return c.parseBasic(cred)
+	case asciiEqualFold(scheme, "apikey"):
+		return c.parseAPIKeyScheme(cred)
+	case asciiEqualFold(scheme, "bearer"):
+		return c.parseBearer(cred)
+	}
+	return errUnknownScheme
+}
+
+func knownScheme(s []byte) bool {
+	return asciiEqualFold(s, "basic") || asciiEqualFold(s, "apikey") || asciiEqualFold(s, "bearer")
+}
+
+func knownSchemePrefix(s []byte) bool {
+	return len(s) > 5 && asciiEqualFold(s[:5], "basic") ||
+		len(s) > 6 && (asciiEqualFold(s[:6], "apikey") || asciiEqualFold(s[:6], "bearer"))
+}
+
+var b64 = base64.StdEncoding.Strict()
+
+// decode decodes standard padded base64 into c.buf and returns the bytes.
+func (c *Credentials) decode(s []byte) ([]byte, error) {
+	if len(s) > b64.EncodedLen(MaxDecodedLen) {
+		return nil, errTooLong
+	}
+	// encoding/base64 skips '\r' and '\n', so check the alphabet first.
+	for _, ch := range s {
+		if !isB64Std(ch) {
+			return nil, errBase64
+		}
+	}
+	n, err := b64.Decode(c.buf[:], s)
+	c.used = n
+	if err != nil {
+		return nil, errBase64
+	}
+	if n > MaxDecodedLen {
+		return nil, errTooLong
+	}
+	return c.buf[:n], nil
+}
+
+func (c *Credentials) parseBasic(s []byte) error {
+	d, err := c.decode(s)
+	if err != nil {
+		return err
+	}
+	colon := indexByte(d, ':')
+	if colon < 0 {
+		return errNoColon
+	}
+	user, pass := d[:colon], d[colon+1:]
+	if string(user) == APIKeyUser {
+		return c.setKey(pass)
+	}
+	if len(user) == 0 {
+		return errEmptyUser
+	}
+	if !validText(user) || !validText(pass) {
+		return errUTF8
+	}
+	c.Kind, c.Username, c.Password = KindBasic, user, pass
+	return nil
+}
+
+func (c *Credentials) parseAPIKeyScheme(s []byte) error {
+	d, err := c.decode(s)
+	if err != nil {
+		return err
+	}
+	colon := indexByte(d, ':')
+	if colon < 0 {
+		return errNoColon
+	}
+	id, key := d[:colon], d[colon+1:]
+	if err := c.setKey(key); err != nil {
+		return err
+	}
+	if string(id) != string(c.KeyID) {
+		c.Kind, c.KeyID, c.Secret, c.APIKey = KindNone, nil, nil, nil
+		return errKeyIDMismatch
+	}
+	return nil
+}
+
+func (c *Credentials) parseBearer(s []byte) error {
+	if apikey.LooksLikeKey(s) {
+		return c.setKey(s)
+	}
+	if len(s) > MaxTokenLen {
+		return errTooLong
+	}
+	if !isToken68(s) {
+		return errBadChar
+	}
+	c.Kind, c.Token = KindBearer, s
+	return nil
+}
+
+// setKey parses an API key value and records it as KindAPIKey.
+func (c *Credentials) setKey(v []byte) error {
+	id, secret, err := apikey.Parse(v)
+	switch {
+	case errors.Is(err, apikey.ErrChecksum):
+		return errKeyChecksum
+	case err != nil:
+		return errKeyShape
+	}
+	c.Kind, c.APIKey, c.KeyID, c.Secret = KindAPIKey, v, id, secret
+	return nil
+}
+
+// trimOWS trims spaces and tabs around a header value (RFC 9110 OWS).
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// asciiEqualFold compares b with the lower-case ASCII word s, ignoring ASCII
+// case only (unlike bytes.EqualFold, "ſ" or "K" never match).
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func isB64Std(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '='
+}
+
+// isToken68 reports whether s is token68 (RFC 9110 §11.2):
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isToken68(s []byte) bool {
+	i := 0
+	for i < len(s) {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
+			break
+		}
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	for i < len(s) && s[i] == '=' {
+		i++
+	}
+	return i == len(s)
+}
+
+// validText reports whether b is valid UTF-8 with no control characters
+// (RFC 7617 §2: user-id and password must not contain them).
+func validText(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	if !utf8.Valid(b) {
+		return false
+	}
+	// C1 controls (U+0080–U+009F) are control characters too.
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r >= 0x80 && r <= 0x9f {
+			return false
+		}
+		i += n
+	}
+	return true
+}

@@ -1,0 +1,255 @@
+package password
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/store/boltstore"
+)
+
+// memStore serves users and accounts from maps; down makes it unreachable.
+type memStore struct {
+	store.Store
+	users    map[string]*store.User
+	accounts map[string]*store.Account
+	down     atomic.Bool
+	reads    atomic.Int64
+}
+
+func (m *memStore) GetUser(_ context.Context, name string) (*store.User, error) {
+	m.reads.Add(1)
+	if m.down.Load() {
+		return nil, store.ErrUnavailable
+	}
+	u, ok := m.users[name]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	c := *u
+	return &c, nil
+}
+
+func (m *memStore) GetAccount(_ context.Context, name string) (*store.Account, error) {
+	if m.down.Load() {
+		return nil, store.ErrUnavailable
+	}
+	a, ok := m.accounts[name]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	c := *a
+	return &c, nil
+}
+
+const authPW = "correct horse battery staple"
+
+func newMemStore(t testing.TB, h *Hasher) *memStore {
+	t.Helper()
+	phc, err := h.Hash(authPW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := New(Params{Memory: 32, Iterations: 1, Parallelism: 1}, 1).Hash(authPW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := func(name, acct string, st store.State, hash string, roles ...string) *store.User {
+		return &store.User{Username: name, Account: acct, Type: store.TypeUser, State: st, PasswordHash: hash, Roles: roles, Generation: 3}
+	}
+	return &memStore{
+		users: map[string]*store.User{
+			"alice":   u("alice", "acme", store.StateEnabled, phc, "write", "read", "write"),
+			"dora":    u("dora", "acme", store.StateDisabled, phc),
+			"eve":     u("eve", "closed", store.StateEnabled, phc),
+			"oscar":   u("oscar", "gone", store.StateEnabled, phc),
+			"broken":  u("broken", "acme", store.StateEnabled, "$argon2id$v=19$m=99999999,t=1,p=1$AAAA$AAAA"),
+			"garbage": u("garbage", "acme", store.StateEnabled, "not a hash"),
+			"old":     u("old", "acme", store.StateEnabled, old),
+		},
+		accounts: map[string]*store.Account{
+			"acme":   {Name: "acme", State: store.StateEnabled},
+			"closed": {Name: "closed", State: store.StateDisabled},
+		},
+	}
+}
+
+func basicCreds(user, pw string) *authn.Credentials {
+	return &authn.Credentials{Kind: authn.KindBasic, Username: []byte(user), Password: []byte(pw)}
+}
+
+func TestAuthenticatorCases(t *testing.T) {
+	h := New(testParams, 2)
+	ms := newMemStore(t, h)
+	var rehashed []string
+	a := NewAuthenticator(ms, h, AuthOptions{NeedsRehash: func(u string) { rehashed = append(rehashed, u) }})
+	ctx := context.Background()
+
+	id, err := a.Authenticate(ctx, basicCreds("alice", authPW))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.Username != "alice" || id.Account != "acme" || id.UserType != "user" || id.Method != authn.MethodBasic ||
+		!slices.Equal(id.Roles, []string{"read", "write"}) || id.RolesHeader != "read,write" || id.Generation != 3 ||
+		id.KeyID != "" || !id.ExpiresAt.IsZero() {
+		t.Fatalf("%+v", *id)
+	}
+
+	cases := []struct {
+		user, pw string
+		want     error
+		detail   string
+	}{
+		{"alice", "wrong", authn.ErrInvalidCredentials, "unknown user or wrong password"},
+		{"alice", "", authn.ErrInvalidCredentials, "unknown user or wrong password"},
+		{"nobody", authPW, authn.ErrInvalidCredentials, "unknown user or wrong password"},
+		{"dora", authPW, authn.ErrDisabled, "user disabled"},
+		{"dora", "wrong", authn.ErrInvalidCredentials, "unknown user or wrong password"}, // state only after the hash
+		{"eve", authPW, authn.ErrDisabled, "account disabled"},
+		{"eve", "wrong", authn.ErrInvalidCredentials, "unknown user or wrong password"},
+		{"oscar", authPW, authn.ErrDisabled, "account disabled"}, // account gone
+		{"broken", authPW, authn.ErrInvalidCredentials, "unusable"},
+		{"garbage", authPW, authn.ErrInvalidCredentials, "unusable"},
+	}
+	for _, tc := range cases {
+		id, err := a.Authenticate(ctx, basicCreds(tc.user, tc.pw))
+		if id != nil || !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.detail) {
+			t.Errorf("%s/%q: (%v, %v), want %v (%s)", tc.user, tc.pw, id, err, tc.want, tc.detail)
+		}
+		if err != nil && strings.Contains(err.Error(), authPW) {
+			t.Errorf("error contains the password: %v", err)
+		}
+	}
+
+	// Old parameters: accepted, reported, not rewritten.
+	if _, err := a.Authenticate(ctx, basicCreds("old", authPW)); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rehashed, []string{"old"}) {
+		t.Fatalf("NeedsRehash calls %v", rehashed)
+	}
+
+	for _, c := range []*authn.Credentials{
+		{Kind: authn.KindAPIKey, KeyID: []byte("x")},
+		{Kind: authn.KindBearer, Token: []byte("x")},
+	} {
+		if _, err := a.Authenticate(ctx, c); !errors.Is(err, authn.ErrNotResponsible) {
+			t.Errorf("%v: %v", c.Kind, err)
+		}
+	}
+}
+
+// A store that cannot answer and hashing capacity that cannot be had are
+// both ErrUnavailable (503), never a wrong password. Hashing saturation is
+// distinguishable (ErrBusy) for logs and metrics.
+func TestAuthenticatorUnavailable(t *testing.T) {
+	h := New(testParams, 1)
+	ms := newMemStore(t, h)
+	a := NewAuthenticator(ms, h, AuthOptions{})
+
+	ms.down.Store(true)
+	_, err := a.Authenticate(context.Background(), basicCreds("alice", authPW))
+	if !errors.Is(err, authn.ErrUnavailable) || errors.Is(err, ErrBusy) || errors.Is(err, authn.ErrInvalidCredentials) {
+		t.Fatalf("store down: %v", err)
+	}
+	ms.down.Store(false)
+
+	// Context over before a hashing slot is had: busy, for known and
+	// unknown users alike.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, user := range []string{"alice", "nobody", "garbage"} {
+		_, err = a.Authenticate(ctx, basicCreds(user, authPW))
+		if !errors.Is(err, authn.ErrUnavailable) || !errors.Is(err, ErrBusy) {
+			t.Fatalf("%s, no slot: %v", user, err)
+		}
+	}
+
+	// Hashing slots all held (a flood): the wait ends at the timeout.
+	h.sem <- struct{}{}
+	a2 := NewAuthenticator(ms, h, AuthOptions{Timeout: 1}) // 1 ns
+	_, err = a2.Authenticate(context.Background(), basicCreds("alice", "wrong"))
+	<-h.sem
+	if !errors.Is(err, authn.ErrUnavailable) {
+		t.Fatalf("saturated: %v", err)
+	}
+}
+
+// With a real store.
+func TestAuthenticatorBolt(t *testing.T) {
+	h := New(testParams, 2)
+	s := newBolt(t, h)
+	a := NewAuthenticator(s, h, AuthOptions{})
+	if _, err := a.Authenticate(context.Background(), basicCreds("alice", authPW)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Authenticate(context.Background(), basicCreds("alice", authPW+" ")); !errors.Is(err, authn.ErrInvalidCredentials) {
+		t.Fatal(err)
+	}
+	if _, err := a.Authenticate(context.Background(), basicCreds("bob", authPW)); !errors.Is(err, authn.ErrInvalidCredentials) {
+		t.Fatal(err)
+	}
+}
+
+func newBolt(t testing.TB, h *Hasher) store.Store {
+	t.Helper()
+	s, err := boltstore.Open(filepath.Join(t.TempDir(), "kg.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	phc, err := h.Hash(authPW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.CreateAccount(ctx, &store.Account{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateUser(ctx, &store.User{Username: "alice", Account: "acme", PasswordHash: phc}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkAuthenticateUnknownUserVsWrongPassword: the authenticator-level
+// timing pair (DefaultParams, bbolt store). The two run alternately and are
+// timed apart, so load and GC drift hit both alike: unknown-ns/op must match
+// wrong-ns/op within noise (SECURITY.md "enumeration by timing").
+func BenchmarkAuthenticateUnknownUserVsWrongPassword(b *testing.B) {
+	h := New(DefaultParams, 1)
+	a := NewAuthenticator(newBolt(b, h), h, AuthOptions{})
+	ctx := context.Background()
+	cu, cw := basicCreds("mallory", "not the password"), basicCreds("alice", "not the password")
+	run := func(c *authn.Credentials) time.Duration {
+		t0 := time.Now()
+		if _, err := a.Authenticate(ctx, c); err != errInvalid {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	run(cu) // warm-up
+	run(cw)
+	var du, dw time.Duration
+	i := 0
+	for b.Loop() {
+		if i%2 == 0 {
+			du += run(cu)
+			dw += run(cw)
+		} else {
+			dw += run(cw)
+			du += run(cu)
+		}
+		i++
+	}
+	b.ReportMetric(float64(du.Nanoseconds())/float64(i), "unknown-ns/op")
+	b.ReportMetric(float64(dw.Nanoseconds())/float64(i), "wrong-ns/op")
+	b.ReportMetric(float64(du)/float64(dw), "unknown/wrong")
+}
