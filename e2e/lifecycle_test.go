@@ -205,7 +205,7 @@ func TestDemo(t *testing.T) {
 	p := startProc(t, env, "serve", "--demo")
 	waitHTTP(t, p, "http://"+adminAddr+"/healthz", nil)
 
-	resp, err := http.Get("http://" + public + "/hello?x=1")
+	resp, err := http.Get("http://" + public + "/public/hello?x=1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,12 +215,53 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
 	e := decodeEcho(t, body)
-	if e.Method != "GET" || e.Path != "/hello" || e.Query != "x=1" {
+	if e.Method != "GET" || e.Path != "/public/hello" || e.Query != "x=1" {
 		t.Errorf("echo saw %s %s ? %s", e.Method, e.Path, e.Query)
 	}
 	stderr := p.stderr.String()
-	if want := "try: curl -i http://" + public + "/hello?x=1"; !strings.Contains(stderr, want) {
-		t.Errorf("stderr lacks %q:\n%s", want, stderr)
+	for _, want := range []string{
+		"curl -i http://" + public + "/public/hello?x=1",
+		"curl -i -u admin:<password> http://" + public + "/hello?x=1",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	// Everything but /public needs a credential: the generated admin
+	// password works, a wrong one does not.
+	resp, err = http.Get("http://" + public + "/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 || len(resp.Header.Values("WWW-Authenticate")) != 2 {
+		t.Errorf("anonymous /hello: %d %v", resp.StatusCode, resp.Header.Values("WWW-Authenticate"))
+	}
+	for _, tc := range []struct {
+		pw   string
+		want int
+	}{{generatedPassword(t, stderr), 200}, {"wrong-password", 401}} {
+		req, _ := http.NewRequest("GET", "http://"+public+"/hello?x=1", nil)
+		req.SetBasicAuth("admin", tc.pw)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("admin login: %d, want %d: %s", resp.StatusCode, tc.want, body)
+			continue
+		}
+		if tc.want == 200 {
+			e := decodeEcho(t, body)
+			if got := e.Headers["X-Auth-User"]; len(got) != 1 || got[0] != "admin" {
+				t.Errorf("X-Auth-User upstream = %v", got)
+			}
+			if got := e.Headers["Authorization"]; len(got) != 0 {
+				t.Errorf("Authorization forwarded: %v", got)
+			}
+		}
 	}
 	if !strings.Contains(stderr, `"msg":"keygate started"`) || !strings.Contains(stderr, `"store":"bolt"`) {
 		t.Errorf("no start log line:\n%s", stderr)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -14,7 +15,7 @@ import (
 
 type fixedAuth struct{ id *authn.Identity }
 
-func (a fixedAuth) Authenticate(*fasthttp.RequestCtx, *Route) (*authn.Identity, error) {
+func (a fixedAuth) Authenticate(*fasthttp.RequestCtx, *Route, netip.Addr) (*authn.Identity, error) {
 	return a.id, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"net/http"
 	"strings"
 	"sync"
@@ -120,7 +121,7 @@ func (u *upstream) reset() {
 // alice (bearer), "ApiKey good" is alice's key k1, anything else is 401.
 type testAuth struct{}
 
-func (testAuth) Authenticate(ctx *fasthttp.RequestCtx, _ *Route) (*authn.Identity, error) {
+func (testAuth) Authenticate(ctx *fasthttp.RequestCtx, _ *Route, _ netip.Addr) (*authn.Identity, error) {
 	switch string(ctx.Request.Header.Peek("Authorization")) {
 	case "":
 		return nil, nil

@@ -23,6 +23,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -50,7 +51,10 @@ type Authenticator interface {
 	// ctx.Response. A nil identity with a nil error means anonymous (a 401 on
 	// routes with auth required). ctx and everything read from it must not
 	// be kept after Authenticate returns.
-	Authenticate(ctx *fasthttp.RequestCtx, route *Route) (*authn.Identity, error)
+	//
+	// client is the client's address: the peer, or, when the peer is a
+	// trusted proxy, the rightmost X-Forwarded-For hop that is not trusted.
+	Authenticate(ctx *fasthttp.RequestCtx, route *Route, client netip.Addr) (*authn.Identity, error)
 }
 
 // Options are the collaborators of a Proxy.
@@ -389,7 +393,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 	var ident *authn.Identity
 	if route.Auth != configs.AuthNone {
 		if p.authr != nil {
-			if ident, err = p.authr.Authenticate(ctx, route); err != nil {
+			if ident, err = p.authr.Authenticate(ctx, route, p.clientAddr(peer, trusted, s.xff)); err != nil {
 				return route, nil, err
 			}
 		}
@@ -526,6 +530,30 @@ func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	}
 	ip, _ := netip.AddrFromSlice(ctx.RemoteIP())
 	return ip.Unmap()
+}
+
+// clientAddr is the address failures are counted against: the peer, unless
+// the peer is a trusted proxy, then the rightmost X-Forwarded-For hop that is
+// not itself trusted (hops left of it are the client's own claims). It does
+// not allocate.
+func (p *Proxy) clientAddr(peer netip.Addr, trusted bool, xff []byte) netip.Addr {
+	if !trusted || len(xff) == 0 {
+		return peer
+	}
+	for end := len(xff); end > 0; {
+		start := bytes.LastIndexByte(xff[:end], ',') + 1
+		hop := bytes.TrimSpace(xff[start:end])
+		a, err := netip.ParseAddr(b2s(hop))
+		if err != nil {
+			return peer // a malformed hop: trust nothing left of it
+		}
+		a = a.Unmap()
+		if !p.isTrusted(a) {
+			return a
+		}
+		end = start - 1
+	}
+	return peer
 }
 
 func (p *Proxy) isTrusted(a netip.Addr) bool {

@@ -183,3 +183,7 @@ func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+// b2s views b as a string without copying; b must not change while the
+// string is in use.
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

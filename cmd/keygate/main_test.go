@@ -125,13 +125,18 @@ func TestLoadConfigDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Routes) != 1 {
+	if len(cfg.Routes) != 2 {
 		t.Fatalf("routes = %+v", cfg.Routes)
 	}
-	r := cfg.Routes[0]
-	if r.Name != "demo" || r.PathPrefix != "/" || r.Auth != configs.AuthNone ||
-		len(r.Upstreams) != 1 || r.Upstreams[0] != "http://"+ln.Addr().String() {
-		t.Errorf("demo route = %+v", r)
+	for i, want := range []struct{ name, prefix, auth string }{
+		{"demo-public", "/public", configs.AuthNone},
+		{"demo", "/", configs.AuthRequired},
+	} {
+		r := cfg.Routes[i]
+		if r.Name != want.name || r.PathPrefix != want.prefix || r.Auth != want.auth ||
+			len(r.Upstreams) != 1 || r.Upstreams[0] != "http://"+ln.Addr().String() {
+			t.Errorf("demo route %d = %+v", i, r)
+		}
 	}
 	// Without the demo, the defaults have no route: a validation error.
 	_, err = loadConfig("", nil, nil)
@@ -273,10 +278,25 @@ func TestServeInProcess(t *testing.T) {
 	go func() { done <- runServe(ctx, e, []string{"--demo"}) }()
 	waitOK(t, "http://"+admin+"/healthz", done)
 
-	code, body := get(t, "http://"+public+"/hello?x=1")
+	code, body := get(t, "http://"+public+"/public/hello?x=1")
 	var r echo.Response
-	if err := json.Unmarshal(body, &r); err != nil || code != 200 || r.Path != "/hello" || r.Query != "x=1" {
+	if err := json.Unmarshal(body, &r); err != nil || code != 200 || r.Path != "/public/hello" || r.Query != "x=1" {
 		t.Errorf("proxied: %d %s %v", code, body, err)
+	}
+	if code, body := get(t, "http://"+public+"/hello"); code != 401 {
+		t.Errorf("no credentials on /: %d %s", code, body)
+	}
+	req, _ := http.NewRequest("GET", "http://"+public+"/hello?x=1", nil)
+	req.SetBasicAuth("admin", "in-process-test-password")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	r = echo.Response{}
+	if err := json.Unmarshal(body, &r); err != nil || resp.StatusCode != 200 || r.Headers["X-Auth-User"][0] != "admin" {
+		t.Errorf("authenticated: %d %s %v", resp.StatusCode, body, err)
 	}
 	if code, body := get(t, "http://"+admin+"/readyz"); code != 200 {
 		t.Errorf("readyz: %d %s", code, body)
@@ -292,7 +312,7 @@ func TestServeInProcess(t *testing.T) {
 	}
 	if s := errOut.String(); strings.Contains(s, "in-process-test-password") {
 		t.Errorf("password in output:\n%s", s)
-	} else if !strings.Contains(s, "keygate started") || !strings.Contains(s, "try: curl -i http://"+public+"/hello?x=1") {
+	} else if !strings.Contains(s, "keygate started") || !strings.Contains(s, "curl -i http://"+public+"/public/hello?x=1") {
 		t.Errorf("stderr:\n%s", s)
 	}
 }

@@ -21,7 +21,11 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/authn/ratelimit"
+	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/internal/echo"
 	"github.com/keygate/keygate/proxy"
@@ -46,7 +50,7 @@ func init() {
 func runServe(ctx context.Context, e *env, args []string) int {
 	fs := newFlagSet(e, "serve", "[--config FILE] [--demo]")
 	configPath := fs.String("config", "", "YAML configuration file (default: $"+envConfig+", else built-in defaults)")
-	demo := fs.Bool("demo", false, "start an in-process echo upstream and route / to it without authentication")
+	demo := fs.Bool("demo", false, "start an in-process echo upstream; route /public to it openly and / behind authentication")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -98,10 +102,6 @@ func loadConfig(path string, environ []string, demoLn net.Listener) (*configs.Co
 	return configs.Load(path, environ)
 }
 
-// demoAuth is the demo route's auth mode. Flip it to configs.AuthRequired
-// once identity authentication is wired into serve.
-const demoAuth = configs.AuthNone
-
 // demoRoute is the --demo route, in the shape of a YAML route.
 type demoRoute struct {
 	Name       string   `json:"name"`
@@ -111,15 +111,14 @@ type demoRoute struct {
 	Timeout    string   `json:"timeout"`
 }
 
-// demoRoutes is the single --demo route: everything to the echo upstream.
+// demoRoutes are the --demo routes to the echo upstream: /public is open,
+// everything else needs a credential (the bootstrap admin's, at first).
 func demoRoutes(echoAddr string) []demoRoute {
-	return []demoRoute{{
-		Name:       "demo",
-		PathPrefix: "/",
-		Upstreams:  []string{"http://" + echoAddr},
-		Auth:       demoAuth,
-		Timeout:    "30s",
-	}}
+	up := []string{"http://" + echoAddr}
+	return []demoRoute{
+		{Name: "demo-public", PathPrefix: "/public", Upstreams: up, Auth: configs.AuthNone, Timeout: "30s"},
+		{Name: "demo", PathPrefix: "/", Upstreams: up, Auth: configs.AuthRequired, Timeout: "30s"},
+	}
 }
 
 // withoutServeEnv drops the variables serve reads itself (so the admin
@@ -181,6 +180,8 @@ type gateway struct {
 	adminSrv          *fasthttp.Server
 	echoSrv           *fasthttp.Server
 	prx               *proxy.Proxy
+	chain             *authn.Chain
+	pwHasher          *password.Hasher
 	bg                sync.WaitGroup
 	stopBG            context.CancelFunc
 }
@@ -277,9 +278,16 @@ func (g *gateway) start() int {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Identity authentication is not wired yet: routes with auth required
-	// answer 401, optional ones are anonymous.
-	if g.prx, err = proxy.New(cfg, proxy.Options{Logger: g.log.Named("proxy"), Registerer: reg}); err != nil {
+	chain, err := g.buildChain(bgCtx, reg)
+	if err != nil {
+		return fail("%v", err)
+	}
+	g.chain = chain
+	if g.prx, err = proxy.New(cfg, proxy.Options{
+		Logger:        g.log.Named("proxy"),
+		Registerer:    reg,
+		Authenticator: proxy.NewChainAuthenticator(chain, cfg.Auth.Realm),
+	}); err != nil {
 		return fail("%v", err)
 	}
 	g.publicSrv = g.prx.Server()
@@ -318,8 +326,7 @@ func openStore(cfg *configs.Config, log *zap.Logger) (store.Store, error) {
 func (g *gateway) bootstrap() int {
 	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
 	defer cancel()
-	hasher := password.New(password.DefaultParams, g.cfg.Auth.MaxHashConcurrency)
-	created, err := store.Bootstrap(ctx, g.store, hasher.Hash, g.e.getenv(envAdminPassword), g.e.stderr)
+	created, err := store.Bootstrap(ctx, g.store, g.hasher().Hash, g.e.getenv(envAdminPassword), g.e.stderr)
 	if err != nil {
 		fmt.Fprintf(g.e.stderr, "keygate: cannot initialise the store: %v\n", err)
 		return exitFailure
@@ -360,8 +367,11 @@ func (g *gateway) demoHint() {
 	if g.cfg.TLS.Enabled() {
 		scheme = "https"
 	}
-	fmt.Fprintf(g.e.stderr, "keygate demo: every path is forwarded to the echo upstream at %s without authentication\n  try: curl -i %s://%s/hello?x=1\n",
-		g.demoLn.Addr(), scheme, dialable(g.publicLn.Addr()))
+	base := scheme + "://" + dialable(g.publicLn.Addr())
+	fmt.Fprintf(g.e.stderr, "keygate demo: requests are forwarded to the echo upstream at %s, which answers with what it received\n"+
+		"  open route:   curl -i %s/public/hello?x=1\n"+
+		"  login needed: curl -i -u admin:<password> %s/hello?x=1\n",
+		g.demoLn.Addr(), base, base)
 }
 
 // dialable turns a listen address into one a client on this host can use.
@@ -433,4 +443,60 @@ func (g *gateway) closeAll() {
 			g.log.Error("closing the store", zap.Error(err))
 		}
 	}
+}
+
+// hasher is the process's one argon2id hasher: its semaphore bounds hashing
+// CPU (auth.max_hash_concurrency) across the listeners and the bootstrap.
+func (g *gateway) hasher() *password.Hasher {
+	if g.pwHasher == nil {
+		g.pwHasher = password.New(password.DefaultParams, g.cfg.Auth.MaxHashConcurrency)
+	}
+	return g.pwHasher
+}
+
+// failureLimiterKeys bounds the memory of each failure limiter (per IP, per
+// username) under a flood of distinct keys.
+const failureLimiterKeys = 100_000
+
+// buildChain wires authentication (DESIGN.md §1): the identity cache in
+// front of the store, invalidated by the store's Watch (account states see
+// each invalidation first), the API key and password authenticators, the
+// failure limiters, and last-used batching. Background loops stop with ctx.
+func (g *gateway) buildChain(ctx context.Context, reg prometheus.Registerer) (*authn.Chain, error) {
+	cfg := g.cfg
+	methods := make([]authn.Method, 0, len(cfg.Auth.Methods))
+	for _, name := range cfg.Auth.Methods {
+		m, err := authn.ParseMethod(name)
+		if err != nil {
+			return nil, fmt.Errorf("auth.methods: %w", err)
+		}
+		methods = append(methods, m)
+	}
+	c, err := cache.New(cache.Config{
+		MaxEntries:  cfg.Cache.MaxEntries,
+		TTL:         cfg.Cache.TTL.D(),
+		NegativeTTL: cfg.Cache.NegativeTTL.D(),
+		OutageGrace: cfg.Store.OutageGrace.D(),
+	}, reg)
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	states := keyauth.NewAccountStates(g.store, cfg.Cache.TTL.D(), nil)
+	touch := store.NewTouchBatcher(g.store, store.DefaultTouchInterval, g.log.Named("last_used"))
+	g.bg.Add(2)
+	go func() { defer g.bg.Done(); c.Listen(ctx, states.WatchFirst(g.store), g.log.Named("cache")) }()
+	go func() { defer g.bg.Done(); _ = touch.Run(ctx) }()
+
+	return authn.NewChain(authn.ChainConfig{
+		Methods: methods,
+		Cache:   c.ForChain(),
+		Authenticators: map[authn.CredKind]authn.Authenticator{
+			authn.KindBasic:  password.NewAuthenticator(g.store, g.hasher(), password.AuthOptions{Accounts: states}),
+			authn.KindAPIKey: keyauth.NewAuthenticator(g.store, keyauth.AuthOptions{Touch: touch, Accounts: states}),
+		},
+		IPLimiter:   ratelimit.New(cfg.Auth.Failures.PerIPPerMinute, failureLimiterKeys, nil),
+		UserLimiter: ratelimit.New(cfg.Auth.Failures.PerUserPerMinute, failureLimiterKeys, nil),
+		Registerer:  reg,
+		Logger:      g.log.Named("audit"),
+	})
 }
