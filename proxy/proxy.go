@@ -38,6 +38,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/configs"
 )
 
@@ -62,6 +63,12 @@ type Options struct {
 	Logger        *zap.Logger           // nil: zap.NewNop()
 	Registerer    prometheus.Registerer // nil: no metrics registered
 	Authenticator Authenticator         // nil: auth required → 401, optional → anonymous
+	// Authorizer decides, after authentication, whether the identity may
+	// make the request. nil or *authz.Native: the route's roles (any of) are
+	// checked natively. Any other Authorizer (the external plugin) is asked
+	// with one (method, "<route>:<forwarded path>") tuple after the route's
+	// roles pass; its failures are 403 or 503, never an allow.
+	Authorizer authz.Authorizer
 	// Extra are exact raw paths served by keygate itself before routing
 	// (after the framing, Host and duplicate-Authorization checks).
 	Extra map[string]fasthttp.RequestHandler
@@ -73,6 +80,8 @@ type Proxy struct {
 	cfg     *configs.Config
 	log     *zap.Logger
 	authr   Authenticator
+	native  *authz.Native    // native route-role decisions (counted)
+	ext     authz.Authorizer // external decisions, nil for native
 	extra   map[string]fasthttp.RequestHandler
 	routes  []*Route
 	router  *router
@@ -111,6 +120,13 @@ func New(cfg *configs.Config, opts Options) (*Proxy, error) {
 	}
 	if p.log == nil {
 		p.log = zap.NewNop()
+	}
+	switch a := opts.Authorizer.(type) {
+	case nil:
+	case *authz.Native:
+		p.native = a
+	default:
+		p.ext = a
 	}
 	p.pool.New = func() any { return new(scratch) }
 	var errs []error
@@ -400,8 +416,10 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 		if ident == nil && route.Auth == configs.AuthRequired {
 			return route, nil, ErrUnauthorized
 		}
-		if ident != nil && len(route.Roles) > 0 && !hasAnyRole(ident.Roles, route.Roles) {
-			return route, ident, ErrForbidden
+		if ident != nil {
+			if err := p.authorize(ctx, route, ident, path); err != nil {
+				return route, ident, err
+			}
 		}
 	}
 
@@ -568,13 +586,49 @@ func (p *Proxy) isTrusted(a netip.Addr) bool {
 	return false
 }
 
-func hasAnyRole(have, want []string) bool {
-	for _, w := range want {
-		for _, h := range have {
-			if h == w {
-				return true
-			}
-		}
+// Authorization errors, fixed so no plugin detail reaches the client.
+var (
+	errAuthzDenied      = &HTTPError{Status: fasthttp.StatusForbidden, Code: "forbidden", Message: "not allowed"}
+	errAuthzUnavailable = &HTTPError{Status: fasthttp.StatusServiceUnavailable, Code: "authorizer_unavailable", Message: "the authorization service is unavailable; retry later"}
+)
+
+// authorize decides on exactly the path that will be forwarded (the matched
+// raw path minus strip_prefix). The route's roles are always enforced; the
+// external authorizer, when configured, is asked on top.
+func (p *Proxy) authorize(ctx *fasthttp.RequestCtx, route *Route, ident *authn.Identity, path []byte) error {
+	allowed := false
+	if p.native != nil {
+		allowed = p.native.AllowRoute(ident, route.Roles)
+	} else {
+		allowed = authz.AllowRoute(ident, route.Roles)
 	}
-	return false
+	if !allowed {
+		return ErrForbidden
+	}
+	if p.ext == nil {
+		return nil
+	}
+	fwd := path
+	if route.StripPrefix != "" && hasSegmentPrefix(path, route.StripPrefix) {
+		fwd = path[len(route.StripPrefix):]
+	}
+	if len(fwd) == 0 {
+		fwd = slashPath
+	}
+	r := authz.AcquireRequest()
+	r.Identity, r.Domain, r.Now = ident, ident.Account, time.Now()
+	r.AddRouteAction(ctx.Method(), route.Name, fwd)
+	_, err := p.ext.Authorize(ctx, r)
+	authz.ReleaseRequest(r)
+	switch {
+	case err == nil:
+		return nil
+	case authz.Status(err) == fasthttp.StatusServiceUnavailable:
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+		return errAuthzUnavailable
+	default:
+		return errAuthzDenied
+	}
 }
+
+var slashPath = []byte("/")

@@ -25,6 +25,7 @@ import (
 	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/authn/password"
 	"github.com/keygate/keygate/authn/ratelimit"
+	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/internal/echo"
@@ -181,7 +182,11 @@ type gateway struct {
 	echoSrv           *fasthttp.Server
 	prx               *proxy.Proxy
 	chain             *authn.Chain
+	authorizer        authz.Authorizer
+	notifier          *authz.Notifier // external handler only
+	closers           []io.Closer     // closed after the background loops stop
 	pwHasher          *password.Hasher
+	extraWatchers     []func(store.Invalidation) // see each invalidation before the cache
 	bg                sync.WaitGroup
 	stopBG            context.CancelFunc
 }
@@ -278,6 +283,9 @@ func (g *gateway) start() int {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	if err := g.buildAuthz(bgCtx, reg); err != nil {
+		return fail("%v", err)
+	}
 	chain, err := g.buildChain(bgCtx, reg)
 	if err != nil {
 		return fail("%v", err)
@@ -287,6 +295,7 @@ func (g *gateway) start() int {
 		Logger:        g.log.Named("proxy"),
 		Registerer:    reg,
 		Authenticator: proxy.NewChainAuthenticator(chain, cfg.Auth.Realm),
+		Authorizer:    g.authorizer,
 	}); err != nil {
 		return fail("%v", err)
 	}
@@ -438,6 +447,9 @@ func (g *gateway) closeAll() {
 		}
 	}
 	g.bg.Wait()
+	for _, c := range g.closers {
+		_ = c.Close()
+	}
 	if g.store != nil {
 		if err := g.store.Close(); err != nil {
 			g.log.Error("closing the store", zap.Error(err))
@@ -484,7 +496,10 @@ func (g *gateway) buildChain(ctx context.Context, reg prometheus.Registerer) (*a
 	states := keyauth.NewAccountStates(g.store, cfg.Cache.TTL.D(), nil)
 	touch := store.NewTouchBatcher(g.store, store.DefaultTouchInterval, g.log.Named("last_used"))
 	g.bg.Add(2)
-	go func() { defer g.bg.Done(); c.Listen(ctx, states.WatchFirst(g.store), g.log.Named("cache")) }()
+	go func() {
+		defer g.bg.Done()
+		c.Listen(ctx, withWatchers(states.WatchFirst(g.store), g.extraWatchers...), g.log.Named("cache"))
+	}()
 	go func() { defer g.bg.Done(); _ = touch.Run(ctx) }()
 
 	return authn.NewChain(authn.ChainConfig{
@@ -498,5 +513,61 @@ func (g *gateway) buildChain(ctx context.Context, reg prometheus.Registerer) (*a
 		UserLimiter: ratelimit.New(cfg.Auth.Failures.PerUserPerMinute, failureLimiterKeys, nil),
 		Registerer:  reg,
 		Logger:      g.log.Named("audit"),
+	})
+}
+
+// buildAuthz builds the authorizer of authorization.handler. The external
+// one also gets the store's invalidations (its decision cache) and a
+// notifier that delivers principal/domain lifecycle events from a durable
+// outbox beside the bolt file.
+func (g *gateway) buildAuthz(ctx context.Context, reg prometheus.Registerer) error {
+	a, err := authz.New(g.cfg, authz.Options{Logger: g.log.Named("authz"), Registerer: reg})
+	if err != nil {
+		return err
+	}
+	g.authorizer = a
+	ext, ok := a.(*authz.External)
+	if !ok {
+		return nil
+	}
+	g.closers = append(g.closers, ext)
+	g.extraWatchers = append(g.extraWatchers, ext.Invalidate)
+	dir := filepath.Dir(g.cfg.Store.Bolt.Path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("authorization outbox directory: %w", err)
+	}
+	out, err := authz.OpenBoltOutbox(filepath.Join(dir, "authz-outbox.db"))
+	if err != nil {
+		return err
+	}
+	g.closers = append(g.closers, out)
+	if g.notifier, err = authz.NewNotifier(g.cfg.Authorization.External, out, authz.NotifierOptions{Logger: g.log.Named("authz_notifier"), Registerer: reg}); err != nil {
+		return err
+	}
+	g.bg.Add(1)
+	go func() { defer g.bg.Done(); _ = g.notifier.Run(ctx) }()
+	return nil
+}
+
+// withWatchers returns s whose Watch also hands every invalidation to fns
+// (before the caller's function).
+func withWatchers(s store.Store, fns ...func(store.Invalidation)) store.Store {
+	if len(fns) == 0 {
+		return s
+	}
+	return teeStore{Store: s, fns: fns}
+}
+
+type teeStore struct {
+	store.Store
+	fns []func(store.Invalidation)
+}
+
+func (t teeStore) Watch(ctx context.Context, fn func(store.Invalidation)) error {
+	return t.Store.Watch(ctx, func(inv store.Invalidation) {
+		for _, f := range t.fns {
+			f(inv)
+		}
+		fn(inv)
 	})
 }
