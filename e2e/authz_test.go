@@ -34,8 +34,8 @@ func TestExternalAuthorizationPlugin(t *testing.T) {
 	echoAddr := startEchoProc(t)
 	g := startGateway(t, serveOpts{
 		routes: fmt.Sprintf("  - name: api\n    path_prefix: /\n    upstreams: [\"http://%s\"]\n    auth: required\n", echoAddr),
-		extra: fmt.Sprintf("authorization:\n  handler: external\n  external:\n    endpoint: \"http://%s\"\n    timeout: 300ms\n    cache_ttl: 1s\n", pluginAddr),
-		env:   []string{"KEYGATE_AUTHORIZATION_EXTERNAL_SECRET=" + secret},
+		extra:  fmt.Sprintf("authorization:\n  handler: external\n  external:\n    endpoint: \"http://%s\"\n    timeout: 300ms\n    cache_ttl: 1s\n", pluginAddr),
+		env:    []string{"KEYGATE_AUTHORIZATION_EXTERNAL_SECRET=" + secret},
 	})
 
 	get := func(path string) int {

@@ -106,12 +106,30 @@ func (k *APIKey) Status(now time.Time) KeyStatus {
 }
 
 // UserUpdate changes a user. Nil fields are left alone. Any non-nil field
-// bumps the user's Generation and publishes an invalidation.
+// bumps the user's Generation and publishes an invalidation, except in a
+// rehash (see Rehash).
 type UserUpdate struct {
 	PasswordHash *string
 	State        *State
 	Roles        *[]string
 	Type         *UserType
+
+	// IfPasswordHash, when set, makes the update conditional: it applies
+	// only if the stored PasswordHash equals *IfPasswordHash, else the
+	// update fails with ErrConflict and changes nothing (compare-and-set).
+	// The comparison is atomic with the write. It may go with any other
+	// field; on its own it checks and changes nothing.
+	IfPasswordHash *string
+
+	// Rehash marks an update that replaces the password hash with a new hash
+	// of the same password (new parameters, e.g. after a successful login):
+	// the credential is unchanged, so the update does not bump Generation,
+	// does not change UpdatedAt and publishes no invalidation; cached
+	// identities and tokens of the user stay valid. Rehash requires a
+	// non-empty PasswordHash and IfPasswordHash (the hash the password was
+	// verified against) and no other field, else ErrInvalid. Any update
+	// without Rehash keeps the rules above.
+	Rehash bool
 }
 
 // KeyFilter selects API keys for ListAPIKeys. Empty fields match everything.
@@ -172,7 +190,10 @@ type Store interface {
 	// ListUsers lists an account's users, ordered by username.
 	ListUsers(ctx context.Context, account string) ([]User, error)
 	// UpdateUser applies upd atomically, bumps Generation, publishes an
-	// invalidation, and returns the new record.
+	// invalidation, and returns the new record. With upd.IfPasswordHash set
+	// it applies only if the stored hash still equals it (ErrConflict
+	// otherwise, nothing changed); with upd.Rehash it neither bumps
+	// Generation nor publishes (see UserUpdate).
 	UpdateUser(ctx context.Context, username string, upd UserUpdate) (*User, error)
 	// DeleteUser deletes a user and their keys, publishing invalidations.
 	DeleteUser(ctx context.Context, username string) error

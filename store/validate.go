@@ -244,12 +244,29 @@ func ValidateNewUser(u *User, now time.Time) error {
 	return nil
 }
 
-// ValidateUserUpdate validates the non-nil fields of upd. Whether a Type of
-// admin suits the user's account is checked by ApplyUserUpdate.
+// ValidateUserUpdate validates the non-nil fields of upd and the rule of a
+// rehash: Rehash requires a non-empty PasswordHash and IfPasswordHash and no
+// other field. Whether a Type of admin suits the user's account is checked
+// by ApplyUserUpdate.
 func ValidateUserUpdate(upd UserUpdate) error {
 	if upd.PasswordHash != nil {
 		if err := validHash("password hash", len(*upd.PasswordHash), false); err != nil {
 			return err
+		}
+	}
+	if upd.IfPasswordHash != nil {
+		if err := validHash("expected password hash", len(*upd.IfPasswordHash), false); err != nil {
+			return err
+		}
+	}
+	if upd.Rehash {
+		switch {
+		case upd.PasswordHash == nil || *upd.PasswordHash == "":
+			return fmt.Errorf("rehash without a new password hash: %w", ErrInvalid)
+		case upd.IfPasswordHash == nil:
+			return fmt.Errorf("rehash without the expected password hash: %w", ErrInvalid)
+		case upd.State != nil || upd.Roles != nil || upd.Type != nil:
+			return fmt.Errorf("rehash may change only the password hash: %w", ErrInvalid)
 		}
 	}
 	if upd.State != nil {
@@ -271,14 +288,30 @@ func ValidateUserUpdate(upd UserUpdate) error {
 }
 
 // ApplyUserUpdate validates upd against u and applies it: changed fields,
-// Generation+1 when any field is set, UpdatedAt = now. u is left unchanged on
-// error. It reports whether anything was set.
+// Generation+1 when any field is set, UpdatedAt = now. When
+// upd.IfPasswordHash is set and differs from u.PasswordHash it fails with
+// ErrConflict. A rehash (upd.Rehash) sets only PasswordHash, leaving
+// Generation and UpdatedAt alone. u is left unchanged on error. It reports
+// whether u must be written back; the caller publishes an invalidation when
+// it reports true, unless upd.Rehash is set. A store calls it on the record
+// it read in the same transaction (or whose hash and Generation its write
+// re-checks), which makes the compare-and-set atomic.
 func ApplyUserUpdate(u *User, upd UserUpdate, now time.Time) (bool, error) {
 	if err := ValidateUserUpdate(upd); err != nil {
 		return false, err
 	}
 	if upd.Type != nil && *upd.Type == TypeAdmin && u.Account != AdminAccount {
 		return false, fmt.Errorf("user type %q is allowed only in account %q: %w", TypeAdmin, AdminAccount, ErrInvalid)
+	}
+	if upd.IfPasswordHash != nil && *upd.IfPasswordHash != u.PasswordHash {
+		return false, fmt.Errorf("user %q: password hash changed meanwhile: %w", u.Username, ErrConflict)
+	}
+	if upd.Rehash {
+		if *upd.PasswordHash == u.PasswordHash {
+			return false, nil
+		}
+		u.PasswordHash = *upd.PasswordHash
+		return true, nil
 	}
 	changed := false
 	if upd.PasswordHash != nil {

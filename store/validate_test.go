@@ -141,32 +141,56 @@ func TestValidateNewUserDefaults(t *testing.T) {
 
 func TestApplyUserUpdate(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	base := store.User{Username: "u", Account: "acme", Type: store.TypeUser, State: store.StateEnabled, Generation: 3, Roles: []string{"a"}}
+	created := now.Add(-time.Hour)
+	base := store.User{Username: "u", Account: "acme", Type: store.TypeUser, State: store.StateEnabled, Generation: 3,
+		Roles: []string{"a"}, PasswordHash: "old", UpdatedAt: created}
 	admin := store.TypeAdmin
 	bad := store.State("x")
 	dis := store.StateDisabled
+	roles := []string{"b"}
+	oldH, newH, otherH, empty := "old", "new", "other", ""
+	long := strings.Repeat("h", store.MaxHashLen+1)
 	for _, tc := range []struct {
 		name    string
 		upd     store.UserUpdate
 		changed bool
 		err     error
+		gen     uint64 // want Generation
+		hash    string // want PasswordHash
+		updated time.Time
 	}{
-		{"nothing", store.UserUpdate{}, false, nil},
-		{"state", store.UserUpdate{State: &dis}, true, nil},
-		{"bad state", store.UserUpdate{State: &bad}, false, store.ErrInvalid},
-		{"admin outside admin account", store.UserUpdate{Type: &admin}, false, store.ErrInvalid},
+		{"nothing", store.UserUpdate{}, false, nil, 3, "old", created},
+		{"state", store.UserUpdate{State: &dis}, true, nil, 4, "old", now},
+		{"bad state", store.UserUpdate{State: &bad}, false, store.ErrInvalid, 3, "old", created},
+		{"admin outside admin account", store.UserUpdate{Type: &admin}, false, store.ErrInvalid, 3, "old", created},
+		{"password", store.UserUpdate{PasswordHash: &newH}, true, nil, 4, "new", now},
+		{"cas match", store.UserUpdate{PasswordHash: &newH, IfPasswordHash: &oldH}, true, nil, 4, "new", now},
+		{"cas match other field", store.UserUpdate{State: &dis, IfPasswordHash: &oldH}, true, nil, 4, "old", now},
+		{"cas only", store.UserUpdate{IfPasswordHash: &oldH}, false, nil, 3, "old", created},
+		{"cas mismatch", store.UserUpdate{PasswordHash: &newH, IfPasswordHash: &otherH}, false, store.ErrConflict, 3, "old", created},
+		{"cas mismatch empty", store.UserUpdate{State: &dis, IfPasswordHash: &empty}, false, store.ErrConflict, 3, "old", created},
+		{"cas too long", store.UserUpdate{State: &dis, IfPasswordHash: &long}, false, store.ErrInvalid, 3, "old", created},
+		{"rehash", store.UserUpdate{PasswordHash: &newH, IfPasswordHash: &oldH, Rehash: true}, true, nil, 3, "new", created},
+		{"rehash same hash", store.UserUpdate{PasswordHash: &oldH, IfPasswordHash: &oldH, Rehash: true}, false, nil, 3, "old", created},
+		{"rehash mismatch", store.UserUpdate{PasswordHash: &newH, IfPasswordHash: &otherH, Rehash: true}, false, store.ErrConflict, 3, "old", created},
+		{"rehash without cas", store.UserUpdate{PasswordHash: &newH, Rehash: true}, false, store.ErrInvalid, 3, "old", created},
+		{"rehash without hash", store.UserUpdate{IfPasswordHash: &oldH, Rehash: true}, false, store.ErrInvalid, 3, "old", created},
+		{"rehash to empty", store.UserUpdate{PasswordHash: &empty, IfPasswordHash: &oldH, Rehash: true}, false, store.ErrInvalid, 3, "old", created},
+		{"rehash with state", store.UserUpdate{PasswordHash: &newH, IfPasswordHash: &oldH, Rehash: true, State: &dis}, false, store.ErrInvalid, 3, "old", created},
+		{"rehash with roles", store.UserUpdate{PasswordHash: &newH, IfPasswordHash: &oldH, Rehash: true, Roles: &roles}, false, store.ErrInvalid, 3, "old", created},
+		{"rehash with type", store.UserUpdate{PasswordHash: &newH, IfPasswordHash: &oldH, Rehash: true, Type: &admin}, false, store.ErrInvalid, 3, "old", created},
 	} {
 		u := base
 		changed, err := store.ApplyUserUpdate(&u, tc.upd, now)
-		if changed != tc.changed || !errors.Is(err, tc.err) {
+		if changed != tc.changed || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
 			t.Errorf("%s: changed=%v err=%v, want %v %v", tc.name, changed, err, tc.changed, tc.err)
 		}
-		wantGen := base.Generation
-		if tc.changed {
-			wantGen++
+		if u.Generation != tc.gen || u.PasswordHash != tc.hash || !u.UpdatedAt.Equal(tc.updated) {
+			t.Errorf("%s: Generation=%d PasswordHash=%q UpdatedAt=%v, want %d %q %v",
+				tc.name, u.Generation, u.PasswordHash, u.UpdatedAt, tc.gen, tc.hash, tc.updated)
 		}
-		if u.Generation != wantGen {
-			t.Errorf("%s: Generation = %d, want %d", tc.name, u.Generation, wantGen)
+		if err != nil && (strings.Contains(err.Error(), "old") || strings.Contains(err.Error(), "other")) {
+			t.Errorf("%s: error names a hash: %v", tc.name, err)
 		}
 	}
 }

@@ -421,10 +421,20 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		}
 	})
-	b.Run("fake", func(b *testing.B) {
+	// wrong_secret and unknown_id (FakeHash) should cost the same.
+	wrong := []byte(secretB)
+	b.Run("wrong_secret", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if Verify(FakeHash(), s) {
+			if Verify(h, wrong) {
+				b.Fatal("wrong secret matched")
+			}
+		}
+	})
+	b.Run("unknown_id", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if Verify(FakeHash(), wrong) {
 				b.Fatal("fake matched")
 			}
 		}

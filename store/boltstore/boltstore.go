@@ -362,7 +362,9 @@ func (s *Store) ListUsers(ctx context.Context, account string) ([]store.User, er
 	return list, nil
 }
 
-// UpdateUser implements store.Store.
+// UpdateUser implements store.Store. The record is read, compared with
+// upd.IfPasswordHash and written in one write transaction, so the
+// compare-and-set is atomic. A rehash publishes nothing.
 func (s *Store) UpdateUser(ctx context.Context, username string, upd store.UserUpdate) (*store.User, error) {
 	if err := store.ValidateUserUpdate(upd); err != nil {
 		return nil, err
@@ -381,7 +383,7 @@ func (s *Store) UpdateUser(ctx context.Context, username string, upd store.UserU
 	if err != nil {
 		return nil, err
 	}
-	if changed {
+	if changed && !upd.Rehash {
 		s.publish(store.Invalidation{Username: username})
 	}
 	return u, nil
