@@ -244,7 +244,7 @@ routes:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := append([]string{"KEYGATE_ADMIN_PASSWORD=correct-horse-battery-staple"}, o.env...)
+	env := append([]string{"KEYGATE_ADMIN_PASSWORD=correct-horse-battery-staple", "KEYGATE_TOKENS_SIGNING_SECRET=" + testSigningSecret}, o.env...)
 	g.proc = startProc(t, env, "serve", "--config", path)
 	waitHTTP(t, g.proc, "http://"+g.admin+"/healthz", nil)
 	return g
@@ -361,3 +361,7 @@ func (p *proc) sigterm() {
 		p.t.Fatal(err)
 	}
 }
+
+// testSigningSecret is the HS256 token secret of the gateways the tests
+// start (serve refuses to start without a strong one when bearer is on).
+const testSigningSecret = "e2e-Zq8v3Lr1Tw6Yp0Ks4Nd7Hb2Xm5Jc9Gf"

@@ -632,3 +632,15 @@ func (p *Proxy) authorize(ctx *fasthttp.RequestCtx, route *Route, ident *authn.I
 }
 
 var slashPath = []byte("/")
+
+// ClientAddr is the client address of a request that has not been through
+// the pipeline (keygate's own endpoints, Options.Extra): the peer, or behind
+// a trusted proxy the rightmost X-Forwarded-For hop that is not trusted.
+func (p *Proxy) ClientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	peer := peerAddr(ctx)
+	trusted := p.isTrusted(peer)
+	if !trusted {
+		return peer
+	}
+	return p.clientAddr(peer, true, ctx.Request.Header.Peek("X-Forwarded-For"))
+}

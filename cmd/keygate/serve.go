@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/netip"
+	"slices"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -25,6 +29,7 @@ import (
 	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/authn/password"
 	"github.com/keygate/keygate/authn/ratelimit"
+	"github.com/keygate/keygate/authn/token"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/configs"
@@ -186,6 +191,10 @@ type gateway struct {
 	notifier          *authz.Notifier // external handler only
 	closers           []io.Closer     // closed after the background loops stop
 	pwHasher          *password.Hasher
+	signer            *token.Signer // nil when bearer is not in auth.methods
+	states            *keyauth.AccountStates
+	ipLimiter         *ratelimit.Limiter
+	userLimiter       *ratelimit.Limiter
 	extraWatchers     []func(store.Invalidation) // see each invalidation before the cache
 	bg                sync.WaitGroup
 	stopBG            context.CancelFunc
@@ -250,6 +259,13 @@ func (g *gateway) start() int {
 		return exitFailure
 	}
 
+	// Signing material is configuration: a missing or weak secret is a
+	// configuration error (exit 2), found before anything is bound.
+	if err := g.buildSigner(); err != nil {
+		fmt.Fprintf(g.e.stderr, "invalid configuration:\n  - %v\n", err)
+		return exitUsage
+	}
+
 	// Bind first: a busy port fails fast, before any state is touched.
 	var err error
 	if g.publicLn, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -279,6 +295,11 @@ func (g *gateway) start() int {
 	remover := store.NewRemover(g.store, cfg.APIKeys.Retention.D(), store.DefaultPurgeInterval, time.Now, g.log.Named("remover"))
 	g.bg.Add(1)
 	go func() { defer g.bg.Done(); _ = remover.Run(bgCtx) }()
+	if rp, ok := g.store.(store.RefreshPurger); ok {
+		// Redis expires refresh tokens itself; bolt needs a sweep.
+		g.bg.Add(1)
+		go func() { defer g.bg.Done(); purgeRefreshTokens(bgCtx, rp, store.DefaultPurgeInterval, g.log.Named("remover")) }()
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -291,11 +312,16 @@ func (g *gateway) start() int {
 		return fail("%v", err)
 	}
 	g.chain = chain
+	extra, err := g.tokenHandlers(reg)
+	if err != nil {
+		return fail("%v", err)
+	}
 	if g.prx, err = proxy.New(cfg, proxy.Options{
 		Logger:        g.log.Named("proxy"),
 		Registerer:    reg,
 		Authenticator: proxy.NewChainAuthenticator(chain, cfg.Auth.Realm),
 		Authorizer:    g.authorizer,
+		Extra:         extra,
 	}); err != nil {
 		return fail("%v", err)
 	}
@@ -304,6 +330,16 @@ func (g *gateway) start() int {
 	if g.adminLn != nil {
 		a, err := admin.New(cfg, admin.Options{Logger: g.log.Named("admin"), Gatherer: reg, Store: g.store})
 		if err != nil {
+			return fail("%v", err)
+		}
+		if err := admin.RegisterAPI(a, admin.APIDeps{
+			Store:   g.store,
+			Auth:    chain,
+			Hasher:  g.hasher(),
+			Logger:  g.log.Named("audit"),
+			APIKeys: cfg.APIKeys,
+			Realm:   cfg.Auth.Realm,
+		}); err != nil {
 			return fail("%v", err)
 		}
 		g.adminSrv = a.Server()
@@ -495,6 +531,9 @@ func (g *gateway) buildChain(ctx context.Context, reg prometheus.Registerer) (*a
 	}
 	states := keyauth.NewAccountStates(g.store, cfg.Cache.TTL.D(), nil)
 	touch := store.NewTouchBatcher(g.store, store.DefaultTouchInterval, g.log.Named("last_used"))
+	g.states = states
+	g.ipLimiter = ratelimit.New(cfg.Auth.Failures.PerIPPerMinute, failureLimiterKeys, nil)
+	g.userLimiter = ratelimit.New(cfg.Auth.Failures.PerUserPerMinute, failureLimiterKeys, nil)
 	g.bg.Add(2)
 	go func() {
 		defer g.bg.Done()
@@ -502,18 +541,77 @@ func (g *gateway) buildChain(ctx context.Context, reg prometheus.Registerer) (*a
 	}()
 	go func() { defer g.bg.Done(); _ = touch.Run(ctx) }()
 
+	auths := map[authn.CredKind]authn.Authenticator{
+		authn.KindBasic:  password.NewAuthenticator(g.store, g.hasher(), password.AuthOptions{Accounts: states}),
+		authn.KindAPIKey: keyauth.NewAuthenticator(g.store, keyauth.AuthOptions{Touch: touch, Accounts: states}),
+	}
+	if g.signer != nil {
+		auths[authn.KindBearer] = token.NewAuthenticator(g.signer.Verifier(), g.store, token.AuthOptions{Accounts: states})
+	}
 	return authn.NewChain(authn.ChainConfig{
-		Methods: methods,
-		Cache:   c.ForChain(),
-		Authenticators: map[authn.CredKind]authn.Authenticator{
-			authn.KindBasic:  password.NewAuthenticator(g.store, g.hasher(), password.AuthOptions{Accounts: states}),
-			authn.KindAPIKey: keyauth.NewAuthenticator(g.store, keyauth.AuthOptions{Touch: touch, Accounts: states}),
-		},
-		IPLimiter:   ratelimit.New(cfg.Auth.Failures.PerIPPerMinute, failureLimiterKeys, nil),
-		UserLimiter: ratelimit.New(cfg.Auth.Failures.PerUserPerMinute, failureLimiterKeys, nil),
-		Registerer:  reg,
-		Logger:      g.log.Named("audit"),
+		Methods:        methods,
+		Cache:          c.ForChain(),
+		Authenticators: auths,
+		IPLimiter:      g.ipLimiter,
+		UserLimiter:    g.userLimiter,
+		Registerer:     reg,
+		Logger:         g.log.Named("audit"),
 	})
+}
+
+// tokenHandlers are the public listener's own endpoints: the OAuth2 token
+// endpoint (tokens.path and /v1/oauth/token) and the JWKS. They share the
+// chain's hasher, limiters and account states.
+func (g *gateway) tokenHandlers(reg prometheus.Registerer) (map[string]fasthttp.RequestHandler, error) {
+	if g.signer == nil {
+		return nil, nil
+	}
+	rs, _ := g.store.(store.RefreshStore)
+	ep, err := token.NewEndpoint(g.cfg.Tokens, g.signer, token.EndpointOptions{
+		Store:       g.store,
+		Refresh:     rs,
+		Hasher:      g.hasher(),
+		Accounts:    g.states,
+		IPLimiter:   g.ipLimiter,
+		UserLimiter: g.userLimiter,
+		ClientIP:    func(ctx *fasthttp.RequestCtx) netip.Addr { return g.prx.ClientAddr(ctx) },
+		Realm:       g.cfg.Auth.Realm,
+		Logger:      g.log.Named("audit"),
+		Registerer:  reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("token endpoint: %w", err)
+	}
+	extra := map[string]fasthttp.RequestHandler{token.JWKSPath: g.signer.Verifier().JWKSHandler}
+	for _, p := range ep.Paths() {
+		extra[p] = ep.Handler
+	}
+	return extra, nil
+}
+
+// buildSigner loads the token signing key when bearer tokens are enabled:
+// a missing, weak or default secret refuses to start. In --demo without a
+// configured secret, an ephemeral random one is used (tokens die with the
+// process).
+func (g *gateway) buildSigner() error {
+	if !slices.Contains(g.cfg.Auth.Methods, configs.MethodBearer) {
+		return nil
+	}
+	tc := g.cfg.Tokens
+	if g.demoLn != nil && tc.Signing.Algorithm == configs.AlgHS256 && tc.Signing.Secret == "" && tc.Signing.SecretFile == "" {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		tc.Signing.Secret = hex.EncodeToString(b)
+		fmt.Fprintln(g.e.stderr, "keygate demo: bearer tokens are signed with an ephemeral secret (set KEYGATE_TOKENS_SIGNING_SECRET to keep them valid across restarts)")
+	}
+	s, err := token.NewSigner(tc)
+	if err != nil {
+		return fmt.Errorf("tokens.signing: %w (set KEYGATE_TOKENS_SIGNING_SECRET to at least 32 random bytes, or remove bearer from auth.methods)", err)
+	}
+	g.signer = s
+	return nil
 }
 
 // buildAuthz builds the authorizer of authorization.handler. The external
@@ -570,4 +668,23 @@ func (t teeStore) Watch(ctx context.Context, fn func(store.Invalidation)) error 
 		}
 		fn(inv)
 	})
+}
+
+// purgeRefreshTokens deletes expired refresh tokens every interval until ctx
+// ends.
+func purgeRefreshTokens(ctx context.Context, rp store.RefreshPurger, interval time.Duration, log *zap.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := rp.PurgeRefreshTokens(ctx, time.Now()); err != nil {
+				log.Warn("purging refresh tokens", zap.Error(err))
+			} else if n > 0 {
+				log.Info("purged refresh tokens", zap.Int("count", n))
+			}
+		}
+	}
 }

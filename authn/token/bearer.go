@@ -1,0 +1,149 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/store"
+)
+
+// DefaultTimeout bounds the store calls of one authentication or one token
+// request.
+const DefaultTimeout = 3 * time.Second
+
+// AuthOptions are the collaborators of an Authenticator.
+type AuthOptions struct {
+	// Accounts tells whether the user's account is enabled (nil: the
+	// account is read from the store on every miss). Share the
+	// keyauth.AccountStates of the other authenticators.
+	Accounts authn.AccountStates
+	// Timeout bounds the store calls of one authentication (default
+	// DefaultTimeout).
+	Timeout time.Duration
+}
+
+// Authenticator is the authn.Authenticator of Bearer JWTs (authn.KindBearer):
+// the token's signature and claims, then the user's current state in the
+// store (one GetUser, the account from Accounts). The Chain caches the
+// identity until the token's exp (or cache.ttl, or an invalidation of the
+// user), so a repeat costs no signature check. It is safe for concurrent
+// use.
+type Authenticator struct {
+	v        *Verifier
+	s        store.Store
+	accounts authn.AccountStates
+	timeout  time.Duration
+}
+
+// NewAuthenticator returns the Bearer JWT authenticator.
+func NewAuthenticator(v *Verifier, s store.Store, opts AuthOptions) *Authenticator {
+	a := &Authenticator{v: v, s: s, accounts: opts.Accounts, timeout: opts.Timeout}
+	if a.accounts == nil {
+		a.accounts = storeAccounts{s}
+	}
+	if a.timeout <= 0 {
+		a.timeout = DefaultTimeout
+	}
+	return a
+}
+
+// Failures after the token verified. The token outlived its grounds: one
+// class (invalid), details for the audit log.
+var (
+	errUserGone     = fmt.Errorf("%w: token subject no longer exists", authn.ErrInvalidCredentials)
+	errStale        = fmt.Errorf("%w: token predates a change of its user (generation, account or re-creation)", authn.ErrInvalidCredentials)
+	errUserDisabled = fmt.Errorf("%w: user disabled", authn.ErrDisabled)
+	errAcctDisabled = fmt.Errorf("%w: account disabled", authn.ErrDisabled)
+)
+
+// Authenticate implements authn.Authenticator for authn.KindBearer (other
+// kinds: authn.ErrNotResponsible). Every failure of the credential is an
+// *authn.TokenError (401 with error="invalid_token") wrapping
+// authn.ErrMalformedCredentials, ErrInvalidCredentials, ErrExpired or
+// ErrDisabled; a store failure wraps authn.ErrUnavailable (503).
+func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) (*authn.Identity, error) {
+	if c.Kind != authn.KindBearer {
+		return nil, authn.ErrNotResponsible
+	}
+	claims, err := a.v.Verify(string(c.Token))
+	if err != nil {
+		return nil, &authn.TokenError{Err: err}
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	u, err := a.s.GetUser(ctx, claims.Subject)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, &authn.TokenError{Err: errUserGone}
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", authn.ErrUnavailable, err)
+	}
+	if !currentFor(u, claims.Account, claims.Generation, claims.UserCreated) {
+		return nil, &authn.TokenError{Err: errStale}
+	}
+	if u.State != store.StateEnabled {
+		return nil, &authn.TokenError{Err: errUserDisabled}
+	}
+	ok, err := a.accounts.Enabled(ctx, u.Account)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", authn.ErrUnavailable, err)
+	}
+	if !ok {
+		return nil, &authn.TokenError{Err: errAcctDisabled}
+	}
+	roles := sortedRoles(u.Roles)
+	return &authn.Identity{
+		Username:    u.Username,
+		Account:     u.Account,
+		UserType:    string(u.Type),
+		Roles:       roles,
+		RolesHeader: strings.Join(roles, ","),
+		Method:      authn.MethodBearer,
+		Generation:  u.Generation,
+		ExpiresAt:   claims.ExpiresAt.Time,
+	}, nil
+}
+
+// currentFor reports whether a token (or refresh token) issued for account,
+// generation and user creation time uct still belongs to u.
+func currentFor(u *store.User, account string, gen uint64, uct int64) bool {
+	var created int64
+	if !u.CreatedAt.IsZero() {
+		created = u.CreatedAt.UnixNano()
+	}
+	return u.Account == account && u.Generation == gen && created == uct
+}
+
+// sortedRoles returns roles sorted, without duplicates or empty names, in a
+// new slice (nil when empty).
+func sortedRoles(roles []string) []string {
+	var out []string
+	for _, r := range roles {
+		if r != "" {
+			out = append(out, r)
+		}
+	}
+	slices.Sort(out)
+	return slices.Clip(slices.Compact(out))
+}
+
+// storeAccounts asks the store every time (AuthOptions.Accounts unset).
+type storeAccounts struct{ s store.Store }
+
+func (sa storeAccounts) Enabled(ctx context.Context, account string) (bool, error) {
+	acc, err := sa.s.GetAccount(ctx, account)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return acc.State == store.StateEnabled, nil
+}
+
+var _ authn.Authenticator = (*Authenticator)(nil)

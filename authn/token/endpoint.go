@@ -1,0 +1,678 @@
+package token
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/apikey"
+	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/store"
+)
+
+// Paths.
+const (
+	// V1Path always answers, whatever tokens.path is.
+	V1Path = "/v1/oauth/token"
+	// JWKSPath serves the JWKS (asymmetric algorithms only).
+	JWKSPath = "/.well-known/jwks.json"
+	// AnonymousClient is the only client_id accepted (the default).
+	AnonymousClient = "anonymous"
+	// MaxRequestBody bounds the form the endpoint reads.
+	MaxRequestBody = 16 << 10
+)
+
+// EndpointOptions are the collaborators of an Endpoint.
+type EndpointOptions struct {
+	// Store finds users and accounts (required).
+	Store store.Store
+	// Refresh stores refresh tokens; nil disables them (no refresh_token in
+	// responses, and the refresh_token grant is unsupported_grant_type).
+	// Both keygate stores implement it: pass Store.(store.RefreshStore).
+	Refresh store.RefreshStore
+	// Hasher verifies passwords (required): share the Basic
+	// authenticator's, so auth.max_hash_concurrency bounds both.
+	Hasher *password.Hasher
+	// Accounts tells whether an account is enabled (nil: read from Store).
+	Accounts authn.AccountStates
+	// IPLimiter counts failures per client IP (IPv6 per /64), UserLimiter
+	// per username (auth.failures); nil limits nothing. Share the Chain's.
+	IPLimiter, UserLimiter authn.FailureLimiter
+	// ClientIP is the client address of a request (default: the TCP peer).
+	// Give the proxy's trusted-proxy-aware function when there is one.
+	ClientIP func(*fasthttp.RequestCtx) netip.Addr
+	// Realm is the realm of the WWW-Authenticate challenge of
+	// invalid_client (default "keygate").
+	Realm string
+	// Timeout bounds the store calls and the wait for a hashing slot of one
+	// request (default DefaultTimeout).
+	Timeout time.Duration
+	// Now is the clock of refresh tokens (default time.Now); access tokens
+	// use the Signer's.
+	Now func() time.Time
+	// Logger receives one audit line per failure (nil: no-op). It never
+	// receives a password or a token.
+	Logger *zap.Logger
+	// Registerer receives keygate_token_requests_total{grant_type,result}
+	// (nil registers nothing).
+	Registerer prometheus.Registerer
+}
+
+// Endpoint is the OAuth2 token endpoint (RFC 6749 §4.3 password grant and
+// §6 refresh, responses per §5.1 and §5.2). It is safe for concurrent use.
+//
+// Responses, all with Cache-Control: no-store and Pragma: no-cache and a
+// JSON body:
+//
+//	200 {"access_token","token_type":"Bearer","expires_in","refresh_token"}
+//	400 invalid_request         missing or repeated parameter, not a form
+//	                            body, credentials in the query string
+//	401 invalid_client          a client_id other than "anonymous", a
+//	                            client_secret, or an Authorization header
+//	                            (WWW-Authenticate: Basic realm="…")
+//	400 invalid_grant           unknown user or wrong password (one body,
+//	                            one argon2id either way), disabled user or
+//	                            account, an API key as the password (or user
+//	                            _api_key), an unknown, expired, used or
+//	                            revoked refresh token, or one of a user whose
+//	                            generation changed
+//	400 unsupported_grant_type  anything but password and refresh_token
+//	405 invalid_request         a method other than POST (Allow: POST)
+//	429 invalid_request         "too many attempts": the client IP or the
+//	                            username is over auth.failures (Retry-After).
+//	                            RFC 6749 has no code for it; the status
+//	                            carries the meaning.
+//	503 temporarily_unavailable the store or hashing capacity is unavailable
+//	                            (Retry-After)
+//
+// Refresh tokens are opaque ("<family>.<secret>", 22 + 1 + 43 base64url
+// characters), single use, and rotated: each refresh_token grant spends one
+// and returns its successor, valid tokens.refresh_lifetime from then. Using
+// one twice revokes its whole family, so a stolen token and its legitimate
+// copy both die. Only a SHA-256 of the value is stored.
+type Endpoint struct {
+	signer          *Signer
+	s               store.Store
+	refresh         store.RefreshStore
+	h               *password.Hasher
+	accounts        authn.AccountStates
+	ipLim           authn.FailureLimiter
+	userLim         authn.FailureLimiter
+	clientIP        func(*fasthttp.RequestCtx) netip.Addr
+	timeout         time.Duration
+	now             func() time.Time
+	log             *zap.Logger
+	paths           []string
+	refreshLifetime time.Duration
+	challenge       string
+	requests        [nGrants][nResults]prometheus.Counter
+}
+
+// Metric labels of keygate_token_requests_total.
+const (
+	grantPassword = iota
+	grantRefresh
+	grantOther // missing, unsupported, or refused before the grant was read
+	nGrants
+)
+
+var grantLabels = [nGrants]string{"password", "refresh_token", "other"}
+
+const (
+	resIssued = iota
+	resInvalidRequest
+	resInvalidClient
+	resInvalidGrant
+	resUnsupported
+	resRateLimited
+	resUnavailable
+	nResults
+)
+
+var resultLabels = [nResults]string{"issued", "invalid_request", "invalid_client", "invalid_grant",
+	"unsupported_grant_type", "rate_limited", "unavailable"}
+
+// NewEndpoint returns the token endpoint issuing tokens with signer.
+func NewEndpoint(cfg configs.Tokens, signer *Signer, opts EndpointOptions) (*Endpoint, error) {
+	if signer == nil || opts.Store == nil || opts.Hasher == nil {
+		return nil, errors.New("token: endpoint needs a signer, a store and a hasher")
+	}
+	if opts.Refresh != nil && cfg.RefreshLifetime <= 0 {
+		return nil, errors.New("token: tokens.refresh_lifetime must be positive")
+	}
+	e := &Endpoint{
+		signer:          signer,
+		s:               opts.Store,
+		refresh:         opts.Refresh,
+		h:               opts.Hasher,
+		accounts:        opts.Accounts,
+		ipLim:           opts.IPLimiter,
+		userLim:         opts.UserLimiter,
+		clientIP:        opts.ClientIP,
+		timeout:         opts.Timeout,
+		now:             opts.Now,
+		log:             opts.Logger,
+		refreshLifetime: cfg.RefreshLifetime.D(),
+	}
+	if e.accounts == nil {
+		e.accounts = storeAccounts{e.s}
+	}
+	if e.clientIP == nil {
+		e.clientIP = peerAddr
+	}
+	if e.timeout <= 0 {
+		e.timeout = DefaultTimeout
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.log == nil {
+		e.log = zap.NewNop()
+	}
+	realm := opts.Realm
+	if realm == "" {
+		realm = "keygate"
+	}
+	e.challenge = `Basic realm=` + strconv.Quote(realm)
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keygate_token_requests_total",
+		Help: "Token endpoint requests by grant type and result.",
+	}, []string{"grant_type", "result"})
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(requests); err != nil {
+			return nil, fmt.Errorf("token: metrics: %w", err)
+		}
+	}
+	for g, gl := range grantLabels {
+		for r, rl := range resultLabels {
+			e.requests[g][r] = requests.WithLabelValues(gl, rl)
+		}
+	}
+	e.paths = []string{V1Path}
+	if cfg.Path != "" && cfg.Path != V1Path {
+		e.paths = []string{cfg.Path, V1Path}
+	}
+	return e, nil
+}
+
+// Paths are the exact paths the endpoint answers on: tokens.path and
+// /v1/oauth/token. Register Handler for each (proxy Options.Extra).
+func (e *Endpoint) Paths() []string { return append([]string(nil), e.paths...) }
+
+// oauthError is one RFC 6749 §5.2 error response.
+type oauthError struct {
+	status int
+	body   []byte
+	retry  bool // set Retry-After
+}
+
+func newOAuthError(status int, code, desc string) *oauthError {
+	b, _ := json.Marshal(struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}{code, desc})
+	return &oauthError{status: status, body: b}
+}
+
+// Error responses. Fixed bodies: nothing from the request is echoed.
+var (
+	errMethod         = newOAuthError(fasthttp.StatusMethodNotAllowed, "invalid_request", "the token endpoint accepts POST only")
+	errContentType    = newOAuthError(fasthttp.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+	errBodyTooLarge   = newOAuthError(fasthttp.StatusBadRequest, "invalid_request", "request body too large")
+	errDuplicate      = newOAuthError(fasthttp.StatusBadRequest, "invalid_request", "a parameter is repeated")
+	errInQuery        = newOAuthError(fasthttp.StatusBadRequest, "invalid_request", "credentials must be sent in the request body, not the query string")
+	errNoGrantType    = newOAuthError(fasthttp.StatusBadRequest, "invalid_request", "grant_type is required")
+	errNoCredentials  = newOAuthError(fasthttp.StatusBadRequest, "invalid_request", "username and password are required")
+	errNoRefresh      = newOAuthError(fasthttp.StatusBadRequest, "invalid_request", "refresh_token is required")
+	errClient         = newOAuthError(fasthttp.StatusUnauthorized, "invalid_client", `unknown client: use client_id "anonymous" without a secret`)
+	errUnsupported    = newOAuthError(fasthttp.StatusBadRequest, "unsupported_grant_type", "supported grant types: password, refresh_token")
+	errBadGrant       = newOAuthError(fasthttp.StatusBadRequest, "invalid_grant", "invalid username or password")
+	errBadRefresh     = newOAuthError(fasthttp.StatusBadRequest, "invalid_grant", "invalid, expired or revoked refresh token")
+	errRateLimited    = newOAuthError(fasthttp.StatusTooManyRequests, "invalid_request", "too many attempts")
+	errUnavailableRes = &oauthError{status: fasthttp.StatusServiceUnavailable, retry: true,
+		body: newOAuthError(0, "temporarily_unavailable", "authentication is temporarily unavailable; retry later").body}
+)
+
+// form parameters the endpoint reads.
+const (
+	pGrantType = iota
+	pUsername
+	pPassword
+	pRefreshToken
+	pClientID
+	pClientSecret
+	pScope
+	nParams
+)
+
+var paramNames = [nParams]string{"grant_type", "username", "password", "refresh_token", "client_id", "client_secret", "scope"}
+
+// sensitive parameters may not appear in the query string.
+var sensitive = [nParams]bool{pUsername: true, pPassword: true, pRefreshToken: true, pClientSecret: true}
+
+type tokenRequest struct {
+	v     [nParams]string
+	ip    netip.Addr
+	ipKey [16]byte
+	hasIP bool
+	grant string
+}
+
+// Handler serves a token request. Nothing of ctx is kept after it returns.
+func (e *Endpoint) Handler(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Response.Header
+	h.Set(fasthttp.HeaderCacheControl, "no-store")
+	h.Set(fasthttp.HeaderPragma, "no-cache")
+	h.SetContentType("application/json;charset=UTF-8")
+	r := &tokenRequest{ip: e.clientIP(ctx)}
+	r.hasIP = setIPKey(r.ip, &r.ipKey)
+	res, ra, err := e.serve(ctx, r)
+	g := grantOther
+	switch r.grant {
+	case "password":
+		g = grantPassword
+	case "refresh_token":
+		g = grantRefresh
+	}
+	if err != nil {
+		e.requests[g][resultOf(err)].Inc()
+		e.fail(ctx, err, ra)
+		return
+	}
+	e.requests[g][resIssued].Inc()
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetBody(res)
+}
+
+func resultOf(err *oauthError) int {
+	switch {
+	case err == errRateLimited:
+		return resRateLimited
+	case err == errUnavailableRes:
+		return resUnavailable
+	case err == errClient:
+		return resInvalidClient
+	case err == errUnsupported:
+		return resUnsupported
+	case err == errBadGrant, err == errBadRefresh:
+		return resInvalidGrant
+	}
+	return resInvalidRequest
+}
+
+func (e *Endpoint) fail(ctx *fasthttp.RequestCtx, err *oauthError, ra time.Duration) {
+	ctx.SetStatusCode(err.status)
+	switch {
+	case err.status == fasthttp.StatusMethodNotAllowed:
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, "POST")
+	case err == errClient:
+		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, e.challenge)
+	case err.retry:
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "5")
+	case err == errRateLimited:
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.FormatInt(int64((ra+time.Second-1)/time.Second), 10))
+	}
+	ctx.SetBody(err.body)
+}
+
+// serve returns the success body, or the error to answer with (and the
+// Retry-After of a 429).
+func (e *Endpoint) serve(ctx *fasthttp.RequestCtx, r *tokenRequest) ([]byte, time.Duration, *oauthError) {
+	req := &ctx.Request
+	if !req.Header.IsPost() {
+		return nil, 0, errMethod
+	}
+	if !isForm(req.Header.ContentType()) {
+		return nil, 0, errContentType
+	}
+	body := req.Body()
+	if len(body) > MaxRequestBody {
+		return nil, 0, errBodyTooLarge
+	}
+	for i, name := range paramNames {
+		if sensitive[i] && req.URI().QueryArgs().Has(name) {
+			return nil, 0, errInQuery
+		}
+	}
+	var args fasthttp.Args
+	args.ParseBytes(body)
+	var seen [nParams]bool
+	dup := false
+	for k, v := range args.All() {
+		for i, name := range paramNames {
+			if string(k) == name {
+				if seen[i] {
+					dup = true
+				}
+				seen[i] = true
+				r.v[i] = string(v)
+			}
+		}
+	}
+	if dup {
+		return nil, 0, errDuplicate
+	}
+	// Client authentication (§2.3, §3.2.1): only the public client
+	// "anonymous", which has no secret.
+	if len(req.Header.Peek(fasthttp.HeaderAuthorization)) > 0 || seen[pClientSecret] ||
+		(seen[pClientID] && r.v[pClientID] != AnonymousClient) {
+		return nil, 0, errClient
+	}
+	r.grant = r.v[pGrantType]
+	switch r.grant {
+	case "":
+		return nil, 0, errNoGrantType
+	case "password":
+	case "refresh_token":
+		if e.refresh == nil {
+			return nil, 0, errUnsupported
+		}
+	default:
+		return nil, 0, errUnsupported
+	}
+	if e.ipLim != nil && r.hasIP {
+		if ok, ra := e.ipLim.Allow(r.ipKey[:]); !ok {
+			e.audit(r, "rate limited (ip)")
+			return nil, ra, errRateLimited
+		}
+	}
+	c, cancel := context.WithTimeout(context.Background(), e.timeout)
+	defer cancel()
+	if r.grant == "password" {
+		return e.passwordGrant(c, r)
+	}
+	return e.refreshGrant(c, r)
+}
+
+// isForm reports whether a Content-Type is application/x-www-form-urlencoded
+// (any case, parameters such as charset allowed).
+func isForm(ct []byte) bool {
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return bytes.EqualFold(bytes.TrimSpace(ct), []byte("application/x-www-form-urlencoded"))
+}
+
+// refuse counts a failure against the client IP (and the username when
+// given) and returns err.
+func (e *Endpoint) refuse(r *tokenRequest, username string, err *oauthError, reason string) ([]byte, time.Duration, *oauthError) {
+	if e.ipLim != nil && r.hasIP {
+		e.ipLim.Fail(r.ipKey[:])
+	}
+	if e.userLim != nil && username != "" {
+		e.userLim.Fail([]byte(username))
+	}
+	e.audit(r, reason)
+	return nil, 0, err
+}
+
+func (e *Endpoint) unavailable(r *tokenRequest, err error) ([]byte, time.Duration, *oauthError) {
+	e.log.Warn("token endpoint: store or hashing unavailable", zap.String("grant_type", r.grant), zap.Error(err))
+	return nil, 0, errUnavailableRes
+}
+
+func (e *Endpoint) audit(r *tokenRequest, reason string) {
+	if ce := e.log.Check(zap.InfoLevel, "token request refused"); ce != nil {
+		fields := []zap.Field{zap.String("event", "token_failure"), zap.String("grant_type", r.grant), zap.String("reason", reason)}
+		if r.grant == "password" && r.v[pUsername] != "" {
+			fields = append(fields, zap.String("username", r.v[pUsername]))
+		}
+		if r.ip.IsValid() {
+			fields = append(fields, zap.String("client_ip", r.ip.String()))
+		}
+		ce.Write(fields...)
+	}
+}
+
+func (e *Endpoint) passwordGrant(ctx context.Context, r *tokenRequest) ([]byte, time.Duration, *oauthError) {
+	username, pw := r.v[pUsername], r.v[pPassword]
+	if username == "" || pw == "" {
+		return nil, 0, errNoCredentials
+	}
+	if e.userLim != nil {
+		if ok, ra := e.userLim.Allow([]byte(username)); !ok {
+			e.audit(r, "rate limited (user)")
+			return nil, ra, errRateLimited
+		}
+	}
+	// An API key is not a password: it cannot be exchanged for a token
+	// (a token would outlive the key's revocation).
+	if username == authn.APIKeyUser || apikey.LooksLikeKey([]byte(pw)) {
+		return e.refuse(r, username, errBadGrant, "api key presented to the token endpoint")
+	}
+	var u *store.User
+	err := store.ValidateUsername(username) // a name no user can have: unknown, without a lookup
+	if err == nil {
+		u, err = e.s.GetUser(ctx, username)
+	} else {
+		err = store.ErrNotFound
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if err := e.h.VerifyUnknown(ctx, pw); err != nil {
+			return e.unavailable(r, err)
+		}
+		return e.refuse(r, username, errBadGrant, "unknown user or wrong password")
+	case err != nil:
+		return e.unavailable(r, err)
+	}
+	ok, _, err := e.h.Verify(ctx, u.PasswordHash, pw)
+	switch {
+	case errors.Is(err, password.ErrBusy):
+		return e.unavailable(r, err)
+	case err != nil:
+		if err := e.h.VerifyUnknown(ctx, pw); err != nil {
+			return e.unavailable(r, err)
+		}
+		return e.refuse(r, username, errBadGrant, "stored password hash unusable")
+	case !ok:
+		return e.refuse(r, username, errBadGrant, "unknown user or wrong password")
+	}
+	if reason, err := e.usable(ctx, u); err != nil {
+		return e.unavailable(r, err)
+	} else if reason != "" {
+		return e.refuse(r, "", errBadGrant, reason)
+	}
+	return e.issue(ctx, r, u, "")
+}
+
+// usable reports why u may not get a token ("" if it may).
+func (e *Endpoint) usable(ctx context.Context, u *store.User) (string, error) {
+	if u.State != store.StateEnabled {
+		return "user disabled", nil
+	}
+	ok, err := e.accounts.Enabled(ctx, u.Account)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "account disabled", nil
+	}
+	return "", nil
+}
+
+// refreshValueLen is the length of a refresh token value.
+const (
+	familyLen       = 22 // 16 random bytes
+	refreshValueLen = familyLen + 1 + 43
+)
+
+func (e *Endpoint) refreshGrant(ctx context.Context, r *tokenRequest) ([]byte, time.Duration, *oauthError) {
+	v := r.v[pRefreshToken]
+	if v == "" {
+		return nil, 0, errNoRefresh
+	}
+	family, ok := parseRefresh(v)
+	if !ok {
+		return e.refuse(r, "", errBadRefresh, "malformed refresh token")
+	}
+	rt, err := e.refresh.UseRefreshToken(ctx, family, RefreshID(v), e.now())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return e.refuse(r, "", errBadRefresh, "unknown, expired or revoked refresh token")
+	case errors.Is(err, store.ErrConflict):
+		e.log.Warn("refresh token reused: its family is revoked", zap.String("event", "refresh_token_reuse"),
+			zap.String("family", family), zap.String("client_ip", r.ip.String()))
+		return e.refuse(r, "", errBadRefresh, "refresh token reused")
+	case err != nil:
+		return e.unavailable(r, err)
+	}
+	u, err := e.s.GetUser(ctx, rt.Username)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		_ = e.refresh.RevokeRefreshFamily(ctx, family)
+		return e.refuse(r, "", errBadRefresh, "refresh token of a deleted user")
+	case err != nil:
+		return e.unavailable(r, err)
+	}
+	var uct int64
+	if !rt.UserCreatedAt.IsZero() {
+		uct = rt.UserCreatedAt.UnixNano()
+	}
+	if !currentFor(u, u.Account, rt.Generation, uct) {
+		_ = e.refresh.RevokeRefreshFamily(ctx, family)
+		return e.refuse(r, "", errBadRefresh, "refresh token predates a change of its user")
+	}
+	if reason, err := e.usable(ctx, u); err != nil {
+		return e.unavailable(r, err)
+	} else if reason != "" {
+		return e.refuse(r, "", errBadRefresh, reason)
+	}
+	return e.issue(ctx, r, u, family)
+}
+
+// parseRefresh checks the shape of a refresh token value and returns its
+// family.
+func parseRefresh(v string) (family string, ok bool) {
+	if len(v) != refreshValueLen || v[familyLen] != '.' {
+		return "", false
+	}
+	family = v[:familyLen]
+	if !store.ValidRefreshFamily(family) || !store.ValidRefreshFamily(v[familyLen+1:]) {
+		return "", false
+	}
+	return family, true
+}
+
+// RefreshID is the store.RefreshToken.ID of a refresh token value: its
+// SHA-256, base64url without padding.
+func RefreshID(value string) string {
+	sum := sha256.Sum256([]byte(value))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+}
+
+// issue signs an access token for u and, with a refresh store, a refresh
+// token of family (a new family when "").
+func (e *Endpoint) issue(ctx context.Context, r *tokenRequest, u *store.User, family string) ([]byte, time.Duration, *oauthError) {
+	roles := sortedRoles(u.Roles)
+	at, _, err := e.signer.Issue(Subject{Username: u.Username, Account: u.Account, Roles: roles,
+		Generation: u.Generation, UserCreated: u.CreatedAt})
+	if err != nil {
+		return e.unavailable(r, err)
+	}
+	res := tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(e.signer.Lifetime() / time.Second)}
+	if e.refresh != nil {
+		if family == "" {
+			family = randomB64(16)
+		}
+		value := family + "." + randomB64(32)
+		now := e.now()
+		rec := &store.RefreshToken{
+			ID:            RefreshID(value),
+			Family:        family,
+			Username:      u.Username,
+			Generation:    u.Generation,
+			UserCreatedAt: u.CreatedAt,
+			IssuedAt:      now,
+			ExpiresAt:     now.Add(e.refreshLifetime),
+		}
+		switch err := e.refresh.CreateRefreshToken(ctx, rec); {
+		case errors.Is(err, store.ErrConflict):
+			// The family was revoked (a reuse) while we were rotating.
+			return e.refuse(r, "", errBadRefresh, "refresh token family revoked during rotation")
+		case err != nil:
+			return e.unavailable(r, err)
+		}
+		res.RefreshToken = value
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return e.unavailable(r, err)
+	}
+	return b, 0, nil
+}
+
+func randomB64(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// peerAddr is the TCP peer of ctx.
+func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	ip, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	return ip.Unmap()
+}
+
+// setIPKey sets key to the failure-limiter key of a client address (as
+// authn.Chain does): the 16-byte form of an IPv4 address, the /64 of an
+// IPv6 one. It reports false for an invalid address, which is not limited.
+func setIPKey(a netip.Addr, key *[16]byte) bool {
+	if !a.IsValid() {
+		return false
+	}
+	a = a.Unmap()
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			a = p.Addr()
+		}
+	}
+	*key = a.As16()
+	return true
+}
+
+// JWKSHandler serves the JWKS at JWKSPath: 200 with the public keys for
+// EdDSA and RS256, 404 for HS256 (a shared secret has no public half).
+func (v *Verifier) JWKSHandler(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
+		ctx.Error(`{"error":"method_not_allowed"}`, fasthttp.StatusMethodNotAllowed)
+		ctx.SetContentType("application/json")
+		return
+	}
+	if v.km.jwks == nil {
+		ctx.SetStatusCode(fasthttp.StatusNotFound)
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"error":"not_found"}`)
+		return
+	}
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "public, max-age=300")
+	ctx.SetContentType("application/jwk-set+json")
+	ctx.SetBody(v.km.jwks)
+}

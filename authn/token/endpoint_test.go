@@ -1,0 +1,513 @@
+package token
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/authn/ratelimit"
+	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/testredis"
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/store/redisstore"
+)
+
+type fixture struct {
+	t      testing.TB
+	env    *testEnv
+	signer *Signer
+	ep     *Endpoint
+	auth   *Authenticator
+	peer   net.IP
+}
+
+func newFixture(t testing.TB, mod func(*EndpointOptions)) *fixture {
+	t.Helper()
+	env := newEnv(t, fastHasher())
+	return newFixtureEnv(t, env, mod)
+}
+
+func newFixtureEnv(t testing.TB, env *testEnv, mod func(*EndpointOptions)) *fixture {
+	t.Helper()
+	cfg := hsConfig(testSecret)
+	signer := mustSigner(t, cfg, env.clock.Now)
+	opts := EndpointOptions{Store: env.s, Refresh: env.s, Hasher: env.h, Now: env.clock.Now, Realm: "kg-test"}
+	if mod != nil {
+		mod(&opts)
+	}
+	ep, err := NewEndpoint(cfg, signer, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{t: t, env: env, signer: signer, ep: ep,
+		auth: NewAuthenticator(signer.Verifier(), env.s, AuthOptions{}), peer: net.ParseIP("192.0.2.7")}
+}
+
+type response struct {
+	status int
+	raw    string
+	body   map[string]any
+	header *fasthttp.ResponseHeader
+}
+
+func (r response) str(k string) string { s, _ := r.body[k].(string); return s }
+
+// do sends one request to the endpoint. Every response must carry
+// Cache-Control: no-store and Pragma: no-cache and a JSON body.
+func (f *fixture) do(method, contentType, body string, mods ...func(*fasthttp.Request)) response {
+	f.t.Helper()
+	var req fasthttp.Request
+	req.Header.SetMethod(method)
+	req.SetRequestURI("http://gw.example/oauth/token")
+	if contentType != "" {
+		req.Header.SetContentType(contentType)
+	}
+	req.SetBodyString(body)
+	for _, m := range mods {
+		m(&req)
+	}
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&req, &net.TCPAddr{IP: f.peer, Port: 40000}, nil)
+	f.ep.Handler(&ctx)
+	r := response{status: ctx.Response.StatusCode(), raw: string(ctx.Response.Body()), header: &fasthttp.ResponseHeader{}}
+	ctx.Response.Header.CopyTo(r.header)
+	if cc := string(r.header.Peek("Cache-Control")); cc != "no-store" {
+		f.t.Errorf("%s %q: Cache-Control = %q, want no-store", method, body, cc)
+	}
+	if p := string(r.header.Peek("Pragma")); p != "no-cache" {
+		f.t.Errorf("%s %q: Pragma = %q, want no-cache", method, body, p)
+	}
+	if ct := string(r.header.ContentType()); !strings.HasPrefix(ct, "application/json") {
+		f.t.Errorf("Content-Type = %q", ct)
+	}
+	if err := json.Unmarshal(ctx.Response.Body(), &r.body); err != nil {
+		f.t.Errorf("body %q is not JSON: %v", r.raw, err)
+	}
+	return r
+}
+
+const formCT = "application/x-www-form-urlencoded"
+
+func (f *fixture) post(form url.Values) response {
+	f.t.Helper()
+	return f.do("POST", formCT, form.Encode())
+}
+
+func pwForm(user, pw string) url.Values {
+	return url.Values{"grant_type": {"password"}, "username": {user}, "password": {pw}}
+}
+
+func refreshForm(rt string) url.Values {
+	return url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
+}
+
+// wantError checks an RFC 6749 §5.2 error response.
+func (f *fixture) wantError(what string, r response, status int, code string) {
+	f.t.Helper()
+	if r.status != status || r.str("error") != code {
+		f.t.Errorf("%s: %d %s, want %d %s", what, r.status, r.raw, status, code)
+	}
+	if _, ok := r.body["error_description"].(string); !ok {
+		f.t.Errorf("%s: no error_description in %s", what, r.raw)
+	}
+	for k := range r.body {
+		if k != "error" && k != "error_description" {
+			f.t.Errorf("%s: unexpected field %q", what, k)
+		}
+	}
+}
+
+func (f *fixture) wantTokens(what string, r response, withRefresh bool) (access, refresh string) {
+	f.t.Helper()
+	if r.status != 200 || r.str("token_type") != "Bearer" || r.str("access_token") == "" {
+		f.t.Fatalf("%s: %d %s", what, r.status, r.raw)
+	}
+	if exp, _ := r.body["expires_in"].(float64); exp != 3600 {
+		f.t.Errorf("%s: expires_in = %v, want 3600", what, r.body["expires_in"])
+	}
+	if withRefresh != (r.str("refresh_token") != "") {
+		f.t.Errorf("%s: refresh_token present = %v, want %v", what, r.str("refresh_token") != "", withRefresh)
+	}
+	return r.str("access_token"), r.str("refresh_token")
+}
+
+// bearerOK authenticates an access token through the Bearer authenticator.
+func (f *fixture) bearerErr(tok string) error {
+	_, err := f.auth.Authenticate(context.Background(), bearer(tok))
+	return err
+}
+
+func TestEndpointPasswordGrant(t *testing.T) {
+	f := newFixture(t, nil)
+	at, rt := f.wantTokens("password grant", f.post(pwForm("alice", alicePW)), true)
+	if err := f.bearerErr(at); err != nil {
+		t.Errorf("issued access token refused: %v", err)
+	}
+	if len(rt) != refreshValueLen {
+		t.Errorf("refresh token %q has length %d", rt, len(rt))
+	}
+	// client_id=anonymous, charset parameter, unknown parameters and scope
+	// are fine.
+	form := pwForm("alice", alicePW)
+	form.Set("client_id", "anonymous")
+	form.Set("scope", "anything")
+	form.Set("whatever", "1")
+	f.wantTokens("with client_id", f.do("POST", formCT+"; charset=UTF-8", form.Encode()), true)
+	// The user's roles.
+	c, err := f.signer.Verifier().Verify(at)
+	if err != nil || strings.Join(c.Roles, ",") != "dev,ops" {
+		t.Errorf("claims %+v, %v", c, err)
+	}
+}
+
+func TestEndpointErrors(t *testing.T) {
+	f := newFixture(t, nil)
+	good := pwForm("alice", alicePW)
+	with := func(k, v string) string {
+		form := pwForm("alice", alicePW)
+		form.Set(k, v)
+		return form.Encode()
+	}
+	without := func(k string) string {
+		form := pwForm("alice", alicePW)
+		form.Del(k)
+		return form.Encode()
+	}
+	cases := []struct {
+		name          string
+		method, ct    string
+		body          string
+		mod           func(*fasthttp.Request)
+		status        int
+		code          string
+		wantChallenge bool
+	}{
+		{"GET", "GET", "", "", nil, 405, "invalid_request", false},
+		{"PUT", "PUT", formCT, good.Encode(), nil, 405, "invalid_request", false},
+		{"json body", "POST", "application/json", `{"grant_type":"password"}`, nil, 400, "invalid_request", false},
+		{"no content type", "POST", "", good.Encode(), nil, 400, "invalid_request", false},
+		{"multipart", "POST", "multipart/form-data; boundary=x", good.Encode(), nil, 400, "invalid_request", false},
+		{"no grant_type", "POST", formCT, without("grant_type"), nil, 400, "invalid_request", false},
+		{"empty grant_type", "POST", formCT, with("grant_type", ""), nil, 400, "invalid_request", false},
+		{"no username", "POST", formCT, without("username"), nil, 400, "invalid_request", false},
+		{"no password", "POST", formCT, without("password"), nil, 400, "invalid_request", false},
+		{"duplicate password", "POST", formCT, good.Encode() + "&password=x", nil, 400, "invalid_request", false},
+		{"duplicate grant_type", "POST", formCT, good.Encode() + "&grant_type=password", nil, 400, "invalid_request", false},
+		{"duplicate client_id", "POST", formCT, good.Encode() + "&client_id=anonymous&client_id=anonymous", nil, 400, "invalid_request", false},
+		{"password in query", "POST", formCT, without("password"), func(r *fasthttp.Request) {
+			r.SetRequestURI("http://gw.example/oauth/token?password=" + alicePW)
+		}, 400, "invalid_request", false},
+		{"body too large", "POST", formCT, good.Encode() + "&x=" + strings.Repeat("a", MaxRequestBody), nil, 400, "invalid_request", false},
+		{"unknown client", "POST", formCT, with("client_id", "webapp"), nil, 401, "invalid_client", true},
+		{"empty client", "POST", formCT, with("client_id", ""), nil, 401, "invalid_client", true},
+		{"client secret", "POST", formCT, with("client_secret", "s3cret"), nil, 401, "invalid_client", true},
+		{"basic client auth", "POST", formCT, good.Encode(), func(r *fasthttp.Request) {
+			r.Header.Set("Authorization", "Basic YW5vbnltb3VzOg==")
+		}, 401, "invalid_client", true},
+		{"client_credentials", "POST", formCT, with("grant_type", "client_credentials"), nil, 400, "unsupported_grant_type", false},
+		{"authorization_code", "POST", formCT, with("grant_type", "authorization_code"), nil, 400, "unsupported_grant_type", false},
+		{"grant type case", "POST", formCT, with("grant_type", "Password"), nil, 400, "unsupported_grant_type", false},
+		{"wrong password", "POST", formCT, with("password", "nope"), nil, 400, "invalid_grant", false},
+		{"unknown user", "POST", formCT, with("username", "mallory"), nil, 400, "invalid_grant", false},
+		{"api key user", "POST", formCT, with("username", authn.APIKeyUser), nil, 400, "invalid_grant", false},
+		{"api key as password", "POST", formCT, with("password", "kg_0123456789abcdefghij_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"), nil, 400, "invalid_grant", false},
+		{"no refresh_token", "POST", formCT, "grant_type=refresh_token", nil, 400, "invalid_request", false},
+		{"malformed refresh_token", "POST", formCT, refreshForm("abc").Encode(), nil, 400, "invalid_grant", false},
+		{"unknown refresh_token", "POST", formCT, refreshForm(strings.Repeat("A", 22) + "." + strings.Repeat("B", 43)).Encode(), nil, 400, "invalid_grant", false},
+		{"access token as refresh_token", "POST", formCT, "", nil, 400, "invalid_grant", false},
+	}
+	at, _ := f.wantTokens("setup", f.post(good), true)
+	for _, c := range cases {
+		body := c.body
+		if c.name == "access token as refresh_token" {
+			body = refreshForm(at).Encode()
+		}
+		var mods []func(*fasthttp.Request)
+		if c.mod != nil {
+			mods = append(mods, c.mod)
+		}
+		r := f.do(c.method, c.ct, body, mods...)
+		f.wantError(c.name, r, c.status, c.code)
+		challenge := string(r.header.Peek("WWW-Authenticate"))
+		if c.wantChallenge && challenge != `Basic realm="kg-test"` {
+			t.Errorf("%s: WWW-Authenticate = %q", c.name, challenge)
+		}
+		if !c.wantChallenge && challenge != "" {
+			t.Errorf("%s: unexpected WWW-Authenticate %q", c.name, challenge)
+		}
+		if c.status == 405 && string(r.header.Peek("Allow")) != "POST" {
+			t.Errorf("%s: Allow = %q", c.name, r.header.Peek("Allow"))
+		}
+		if strings.Contains(r.raw, alicePW) || strings.Contains(r.raw, "mallory") {
+			t.Errorf("%s: the body echoes the request: %s", c.name, r.raw)
+		}
+	}
+}
+
+// TestEndpointSameBody: unknown user and wrong password get byte-identical
+// responses (and each costs one argon2id: see the benchmark pair).
+func TestEndpointSameBody(t *testing.T) {
+	f := newFixture(t, nil)
+	unknown := f.post(pwForm("mallory", "whatever"))
+	wrong := f.post(pwForm("alice", "whatever"))
+	if unknown.status != wrong.status || unknown.raw != wrong.raw {
+		t.Errorf("unknown user: %d %s; wrong password: %d %s", unknown.status, unknown.raw, wrong.status, wrong.raw)
+	}
+	// A disabled user with the right password gets the same answer too.
+	st := store.StateDisabled
+	if _, err := f.env.s.UpdateUser(context.Background(), "alice", store.UserUpdate{State: &st}); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.post(pwForm("alice", alicePW)); d.raw != wrong.raw {
+		t.Errorf("disabled user: %s", d.raw)
+	}
+}
+
+func TestEndpointDisabledAccount(t *testing.T) {
+	f := newFixture(t, nil)
+	_, rt := f.wantTokens("login", f.post(pwForm("alice", alicePW)), true)
+	if _, err := f.env.s.SetAccountState(context.Background(), "acme", store.StateDisabled); err != nil {
+		t.Fatal(err)
+	}
+	f.wantError("password grant, account disabled", f.post(pwForm("alice", alicePW)), 400, "invalid_grant")
+	f.wantError("refresh, account disabled", f.post(refreshForm(rt)), 400, "invalid_grant")
+}
+
+// TestEndpointRefreshRotation: each refresh spends the token and returns a
+// new pair; replaying a spent token revokes the family, the latest token
+// included.
+func TestEndpointRefreshRotation(t *testing.T) {
+	t.Run("bolt", func(t *testing.T) { testRefreshRotation(t, newFixture(t, nil)) })
+	t.Run("redis", func(t *testing.T) {
+		srv := testredis.Start(t)
+		rs, err := redisstore.New(configs.Redis{Addrs: []string{srv.Addr()}, KeyPrefix: "tk:"}, redisstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rs.Close() })
+		testRefreshRotation(t, newFixture(t, func(o *EndpointOptions) { o.Refresh = rs }))
+	})
+}
+
+func testRefreshRotation(t *testing.T, f *fixture) {
+	at1, rt1 := f.wantTokens("login", f.post(pwForm("alice", alicePW)), true)
+	f.env.clock.Advance(time.Minute)
+	at2, rt2 := f.wantTokens("refresh 1", f.post(refreshForm(rt1)), true)
+	if rt2 == rt1 || at2 == at1 || rt2[:familyLen] != rt1[:familyLen] {
+		t.Errorf("rotation: rt1 %q rt2 %q", rt1, rt2)
+	}
+	if err := f.bearerErr(at2); err != nil {
+		t.Errorf("refreshed access token: %v", err)
+	}
+	_, rt3 := f.wantTokens("refresh 2", f.post(refreshForm(rt2)), true)
+
+	// A second, independent login is another family.
+	_, other := f.wantTokens("second login", f.post(pwForm("alice", alicePW)), true)
+
+	f.wantError("replay of rt1", f.post(refreshForm(rt1)), 400, "invalid_grant")
+	f.wantError("latest token of the revoked family", f.post(refreshForm(rt3)), 400, "invalid_grant")
+	f.wantTokens("other family untouched", f.post(refreshForm(other)), true)
+}
+
+func TestEndpointRefreshExpiry(t *testing.T) {
+	f := newFixture(t, nil)
+	_, rt := f.wantTokens("login", f.post(pwForm("alice", alicePW)), true)
+	f.env.clock.Advance(24 * time.Hour)
+	f.wantError("refresh after refresh_lifetime", f.post(refreshForm(rt)), 400, "invalid_grant")
+}
+
+// TestEndpointGenerationKillsTokens: a password change kills the refresh
+// tokens and the access tokens issued before it.
+func TestEndpointGenerationKillsTokens(t *testing.T) {
+	f := newFixture(t, nil)
+	at, rt := f.wantTokens("login", f.post(pwForm("alice", alicePW)), true)
+	phc, _ := f.env.h.Hash("a new long passphrase")
+	if _, err := f.env.s.UpdateUser(context.Background(), "alice", store.UserUpdate{PasswordHash: &phc}); err != nil {
+		t.Fatal(err)
+	}
+	f.wantError("refresh after password change", f.post(refreshForm(rt)), 400, "invalid_grant")
+	if err := f.bearerErr(at); err == nil {
+		t.Error("access token still accepted after the password change")
+	}
+	f.wantError("old password", f.post(pwForm("alice", alicePW)), 400, "invalid_grant")
+	at2, _ := f.wantTokens("new password", f.post(pwForm("alice", "a new long passphrase")), true)
+	if err := f.bearerErr(at2); err != nil {
+		t.Errorf("new token: %v", err)
+	}
+
+	// Deleted and re-created user: the old refresh token is dead although
+	// the generation (1) matches again.
+	bob := f.env.addUser(t, "bob", "acme", alicePW)
+	_, brt := f.wantTokens("bob login", f.post(pwForm("bob", alicePW)), true)
+	if err := f.env.s.DeleteUser(context.Background(), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	f.env.clock.Advance(time.Second)
+	if bob2 := f.env.addUser(t, "bob", "acme", alicePW); bob2.Generation != bob.Generation {
+		t.Fatal("generations differ")
+	}
+	f.wantError("refresh of a re-created user", f.post(refreshForm(brt)), 400, "invalid_grant")
+}
+
+func TestEndpointWithoutRefreshStore(t *testing.T) {
+	f := newFixture(t, func(o *EndpointOptions) { o.Refresh = nil })
+	f.wantTokens("login", f.post(pwForm("alice", alicePW)), false)
+	f.wantError("refresh grant", f.post(refreshForm(strings.Repeat("A", 22)+"."+strings.Repeat("B", 43))), 400, "unsupported_grant_type")
+}
+
+func TestEndpointRateLimit(t *testing.T) {
+	t.Run("ip", func(t *testing.T) {
+		lim := ratelimit.New(3, 100, nil)
+		f := newFixture(t, func(o *EndpointOptions) { o.IPLimiter = lim })
+		for i := range 3 {
+			f.wantError("failure "+string(rune('1'+i)), f.post(pwForm("mallory", "x")), 400, "invalid_grant")
+		}
+		for _, form := range []url.Values{pwForm("alice", alicePW), refreshForm("x")} {
+			r := f.post(form)
+			f.wantError("over the IP limit", r, 429, "invalid_request")
+			if r.str("error_description") != "too many attempts" || string(r.header.Peek("Retry-After")) == "" {
+				t.Errorf("429: %s, Retry-After %q", r.raw, r.header.Peek("Retry-After"))
+			}
+		}
+		f.peer = net.ParseIP("198.51.100.9")
+		f.wantTokens("another IP", f.post(pwForm("alice", alicePW)), true)
+	})
+	t.Run("user", func(t *testing.T) {
+		lim := ratelimit.New(2, 100, nil)
+		f := newFixture(t, func(o *EndpointOptions) { o.UserLimiter = lim })
+		f.post(pwForm("alice", "x"))
+		f.peer = net.ParseIP("198.51.100.10")
+		f.post(pwForm("alice", "y"))
+		f.peer = net.ParseIP("198.51.100.11")
+		r := f.post(pwForm("alice", alicePW))
+		f.wantError("over the user limit", r, 429, "invalid_request")
+		if ra := string(r.header.Peek("Retry-After")); ra == "" || ra == "0" {
+			t.Errorf("Retry-After = %q", ra)
+		}
+		f.wantError("another user is not limited", f.post(pwForm("bob", "x")), 400, "invalid_grant")
+	})
+}
+
+func TestEndpointUnavailable(t *testing.T) {
+	f := newFixture(t, nil)
+	f.env.s.Close()
+	r := f.post(pwForm("alice", alicePW))
+	if r.status != 503 || r.str("error") != "temporarily_unavailable" || string(r.header.Peek("Retry-After")) == "" {
+		t.Errorf("store closed: %d %s", r.status, r.raw)
+	}
+}
+
+func TestEndpointPaths(t *testing.T) {
+	f := newFixture(t, nil)
+	if p := f.ep.Paths(); len(p) != 2 || p[0] != "/oauth/token" || p[1] != V1Path {
+		t.Errorf("Paths = %q", p)
+	}
+	cfg := hsConfig(testSecret)
+	cfg.Path = V1Path
+	ep, err := NewEndpoint(cfg, f.signer, EndpointOptions{Store: f.env.s, Hasher: f.env.h})
+	if err != nil || len(ep.Paths()) != 1 {
+		t.Errorf("Paths with tokens.path = %s: %q, %v", V1Path, ep.Paths(), err)
+	}
+}
+
+func TestJWKSHandler(t *testing.T) {
+	testKeys(t)
+	get := func(v *Verifier, method string) *fasthttp.Response {
+		var req fasthttp.Request
+		req.Header.SetMethod(method)
+		req.SetRequestURI(JWKSPath)
+		var ctx fasthttp.RequestCtx
+		ctx.Init(&req, nil, nil)
+		v.JWKSHandler(&ctx)
+		var res fasthttp.Response
+		ctx.Response.CopyTo(&res)
+		return &res
+	}
+	hs, _ := NewVerifier(hsConfig(testSecret))
+	if r := get(hs, "GET"); r.StatusCode() != 404 {
+		t.Errorf("HS256 JWKS: %d", r.StatusCode())
+	}
+	ed, err := NewVerifier(keyConfig(t, configs.AlgEdDSA, pkcs8PEM(t, edKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := get(ed, "GET")
+	if r.StatusCode() != 200 || string(r.Body()) != string(ed.JWKS()) || !strings.Contains(string(r.Body()), `"kty":"OKP"`) {
+		t.Errorf("EdDSA JWKS: %d %s", r.StatusCode(), r.Body())
+	}
+	if r := get(ed, "POST"); r.StatusCode() != 405 {
+		t.Errorf("POST JWKS: %d", r.StatusCode())
+	}
+}
+
+// BenchmarkPasswordGrantUnknownUserVsWrongPassword is the timing pair of
+// SECURITY.md "enumeration by timing" at the endpoint, with the production
+// argon2id parameters: the two ns/op must be within noise.
+func BenchmarkPasswordGrantUnknownUserVsWrongPassword(b *testing.B) {
+	env := newEnv(b, password.New(password.DefaultParams, 1))
+	f := newFixtureEnv(b, env, nil)
+	run := func(b *testing.B, form url.Values) {
+		body := form.Encode()
+		for b.Loop() {
+			r := f.do("POST", formCT, body)
+			if r.status != 400 {
+				b.Fatalf("%d %s", r.status, r.raw)
+			}
+		}
+	}
+	b.Run("unknown_user", func(b *testing.B) { run(b, pwForm("mallory", "wrong password")) })
+	b.Run("wrong_password", func(b *testing.B) { run(b, pwForm("alice", "wrong password")) })
+}
+
+func TestEndpointMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	f := newFixture(t, func(o *EndpointOptions) { o.Registerer = reg })
+	_, rt := f.wantTokens("login", f.post(pwForm("alice", alicePW)), true)
+	f.post(pwForm("alice", "wrong"))
+	f.post(refreshForm(rt))
+	f.post(refreshForm(rt)) // reuse
+	f.post(url.Values{"grant_type": {"client_credentials"}})
+	f.do("GET", "", "")
+	f.post(url.Values{"grant_type": {"password"}, "client_id": {"x"}})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "keygate_token_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if v := m.GetCounter().GetValue(); v != 0 {
+				l := m.GetLabel()
+				got[l[0].GetValue()+"/"+l[1].GetValue()] = v
+			}
+		}
+	}
+	want := map[string]float64{
+		"password/issued": 1, "password/invalid_grant": 1, "refresh_token/issued": 1,
+		"refresh_token/invalid_grant": 1, "other/unsupported_grant_type": 1, "other/invalid_request": 1,
+		"other/invalid_client": 1,
+	}
+	if len(got) != len(want) {
+		t.Errorf("metrics = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
+		}
+	}
+	if _, err := NewEndpoint(hsConfig(testSecret), f.signer, EndpointOptions{Store: f.env.s, Hasher: f.env.h, Registerer: reg}); err == nil {
+		t.Error("registering twice succeeded")
+	}
+}
