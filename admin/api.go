@@ -1,0 +1,589 @@
+package admin
+
+// The admin REST API (DESIGN.md §6): accounts, users and API keys, with the
+// authorization rules of the issue "Admin API and CLI for accounts, users and
+// API keys" and SECURITY.md ("admin privilege"). This file holds the
+// plumbing: dependencies, registration, authentication of every request,
+// error mapping and the audit log. The handlers are in api_accounts.go,
+// api_users.go and api_keys.go.
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/store"
+)
+
+// Authenticator is what the API needs of the authentication chain
+// (*authn.Chain implements it).
+type Authenticator interface {
+	Authenticate(ctx context.Context, authorization []byte, clientIP netip.Addr) (*authn.Identity, error)
+}
+
+// APIDeps are the admin API's collaborators.
+type APIDeps struct {
+	// Store is the system of record. Required.
+	Store store.Store
+	// Auth authenticates every request (the same chain as the proxy).
+	// Required.
+	Auth Authenticator
+	// Hasher hashes new passwords and verifies the current one on a password
+	// change. Required.
+	Hasher *password.Hasher
+	// Logger receives one audit line per write (nil: no audit log).
+	Logger *zap.Logger
+	// APIKeys are the key lifetime rules (api_keys.max_lifetime).
+	APIKeys configs.APIKeys
+	// Realm is the realm of the WWW-Authenticate challenges (auth.realm;
+	// default "keygate").
+	Realm string
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Registrar is where RegisterAPI adds its routes: *Router and *Server both
+// implement it.
+type Registrar interface {
+	Handle(method, pattern string, h HandlerFunc)
+}
+
+// Limits of the admin API.
+const (
+	// MaxAPIBody caps a request body of the admin API (413 past it).
+	MaxAPIBody = 64 << 10
+	// APITimeout bounds the store work of one admin request.
+	APITimeout = 10 * time.Second
+	// MaxBulkKeys caps how many keys one bulk revocation looks at.
+	MaxBulkKeys = 10000
+	// MaxBulkIDs caps the ids of one bulk revocation request.
+	MaxBulkIDs = 1000
+)
+
+// Audit action names: an external authorizer is asked about these same
+// names, so they are part of the contract.
+const (
+	ActionCreateAccount     = "createAccount"
+	ActionUpdateAccount     = "updateAccount"
+	ActionDeleteAccount     = "deleteAccount"
+	ActionCreateUser        = "createUser"
+	ActionUpdateUser        = "updateUser"
+	ActionDeleteUser        = "deleteUser"
+	ActionChangePassword    = "changePassword"
+	ActionCreateAPIKey      = "createApiKey"
+	ActionRevokeAPIKey      = "revokeApiKey"
+	ActionBulkRevokeAPIKeys = "bulkRevokeApiKeys"
+)
+
+//go:embed openapi.json
+var openAPIDoc []byte
+
+// OpenAPI returns the OpenAPI 3 document of the admin API (served at
+// GET /openapi.json). The slice is shared: do not modify it.
+func OpenAPI() []byte { return openAPIDoc }
+
+// api is the admin API's state.
+type api struct {
+	st          store.Store
+	auth        Authenticator
+	hasher      *password.Hasher
+	audit       *zap.Logger
+	maxLifetime time.Duration
+	basicChal   string
+	bearerChal  string
+	now         func() time.Time
+	// adminMu serialises the changes that can remove an enabled global
+	// admin, so that two concurrent ones cannot remove the last (within
+	// one instance; instances sharing a store can still race).
+	adminMu sync.Mutex
+}
+
+// access says who may reach an endpoint before its own checks.
+type access uint8
+
+const (
+	// selfRead: any authenticated caller, API keys included (reads of the
+	// caller's own identity and keys).
+	selfRead access = iota
+	// read: callers authenticated by password or token; an API key is
+	// refused (it may only read itself).
+	read
+	// write: as read, and the request is audited.
+	write
+)
+
+// RegisterAPI adds the admin API's routes (DESIGN.md §6) and
+// GET /openapi.json to r. Call it before the server starts serving.
+func RegisterAPI(r Registrar, d APIDeps) error {
+	switch {
+	case r == nil:
+		return errors.New("admin: RegisterAPI: nil router")
+	case d.Store == nil:
+		return errors.New("admin: RegisterAPI: a store is required")
+	case d.Auth == nil:
+		return errors.New("admin: RegisterAPI: an authenticator is required")
+	case d.Hasher == nil:
+		return errors.New("admin: RegisterAPI: a password hasher is required")
+	case d.APIKeys.MaxLifetime < 0:
+		return errors.New("admin: RegisterAPI: negative api_keys.max_lifetime")
+	}
+	realm := d.Realm
+	if realm == "" {
+		realm = "keygate"
+	}
+	a := &api{
+		st:          d.Store,
+		auth:        d.Auth,
+		hasher:      d.Hasher,
+		audit:       d.Logger,
+		maxLifetime: d.APIKeys.MaxLifetime.D(),
+		basicChal:   `Basic realm=` + quote(realm),
+		bearerChal:  `Bearer realm=` + quote(realm),
+		now:         d.Now,
+	}
+	if a.audit == nil {
+		a.audit = zap.NewNop()
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	const (
+		get, post, put, patch, del = fasthttp.MethodGet, fasthttp.MethodPost, fasthttp.MethodPut, fasthttp.MethodPatch, fasthttp.MethodDelete
+	)
+	routes := []struct {
+		method, pattern string
+		acc             access
+		action          string
+		h               apiHandler
+	}{
+		{get, "/v1/user", selfRead, "", a.getSelf},
+		{put, "/v1/user/password", write, ActionChangePassword, a.changePassword},
+		{get, "/v1/user/api-keys", selfRead, "", a.listOwnKeys},
+		{post, "/v1/user/api-keys", write, ActionCreateAPIKey, a.createOwnKey},
+		{get, "/v1/user/api-keys/{id}", selfRead, "", a.getOwnKey},
+		{del, "/v1/user/api-keys/{id}", write, ActionRevokeAPIKey, a.revokeOwnKey},
+
+		{get, "/v1/accounts", read, "", a.listAccounts},
+		{post, "/v1/accounts", write, ActionCreateAccount, a.createAccount},
+		{get, "/v1/accounts/{account}", read, "", a.getAccount},
+		{patch, "/v1/accounts/{account}", write, ActionUpdateAccount, a.updateAccount},
+		{del, "/v1/accounts/{account}", write, ActionDeleteAccount, a.deleteAccount},
+
+		{get, "/v1/accounts/{account}/users", read, "", a.listUsers},
+		{post, "/v1/accounts/{account}/users", write, ActionCreateUser, a.createUser},
+		{get, "/v1/accounts/{account}/users/{username}", read, "", a.getUser},
+		{patch, "/v1/accounts/{account}/users/{username}", write, ActionUpdateUser, a.updateUser},
+		{del, "/v1/accounts/{account}/users/{username}", write, ActionDeleteUser, a.deleteUser},
+
+		{get, "/v1/accounts/{account}/users/{username}/api-keys", read, "", a.listUserKeys},
+		{post, "/v1/accounts/{account}/users/{username}/api-keys", write, ActionCreateAPIKey, a.createUserKey},
+		{get, "/v1/accounts/{account}/users/{username}/api-keys/{id}", read, "", a.getUserKey},
+		{del, "/v1/accounts/{account}/users/{username}/api-keys/{id}", write, ActionRevokeAPIKey, a.revokeUserKey},
+
+		{get, "/v1/api-keys", read, "", a.searchKeys},
+		{del, "/v1/api-keys", write, ActionBulkRevokeAPIKeys, a.bulkRevoke},
+	}
+	for _, rt := range routes {
+		r.Handle(rt.method, rt.pattern, a.wrap(rt.acc, rt.action, rt.h))
+	}
+	r.Handle(get, "/openapi.json", func(ctx *fasthttp.RequestCtx, _ Params) {
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		ctx.SetContentType("application/json")
+		ctx.SetBody(openAPIDoc)
+	})
+	return nil
+}
+
+// quote returns s as an RFC 7230 quoted-string.
+func quote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '"' || c == '\\' {
+			b.WriteByte('\\')
+		}
+		if c < 0x20 || c == 0x7f {
+			continue
+		}
+		b.WriteByte(c)
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// request is one admin API request being served.
+type request struct {
+	ctx *fasthttp.RequestCtx
+	p   Params
+	// c bounds the store work of the request (APITimeout).
+	c   context.Context
+	now time.Time
+	ip  netip.Addr
+	// id is the authenticated identity (shared, read-only) and user the
+	// caller's current record: privileges come from the record, so a
+	// demotion takes effect on the next request whatever is cached.
+	id   *authn.Identity
+	user *store.User
+	// target names what a write acted on, for the audit log (default: the
+	// path); extra audit fields may be added by the handler.
+	target string
+	fields []zap.Field
+}
+
+// apiHandler serves an authenticated request. It writes the success response
+// itself and returns an error for anything else (see writeErr).
+type apiHandler func(r *request) error
+
+// apiError is an error with its response.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func errorf(status int, code, format string, args ...any) *apiError {
+	return &apiError{status: status, code: code, message: fmt.Sprintf(format, args...)}
+}
+
+// authFailure carries an error of the Authenticator (mapped by authn.Status).
+type authFailure struct{ err error }
+
+func (e *authFailure) Error() string { return e.err.Error() }
+
+var (
+	errKeyForbidden = errorf(fasthttp.StatusForbidden, "forbidden",
+		"a caller authenticated by API key may only read its own identity and keys; authenticate with a password or token to change accounts, users, roles or keys")
+	errDuplicateAuth = errorf(fasthttp.StatusBadRequest, "bad_request", "send exactly one Authorization header")
+)
+
+// wrap authenticates a request, applies the access class, runs h, maps its
+// error and audits writes.
+func (a *api) wrap(acc access, action string, h apiHandler) HandlerFunc {
+	return func(ctx *fasthttp.RequestCtx, p Params) {
+		c, cancel := context.WithTimeout(context.Background(), APITimeout)
+		defer cancel()
+		r := &request{ctx: ctx, p: p, c: c, now: a.now().UTC(), ip: clientIP(ctx)}
+		err := a.authenticate(r)
+		if err == nil && acc != selfRead && r.id.Method == authn.MethodAPIKey {
+			err = errKeyForbidden
+		}
+		if err == nil {
+			err = h(r)
+		}
+		if err != nil {
+			a.writeErr(r, err)
+		}
+		if acc == write {
+			a.auditLog(r, action, err)
+		}
+	}
+}
+
+// clientIP is the peer's address (the admin listener trusts no proxy
+// header).
+func clientIP(ctx *fasthttp.RequestCtx) netip.Addr {
+	ip, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	return ip.Unmap()
+}
+
+// authenticate sets r.id and r.user.
+func (a *api) authenticate(r *request) error {
+	hs := r.ctx.Request.Header.PeekAll(fasthttp.HeaderAuthorization)
+	if len(hs) > 1 {
+		return errDuplicateAuth
+	}
+	var h []byte
+	if len(hs) == 1 {
+		h = hs[0]
+	}
+	id, err := a.auth.Authenticate(r.c, h, r.ip)
+	if err != nil {
+		return &authFailure{err}
+	}
+	if id == nil {
+		return &authFailure{authn.ErrInvalidCredentials}
+	}
+	u, err := a.st.GetUser(r.c, id.Username)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// Deleted since the identity was cached.
+		return &authFailure{authn.ErrInvalidCredentials}
+	case err != nil:
+		return err
+	case u.State != store.StateEnabled || u.Account != id.Account:
+		return &authFailure{authn.ErrDisabled}
+	}
+	r.id, r.user = id, u
+	return nil
+}
+
+// writeErr writes the response for err.
+func (a *api) writeErr(r *request, err error) {
+	ctx := r.ctx
+	var ae *apiError
+	var af *authFailure
+	switch {
+	case errors.As(err, &ae):
+		WriteError(ctx, ae.status, ae.code, ae.message)
+	case errors.As(err, &af):
+		status, code, tokenErr := authn.Status(af.err)
+		msg := "invalid credentials"
+		switch status {
+		case fasthttp.StatusUnauthorized:
+			if code == "unauthorized" {
+				msg = "authentication required: send Basic, ApiKey or Bearer credentials"
+			}
+			ctx.Response.Header.Add(fasthttp.HeaderWWWAuthenticate, a.basicChal)
+			if tokenErr != "" {
+				ctx.Response.Header.Add(fasthttp.HeaderWWWAuthenticate, a.bearerChal+`, error="`+tokenErr+`"`)
+			} else {
+				ctx.Response.Header.Add(fasthttp.HeaderWWWAuthenticate, a.bearerChal)
+			}
+		case fasthttp.StatusTooManyRequests:
+			msg = "too many failed authentication attempts; retry later"
+			setRetryAfter(ctx, authn.RetryAfter(af.err))
+		case fasthttp.StatusServiceUnavailable:
+			msg = "authentication is temporarily unavailable; retry later"
+			setRetryAfter(ctx, authn.RetryAfter(af.err))
+		case fasthttp.StatusForbidden:
+			msg = "forbidden"
+		default:
+			status, code, msg = fasthttp.StatusServiceUnavailable, "unavailable", "authentication is temporarily unavailable; retry later"
+			setRetryAfter(ctx, authn.UnavailableRetryAfter)
+		}
+		WriteError(ctx, status, code, msg)
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, password.ErrBusy),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		setRetryAfter(ctx, authn.UnavailableRetryAfter)
+		WriteError(ctx, fasthttp.StatusServiceUnavailable, "unavailable", "the store is temporarily unavailable; retry later")
+	case errors.Is(err, store.ErrNotFound):
+		WriteError(ctx, fasthttp.StatusNotFound, "not_found", "not found")
+	case errors.Is(err, store.ErrConflict):
+		WriteError(ctx, fasthttp.StatusConflict, "conflict", storeMessage(err))
+	case errors.Is(err, store.ErrInvalid):
+		WriteError(ctx, fasthttp.StatusUnprocessableEntity, "invalid", storeMessage(err))
+	default:
+		// Not the client's fault; the error may name an address: log it,
+		// never send it.
+		a.audit.Error("admin api: internal error", zap.Error(err), zap.String("path", string(ctx.Path())))
+		WriteError(ctx, fasthttp.StatusInternalServerError, "internal", "internal error")
+	}
+}
+
+// storeMessage is the client-facing text of a store ErrInvalid or
+// ErrConflict: the store's message (which never holds a secret) without the
+// trailing sentinel text.
+func storeMessage(err error) string {
+	msg := err.Error()
+	for _, s := range []error{store.ErrInvalid, store.ErrConflict} {
+		msg = strings.TrimSuffix(msg, ": "+s.Error())
+	}
+	if len(msg) > 300 {
+		msg = msg[:300]
+	}
+	return msg
+}
+
+func setRetryAfter(ctx *fasthttp.RequestCtx, d time.Duration) {
+	if d <= 0 {
+		d = authn.UnavailableRetryAfter
+	}
+	secs := int64((d + time.Second - 1) / time.Second)
+	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.FormatInt(secs, 10))
+}
+
+// auditLog writes the audit line of a write: who, what, on what, from where,
+// and the outcome. Never a password or a key value.
+func (a *api) auditLog(r *request, action string, err error) {
+	status := r.ctx.Response.StatusCode()
+	result := "success"
+	switch {
+	case status == fasthttp.StatusUnauthorized, status == fasthttp.StatusForbidden:
+		result = "denied"
+	case err != nil:
+		result = "failure"
+	}
+	target := r.target
+	if target == "" {
+		target = string(r.ctx.Path())
+	}
+	actor, actorAccount, method, keyID := "", "", authn.MethodNone.String(), ""
+	if r.id != nil {
+		actor, actorAccount, method, keyID = r.id.Username, r.id.Account, r.id.Method.String(), r.id.KeyID
+	}
+	fields := append([]zap.Field{
+		zap.String("action", action),
+		zap.String("actor", actor),
+		zap.String("actor_account", actorAccount),
+		zap.String("actor_method", method),
+		zap.String("actor_key_id", keyID),
+		zap.String("target", target),
+		zap.String("result", result),
+		zap.Int("status", status),
+		zap.String("client", r.ip.String()),
+	}, r.fields...)
+	a.audit.Info("admin audit", fields...)
+}
+
+// decode reads the JSON request body into v strictly: a JSON content type,
+// at most MaxAPIBody bytes, one value, no unknown fields.
+func decode(r *request, v any) error {
+	ct := r.ctx.Request.Header.ContentType()
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = bytes.TrimSpace(ct)
+	if !bytes.EqualFold(ct, []byte("application/json")) {
+		// Also keeps browsers' cross-site form posts (text/plain, which
+		// would carry cached Basic credentials) away from the API.
+		return errorf(fasthttp.StatusUnsupportedMediaType, "unsupported_media_type",
+			"send the request body as JSON with Content-Type: application/json")
+	}
+	body := r.ctx.Request.Body()
+	if len(body) > MaxAPIBody {
+		return errorf(fasthttp.StatusRequestEntityTooLarge, "body_too_large", "request body larger than %d bytes", MaxAPIBody)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return errorf(fasthttp.StatusBadRequest, "bad_request", "the request body is empty: send a JSON object")
+		}
+		return errorf(fasthttp.StatusBadRequest, "bad_request", "malformed JSON body: %s", clip(strings.TrimPrefix(err.Error(), "json: "), 200))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errorf(fasthttp.StatusBadRequest, "bad_request", "malformed JSON body: more than one JSON value")
+	}
+	return nil
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// respond writes v as JSON with status.
+func respond(r *request, status int, v any) error {
+	writeJSON(r.ctx, status, v)
+	return nil
+}
+
+// noContent answers 204.
+func noContent(r *request) error {
+	r.ctx.SetStatusCode(fasthttp.StatusNoContent)
+	r.ctx.ResetBody()
+	return nil
+}
+
+// Caller predicates. Privileges come from r.user, the current record.
+
+func (r *request) isGlobalAdmin() bool { return r.user.Type == store.TypeAdmin }
+
+// holds reports whether the caller holds role (global admins hold every
+// role for granting purposes).
+func (r *request) holds(role string) bool {
+	if r.isGlobalAdmin() {
+		return true
+	}
+	for _, h := range r.user.Roles {
+		if h == role {
+			return true
+		}
+	}
+	return false
+}
+
+// checkGrant refuses roles the caller does not hold.
+func (r *request) checkGrant(roles []string, what string) error {
+	for _, role := range roles {
+		if !r.holds(role) {
+			return errorf(fasthttp.StatusForbidden, "forbidden",
+				"%s role %q, which you do not hold: you may only grant roles you hold", what, role)
+		}
+	}
+	return nil
+}
+
+var errAccountNotFound = errorf(fasthttp.StatusNotFound, "not_found", "account not found")
+
+// manageAccount checks the caller may manage the users and keys of account:
+// a global admin (the account must exist), or an admin of that account.
+// Another account's name answers 404 to an account admin, as if it did not
+// exist.
+func (a *api) manageAccount(r *request, account string) error {
+	switch r.user.Type {
+	case store.TypeAdmin:
+		if _, err := a.st.GetAccount(r.c, account); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return errAccountNotFound
+			}
+			return err
+		}
+		return nil
+	case store.TypeAccountAdmin:
+		if r.user.Account == account {
+			return nil
+		}
+		return errAccountNotFound
+	}
+	return errorf(fasthttp.StatusForbidden, "forbidden",
+		"only a global admin or an admin of this account may manage its users and keys; use /v1/user for your own identity and keys")
+}
+
+var errUserNotFound = errorf(fasthttp.StatusNotFound, "not_found", "user not found in this account")
+
+// pathUser resolves {account} and {username} of the path after
+// manageAccount: the user must be in that account.
+func (a *api) pathUser(r *request) (*store.User, error) {
+	account, username := r.p.Get("account"), r.p.Get("username")
+	if err := a.manageAccount(r, account); err != nil {
+		return nil, err
+	}
+	u, err := a.st.GetUser(r.c, username)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, errUserNotFound
+	case err != nil:
+		return nil, err
+	case u.Account != account:
+		return nil, errUserNotFound
+	}
+	return u, nil
+}
+
+// checkTouchUser refuses changes to a global admin by anyone but a global
+// admin (an account admin of account "admin" must not take it over).
+func (r *request) checkTouchUser(u *store.User) error {
+	if u.Type == store.TypeAdmin && !r.isGlobalAdmin() {
+		return errorf(fasthttp.StatusForbidden, "forbidden", "only a global admin may change a global admin or their keys")
+	}
+	return nil
+}
+
+// nonNil returns s, or an empty slice for nil (JSON [] rather than null).
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,139 @@
+package admin
+
+import (
+	"errors"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/store"
+)
+
+// accountsJSON is GET /v1/accounts.
+type accountsJSON struct {
+	Accounts []store.Account `json:"accounts"`
+}
+
+var errGlobalAdminOnly = errorf(fasthttp.StatusForbidden, "forbidden", "only a global admin may manage accounts")
+
+func (a *api) listAccounts(r *request) error {
+	if !r.isGlobalAdmin() {
+		return errGlobalAdminOnly
+	}
+	list, err := a.st.ListAccounts(r.c)
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []store.Account{}
+	}
+	return respond(r, fasthttp.StatusOK, accountsJSON{list})
+}
+
+type createAccountBody struct {
+	Name string `json:"name"`
+}
+
+func (a *api) createAccount(r *request) error {
+	if !r.isGlobalAdmin() {
+		return errGlobalAdminOnly
+	}
+	var b createAccountBody
+	if err := decode(r, &b); err != nil {
+		return err
+	}
+	if b.Name == "" {
+		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", `name is required: send {"name":"<account>"}`)
+	}
+	r.target = "account:" + b.Name
+	acc := &store.Account{Name: b.Name, State: store.StateEnabled}
+	if err := store.ValidateAccount(acc, r.now); err != nil {
+		return err
+	}
+	if err := a.st.CreateAccount(r.c, acc); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return errorf(fasthttp.StatusConflict, "conflict", "an account with this name already exists")
+		}
+		return err
+	}
+	return respond(r, fasthttp.StatusCreated, acc)
+}
+
+func (a *api) getAccount(r *request) error {
+	name := r.p.Get("account")
+	// An account admin may read their own account.
+	if !r.isGlobalAdmin() {
+		if r.user.Type == store.TypeAccountAdmin && r.user.Account != name {
+			return errAccountNotFound
+		}
+		if r.user.Type != store.TypeAccountAdmin {
+			return errGlobalAdminOnly
+		}
+	}
+	acc, err := a.st.GetAccount(r.c, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return errAccountNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return respond(r, fasthttp.StatusOK, acc)
+}
+
+type updateAccountBody struct {
+	State *store.State `json:"state"`
+}
+
+func (a *api) updateAccount(r *request) error {
+	name := r.p.Get("account")
+	r.target = "account:" + name
+	if !r.isGlobalAdmin() {
+		if r.user.Type == store.TypeAccountAdmin && r.user.Account != name {
+			return errAccountNotFound
+		}
+		return errGlobalAdminOnly
+	}
+	var b updateAccountBody
+	if err := decode(r, &b); err != nil {
+		return err
+	}
+	if b.State == nil {
+		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", `nothing to change: send {"state":"disabled"} or {"state":"enabled"}`)
+	}
+	if err := store.ValidateState(*b.State); err != nil {
+		return err
+	}
+	if name == store.AdminAccount && *b.State != store.StateEnabled {
+		return errorf(fasthttp.StatusForbidden, "reserved", "the account %q cannot be disabled", store.AdminAccount)
+	}
+	acc, err := a.st.SetAccountState(r.c, name, *b.State)
+	if errors.Is(err, store.ErrNotFound) {
+		return errAccountNotFound
+	}
+	if err != nil {
+		return err
+	}
+	r.fields = append(r.fields, zap.String("state", string(acc.State)))
+	return respond(r, fasthttp.StatusOK, acc)
+}
+
+func (a *api) deleteAccount(r *request) error {
+	name := r.p.Get("account")
+	r.target = "account:" + name
+	if !r.isGlobalAdmin() {
+		if r.user.Type == store.TypeAccountAdmin && r.user.Account != name {
+			return errAccountNotFound
+		}
+		return errGlobalAdminOnly
+	}
+	if name == store.AdminAccount {
+		return errorf(fasthttp.StatusForbidden, "reserved", "the account %q cannot be deleted", store.AdminAccount)
+	}
+	if err := a.st.DeleteAccount(r.c, name); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return errAccountNotFound
+		}
+		return err
+	}
+	return noContent(r)
+}

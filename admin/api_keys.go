@@ -1,0 +1,516 @@
+package admin
+
+import (
+	"encoding/base64"
+	"errors"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/authn/apikey"
+	"github.com/keygate/keygate/store"
+)
+
+// keyJSON is an API key as the API shows it: never the hash or the value.
+type keyJSON struct {
+	ID          string          `json:"id"`
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	Account     string          `json:"account"`
+	Username    string          `json:"username"`
+	Roles       []string        `json:"roles"`
+	CreatedAt   time.Time       `json:"created_at"`
+	ExpiresAt   *time.Time      `json:"expires_at"`
+	RevokedAt   *time.Time      `json:"revoked_at"`
+	LastUsedAt  *time.Time      `json:"last_used_at"`
+	Status      store.KeyStatus `json:"status"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+func toKeyJSON(k *store.APIKey, now time.Time) keyJSON {
+	return keyJSON{ID: k.ID, Name: k.Name, Description: k.Description, Account: k.Account, Username: k.Username,
+		Roles: nonNil(k.Roles), CreatedAt: k.CreatedAt.UTC(), ExpiresAt: timePtr(k.ExpiresAt),
+		RevokedAt: timePtr(k.RevokedAt), LastUsedAt: timePtr(k.LastUsedAt), Status: k.Status(now)}
+}
+
+// keyPageJSON is a page of keys.
+type keyPageJSON struct {
+	APIKeys    []keyJSON `json:"api_keys"`
+	NextCursor string    `json:"next_cursor"`
+}
+
+// createdKeyJSON is the 201 of a key creation: the only response that holds
+// the key value.
+type createdKeyJSON struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	APIKey    string     `json:"api_key"`
+	Encoded   string     `json:"encoded"`
+	Roles     []string   `json:"roles"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+type createKeyBody struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	ExpiresAt   *string   `json:"expires_at"`
+	ExpiresIn   *string   `json:"expires_in"`
+	Roles       *[]string `json:"roles"`
+}
+
+// expiry computes a new key's expires_at (zero: never).
+func (a *api) expiry(b *createKeyBody, now time.Time) (time.Time, error) {
+	maxTxt := a.maxLifetime.String()
+	var exp time.Time
+	switch {
+	case b.ExpiresAt != nil && b.ExpiresIn != nil:
+		return exp, errorf(fasthttp.StatusUnprocessableEntity, "invalid", "give expires_at or expires_in, not both")
+	case b.ExpiresAt != nil:
+		t, err := time.Parse(time.RFC3339, *b.ExpiresAt)
+		if err != nil {
+			return exp, errorf(fasthttp.StatusUnprocessableEntity, "invalid", "expires_at must be an RFC 3339 time such as 2030-01-31T00:00:00Z")
+		}
+		exp = t.UTC()
+	case b.ExpiresIn != nil:
+		d, err := time.ParseDuration(*b.ExpiresIn)
+		if err != nil || d <= 0 {
+			return exp, errorf(fasthttp.StatusUnprocessableEntity, "invalid", `expires_in must be a positive duration such as "720h"`)
+		}
+		exp = now.Add(d)
+	default:
+		if a.maxLifetime > 0 {
+			return now.Add(a.maxLifetime), nil
+		}
+		return time.Time{}, nil
+	}
+	if !exp.After(now) {
+		return exp, errorf(fasthttp.StatusUnprocessableEntity, "invalid", "the expiry is in the past: give a future expires_at or a positive expires_in")
+	}
+	if a.maxLifetime > 0 && exp.After(now.Add(a.maxLifetime)) {
+		return exp, errorf(fasthttp.StatusUnprocessableEntity, "invalid", "the expiry is beyond api_keys.max_lifetime (%s from now): choose an earlier one", maxTxt)
+	}
+	return exp, nil
+}
+
+// createKey creates a key for owner.
+func (a *api) createKey(r *request, owner *store.User) error {
+	var b createKeyBody
+	if err := decode(r, &b); err != nil {
+		return err
+	}
+	if b.Name == "" {
+		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", `name is required: give the key a name, e.g. {"name":"ci"}`)
+	}
+	if err := store.ValidateKeyName(b.Name); err != nil {
+		return err
+	}
+	if err := store.ValidateDescription(b.Description); err != nil {
+		return err
+	}
+	exp, err := a.expiry(&b, r.now)
+	if err != nil {
+		return err
+	}
+	roles := slices.Clone(owner.Roles)
+	if b.Roles != nil {
+		roles = slices.Clone(*b.Roles)
+		if err := store.ValidateRoles(roles); err != nil {
+			return err
+		}
+		for _, role := range roles {
+			if !slices.Contains(owner.Roles, role) {
+				return errorf(fasthttp.StatusUnprocessableEntity, "unknown_role",
+					"role %q is not one of the key owner's roles: a key's roles must be a subset of its owner's", role)
+			}
+		}
+	}
+	if roles == nil {
+		roles = []string{}
+	}
+	// Whoever holds the new key acts with its roles: the caller must hold
+	// them (the owner does by construction).
+	if owner.Username != r.user.Username {
+		if err := r.checkGrant(roles, "cannot create a key with"); err != nil {
+			return err
+		}
+	}
+	secret, err := apikey.NewSecret()
+	if err != nil {
+		return err
+	}
+	hash, err := apikey.Hash([]byte(secret))
+	if err != nil {
+		return err
+	}
+	k := &store.APIKey{Name: b.Name, Description: b.Description, Account: owner.Account, Username: owner.Username,
+		Roles: roles, Hash: hash, CreatedAt: r.now, ExpiresAt: exp}
+	if err := a.st.CreateAPIKey(r.c, k); err != nil {
+		switch {
+		case errors.Is(err, store.ErrConflict):
+			return errorf(fasthttp.StatusConflict, "conflict", "this user already has an active key with this name: choose another name or revoke that key")
+		case errors.Is(err, store.ErrNotFound):
+			return errUserNotFound
+		}
+		return err
+	}
+	r.fields = append(r.fields, zap.String("key_id", k.ID), zap.String("key_name", k.Name))
+	value := apikey.Format(k.ID, secret)
+	return respond(r, fasthttp.StatusCreated, createdKeyJSON{
+		ID: k.ID, Name: k.Name, APIKey: value,
+		Encoded: base64.StdEncoding.EncodeToString([]byte(k.ID + ":" + value)),
+		Roles:   roles, CreatedAt: k.CreatedAt.UTC(), ExpiresAt: timePtr(k.ExpiresAt),
+	})
+}
+
+var errKeyNotFound = errorf(fasthttp.StatusNotFound, "not_found", "api key not found")
+
+// ownedKey returns key {id} of owner, or 404 when it is not theirs.
+func (a *api) ownedKey(r *request, owner *store.User) (*store.APIKey, error) {
+	id := r.p.Get("id")
+	if !store.IsBase62ID(id) {
+		return nil, errKeyNotFound
+	}
+	k, err := a.st.GetAPIKey(r.c, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, errKeyNotFound
+	case err != nil:
+		return nil, err
+	case k.Username != owner.Username || k.Account != owner.Account:
+		return nil, errKeyNotFound
+	}
+	return k, nil
+}
+
+// revoke revokes k and answers 200 with the key (status revoked), the first
+// time and every later time.
+func (a *api) revoke(r *request, k *store.APIKey) error {
+	r.target = "api_key:" + k.ID
+	rk, already, err := a.st.RevokeAPIKey(r.c, k.ID, r.now)
+	if errors.Is(err, store.ErrNotFound) {
+		return errKeyNotFound
+	}
+	if err != nil {
+		return err
+	}
+	r.fields = append(r.fields, zap.String("key_id", k.ID), zap.String("key_owner", k.Username), zap.Bool("already_revoked", already))
+	return respond(r, fasthttp.StatusOK, toKeyJSON(rk, r.now))
+}
+
+// keyFilter reads the query of a key listing. allowed lists the
+// parameters this endpoint accepts; an unknown one is a 400.
+func keyFilter(r *request, allowed ...string) (store.KeyFilter, error) {
+	var f store.KeyFilter
+	var bad error
+	for k, v := range r.ctx.QueryArgs().All() {
+		key := string(k)
+		if !slices.Contains(allowed, key) {
+			bad = errorf(fasthttp.StatusBadRequest, "bad_request", "unknown query parameter %q: use %v", clip(key, 40), allowed)
+			break
+		}
+		val := string(v)
+		switch key {
+		case "account":
+			f.Account = val
+		case "username":
+			f.Username = val
+		case "name":
+			f.Name = val
+		case "status":
+			f.Status = store.KeyStatus(val)
+		case "cursor":
+			f.Cursor = val
+		case "limit":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 {
+				bad = errorf(fasthttp.StatusBadRequest, "bad_request", "limit must be a positive integer (at most %d)", store.MaxPageLimit)
+			}
+			f.Limit = n
+		}
+		if bad != nil {
+			break
+		}
+	}
+	if bad != nil {
+		return f, bad
+	}
+	if _, _, err := store.NormalizeKeyFilter(f); err != nil {
+		return f, errorf(fasthttp.StatusBadRequest, "bad_request", "%s", storeMessage(err))
+	}
+	return f, nil
+}
+
+func (a *api) listKeys(r *request, f store.KeyFilter) error {
+	page, err := a.st.ListAPIKeys(r.c, f)
+	if err != nil {
+		return err
+	}
+	out := keyPageJSON{APIKeys: make([]keyJSON, 0, len(page.Keys)), NextCursor: page.NextCursor}
+	for i := range page.Keys {
+		out.APIKeys = append(out.APIKeys, toKeyJSON(&page.Keys[i], r.now))
+	}
+	return respond(r, fasthttp.StatusOK, out)
+}
+
+// Own keys: /v1/user/api-keys.
+
+func (a *api) listOwnKeys(r *request) error {
+	f, err := keyFilter(r, "name", "status", "limit", "cursor")
+	if err != nil {
+		return err
+	}
+	f.Account, f.Username = r.user.Account, r.user.Username
+	return a.listKeys(r, f)
+}
+
+func (a *api) createOwnKey(r *request) error {
+	r.target = "user:" + r.user.Account + "/" + r.user.Username
+	return a.createKey(r, r.user)
+}
+
+func (a *api) getOwnKey(r *request) error {
+	k, err := a.ownedKey(r, r.user)
+	if err != nil {
+		return err
+	}
+	return respond(r, fasthttp.StatusOK, toKeyJSON(k, r.now))
+}
+
+func (a *api) revokeOwnKey(r *request) error {
+	r.target = "api_key:" + r.p.Get("id")
+	k, err := a.ownedKey(r, r.user)
+	if err != nil {
+		return err
+	}
+	return a.revoke(r, k)
+}
+
+// A user's keys: /v1/accounts/{account}/users/{username}/api-keys.
+
+func (a *api) listUserKeys(r *request) error {
+	u, err := a.pathUser(r)
+	if err != nil {
+		return err
+	}
+	f, err := keyFilter(r, "name", "status", "limit", "cursor")
+	if err != nil {
+		return err
+	}
+	f.Account, f.Username = u.Account, u.Username
+	return a.listKeys(r, f)
+}
+
+func (a *api) createUserKey(r *request) error {
+	r.target = "user:" + r.p.Get("account") + "/" + r.p.Get("username")
+	u, err := a.pathUser(r)
+	if err != nil {
+		return err
+	}
+	if err := r.checkTouchUser(u); err != nil {
+		return err
+	}
+	return a.createKey(r, u)
+}
+
+func (a *api) getUserKey(r *request) error {
+	u, err := a.pathUser(r)
+	if err != nil {
+		return err
+	}
+	k, err := a.ownedKey(r, u)
+	if err != nil {
+		return err
+	}
+	return respond(r, fasthttp.StatusOK, toKeyJSON(k, r.now))
+}
+
+func (a *api) revokeUserKey(r *request) error {
+	r.target = "api_key:" + r.p.Get("id")
+	u, err := a.pathUser(r)
+	if err != nil {
+		return err
+	}
+	k, err := a.ownedKey(r, u)
+	if err != nil {
+		return err
+	}
+	if err := r.checkTouchUser(u); err != nil {
+		return err
+	}
+	return a.revoke(r, k)
+}
+
+// Search and bulk revocation: /v1/api-keys.
+
+// searchScope applies the caller's scope to an account filter: a global
+// admin sees everything; an account admin only their account (another
+// account answers 404, as if it did not exist); others are refused.
+func (r *request) searchScope(account string) (string, error) {
+	switch r.user.Type {
+	case store.TypeAdmin:
+		return account, nil
+	case store.TypeAccountAdmin:
+		if account != "" && account != r.user.Account {
+			return "", errAccountNotFound
+		}
+		return r.user.Account, nil
+	}
+	return "", errorf(fasthttp.StatusForbidden, "forbidden",
+		"only a global admin or an account admin may search keys; use /v1/user/api-keys for your own")
+}
+
+func (a *api) searchKeys(r *request) error {
+	f, err := keyFilter(r, "account", "username", "name", "status", "limit", "cursor")
+	if err != nil {
+		return err
+	}
+	if f.Account, err = r.searchScope(f.Account); err != nil {
+		return err
+	}
+	return a.listKeys(r, f)
+}
+
+type bulkRevokeBody struct {
+	IDs      []string `json:"ids"`
+	Name     string   `json:"name"`
+	Username string   `json:"username"`
+	Account  string   `json:"account"`
+}
+
+// bulkError is one entry of a bulk revocation's errors.
+type bulkError struct {
+	ID      string `json:"id,omitempty"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// bulkJSON is the answer of DELETE /v1/api-keys (Elasticsearch's
+// invalidate API key response).
+type bulkJSON struct {
+	Invalidated           []string    `json:"invalidated"`
+	PreviouslyInvalidated []string    `json:"previously_invalidated"`
+	ErrorCount            int         `json:"error_count"`
+	Errors                []bulkError `json:"errors"`
+}
+
+// bulkRevoke revokes the keys named by ids (each must also match the
+// name, username and account given) or, without ids, every key matching
+// the filter (at least one of name, username, account). Keys outside the
+// caller's scope are reported as not found and left alone.
+func (a *api) bulkRevoke(r *request) error {
+	r.target = "api_keys"
+	var b bulkRevokeBody
+	if err := decode(r, &b); err != nil {
+		return err
+	}
+	if len(b.IDs) == 0 && b.Name == "" && b.Username == "" && b.Account == "" {
+		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", `say which keys to revoke: "ids", or one or more of "name", "username", "account"`)
+	}
+	if len(b.IDs) > MaxBulkIDs {
+		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", "at most %d ids per request", MaxBulkIDs)
+	}
+	account, err := r.searchScope(b.Account)
+	if err != nil {
+		return err
+	}
+	out := bulkJSON{Invalidated: []string{}, PreviouslyInvalidated: []string{}, Errors: []bulkError{}}
+	match := func(k *store.APIKey) bool {
+		return (account == "" || k.Account == account) &&
+			(b.Username == "" || k.Username == b.Username) && (b.Name == "" || k.Name == b.Name)
+	}
+	var keys []store.APIKey
+	if len(b.IDs) > 0 {
+		seen := map[string]bool{}
+		for _, id := range b.IDs {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			if !store.IsBase62ID(id) {
+				out.Errors = append(out.Errors, bulkError{ID: clip(id, 40), Code: "not_found", Message: "api key not found"})
+				continue
+			}
+			k, err := a.st.GetAPIKey(r.c, id)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				out.Errors = append(out.Errors, bulkError{ID: id, Code: "not_found", Message: "api key not found"})
+				continue
+			case err != nil:
+				return err
+			case !match(k):
+				out.Errors = append(out.Errors, bulkError{ID: id, Code: "not_found", Message: "api key not found"})
+				continue
+			}
+			keys = append(keys, *k)
+		}
+	} else {
+		f := store.KeyFilter{Account: account, Username: b.Username, Name: b.Name, Status: store.StatusAll, Limit: store.MaxPageLimit}
+		for {
+			page, err := a.st.ListAPIKeys(r.c, f)
+			if err != nil {
+				return err
+			}
+			keys = append(keys, page.Keys...)
+			if page.NextCursor == "" || len(keys) >= MaxBulkKeys {
+				if page.NextCursor != "" {
+					out.Errors = append(out.Errors, bulkError{Code: "too_many",
+						Message: "more keys matched than one request handles (" + strconv.Itoa(MaxBulkKeys) + "); repeat the request"})
+				}
+				break
+			}
+			f.Cursor = page.NextCursor
+		}
+	}
+	// Keys of a global admin are a global admin's to revoke.
+	var owners map[string]store.UserType
+	if !r.isGlobalAdmin() {
+		owners = map[string]store.UserType{}
+	}
+	for i := range keys {
+		k := &keys[i]
+		if owners != nil {
+			t, ok := owners[k.Username]
+			if !ok {
+				u, err := a.st.GetUser(r.c, k.Username)
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+				if u != nil {
+					t = u.Type
+				}
+				owners[k.Username] = t
+			}
+			if t == store.TypeAdmin {
+				out.Errors = append(out.Errors, bulkError{ID: k.ID, Code: "forbidden", Message: "only a global admin may revoke a global admin's keys"})
+				continue
+			}
+		}
+		_, already, err := a.st.RevokeAPIKey(r.c, k.ID, r.now)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			out.Errors = append(out.Errors, bulkError{ID: k.ID, Code: "not_found", Message: "api key not found"})
+		case errors.Is(err, store.ErrUnavailable):
+			out.Errors = append(out.Errors, bulkError{ID: k.ID, Code: "unavailable", Message: "the store is unavailable; retry"})
+		case err != nil:
+			out.Errors = append(out.Errors, bulkError{ID: k.ID, Code: "internal", Message: "internal error"})
+		case already:
+			out.PreviouslyInvalidated = append(out.PreviouslyInvalidated, k.ID)
+		default:
+			out.Invalidated = append(out.Invalidated, k.ID)
+		}
+	}
+	out.ErrorCount = len(out.Errors)
+	r.fields = append(r.fields, zap.Strings("invalidated", out.Invalidated), zap.Int("error_count", out.ErrorCount))
+	return respond(r, fasthttp.StatusOK, out)
+}

@@ -1,0 +1,110 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/configs"
+)
+
+// The OpenAPI document and the router agree: every registered route is
+// documented and every documented operation is registered.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	var doc struct {
+		OpenAPI string                                `json:"openapi"`
+		Paths   map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(OpenAPI(), &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("openapi %q, want 3.x", doc.OpenAPI)
+	}
+	documented := map[string]bool{}
+	actions := map[string]string{}
+	for p, ops := range doc.Paths {
+		for m, raw := range ops {
+			if m == "parameters" || m == "summary" || m == "description" {
+				continue
+			}
+			key := strings.ToUpper(m) + " " + p
+			documented[key] = true
+			var op struct {
+				Action string `json:"x-keygate-action"`
+			}
+			_ = json.Unmarshal(raw, &op)
+			actions[key] = op.Action
+		}
+	}
+
+	// The whole admin listener: admin.New's routes plus the API's.
+	s, err := New(testConfig(), Options{Gatherer: prometheus.NewRegistry(), Store: openBolt(t)})
+	mustOK(t, err)
+	deps := APIDeps{Store: openBolt(t), Auth: anonymousOnly{}, Hasher: apiTestHasher, APIKeys: configs.APIKeys{}}
+	mustOK(t, RegisterAPI(s, deps))
+	registered := map[string]bool{}
+	for _, rt := range s.router.routes {
+		registered[rt.method+" /"+strings.Join(rt.segs, "/")] = true
+	}
+	// And through a recorder, as a wiring that is not a *Router would.
+	rec := &routeRecorder{r: &Router{}}
+	mustOK(t, RegisterAPI(rec, deps))
+	for _, r := range rec.routes {
+		if !registered[r] {
+			t.Errorf("recorded route %s missing from the server", r)
+		}
+	}
+	if !slices.Contains(rec.routes, "GET /openapi.json") {
+		t.Error("GET /openapi.json not registered")
+	}
+
+	for r := range registered {
+		if !documented[r] {
+			t.Errorf("route %s is not in openapi.json", r)
+		}
+	}
+	for d := range documented {
+		if !registered[d] {
+			t.Errorf("openapi.json documents %s, which is not registered", d)
+		}
+	}
+	// The audited writes carry their action names.
+	writes := map[string]string{
+		"PUT /v1/user/password":                                        ActionChangePassword,
+		"POST /v1/user/api-keys":                                       ActionCreateAPIKey,
+		"DELETE /v1/user/api-keys/{id}":                                ActionRevokeAPIKey,
+		"POST /v1/accounts":                                            ActionCreateAccount,
+		"PATCH /v1/accounts/{account}":                                 ActionUpdateAccount,
+		"DELETE /v1/accounts/{account}":                                ActionDeleteAccount,
+		"POST /v1/accounts/{account}/users":                            ActionCreateUser,
+		"PATCH /v1/accounts/{account}/users/{username}":                ActionUpdateUser,
+		"DELETE /v1/accounts/{account}/users/{username}":               ActionDeleteUser,
+		"POST /v1/accounts/{account}/users/{username}/api-keys":        ActionCreateAPIKey,
+		"DELETE /v1/accounts/{account}/users/{username}/api-keys/{id}": ActionRevokeAPIKey,
+		"DELETE /v1/api-keys":                                          ActionBulkRevokeAPIKeys,
+	}
+	for r, want := range writes {
+		if actions[r] != want {
+			t.Errorf("%s: x-keygate-action %q, want %q", r, actions[r], want)
+		}
+	}
+	for r, a := range actions {
+		if a != "" && writes[r] == "" {
+			t.Errorf("%s: unexpected x-keygate-action %q", r, a)
+		}
+	}
+}
+
+// anonymousOnly authenticates nobody.
+type anonymousOnly struct{}
+
+func (anonymousOnly) Authenticate(context.Context, []byte, netip.Addr) (*authn.Identity, error) {
+	return nil, authn.ErrNoCredentials
+}

@@ -1,0 +1,337 @@
+package admin
+
+import (
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/store"
+)
+
+// userJSON is a user as the API shows it: never a hash.
+type userJSON struct {
+	Username  string         `json:"username"`
+	Account   string         `json:"account"`
+	Type      store.UserType `json:"type"`
+	Roles     []string       `json:"roles"`
+	State     store.State    `json:"state"`
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
+}
+
+func toUserJSON(u *store.User) userJSON {
+	return userJSON{Username: u.Username, Account: u.Account, Type: u.Type, Roles: nonNil(u.Roles),
+		State: u.State, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
+}
+
+// selfJSON is GET /v1/user: the caller's identity.
+type selfJSON struct {
+	Username string         `json:"username"`
+	Account  string         `json:"account"`
+	Type     store.UserType `json:"type"`
+	// Roles are the effective roles of this request (for an API key: the
+	// key's roles ∩ the owner's).
+	Roles   []string `json:"roles"`
+	Method  string   `json:"method"`
+	KeyID   string   `json:"key_id,omitempty"`
+	KeyName string   `json:"key_name,omitempty"`
+}
+
+func (a *api) getSelf(r *request) error {
+	return respond(r, fasthttp.StatusOK, selfJSON{
+		Username: r.user.Username, Account: r.user.Account, Type: r.user.Type,
+		Roles: nonNil(r.id.Roles), Method: r.id.Method.String(), KeyID: r.id.KeyID, KeyName: r.id.KeyName,
+	})
+}
+
+type changePasswordBody struct {
+	Current *string `json:"current"`
+	New     *string `json:"new"`
+}
+
+func (a *api) changePassword(r *request) error {
+	r.target = "user:" + r.user.Username
+	var b changePasswordBody
+	if err := decode(r, &b); err != nil {
+		return err
+	}
+	if b.Current == nil || b.New == nil {
+		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", `send {"current":"<current password>","new":"<new password>"}`)
+	}
+	ok, _, err := a.hasher.Verify(r.c, r.user.PasswordHash, *b.Current)
+	if errors.Is(err, password.ErrBusy) {
+		return err
+	}
+	if err != nil || !ok {
+		return errorf(fasthttp.StatusForbidden, "invalid_current_password", "the current password is wrong")
+	}
+	if *b.New == *b.Current {
+		return errorf(fasthttp.StatusUnprocessableEntity, "weak_password", "the new password must differ from the current one")
+	}
+	if err := password.CheckPolicy(*b.New, r.user.Username); err != nil {
+		return errorf(fasthttp.StatusUnprocessableEntity, "weak_password", "%s", err.Error())
+	}
+	h, err := a.hasher.Hash(*b.New)
+	if err != nil {
+		return err
+	}
+	if _, err := a.st.UpdateUser(r.c, r.user.Username, store.UserUpdate{PasswordHash: &h}); err != nil {
+		return err
+	}
+	return noContent(r)
+}
+
+// usersJSON is GET …/users.
+type usersJSON struct {
+	Users []userJSON `json:"users"`
+}
+
+func (a *api) listUsers(r *request) error {
+	account := r.p.Get("account")
+	if err := a.manageAccount(r, account); err != nil {
+		return err
+	}
+	list, err := a.st.ListUsers(r.c, account)
+	if errors.Is(err, store.ErrNotFound) {
+		return errAccountNotFound
+	}
+	if err != nil {
+		return err
+	}
+	out := usersJSON{Users: make([]userJSON, 0, len(list))}
+	for i := range list {
+		out.Users = append(out.Users, toUserJSON(&list[i]))
+	}
+	return respond(r, fasthttp.StatusOK, out)
+}
+
+type createUserBody struct {
+	Username string         `json:"username"`
+	Password *string        `json:"password"`
+	Type     store.UserType `json:"type"`
+	Roles    []string       `json:"roles"`
+}
+
+func (a *api) createUser(r *request) error {
+	account := r.p.Get("account")
+	if err := a.manageAccount(r, account); err != nil {
+		return err
+	}
+	var b createUserBody
+	if err := decode(r, &b); err != nil {
+		return err
+	}
+	r.target = "user:" + account + "/" + b.Username
+	if b.Username == "" {
+		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", `username is required: send {"username":…,"password":…}`)
+	}
+	if err := store.ValidateUsername(b.Username); err != nil {
+		return err
+	}
+	if b.Type == "" {
+		b.Type = store.TypeUser
+	}
+	if err := store.ValidateUserType(b.Type); err != nil {
+		return err
+	}
+	if b.Type == store.TypeAdmin && !r.isGlobalAdmin() {
+		return errorf(fasthttp.StatusForbidden, "forbidden", "only a global admin may create a global admin")
+	}
+	if err := store.ValidateRoles(b.Roles); err != nil {
+		return err
+	}
+	if err := r.checkGrant(b.Roles, "cannot grant"); err != nil {
+		return err
+	}
+	if b.Password == nil || *b.Password == "" {
+		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", "password is required")
+	}
+	if err := password.CheckPolicy(*b.Password, b.Username); err != nil {
+		return errorf(fasthttp.StatusUnprocessableEntity, "weak_password", "%s", err.Error())
+	}
+	u := &store.User{Username: b.Username, Account: account, Type: b.Type, Roles: b.Roles, State: store.StateEnabled}
+	if err := store.ValidateNewUser(u, r.now); err != nil {
+		return err
+	}
+	h, err := a.hasher.Hash(*b.Password)
+	if err != nil {
+		return err
+	}
+	u.PasswordHash = h
+	if err := a.st.CreateUser(r.c, u); err != nil {
+		switch {
+		case errors.Is(err, store.ErrConflict):
+			return errorf(fasthttp.StatusConflict, "conflict", "this username is taken (usernames are unique across accounts)")
+		case errors.Is(err, store.ErrNotFound):
+			return errAccountNotFound
+		}
+		return err
+	}
+	return respond(r, fasthttp.StatusCreated, toUserJSON(u))
+}
+
+func (a *api) getUser(r *request) error {
+	u, err := a.pathUser(r)
+	if err != nil {
+		return err
+	}
+	return respond(r, fasthttp.StatusOK, toUserJSON(u))
+}
+
+type updateUserBody struct {
+	Roles    *[]string       `json:"roles"`
+	State    *store.State    `json:"state"`
+	Type     *store.UserType `json:"type"`
+	Password *string         `json:"password"`
+}
+
+func (a *api) updateUser(r *request) error {
+	r.target = "user:" + r.p.Get("account") + "/" + r.p.Get("username")
+	u, err := a.pathUser(r)
+	if err != nil {
+		return err
+	}
+	if err := r.checkTouchUser(u); err != nil {
+		return err
+	}
+	var b updateUserBody
+	if err := decode(r, &b); err != nil {
+		return err
+	}
+	if b.Roles == nil && b.State == nil && b.Type == nil && b.Password == nil {
+		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", `nothing to change: send one or more of "roles", "state", "type", "password"`)
+	}
+	self := u.Username == r.user.Username
+	var upd store.UserUpdate
+	var changed []string
+	if b.Type != nil {
+		if err := store.ValidateUserType(*b.Type); err != nil {
+			return err
+		}
+		if *b.Type != u.Type {
+			switch {
+			case *b.Type == store.TypeAdmin && !r.isGlobalAdmin():
+				return errorf(fasthttp.StatusForbidden, "forbidden", "only a global admin may make a global admin")
+			case self && !r.isGlobalAdmin():
+				return errorf(fasthttp.StatusForbidden, "forbidden", "you cannot change your own type")
+			}
+		}
+		upd.Type = b.Type
+		changed = append(changed, "type")
+	}
+	if b.Roles != nil {
+		if err := store.ValidateRoles(*b.Roles); err != nil {
+			return err
+		}
+		var added []string
+		for _, role := range *b.Roles {
+			if !slices.Contains(u.Roles, role) {
+				added = append(added, role)
+			}
+		}
+		if err := r.checkGrant(added, "cannot grant"); err != nil {
+			return err
+		}
+		roles := append([]string{}, (*b.Roles)...)
+		upd.Roles = &roles
+		changed = append(changed, "roles")
+	}
+	if b.State != nil {
+		if err := store.ValidateState(*b.State); err != nil {
+			return err
+		}
+		upd.State = b.State
+		changed = append(changed, "state")
+	}
+	if b.Password != nil {
+		if self {
+			return errorf(fasthttp.StatusForbidden, "forbidden", "use PUT /v1/user/password to change your own password (it needs the current one)")
+		}
+		// Setting someone's password lets the caller act as them: only
+		// with roles the caller holds.
+		if err := r.checkGrant(u.Roles, "cannot set the password of a user with"); err != nil {
+			return err
+		}
+		if err := password.CheckPolicy(*b.Password, u.Username); err != nil {
+			return errorf(fasthttp.StatusUnprocessableEntity, "weak_password", "%s", err.Error())
+		}
+		changed = append(changed, "password")
+	}
+	// The type of admin is allowed only in the admin account: the store
+	// checks it, but say so before hashing.
+	if upd.Type != nil && *upd.Type == store.TypeAdmin && u.Account != store.AdminAccount {
+		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", "user type %q is allowed only in account %q", store.TypeAdmin, store.AdminAccount)
+	}
+	if b.Password != nil {
+		h, err := a.hasher.Hash(*b.Password)
+		if err != nil {
+			return err
+		}
+		upd.PasswordHash = &h
+	}
+	r.fields = append(r.fields, zap.Strings("changed", changed))
+
+	removesAdmin := u.Type == store.TypeAdmin && u.State == store.StateEnabled &&
+		(upd.State != nil && *upd.State != store.StateEnabled || upd.Type != nil && *upd.Type != store.TypeAdmin)
+	if removesAdmin {
+		a.adminMu.Lock()
+		defer a.adminMu.Unlock()
+		if err := a.checkNotLastAdmin(r, u.Username); err != nil {
+			return err
+		}
+	}
+	nu, err := a.st.UpdateUser(r.c, u.Username, upd)
+	if errors.Is(err, store.ErrNotFound) {
+		return errUserNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return respond(r, fasthttp.StatusOK, toUserJSON(nu))
+}
+
+// checkNotLastAdmin refuses to remove username, an enabled global admin,
+// when no other enabled global admin exists. Hold adminMu.
+func (a *api) checkNotLastAdmin(r *request, username string) error {
+	list, err := a.st.ListUsers(r.c, store.AdminAccount)
+	if err != nil {
+		return err
+	}
+	for i := range list {
+		u := &list[i]
+		if u.Username != username && u.Type == store.TypeAdmin && u.State == store.StateEnabled {
+			return nil
+		}
+	}
+	return errorf(fasthttp.StatusConflict, "last_admin",
+		"this is the last enabled global admin: create or enable another global admin first")
+}
+
+func (a *api) deleteUser(r *request) error {
+	r.target = "user:" + r.p.Get("account") + "/" + r.p.Get("username")
+	u, err := a.pathUser(r)
+	if err != nil {
+		return err
+	}
+	if err := r.checkTouchUser(u); err != nil {
+		return err
+	}
+	if u.Type == store.TypeAdmin && u.State == store.StateEnabled {
+		a.adminMu.Lock()
+		defer a.adminMu.Unlock()
+		if err := a.checkNotLastAdmin(r, u.Username); err != nil {
+			return err
+		}
+	}
+	if err := a.st.DeleteUser(r.c, u.Username); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return errUserNotFound
+		}
+		return err
+	}
+	return noContent(r)
+}
