@@ -1,12 +1,15 @@
 package password
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/store"
@@ -20,44 +23,70 @@ const DefaultAuthTimeout = 3 * time.Second
 type AuthOptions struct {
 	// Timeout bounds one authentication (store calls and the wait for a
 	// hashing slot; default DefaultAuthTimeout), on top of the caller's
-	// context.
+	// context. A background rehash gets its own budget of the same length.
 	Timeout time.Duration
 	// Accounts tells whether the user's account is enabled (nil: the
 	// account is read from the store on every miss).
 	Accounts authn.AccountStates
 	// NeedsRehash, when set, is called (with the username) after a
 	// successful login whose stored hash uses parameters other than the
-	// Hasher's. The authenticator does not rehash by itself: see
-	// Authenticator.
+	// Hasher's, whether or not the background rehash (see Authenticator)
+	// runs or succeeds. It must not block.
 	NeedsRehash func(username string)
+	// Logger receives debug lines about background rehashes (nil: none).
+	// They name the user, never a password or a hash.
+	Logger *zap.Logger
 }
 
 // Authenticator authenticates Basic username:password credentials against a
 // store.Store with a Hasher. It is safe for concurrent use.
 //
-// Rehash on login is deliberately not done here: Store.UpdateUser has no
-// compare-and-set, so a rehash racing an administrator's password change
-// could write the old password back; and UpdateUser bumps the user's
-// Generation, which would revoke every token and cached identity of the
-// user on their next login after a parameter change. AuthOptions.NeedsRehash
-// reports such users so an operator (or a future CAS-capable store call) can
-// act.
+// Rehash on login: after a successful login whose stored hash was made with
+// parameters other than the Hasher's, the authenticator stores a new hash of
+// the same password in the background. At most one rehash runs at a time
+// (per Authenticator); a login that finds one running skips its own, and
+// the next login of that user tries again. The rehash holds its own copy of
+// the password, which it zeroes when done; it hashes through the Hasher, so
+// it takes one of the auth.max_hash_concurrency slots like a login; and it
+// writes with
+//
+//	UpdateUser(ctx, username, UserUpdate{PasswordHash: &new, IfPasswordHash: &old, Rehash: true})
+//
+// which is a compare-and-set on the hash the password was verified against
+// (a password changed meanwhile wins: the rehash gets store.ErrConflict and
+// is dropped) and, being a rehash, bumps no Generation and publishes no
+// invalidation, so the user's cached identities and tokens stay valid.
+// Failures are logged at debug level and otherwise ignored: the old hash
+// keeps working.
 type Authenticator struct {
 	s           store.Store
 	h           *Hasher
 	timeout     time.Duration
 	accounts    authn.AccountStates
 	needsRehash func(string)
+	log         *zap.Logger
+	// rehashing holds a token while a background rehash runs.
+	rehashing chan struct{}
+
+	// Test hooks (nil in production): beforeRehashWrite runs in the
+	// rehash goroutine after hashing, before UpdateUser; rehashDone runs
+	// last, with UpdateUser's error (or the hashing error).
+	beforeRehashWrite func(username string)
+	rehashDone        func(username string, err error)
 }
 
 // NewAuthenticator returns the Basic authenticator for s, hashing with h.
 func NewAuthenticator(s store.Store, h *Hasher, opts AuthOptions) *Authenticator {
-	a := &Authenticator{s: s, h: h, timeout: opts.Timeout, accounts: opts.Accounts, needsRehash: opts.NeedsRehash}
+	a := &Authenticator{s: s, h: h, timeout: opts.Timeout, accounts: opts.Accounts, needsRehash: opts.NeedsRehash,
+		log: opts.Logger, rehashing: make(chan struct{}, 1)}
 	if a.timeout <= 0 {
 		a.timeout = DefaultAuthTimeout
 	}
 	if a.accounts == nil {
 		a.accounts = storeAccounts{s}
+	}
+	if a.log == nil {
+		a.log = zap.NewNop()
 	}
 	return a
 }
@@ -124,8 +153,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) 
 	if !enabled {
 		return nil, errAccount
 	}
-	if rehash && a.needsRehash != nil {
-		a.needsRehash(u.Username)
+	if rehash {
+		if a.needsRehash != nil {
+			a.needsRehash(u.Username)
+		}
+		a.startRehash(u.Username, u.PasswordHash, c.Password)
 	}
 	roles := sortedRoles(u.Roles)
 	return &authn.Identity{
@@ -137,6 +169,53 @@ func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) 
 		Method:      authn.MethodBasic,
 		Generation:  u.Generation,
 	}, nil
+}
+
+// startRehash starts the background rehash of pw for username, whose stored
+// hash is old, unless one is already running. pw is copied: the caller's
+// bytes may be reused once Authenticate returns.
+func (a *Authenticator) startRehash(username, old string, pw []byte) {
+	select {
+	case a.rehashing <- struct{}{}:
+	default:
+		a.log.Debug("password rehash skipped: another one is running", zap.String("username", username))
+		return
+	}
+	buf := bytes.Clone(pw)
+	go func() {
+		err := a.rehash(username, old, buf)
+		clear(buf)
+		<-a.rehashing
+		if a.rehashDone != nil {
+			a.rehashDone(username, err)
+		}
+	}()
+}
+
+// rehash hashes pw with the Hasher's parameters and stores the result if
+// the stored hash is still old.
+func (a *Authenticator) rehash(username, old string, pw []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
+	defer cancel()
+	phc, err := a.h.hashBytes(ctx, pw)
+	if err != nil {
+		a.log.Debug("password rehash skipped: no hashing slot", zap.String("username", username), zap.Error(err))
+		return err
+	}
+	if a.beforeRehashWrite != nil {
+		a.beforeRehashWrite(username)
+	}
+	_, err = a.s.UpdateUser(ctx, username, store.UserUpdate{PasswordHash: &phc, IfPasswordHash: &old, Rehash: true})
+	switch {
+	case err == nil:
+		a.log.Debug("password rehashed with the current parameters", zap.String("username", username))
+	case errors.Is(err, store.ErrConflict):
+		a.log.Debug("password rehash dropped: the password changed meanwhile", zap.String("username", username))
+	default:
+		// Store errors name records, never hashes (store contract).
+		a.log.Debug("password rehash failed", zap.String("username", username), zap.Error(err))
+	}
+	return err
 }
 
 func unavailable(err error) error { return fmt.Errorf("%w: %w", authn.ErrUnavailable, err) }

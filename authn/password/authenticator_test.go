@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 // memStore serves users and accounts from maps; down makes it unreachable.
 type memStore struct {
 	store.Store
+	mu       sync.Mutex // guards users (background rehashes write)
 	users    map[string]*store.User
 	accounts map[string]*store.Account
 	down     atomic.Bool
@@ -29,11 +31,31 @@ func (m *memStore) GetUser(_ context.Context, name string) (*store.User, error) 
 	if m.down.Load() {
 		return nil, store.ErrUnavailable
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	u, ok := m.users[name]
 	if !ok {
 		return nil, store.ErrNotFound
 	}
 	c := *u
+	return &c, nil
+}
+
+func (m *memStore) UpdateUser(_ context.Context, name string, upd store.UserUpdate) (*store.User, error) {
+	if m.down.Load() {
+		return nil, store.ErrUnavailable
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.users[name]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	c := *u
+	if _, err := store.ApplyUserUpdate(&c, upd, time.Now()); err != nil {
+		return nil, err
+	}
+	m.users[name] = &c
 	return &c, nil
 }
 
@@ -90,6 +112,8 @@ func TestAuthenticatorCases(t *testing.T) {
 	ms := newMemStore(t, h)
 	var rehashed []string
 	a := NewAuthenticator(ms, h, AuthOptions{NeedsRehash: func(u string) { rehashed = append(rehashed, u) }})
+	done := make(chan error, 1)
+	a.rehashDone = func(_ string, err error) { done <- err }
 	ctx := context.Background()
 
 	id, err := a.Authenticate(ctx, basicCreds("alice", authPW))
@@ -128,12 +152,25 @@ func TestAuthenticatorCases(t *testing.T) {
 		}
 	}
 
-	// Old parameters: accepted, reported, not rewritten.
+	// Old parameters: accepted, reported, rewritten in the background with
+	// the same Generation.
 	if _, err := a.Authenticate(ctx, basicCreds("old", authPW)); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(rehashed, []string{"old"}) {
 		t.Fatalf("NeedsRehash calls %v", rehashed)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("rehash: %v", err)
+	}
+	if u, _ := ms.GetUser(ctx, "old"); !hasParams(t, u.PasswordHash, h.Params()) || u.Generation != 3 {
+		t.Fatalf("after rehash: Generation %d, current params %v", u.Generation, hasParams(t, u.PasswordHash, h.Params()))
+	}
+	if _, err := a.Authenticate(ctx, basicCreds("old", authPW)); err != nil {
+		t.Fatal(err)
+	}
+	if len(rehashed) != 1 {
+		t.Fatalf("NeedsRehash calls after the rehash %v", rehashed)
 	}
 
 	for _, c := range []*authn.Credentials{
@@ -196,6 +233,195 @@ func TestAuthenticatorBolt(t *testing.T) {
 	if _, err := a.Authenticate(context.Background(), basicCreds("bob", authPW)); !errors.Is(err, authn.ErrInvalidCredentials) {
 		t.Fatal(err)
 	}
+}
+
+// oldParams are parameters other than testParams: hashes made with them
+// need a rehash.
+var oldParams = Params{Memory: 32, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}
+
+// hasParams reports whether phc was made with p.
+func hasParams(t *testing.T, phc string, p Params) bool {
+	t.Helper()
+	got, _, _, err := ParsePHC(phc)
+	if err != nil {
+		t.Fatalf("stored hash: %v", err)
+	}
+	return got == p
+}
+
+// boltWithOldHash returns a bbolt store with user alice (Generation 1) whose
+// hash of authPW was made with oldParams.
+func boltWithOldHash(t *testing.T) *boltstore.Store {
+	t.Helper()
+	s, err := boltstore.Open(filepath.Join(t.TempDir(), "kg.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	old, err := New(oldParams, 1).Hash(authPW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.CreateAccount(ctx, &store.Account{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateUser(ctx, &store.User{Username: "alice", Account: "acme", PasswordHash: old}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// A login with a hash of old parameters stores a new hash of the same
+// password with the current ones; the Generation stays, no invalidation is
+// published, and the password keeps working. The rehash holds its own copy
+// of the password: the caller may reuse its buffer at once.
+func TestAuthenticatorRehash(t *testing.T) {
+	h := New(testParams, 2)
+	s := boltWithOldHash(t)
+	ctx := context.Background()
+	before, err := s.GetUser(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reported atomic.Int64
+	a := NewAuthenticator(s, h, AuthOptions{NeedsRehash: func(string) { reported.Add(1) }})
+
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	invs := make(chan store.Invalidation, 16)
+	go s.Watch(wctx, func(inv store.Invalidation) { invs <- inv })
+	for live := false; !live; { // wait until the watch delivers
+		if _, err := s.SetAccountState(ctx, "acme", store.StateEnabled); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-invs:
+			live = true
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	for len(invs) > 0 {
+		<-invs
+	}
+
+	creds := basicCreds("alice", authPW)
+	id, err := a.Authenticate(ctx, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(creds.Password) // the request buffer is reused
+	if id.Generation != 1 || reported.Load() != 1 {
+		t.Fatalf("Generation %d, NeedsRehash calls %d", id.Generation, reported.Load())
+	}
+
+	deadline := time.Now().Add(5 * time.Second)
+	var u *store.User
+	for {
+		if u, err = s.GetUser(ctx, "alice"); err != nil {
+			t.Fatal(err)
+		}
+		if u.PasswordHash != before.PasswordHash || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !hasParams(t, u.PasswordHash, h.Params()) {
+		t.Fatal("stored hash was not rewritten with the current parameters")
+	}
+	if u.Generation != before.Generation || !u.UpdatedAt.Equal(before.UpdatedAt) {
+		t.Errorf("rehash changed Generation %d→%d, UpdatedAt %v→%v", before.Generation, u.Generation, before.UpdatedAt, u.UpdatedAt)
+	}
+	ok, again, err := h.Verify(ctx, u.PasswordHash, authPW)
+	if !ok || again || err != nil {
+		t.Fatalf("new hash does not verify the password: ok=%v needsRehash=%v err=%v", ok, again, err)
+	}
+	id, err = a.Authenticate(ctx, basicCreds("alice", authPW))
+	if err != nil || id.Generation != before.Generation {
+		t.Fatalf("login after rehash: %+v, %v", id, err)
+	}
+	if reported.Load() != 1 {
+		t.Errorf("NeedsRehash calls %d after the rehash, want 1", reported.Load())
+	}
+	if _, err := a.Authenticate(ctx, basicCreds("alice", "wrong")); !errors.Is(err, authn.ErrInvalidCredentials) {
+		t.Errorf("wrong password after rehash: %v", err)
+	}
+	select {
+	case inv := <-invs:
+		t.Errorf("rehash published %+v", inv)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// A password changed between the login and the rehash's write wins: the
+// rehash's compare-and-set fails with ErrConflict and changes nothing.
+func TestAuthenticatorRehashLosesToPasswordChange(t *testing.T) {
+	h := New(testParams, 2)
+	s := boltWithOldHash(t)
+	ctx := context.Background()
+	a := NewAuthenticator(s, h, AuthOptions{})
+	changed, err := h.Hash("a new password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.beforeRehashWrite = func(username string) {
+		if _, err := s.UpdateUser(ctx, username, store.UserUpdate{PasswordHash: &changed}); err != nil {
+			t.Errorf("password change: %v", err)
+		}
+	}
+	done := make(chan error, 1)
+	a.rehashDone = func(_ string, err error) { done <- err }
+
+	if _, err := a.Authenticate(ctx, basicCreds("alice", authPW)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("rehash after a password change: %v, want ErrConflict", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("rehash did not finish")
+	}
+	u, err := s.GetUser(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.PasswordHash != changed || u.Generation != 2 {
+		t.Fatalf("the rehash overwrote the password change (Generation %d)", u.Generation)
+	}
+	if _, err := a.Authenticate(ctx, basicCreds("alice", authPW)); !errors.Is(err, authn.ErrInvalidCredentials) {
+		t.Errorf("old password after the change: %v", err)
+	}
+	if _, err := a.Authenticate(ctx, basicCreds("alice", "a new password")); err != nil {
+		t.Errorf("new password: %v", err)
+	}
+}
+
+// While a rehash runs, another login that needs one skips it (and is still
+// reported).
+func TestAuthenticatorRehashSkipsWhenBusy(t *testing.T) {
+	h := New(testParams, 2)
+	s := boltWithOldHash(t)
+	ctx := context.Background()
+	var reported atomic.Int64
+	a := NewAuthenticator(s, h, AuthOptions{NeedsRehash: func(string) { reported.Add(1) }})
+	a.rehashDone = func(string, error) { t.Error("a rehash ran while another was running") }
+	a.rehashing <- struct{}{} // one is running
+	before, _ := s.GetUser(ctx, "alice")
+	for range 3 {
+		if _, err := a.Authenticate(ctx, basicCreds("alice", authPW)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if u, _ := s.GetUser(ctx, "alice"); u.PasswordHash != before.PasswordHash {
+		t.Error("the hash was rewritten while a rehash was running")
+	}
+	if reported.Load() != 3 {
+		t.Errorf("NeedsRehash calls %d, want 3", reported.Load())
+	}
+	<-a.rehashing
 }
 
 func newBolt(t testing.TB, h *Hasher) store.Store {

@@ -171,6 +171,19 @@ func (h *Hasher) Hash(pw string) (string, error) {
 	return encodePHC(h.p, salt, key), nil
 }
 
+// hashBytes is Hash for a password the caller owns and wipes afterwards: pw
+// is hashed in place, never copied. Waiting for a slot ends with ctx (the
+// error wraps ErrBusy).
+func (h *Hasher) hashBytes(ctx context.Context, pw []byte) (string, error) {
+	if err := h.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer h.release()
+	salt := randomBytes(h.p.SaltLen)
+	key := h.key(pw, salt, h.p)
+	return encodePHC(h.p, salt, key), nil
+}
+
 // Verify reports whether pw matches the stored PHC string. needsRehash is
 // true when pw matches and phc was made with parameters other than the
 // Hasher's: the caller should store a new Hash(pw).

@@ -542,7 +542,7 @@ func (g *gateway) buildChain(ctx context.Context, reg prometheus.Registerer) (*a
 	go func() { defer g.bg.Done(); _ = touch.Run(ctx) }()
 
 	auths := map[authn.CredKind]authn.Authenticator{
-		authn.KindBasic:  password.NewAuthenticator(g.store, g.hasher(), password.AuthOptions{Accounts: states}),
+		authn.KindBasic:  password.NewAuthenticator(g.store, g.hasher(), password.AuthOptions{Accounts: states, Logger: g.log.Named("password")}),
 		authn.KindAPIKey: keyauth.NewAuthenticator(g.store, keyauth.AuthOptions{Touch: touch, Accounts: states}),
 	}
 	if g.signer != nil {

@@ -94,13 +94,17 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 `)
 
-// KEYS: user. ARGV: expected generation, then field, value pairs. Returns 1
-// on success, 0 if the generation moved on, -1 if the user is gone.
+// KEYS: user. ARGV: expected generation, expected password hash (a missing
+// field counts as ""), then field, value pairs. Writes only if both still
+// hold, which makes UpdateUser a compare-and-set on the record it read: on
+// Generation (every change but a rehash bumps it) and on the password hash
+// (a rehash changes only that). Returns 1 on success, 0 if either moved on,
+// -1 if the user is gone.
 var scriptUpdateUser = redis.NewScript(`
-local g = redis.call('HGET', KEYS[1], 'g')
-if not g then return -1 end
-if g ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+local f = redis.call('HMGET', KEYS[1], 'g', 'p')
+if not f[1] then return -1 end
+if f[1] ~= ARGV[1] or (f[2] or '') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 return 1
 `)
 

@@ -212,8 +212,13 @@ func (s *Store) ListUsers(ctx context.Context, account string) ([]store.User, er
 }
 
 // UpdateUser applies upd with optimistic concurrency: read, apply with
-// store.ApplyUserUpdate, write only if Generation is unchanged, else retry.
-// A change publishes an invalidation for the user.
+// store.ApplyUserUpdate (which checks upd.IfPasswordHash against the record
+// read), write only if Generation and the password hash are unchanged since
+// the read (one Lua script on the user's slot), else retry. So the
+// compare-and-set of IfPasswordHash is atomic with the write, and a rehash,
+// which leaves Generation alone, is neither lost to nor overwrites a
+// concurrent update. A change publishes an invalidation for the user; a
+// rehash writes only the hash and publishes nothing.
 func (s *Store) UpdateUser(ctx context.Context, username string, upd store.UserUpdate) (*store.User, error) {
 	if err := store.ValidateUserUpdate(upd); err != nil {
 		return nil, err
@@ -227,7 +232,7 @@ func (s *Store) UpdateUser(ctx context.Context, username string, upd store.UserU
 		if err != nil {
 			return nil, err
 		}
-		prevGen := u.Generation
+		prevGen, prevHash := u.Generation, u.PasswordHash
 		changed, err := store.ApplyUserUpdate(u, upd, s.now())
 		if err != nil {
 			return nil, err
@@ -235,19 +240,25 @@ func (s *Store) UpdateUser(ctx context.Context, username string, upd store.UserU
 		if !changed {
 			return u, nil
 		}
-		if err := checkTime("updated_at", u.UpdatedAt); err != nil {
-			return nil, err
+		args := []any{strconv.FormatUint(prevGen, 10), prevHash}
+		if upd.Rehash {
+			args = append(args, "p", u.PasswordHash)
+		} else {
+			if err := checkTime("updated_at", u.UpdatedAt); err != nil {
+				return nil, err
+			}
+			args = append(args, "t", string(u.Type), "s", string(u.State), "r", encRoles(u.Roles), "p", u.PasswordHash,
+				"g", strconv.FormatUint(u.Generation, 10), "m", encTime(u.UpdatedAt))
 		}
-		args := []any{strconv.FormatUint(prevGen, 10),
-			"t", string(u.Type), "s", string(u.State), "r", encRoles(u.Roles), "p", u.PasswordHash,
-			"g", strconv.FormatUint(u.Generation, 10), "m", encTime(u.UpdatedAt)}
 		res, err := scriptUpdateUser.Run(ctx, s.c, []string{s.userKey(tag)}, args...).Int()
 		if err != nil {
 			return nil, s.wrap("update user", err)
 		}
 		switch res {
 		case 1:
-			s.publish(ctx, store.Invalidation{Username: username})
+			if !upd.Rehash {
+				s.publish(ctx, store.Invalidation{Username: username})
+			}
 			return u, nil
 		case -1:
 			return nil, errUserNotFound(username)

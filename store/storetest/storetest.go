@@ -60,6 +60,8 @@ func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) store.S
 		{"Users/AdminType", testUserAdminType},
 		{"Users/List", testUserList},
 		{"Users/Update", testUserUpdate},
+		{"Users/CompareAndSet", testUserCompareAndSet},
+		{"Users/CompareAndSetConcurrent", testUserCompareAndSetConcurrent},
 		{"Users/Delete", testUserDelete},
 		{"Keys/CreateGet", testKeyCreateGet},
 		{"Keys/Lookup", testKeyLookup},
@@ -563,6 +565,160 @@ func testUserUpdate(e *env) {
 	wantErr(t, "UpdateUser bad state", err, store.ErrInvalid)
 	if got := e.getUser("alice"); got.Generation != gen {
 		t.Errorf("rejected update bumped Generation to %d, want %d", got.Generation, gen)
+	}
+}
+
+// testUserCompareAndSet: UserUpdate.IfPasswordHash is a compare-and-set on
+// the stored hash, and a Rehash replaces the hash without bumping Generation,
+// touching UpdatedAt or publishing an invalidation. The steps run in order on
+// one user.
+func testUserCompareAndSet(e *env) {
+	t := e.t
+	e.account("acme")
+	e.account("cas-probe")
+	alice := e.user("acme", "alice", store.TypeUser, "r1")
+	w := e.watch()
+
+	h0 := alice.PasswordHash
+	h1 := "$argon2id$v=19$m=65536,t=2,p=1$c2FsdDE$aGFzaDE"
+	h2 := "$argon2id$v=19$m=19456,t=2,p=1$c2FsdDI$aGFzaDI"
+	h3 := "$argon2id$v=19$m=65536,t=3,p=1$c2FsdDM$aGFzaDM"
+	h4 := "$argon2id$v=19$m=65536,t=2,p=1$c2FsdDQ$aGFzaDQ"
+	empty := ""
+	dis, en := store.StateDisabled, store.StateEnabled
+	roles := []string{"r2"}
+	aa := store.TypeAccountAdmin
+	tests := []struct {
+		name    string
+		upd     store.UserUpdate
+		err     error  // nil: success
+		hash    string // stored hash afterwards
+		bump    bool   // Generation+1, UpdatedAt now and an invalidation
+		user    string // default alice
+		skipInv bool   // no invalidation check (error cases that change nothing)
+	}{
+		{name: "cas success", upd: store.UserUpdate{PasswordHash: &h1, IfPasswordHash: &h0}, hash: h1, bump: true},
+		{name: "cas mismatch", upd: store.UserUpdate{PasswordHash: &h2, IfPasswordHash: &h0}, err: store.ErrConflict, hash: h1},
+		{name: "cas mismatch empty", upd: store.UserUpdate{PasswordHash: &h2, IfPasswordHash: &empty}, err: store.ErrConflict, hash: h1},
+		{name: "cas mismatch other field", upd: store.UserUpdate{State: &dis, IfPasswordHash: &h0}, err: store.ErrConflict, hash: h1},
+		{name: "cas other field", upd: store.UserUpdate{State: &dis, IfPasswordHash: &h1}, hash: h1, bump: true},
+		{name: "cas only", upd: store.UserUpdate{IfPasswordHash: &h1}, hash: h1},
+		{name: "rehash", upd: store.UserUpdate{PasswordHash: &h2, IfPasswordHash: &h1, Rehash: true}, hash: h2},
+		{name: "rehash mismatch", upd: store.UserUpdate{PasswordHash: &h3, IfPasswordHash: &h1, Rehash: true}, err: store.ErrConflict, hash: h2},
+		{name: "rehash with state", upd: store.UserUpdate{PasswordHash: &h3, IfPasswordHash: &h2, Rehash: true, State: &en}, err: store.ErrInvalid, hash: h2},
+		{name: "rehash with roles", upd: store.UserUpdate{PasswordHash: &h3, IfPasswordHash: &h2, Rehash: true, Roles: &roles}, err: store.ErrInvalid, hash: h2},
+		{name: "rehash with type", upd: store.UserUpdate{PasswordHash: &h3, IfPasswordHash: &h2, Rehash: true, Type: &aa}, err: store.ErrInvalid, hash: h2},
+		{name: "rehash without cas", upd: store.UserUpdate{PasswordHash: &h3, Rehash: true}, err: store.ErrInvalid, hash: h2},
+		{name: "rehash without hash", upd: store.UserUpdate{IfPasswordHash: &h2, Rehash: true}, err: store.ErrInvalid, hash: h2},
+		{name: "rehash to empty", upd: store.UserUpdate{PasswordHash: &empty, IfPasswordHash: &h2, Rehash: true}, err: store.ErrInvalid, hash: h2},
+		{name: "rehash unknown user", user: "nobody", upd: store.UserUpdate{PasswordHash: &h3, IfPasswordHash: &h2, Rehash: true}, err: store.ErrNotFound, hash: h2},
+		{name: "rehash again", upd: store.UserUpdate{PasswordHash: &h3, IfPasswordHash: &h2, Rehash: true}, hash: h3},
+		{name: "password change", upd: store.UserUpdate{PasswordHash: &h4}, hash: h4, bump: true},
+	}
+	prev := e.getUser("alice")
+	for _, tc := range tests {
+		e.clock.Advance(time.Minute)
+		user := tc.user
+		if user == "" {
+			user = "alice"
+		}
+		got, err := e.s.UpdateUser(e.ctx, user, tc.upd)
+		switch {
+		case tc.err == nil && err != nil:
+			t.Fatalf("%s: UpdateUser: %v", tc.name, err)
+		case tc.err != nil:
+			wantErr(t, tc.name, err, tc.err)
+			if err != nil && (strings.Contains(err.Error(), "aGFza") || strings.Contains(err.Error(), "c2FsdA")) {
+				t.Errorf("%s: error names a hash: %v", tc.name, err)
+			}
+		}
+		wantGen, wantUpdated := prev.Generation, prev.UpdatedAt
+		if tc.bump {
+			wantGen, wantUpdated = wantGen+1, e.clock.Now()
+		}
+		stored := e.getUser("alice")
+		check := []*store.User{stored}
+		if tc.err == nil {
+			check = append(check, got)
+		}
+		for _, u := range check {
+			if u.PasswordHash != tc.hash || u.Generation != wantGen || u.State != prev.State && !tc.bump ||
+				!slices.Equal(u.Roles, prev.Roles) || u.Type != prev.Type {
+				t.Errorf("%s: user = %+v (hash as wanted: %v), want Generation %d", tc.name, u, u.PasswordHash == tc.hash, wantGen)
+			}
+			sameTime(t, tc.name+": UpdatedAt", u.UpdatedAt, wantUpdated)
+		}
+		if tc.bump {
+			w.wait(tc.name, func(inv store.Invalidation) bool { return inv.Username == "alice" })
+		} else {
+			w.quiet(tc.name, "cas-probe", func(inv store.Invalidation) bool { return inv.Username == "alice" || inv.Flush })
+		}
+		prev = stored
+	}
+}
+
+// testUserCompareAndSetConcurrent: of concurrent compare-and-sets from one
+// hash exactly one wins; a rehash racing other updates is neither lost nor
+// undoes them.
+func testUserCompareAndSetConcurrent(e *env) {
+	t := e.t
+	e.account("acme")
+	u := e.user("acme", "alice", store.TypeUser)
+	const n = 8
+	old := u.PasswordHash
+	hashes := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		hashes[i] = fmt.Sprintf("$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$racer%d", i)
+		wg.Go(func() {
+			_, errs[i] = e.s.UpdateUser(e.ctx, "alice", store.UserUpdate{PasswordHash: &hashes[i], IfPasswordHash: &old, Rehash: i%2 == 0})
+		})
+	}
+	wg.Wait()
+	won := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && won >= 0:
+			t.Errorf("compare-and-sets %d and %d both succeeded", won, i)
+		case err == nil:
+			won = i
+		case !errors.Is(err, store.ErrConflict):
+			t.Errorf("compare-and-set %d: %v, want nil or ErrConflict", i, err)
+		}
+	}
+	if won < 0 {
+		t.Fatal("no compare-and-set succeeded")
+	}
+	got := e.getUser("alice")
+	wantGen := uint64(1)
+	if won%2 == 1 {
+		wantGen = 2
+	}
+	if got.PasswordHash != hashes[won] || got.Generation != wantGen {
+		t.Errorf("after the race: hash of racer %d wanted (got it: %v), Generation %d want %d",
+			won, got.PasswordHash == hashes[won], got.Generation, wantGen)
+	}
+
+	// Rehashes racing role changes: every update lands.
+	for round := range 5 {
+		cur := e.getUser("alice")
+		next := fmt.Sprintf("$argon2id$v=19$m=65536,t=3,p=1$c2FsdA$round%d", round)
+		roles := []string{fmt.Sprintf("role%d", round)}
+		var rehashErr, rolesErr error
+		wg.Go(func() {
+			_, rehashErr = e.s.UpdateUser(e.ctx, "alice", store.UserUpdate{PasswordHash: &next, IfPasswordHash: &cur.PasswordHash, Rehash: true})
+		})
+		wg.Go(func() { _, rolesErr = e.s.UpdateUser(e.ctx, "alice", store.UserUpdate{Roles: &roles}) })
+		wg.Wait()
+		if rehashErr != nil || rolesErr != nil {
+			t.Fatalf("round %d: rehash: %v, roles: %v", round, rehashErr, rolesErr)
+		}
+		got := e.getUser("alice")
+		if got.PasswordHash != next || !slices.Equal(got.Roles, roles) || got.Generation != cur.Generation+1 {
+			t.Errorf("round %d: a concurrent update was lost: %+v (new hash kept: %v), want Generation %d",
+				round, got, got.PasswordHash == next, cur.Generation+1)
+		}
 	}
 }
 
@@ -1310,6 +1466,46 @@ func (w *watcher) wait(what string, match func(store.Invalidation) bool) {
 			seen = append(seen, inv)
 		case <-timer.C:
 			w.e.t.Errorf("%s: no matching invalidation within %v; saw %+v", what, waitFor, seen)
+			return
+		}
+	}
+}
+
+// quiet checks that no invalidation matching bad arrives: it makes a probe
+// change on the account probe (which must exist), waits for its
+// invalidation, then listens 200 ms more. Invalidations are not ordered, so
+// one sent before the probe may still arrive after it.
+func (w *watcher) quiet(what, probe string, bad func(store.Invalidation) bool) {
+	e := w.e
+	e.t.Helper()
+	a, err := e.s.GetAccount(e.ctx, probe)
+	if err != nil {
+		e.t.Fatalf("%s: probe account: %v", what, err)
+	}
+	st := store.StateDisabled
+	if a.State == store.StateDisabled {
+		st = store.StateEnabled
+	}
+	if _, err := e.s.SetAccountState(e.ctx, probe, st); err != nil {
+		e.t.Fatalf("%s: probe change: %v", what, err)
+	}
+	timer := time.NewTimer(waitFor)
+	defer timer.Stop()
+	probed := false
+	for {
+		select {
+		case inv := <-w.ch:
+			if bad(inv) {
+				e.t.Errorf("%s: unexpected invalidation %+v", what, inv)
+			}
+			if !probed && inv.Account == probe {
+				probed = true
+				timer.Reset(200 * time.Millisecond)
+			}
+		case <-timer.C:
+			if !probed {
+				e.t.Errorf("%s: no invalidation for the probe change within %v", what, waitFor)
+			}
 			return
 		}
 	}
