@@ -283,3 +283,20 @@ func slicesIndex(s []string, v string) (int, bool) {
 	}
 	return -1, false
 }
+
+// BenchmarkRoundTrip sets LookupAPIKey beside a bare PING on the same
+// server and client, in one run: the ratio shows a key+owner fetch costs one
+// round trip (plus decoding), not several.
+func BenchmarkRoundTrip(b *testing.B) {
+	s, ids := benchStore(b)
+	ctx := context.Background()
+	b.Run("ping", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := s.c.Ping(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("lookup", func(b *testing.B) { benchLookup(b, s, ids) })
+}
