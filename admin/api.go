@@ -6,6 +6,30 @@ package admin
 // plumbing: dependencies, registration, authentication of every request,
 // error mapping and the audit log. The handlers are in api_accounts.go,
 // api_users.go and api_keys.go.
+//
+// Authorization (privileges come from the caller's current store record,
+// not from the possibly cached identity):
+//
+//   - A caller authenticated by API key may only read itself: GET /v1/user
+//     and its owner's keys under /v1/user/api-keys. Everything else is 403,
+//     including revoking its own key and changing its owner's password.
+//   - A global admin (type admin) may do everything, within the invariants:
+//     the account "admin" is never disabled or deleted (403 reserved); the
+//     last enabled global admin is never deleted, disabled or demoted (409
+//     last_admin).
+//   - An account admin manages the users and keys of their own account.
+//     Another account's name in a path, query or body answers 404 as if it
+//     did not exist, with no side effect; searches are confined to their
+//     account. They cannot create or promote global admins, change their
+//     own type, touch a global admin or their keys, grant roles they do not
+//     hold, set the password of a user holding such roles, or create a key
+//     carrying them.
+//   - A user reaches only /v1/user…: identity, own password (with the
+//     current one), own keys.
+//   - A key's roles are a subset of its owner's (422 unknown_role);
+//     omitted, they are the owner's roles at creation.
+//   - Revoking a key answers 200 with the key (status revoked), the first
+//     time and every later time (revoked_at unchanged).
 
 import (
 	"bytes"

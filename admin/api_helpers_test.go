@@ -23,6 +23,7 @@ import (
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/authn/ratelimit"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/store"
@@ -93,6 +94,7 @@ type apiEnv struct {
 type apiEnvOptions struct {
 	maxLifetime time.Duration // default 8760h; negative: 0 (never expires)
 	store       func(store.Store) store.Store
+	perIP       int // failures per IP per minute (0: unlimited)
 }
 
 // routeRecorder records the routes registered through it.
@@ -147,7 +149,8 @@ func newAPIEnv(t *testing.T, o apiEnvOptions) *apiEnv {
 			authn.KindAPIKey: keyauth.NewAuthenticator(raw, keyauth.AuthOptions{Now: clk.Now, Accounts: states}),
 			authn.KindBasic:  password.NewAuthenticator(raw, apiTestHasher, password.AuthOptions{Accounts: states}),
 		},
-		Now: clk.Now,
+		IPLimiter: ratelimit.New(o.perIP, 1000, clk.Now),
+		Now:       clk.Now,
 	})
 	mustOK(t, err)
 

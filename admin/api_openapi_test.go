@@ -29,6 +29,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 	documented := map[string]bool{}
 	actions := map[string]string{}
+	opIDs := map[string]string{}
 	for p, ops := range doc.Paths {
 		for m, raw := range ops {
 			if m == "parameters" || m == "summary" || m == "description" {
@@ -37,10 +38,17 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			key := strings.ToUpper(m) + " " + p
 			documented[key] = true
 			var op struct {
-				Action string `json:"x-keygate-action"`
+				Action      string `json:"x-keygate-action"`
+				OperationID string `json:"operationId"`
 			}
 			_ = json.Unmarshal(raw, &op)
 			actions[key] = op.Action
+			if op.OperationID == "" {
+				t.Errorf("%s has no operationId", key)
+			} else if prev, dup := opIDs[op.OperationID]; dup {
+				t.Errorf("operationId %q of %s is also %s's", op.OperationID, key, prev)
+			}
+			opIDs[op.OperationID] = key
 		}
 	}
 

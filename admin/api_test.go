@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -58,6 +59,22 @@ func TestAPIAuthenticationErrors(t *testing.T) {
 	})
 }
 
+func TestAPIRateLimited(t *testing.T) {
+	e := newAPIEnv(t, apiEnvOptions{perIP: 2})
+	e.do("GET", "/v1/user", asRoot, nil).want(t, 200) // cached: never limited
+	for range 2 {
+		e.do("GET", "/v1/user", basicAuth("alice", "wrong-password-x"), nil).want(t, 401)
+	}
+	r := e.do("POST", "/v1/user/api-keys", basicAuth("alice", pwAlice), map[string]any{"name": "x"}).want(t, 429)
+	if r.code() != "rate_limited" || r.header.Get("Retry-After") == "" {
+		t.Fatalf("429 = %v %s", r.header, r.body)
+	}
+	if keyCount(e, "alice") != 0 {
+		t.Fatal("a rate-limited write had an effect")
+	}
+	e.do("GET", "/v1/user", asRoot, nil).want(t, 200)
+}
+
 func TestAPIBadRequests(t *testing.T) {
 	e := newAPIEnv(t, apiEnvOptions{})
 	send := func(method, path, ct, body string) resp {
@@ -69,11 +86,9 @@ func TestAPIBadRequests(t *testing.T) {
 		res, err := e.http.Do(req)
 		mustOK(t, err)
 		defer res.Body.Close()
-		var b strings.Builder
-		_, _ = fmt.Fprint(&b, "")
-		buf := make([]byte, 1<<16)
-		n, _ := res.Body.Read(buf)
-		return resp{status: res.StatusCode, header: res.Header, body: buf[:n]}
+		b, err := io.ReadAll(res.Body)
+		mustOK(t, err)
+		return resp{status: res.StatusCode, header: res.Header, body: b}
 	}
 	const keys = "/v1/user/api-keys"
 	cases := []struct {
@@ -655,5 +670,34 @@ func TestAPIAudit(t *testing.T) {
 	}
 	if logs[0].ContextMap()["key_id"] != k.ID {
 		t.Errorf("createApiKey audit lacks key_id: %v", logs[0].ContextMap())
+	}
+}
+
+// racingStore changes a user's password right before a conditional update,
+// as a concurrent admin would.
+type racingStore struct {
+	store.Store
+	hash string
+}
+
+func (s racingStore) UpdateUser(ctx context.Context, username string, upd store.UserUpdate) (*store.User, error) {
+	if upd.IfPasswordHash != nil {
+		if _, err := s.Store.UpdateUser(ctx, username, store.UserUpdate{PasswordHash: &s.hash}); err != nil {
+			return nil, err
+		}
+	}
+	return s.Store.UpdateUser(ctx, username, upd)
+}
+
+func TestAPIPasswordChangeRace(t *testing.T) {
+	h, err := apiTestHasher.Hash("Set-by-admin-Pa55word")
+	mustOK(t, err)
+	e := newAPIEnv(t, apiEnvOptions{store: func(s store.Store) store.Store { return racingStore{s, h} }})
+	r := e.do("PUT", "/v1/user/password", asAlice, map[string]any{"current": pwAlice, "new": "Another-Pa55word"}).want(t, 409)
+	if r.code() != "conflict" {
+		t.Fatal(r.code())
+	}
+	if got := mustUser(e, "alice").PasswordHash; got != h {
+		t.Fatal("a concurrent password change was overwritten")
 	}
 }

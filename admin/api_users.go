@@ -79,7 +79,14 @@ func (a *api) changePassword(r *request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := a.st.UpdateUser(r.c, r.user.Username, store.UserUpdate{PasswordHash: &h}); err != nil {
+	// Compare-and-set against the hash the current password was verified
+	// with: a change made meanwhile (by an admin, or another session) is
+	// not overwritten by someone who only knew the old password.
+	old := r.user.PasswordHash
+	if _, err := a.st.UpdateUser(r.c, r.user.Username, store.UserUpdate{PasswordHash: &h, IfPasswordHash: &old}); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return errorf(fasthttp.StatusConflict, "conflict", "the password changed while this request ran: retry with the current password")
+		}
 		return err
 	}
 	return noContent(r)

@@ -105,8 +105,12 @@ func run(ctx context.Context, e *env, args []string) int {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, "Usage: keygate <subcommand> [flags]\n\nSubcommands:\n")
+	width := 0
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		width = max(width, len(c.name))
+	}
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
 	}
 	fmt.Fprint(w, "\nRun 'keygate help <subcommand>' or 'keygate <subcommand> -h' for its flags.\n")
 }
