@@ -50,6 +50,7 @@ import (
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/store"
 )
@@ -79,6 +80,22 @@ type APIDeps struct {
 	Realm string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Authorizer, when it is not the native one (authorization.handler:
+	// external), is asked about every write after the API's own role checks
+	// pass: one (action, "admin:<path>") tuple with the target account as
+	// domain. A denial is 403, an unavailable plugin 503. The rule that an
+	// API-key caller cannot write holds whatever it answers (it is checked
+	// first). nil or *authz.Native: the API's own rules only.
+	Authorizer authz.Authorizer
+	// Notifier, when set, is told about users and accounts created or
+	// deleted (after the store write succeeded), for the external plugin's
+	// lifecycle notifications.
+	Notifier Notifier
+}
+
+// Notifier receives lifecycle events (authz.Notifier implements it).
+type Notifier interface {
+	Notify(ctx context.Context, op, kind, name string) error
 }
 
 // Registrar is where RegisterAPI adds its routes: *Router and *Server both
@@ -131,6 +148,8 @@ type api struct {
 	basicChal   string
 	bearerChal  string
 	now         func() time.Time
+	ext         authz.Authorizer // external authorizer, nil for native
+	notifier    Notifier
 	// adminMu serialises the changes that can remove an enabled global
 	// admin, so that two concurrent ones cannot remove the last (within
 	// one instance; instances sharing a store can still race).
@@ -180,6 +199,10 @@ func RegisterAPI(r Registrar, d APIDeps) error {
 		bearerChal:  `Bearer realm=` + quote(realm),
 		now:         d.Now,
 	}
+	if _, native := d.Authorizer.(*authz.Native); d.Authorizer != nil && !native {
+		a.ext = d.Authorizer
+	}
+	a.notifier = d.Notifier
 	if a.audit == nil {
 		a.audit = zap.NewNop()
 	}
@@ -268,6 +291,59 @@ type request struct {
 	// path); extra audit fields may be added by the handler.
 	target string
 	fields []zap.Field
+	// events are the lifecycle events of a successful write, sent to the
+	// Notifier after the handler returns.
+	events []lifecycleEvent
+}
+
+// lifecycleEvent is a principal or domain created or deleted.
+type lifecycleEvent struct {
+	op, kind, name string // authz.OpCreate|OpDelete, authz.KindPrincipal|KindDomain
+}
+
+// Errors of the external authorizer, fixed so nothing of the plugin leaks.
+var (
+	errExternalDenied      = errorf(fasthttp.StatusForbidden, "forbidden", "the authorization service does not allow this action")
+	errExternalUnavailable = errorf(fasthttp.StatusServiceUnavailable, "authorizer_unavailable", "the authorization service is unavailable; retry later")
+)
+
+// authorizeExternal asks the external authorizer about a write: action is
+// the operation's name (createUser, revokeApiKey, …), the target is
+// "admin:<raw path>" and the domain the account named in the path, else the
+// caller's own.
+func (a *api) authorizeExternal(r *request, action string) error {
+	domain := r.p.Get("account")
+	if domain == "" {
+		domain = r.id.Account
+	}
+	req := authz.AcquireRequest()
+	defer authz.ReleaseRequest(req)
+	req.Identity, req.Domain, req.Now = r.id, domain, r.now
+	req.AddAction(action, "admin:"+string(r.ctx.Request.URI().PathOriginal()))
+	_, err := a.ext.Authorize(r.c, req)
+	switch {
+	case err == nil:
+		return nil
+	case authz.Status(err) == fasthttp.StatusServiceUnavailable:
+		r.ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+		return errExternalUnavailable
+	default:
+		return errExternalDenied
+	}
+}
+
+// notify hands the events of a successful write to the Notifier. A failure
+// to enqueue is logged: the store write has happened and is not undone.
+func (a *api) notify(r *request) {
+	if a.notifier == nil {
+		return
+	}
+	for _, ev := range r.events {
+		if err := a.notifier.Notify(r.c, ev.op, ev.kind, ev.name); err != nil {
+			a.audit.Error("admin: cannot queue a lifecycle notification",
+				zap.String("op", ev.op), zap.String("kind", ev.kind), zap.String("name", ev.name), zap.Error(err))
+		}
+	}
 }
 
 // apiHandler serves an authenticated request. It writes the success response
@@ -309,11 +385,16 @@ func (a *api) wrap(acc access, action string, h apiHandler) HandlerFunc {
 		if err == nil && acc != selfRead && r.id.Method == authn.MethodAPIKey {
 			err = errKeyForbidden
 		}
+		if err == nil && acc == write && a.ext != nil {
+			err = a.authorizeExternal(r, action)
+		}
 		if err == nil {
 			err = h(r)
 		}
 		if err != nil {
 			a.writeErr(r, err)
+		} else {
+			a.notify(r)
 		}
 		if acc == write {
 			a.auditLog(r, action, err)

@@ -6,6 +6,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/store"
 )
 
@@ -56,6 +57,7 @@ func (a *api) createAccount(r *request) error {
 		}
 		return err
 	}
+	r.events = append(r.events, lifecycleEvent{authz.OpCreate, authz.KindDomain, acc.Name})
 	return respond(r, fasthttp.StatusCreated, acc)
 }
 
@@ -129,11 +131,22 @@ func (a *api) deleteAccount(r *request) error {
 	if name == store.AdminAccount {
 		return errorf(fasthttp.StatusForbidden, "reserved", "the account %q cannot be deleted", store.AdminAccount)
 	}
+	// The account's users go with it: the plugin hears of each (listed
+	// first; a user created during the delete is caught by the cascade but
+	// not notified — the plugin's domain deletion covers it).
+	users, err := a.st.ListUsers(r.c, name)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
 	if err := a.st.DeleteAccount(r.c, name); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return errAccountNotFound
 		}
 		return err
 	}
+	for _, u := range users {
+		r.events = append(r.events, lifecycleEvent{authz.OpDelete, authz.KindPrincipal, u.Username})
+	}
+	r.events = append(r.events, lifecycleEvent{authz.OpDelete, authz.KindDomain, name})
 	return noContent(r)
 }

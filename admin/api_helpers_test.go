@@ -23,6 +23,7 @@ import (
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/authn/ratelimit"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/configs"
@@ -95,6 +96,8 @@ type apiEnvOptions struct {
 	maxLifetime time.Duration // default 8760h; negative: 0 (never expires)
 	store       func(store.Store) store.Store
 	perIP       int // failures per IP per minute (0: unlimited)
+	authorizer  authz.Authorizer
+	notifier    Notifier
 }
 
 // routeRecorder records the routes registered through it.
@@ -168,6 +171,7 @@ func newAPIEnv(t *testing.T, o apiEnvOptions) *apiEnv {
 	mustOK(t, RegisterAPI(rr, APIDeps{
 		Store: st, Auth: chain, Hasher: apiTestHasher, Logger: zap.New(core),
 		APIKeys: configs.APIKeys{MaxLifetime: configs.Duration(maxLife)}, Realm: "keygate", Now: clk.Now,
+		Authorizer: o.authorizer, Notifier: o.notifier,
 	}))
 	e.routes = rr.routes
 

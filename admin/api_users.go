@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/store"
 )
 
@@ -178,6 +179,7 @@ func (a *api) createUser(r *request) error {
 		}
 		return err
 	}
+	r.events = append(r.events, lifecycleEvent{authz.OpCreate, authz.KindPrincipal, u.Username})
 	return respond(r, fasthttp.StatusCreated, toUserJSON(u))
 }
 
@@ -340,5 +342,6 @@ func (a *api) deleteUser(r *request) error {
 		}
 		return err
 	}
+	r.events = append(r.events, lifecycleEvent{authz.OpDelete, authz.KindPrincipal, u.Username})
 	return noContent(r)
 }

@@ -3,17 +3,17 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
-	"net/netip"
-	"slices"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -298,7 +298,10 @@ func (g *gateway) start() int {
 	if rp, ok := g.store.(store.RefreshPurger); ok {
 		// Redis expires refresh tokens itself; bolt needs a sweep.
 		g.bg.Add(1)
-		go func() { defer g.bg.Done(); purgeRefreshTokens(bgCtx, rp, store.DefaultPurgeInterval, g.log.Named("remover")) }()
+		go func() {
+			defer g.bg.Done()
+			purgeRefreshTokens(bgCtx, rp, store.DefaultPurgeInterval, g.log.Named("remover"))
+		}()
 	}
 
 	reg := prometheus.NewRegistry()
@@ -333,12 +336,14 @@ func (g *gateway) start() int {
 			return fail("%v", err)
 		}
 		if err := admin.RegisterAPI(a, admin.APIDeps{
-			Store:   g.store,
-			Auth:    chain,
-			Hasher:  g.hasher(),
-			Logger:  g.log.Named("audit"),
-			APIKeys: cfg.APIKeys,
-			Realm:   cfg.Auth.Realm,
+			Store:      g.store,
+			Auth:       chain,
+			Hasher:     g.hasher(),
+			Logger:     g.log.Named("audit"),
+			APIKeys:    cfg.APIKeys,
+			Realm:      cfg.Auth.Realm,
+			Authorizer: g.authorizer,
+			Notifier:   g.adminNotifier(),
 		}); err != nil {
 			return fail("%v", err)
 		}
@@ -687,4 +692,13 @@ func purgeRefreshTokens(ctx context.Context, rp store.RefreshPurger, interval ti
 			}
 		}
 	}
+}
+
+// adminNotifier is the admin API's lifecycle notifier: the external
+// plugin's, or none.
+func (g *gateway) adminNotifier() admin.Notifier {
+	if g.notifier == nil {
+		return nil
+	}
+	return g.notifier
 }
