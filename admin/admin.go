@@ -4,11 +4,13 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +19,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 	"go.uber.org/zap"
 
+	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/store"
 )
@@ -32,10 +35,19 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Store is pinged by GET /readyz. Required.
 	Store store.Store
+	// Auth authenticates GET /metrics when admin.metrics_roles is set
+	// (required then).
+	Auth Authenticator
 }
 
 // Server is the admin listener's handler and routes.
 type Server struct {
+	// metricsAuth and metricsRoles restrict GET /metrics
+	// (admin.metrics_roles); nil: open.
+	metricsAuth  Authenticator
+	metricsRoles []string
+	realm        string
+
 	cfg     *configs.Config
 	log     *zap.Logger
 	store   store.Store
@@ -66,6 +78,13 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 		metrics: fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
 			ErrorLog: zap.NewStdLog(log),
 		})),
+	}
+	if len(cfg.Admin.MetricsRoles) > 0 {
+		if opts.Auth == nil {
+			return nil, errors.New("admin: admin.metrics_roles needs an authenticator")
+		}
+		s.metricsAuth, s.metricsRoles = opts.Auth, cfg.Admin.MetricsRoles
+		s.realm = `Basic realm=` + quote(cmp.Or(cfg.Auth.Realm, "keygate"))
 	}
 	s.routes()
 	return s, nil
@@ -171,7 +190,39 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx, _ Params) {
 }
 
 func (s *Server) handleMetrics(ctx *fasthttp.RequestCtx, _ Params) {
+	if s.metricsAuth != nil && !s.metricsAllowed(ctx) {
+		return
+	}
 	s.metrics(ctx)
+}
+
+// metricsAllowed enforces admin.metrics_roles: the caller must authenticate
+// and be a global admin or hold one of the roles. It writes the refusal.
+func (s *Server) metricsAllowed(ctx *fasthttp.RequestCtx) bool {
+	c, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
+	defer cancel()
+	id, err := s.metricsAuth.Authenticate(c, ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), clientIP(ctx))
+	if err != nil || id == nil {
+		status, code, _ := authn.Status(err)
+		if id == nil && err == nil {
+			status, code = fasthttp.StatusUnauthorized, "unauthorized"
+		}
+		if status == fasthttp.StatusUnauthorized {
+			ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, s.realm)
+		}
+		WriteError(ctx, status, code, "GET /metrics needs a caller holding one of admin.metrics_roles")
+		return false
+	}
+	if id.UserType == string(store.TypeAdmin) {
+		return true
+	}
+	for _, r := range id.Roles {
+		if slices.Contains(s.metricsRoles, r) {
+			return true
+		}
+	}
+	WriteError(ctx, fasthttp.StatusForbidden, "forbidden", "GET /metrics needs one of the roles in admin.metrics_roles")
+	return false
 }
 
 // errorBody is the admin API's error shape: {"error":{"code","message"}}.

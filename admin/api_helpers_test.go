@@ -90,6 +90,7 @@ type apiEnv struct {
 	cache   *cache.Cache
 	maxLife time.Duration
 	http    *http.Client
+	chain   *authn.Chain
 }
 
 type apiEnvOptions struct {
@@ -156,6 +157,7 @@ func newAPIEnv(t *testing.T, o apiEnvOptions) *apiEnv {
 		Now:       clk.Now,
 	})
 	mustOK(t, err)
+	e.chain = chain
 
 	core, logs := observer.New(zapcore.InfoLevel)
 	e.audit = logs

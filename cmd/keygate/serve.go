@@ -331,7 +331,7 @@ func (g *gateway) start() int {
 	g.publicSrv = g.prx.Server()
 
 	if g.adminLn != nil {
-		a, err := admin.New(cfg, admin.Options{Logger: g.log.Named("admin"), Gatherer: reg, Store: g.store})
+		a, err := admin.New(cfg, admin.Options{Logger: g.log.Named("admin"), Gatherer: reg, Store: g.store, Auth: chain})
 		if err != nil {
 			return fail("%v", err)
 		}
