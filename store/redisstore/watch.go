@@ -56,6 +56,11 @@ const healthInterval = time.Second
 //     Watch PINGs, and when nothing (not even the PONG) arrives within the
 //     store timeout after that, it drops the connection and subscribes anew.
 //
+//   - a SUBSCRIBE the server refused (an ACL without the channel, a server
+//     still loading its data) leaves a live connection with no subscription:
+//     while no confirmation has arrived since a failure, every idle
+//     healthInterval Watch subscribes anew on a new connection.
+//
 // A subscription that could not be made at first and is made later also
 // delivers a Flush. Malformed messages are logged and skipped.
 func (s *Store) Watch(ctx context.Context, fn func(store.Invalidation)) error {
@@ -84,7 +89,16 @@ func (s *Store) Watch(ctx context.Context, fn func(store.Invalidation)) error {
 		if err != nil {
 			var nerr interface{ Timeout() bool }
 			if errors.As(err, &nerr) && nerr.Timeout() {
-				if !pinged || time.Since(lastSeen) < healthInterval+s.timeout {
+				if lost || !subscribed {
+					// Not (re)subscribed yet: the server may have refused
+					// the SUBSCRIBE (NOPERM, LOADING) on a connection that
+					// still answers PING, and go-redis does not try again
+					// on a live connection. Start over on a new one.
+					err = errors.New("not subscribed")
+					_ = ps.Close()
+					ps = subscribe()
+					lastSeen, pinged = time.Now(), false
+				} else if !pinged || time.Since(lastSeen) < healthInterval+s.timeout {
 					// Idle: check the connection; its PONG counts as life.
 					pctx, cancel := context.WithTimeout(ctx, s.timeout)
 					perr := ps.Ping(pctx)
