@@ -307,3 +307,13 @@ func TestServeInProcess(t *testing.T) {
 		t.Errorf("stderr:\n%s", s)
 	}
 }
+
+func TestEffectiveHashConcurrency(t *testing.T) {
+	for _, tc := range []struct{ configured, cpus, want int }{
+		{2, 2, 1}, {2, 1, 1}, {2, 4, 2}, {8, 4, 3}, {1, 16, 1}, {0, 8, 1},
+	} {
+		if got := effectiveHashConcurrency(tc.configured, tc.cpus); got != tc.want {
+			t.Errorf("effectiveHashConcurrency(%d, %d) = %d, want %d", tc.configured, tc.cpus, got, tc.want)
+		}
+	}
+}
