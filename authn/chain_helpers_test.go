@@ -126,6 +126,8 @@ type envOptions struct {
 	perUser int
 	logger  *zap.Logger
 	reg     prometheus.Registerer
+	// hitSample is ChainConfig.HitSampleEvery (0: the default).
+	hitSample int
 }
 
 // env is a chain over a real store with one account, users and keys.
@@ -190,6 +192,7 @@ func newEnvOn(t testing.TB, clk *clock, raw store.Store, o envOptions) *env {
 		Now:            clk.Now,
 		Registerer:     o.reg,
 		Logger:         o.logger,
+		HitSampleEvery: o.hitSample,
 	}
 	e.chain, err = authn.NewChain(cfg)
 	must(t, err)

@@ -3,6 +3,7 @@ package authn_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"runtime"
@@ -943,7 +944,7 @@ func toString(v any) string {
 
 func TestChainMetrics(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	e := newEnv(t, envOptions{reg: reg})
+	e := newEnv(t, envOptions{reg: reg, hitSample: 1})
 	e.ok(basic("alice", testPassword)) // miss
 	e.ok(basic("alice", testPassword)) // hit
 	e.ok("Bearer " + e.value)          // miss
@@ -977,6 +978,56 @@ func TestChainMetrics(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(text)
+	}
+}
+
+// Hits are timed one in HitSampleEvery (default 64), counted every time;
+// the help text says so.
+func TestChainHitSampling(t *testing.T) {
+	for _, tc := range []struct {
+		sample, every int
+	}{{0, authn.DefaultHitSampleEvery}, {8, 8}} {
+		reg := prometheus.NewPedanticRegistry()
+		e := newEnv(t, envOptions{reg: reg, hitSample: tc.sample})
+		h := basic("alice", testPassword)
+		e.ok(h) // miss
+		const hits = 1024
+		for range hits {
+			e.ok(h)
+		}
+		mfs, err := reg.Gather()
+		must(t, err)
+		var observed, attempts uint64
+		var help string
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				switch {
+				case mf.GetName() == "keygate_auth_duration_seconds" && labels["method"] == "basic" && labels["cache"] == "hit":
+					observed = m.GetHistogram().GetSampleCount()
+					help = mf.GetHelp()
+				case mf.GetName() == "keygate_auth_attempts_total" && labels["method"] == "basic" && labels["result"] == "success":
+					attempts = uint64(m.GetCounter().GetValue())
+				}
+			}
+		}
+		if attempts != hits+1 {
+			t.Errorf("1 in %d: attempts = %d, want %d", tc.every, attempts, hits+1)
+		}
+		// Each pooled state keeps its own count: at most hits/every, and
+		// some (the race detector's sync.Pool drops states: maybe none).
+		if observed == 0 && !raceEnabled || observed > hits/uint64(tc.every) {
+			t.Errorf("1 in %d: %d of %d hits observed", tc.every, observed, hits)
+		}
+		if want := fmt.Sprintf("one hit in %d is observed", tc.every); !strings.Contains(help, want) {
+			t.Errorf("help %q does not say %q", help, want)
+		}
+	}
+	if _, err := authn.NewChain(authn.ChainConfig{HitSampleEvery: 1<<20 + 1}); err == nil {
+		t.Error("sampling 1 in 2^20+1 accepted")
 	}
 }
 

@@ -6,7 +6,7 @@
 //
 // # Use on the request path
 //
-//	k := c.KeyOf(cache.KindAPIKey, id, value)
+//	k := c.KeyOf(cache.KindAPIKey, nil, value)
 //	id, st, reason := c.Get(k, now)      // 0 allocations
 //	switch st {
 //	case cache.Hit:      serve id

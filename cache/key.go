@@ -23,7 +23,7 @@ type Key struct{ Hi, Lo uint64 }
 // other values; two kinds never share keys.
 const (
 	KindBasic  byte = 'b' // a = username, b = password
-	KindAPIKey byte = 'k' // a = key id, b = the whole key value (or secret)
+	KindAPIKey byte = 'k' // a = key id or nil, b = the whole key value (or secret)
 	KindBearer byte = 't' // a = token, b = nil
 )
 

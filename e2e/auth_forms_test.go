@@ -298,7 +298,7 @@ func TestAuthCredentialForms(t *testing.T) {
 				raw := "GET /api/spoof HTTP/1.1\r\nHost: h\r\nAuthorization: " + cred.authz + "\r\n" + sp + "Connection: close\r\n\r\n"
 				rr := rawDo(t, g.public, raw)
 				t.Run(fmt.Sprintf("%d/%s", i, cred.want.method), func(t *testing.T) {
-					check(t, auResp{status: rr.status, header: rr.header, body: rr.body}, cred.want)
+					check(t, auResp(rr), cred.want)
 				})
 			}
 		}
