@@ -160,10 +160,18 @@ func Parse(value []byte) (id, secret []byte, err error) {
 	if n < 1 || n > MaxIDLen || rest[n] != '_' {
 		return nil, nil, ErrMalformed
 	}
-	for i, c := range rest {
-		if i != n && !IsBase62(c) {
-			return nil, nil, ErrMalformed
-		}
+	// Every byte but the separator must be base62: b62 maps those to 0–61
+	// and everything else to 0xff, so OR-ing the table values and testing
+	// the top bit checks them all without a branch per byte.
+	var acc byte
+	for _, c := range rest[:n] {
+		acc |= b62[c]
+	}
+	for _, c := range rest[n+1:] {
+		acc |= b62[c]
+	}
+	if acc&0x80 != 0 {
+		return nil, nil, ErrMalformed
 	}
 	var sum uint64
 	for _, c := range rest[len(rest)-ChecksumLen:] {
