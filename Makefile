@@ -43,11 +43,15 @@ fuzz:
 	  done; \
 	done
 
-## bench-micro: Go micro-benchmarks of the hot path.
+## bench-micro: Go micro-benchmarks of the hot path, compared by benchstat
+## with bench/micro/baseline.txt (bench/micro.sh --baseline saves a new one).
 bench-micro:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
+	GO=$(GO) bench/micro.sh
 
-bench: bench-micro
+## bench: load tests of keygate against real peers (bench/README.md);
+## BENCH_1M=1 adds the 1M-key working set. Results in bench/results/.
+bench:
+	GO=$(GO) bench/run.sh
 
 clean:
 	rm -rf bin

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// perfScenarios are profiled when BENCH_PERF=1: after its measured run, the
+// scenario runs again under `perf record -g` (the profiled run is not
+// counted: perf costs CPU too) and the top of `perf report` is saved as
+// bench/results/profiles/<target>-<scenario>.txt.
+var perfScenarios = map[string]bool{
+	"keygate-bolt/none": true, "keygate-bolt/bearer_kg": true, "keygate-bolt/basic": true,
+	"keygate-redis/ws_100k": true, "keygate-redis/ws_1m_fresh": true,
+}
+
+func (r *runner) maybeProfile(res Result, target *proc, l load) {
+	if os.Getenv("BENCH_PERF") != "1" || !perfScenarios[res.Target+"/"+res.Scenario] {
+		return
+	}
+	if _, err := exec.LookPath("perf"); err != nil {
+		r.note("BENCH_PERF=1 but perf is not installed: no profile of %s %s", res.Target, res.Scenario)
+		return
+	}
+	data := filepath.Join(r.dir, fmt.Sprintf("perf-%s-%s.data", res.Target, res.Scenario))
+	secs := max(int(l.duration.Seconds()), 1)
+	ctx, cancel := context.WithTimeout(context.Background(), l.duration+60*time.Second)
+	defer cancel()
+	rec := exec.CommandContext(ctx, "perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(target.pid()), "-o", data, "--", "sleep", strconv.Itoa(secs))
+	if err := rec.Start(); err != nil {
+		r.note("perf record: %v", err)
+		return
+	}
+	time.Sleep(200 * time.Millisecond)
+	if _, err := runWrk(l); err != nil {
+		r.note("profiled run of %s %s: %v", res.Target, res.Scenario, err)
+	}
+	if err := rec.Wait(); err != nil {
+		r.note("perf record: %v", err)
+		return
+	}
+	out, err := exec.CommandContext(ctx, "perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none",
+		"--percent-limit", "0.7", "--sort", "symbol").Output()
+	if err != nil {
+		r.note("perf report: %v", err)
+		return
+	}
+	var keep []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") && !strings.Contains(line, "Samples") {
+			continue
+		}
+		keep = append(keep, line)
+		if len(keep) >= 60 {
+			break
+		}
+	}
+	dir := filepath.Join(r.out, "profiles")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return
+	}
+	path := filepath.Join(dir, res.Target+"-"+res.Scenario+".txt")
+	head := fmt.Sprintf("# perf record -F 499 -g -p <%s> during a second %s run of %s · %s (self time by symbol, ≥0.7%%)\n# %s\n",
+		target.name, l.duration, res.Target, res.Scenario, res.Description)
+	if err := os.WriteFile(path, []byte(head+strings.Join(keep, "\n")+"\n"), 0o644); err == nil {
+		step("profile: %s", path)
+	}
+}
