@@ -174,6 +174,10 @@ func SortedRoles(roles []string) []string {
 	return slices.Clip(slices.Compact(out))
 }
 
+// StoreAccounts is an authn.AccountStates that asks the store every time:
+// the fallback of the authenticators when no cached AccountStates is given.
+func StoreAccounts(s store.Store) authn.AccountStates { return storeAccounts{s} }
+
 // storeAccounts asks the store every time (AuthOptions.Accounts unset).
 type storeAccounts struct{ s store.Store }
 

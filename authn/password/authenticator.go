@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/store"
 )
 
@@ -83,7 +83,7 @@ func NewAuthenticator(s store.Store, h *Hasher, opts AuthOptions) *Authenticator
 		a.timeout = DefaultAuthTimeout
 	}
 	if a.accounts == nil {
-		a.accounts = storeAccounts{s}
+		a.accounts = keyauth.StoreAccounts(s)
 	}
 	if a.log == nil {
 		a.log = zap.NewNop()
@@ -159,7 +159,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) 
 		}
 		a.startRehash(u.Username, u.PasswordHash, c.Password)
 	}
-	roles := sortedRoles(u.Roles)
+	roles := keyauth.SortedRoles(u.Roles)
 	return &authn.Identity{
 		Username:    u.Username,
 		Account:     u.Account,
@@ -222,32 +222,5 @@ func unavailable(err error) error { return fmt.Errorf("%w: %w", authn.ErrUnavail
 
 // busy reports a hashing slot not obtained in time (err wraps ErrBusy).
 func busy(err error) error { return fmt.Errorf("%w: %w", authn.ErrUnavailable, err) }
-
-// sortedRoles returns roles sorted, without duplicates or empty names, in a
-// new slice (nil when empty).
-func sortedRoles(roles []string) []string {
-	var out []string
-	for _, r := range roles {
-		if r != "" {
-			out = append(out, r)
-		}
-	}
-	slices.Sort(out)
-	return slices.Clip(slices.Compact(out))
-}
-
-// storeAccounts asks the store every time (AuthOptions.Accounts unset).
-type storeAccounts struct{ s store.Store }
-
-func (sa storeAccounts) Enabled(ctx context.Context, account string) (bool, error) {
-	acc, err := sa.s.GetAccount(ctx, account)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return false, nil
-	case err != nil:
-		return false, err
-	}
-	return acc.State == store.StateEnabled, nil
-}
 
 var _ authn.Authenticator = (*Authenticator)(nil)

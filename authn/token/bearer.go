@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/store"
 )
 
@@ -44,7 +44,7 @@ type Authenticator struct {
 func NewAuthenticator(v *Verifier, s store.Store, opts AuthOptions) *Authenticator {
 	a := &Authenticator{v: v, s: s, accounts: opts.Accounts, timeout: opts.Timeout}
 	if a.accounts == nil {
-		a.accounts = storeAccounts{s}
+		a.accounts = keyauth.StoreAccounts(s)
 	}
 	if a.timeout <= 0 {
 		a.timeout = DefaultTimeout
@@ -96,7 +96,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) 
 	if !ok {
 		return nil, &authn.TokenError{Err: errAcctDisabled}
 	}
-	roles := sortedRoles(u.Roles)
+	roles := keyauth.SortedRoles(u.Roles)
 	return &authn.Identity{
 		Username:    u.Username,
 		Account:     u.Account,
@@ -117,33 +117,6 @@ func currentFor(u *store.User, account string, gen uint64, uct int64) bool {
 		created = u.CreatedAt.UnixNano()
 	}
 	return u.Account == account && u.Generation == gen && created == uct
-}
-
-// sortedRoles returns roles sorted, without duplicates or empty names, in a
-// new slice (nil when empty).
-func sortedRoles(roles []string) []string {
-	var out []string
-	for _, r := range roles {
-		if r != "" {
-			out = append(out, r)
-		}
-	}
-	slices.Sort(out)
-	return slices.Clip(slices.Compact(out))
-}
-
-// storeAccounts asks the store every time (AuthOptions.Accounts unset).
-type storeAccounts struct{ s store.Store }
-
-func (sa storeAccounts) Enabled(ctx context.Context, account string) (bool, error) {
-	acc, err := sa.s.GetAccount(ctx, account)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return false, nil
-	case err != nil:
-		return false, err
-	}
-	return acc.State == store.StateEnabled, nil
 }
 
 var _ authn.Authenticator = (*Authenticator)(nil)
