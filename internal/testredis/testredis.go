@@ -79,6 +79,17 @@ func Start(t testing.TB, args ...string) *Server {
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
+// PID is the redis-server process id (0 when it is not running), for
+// benchmarks that read its CPU time from /proc.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Port is the server's TCP port.
 func (s *Server) Port() int { return s.port }
 

@@ -144,15 +144,18 @@ func (s *Store) GetAPIKey(ctx context.Context, id string) (*store.APIKey, error)
 	return k, nil
 }
 
-// LookupAPIKey reads a key and its owner in one round trip (the hot path of
-// an API key cache miss).
+// LookupAPIKey reads a key and its owner in one round trip, combined with
+// concurrent lookups (the hot path of an API key cache miss: see
+// lookupCombiner).
 func (s *Store) LookupAPIKey(ctx context.Context, id string) (*store.APIKey, *store.User, error) {
-	var buf [len(keyFieldsArr) + len(userFieldsArr)]field
-	f, err := s.fetch(ctx, "lookup api key", scriptLookupKey, id, buf[:0])
-	if err != nil {
-		return nil, nil, err
+	if !validKeyID(id) {
+		return nil, nil, errKeyNotFound(id)
 	}
-	k, owner, ok := decKeyOwner(id, f)
+	var f lookupFields
+	if err := s.lookups.do(ctx, [2]string{s.apiKeyKey(id), s.userKey(id[:tagLen])}, &f); err != nil {
+		return nil, nil, s.wrap("lookup api key", err)
+	}
+	k, owner, ok := decKeyOwner(id, f[:])
 	if !ok {
 		return nil, nil, errKeyNotFound(id)
 	}

@@ -114,6 +114,9 @@ type Store struct {
 
 	// Precomputed key names of the directory.
 	kAccts, kUnames, kAcctPfx, kMembersPfx, kChannel string
+
+	// lookups combines concurrent API key lookups into pipelines.
+	lookups lookupCombiner
 }
 
 // New connects to Redis as cfg says. It does not touch the network: Ping
@@ -189,6 +192,7 @@ func New(cfg configs.Redis, opts Options) (*Store, error) {
 		kMembersPfx: prefix + "{a}m:",
 		kChannel:    prefix + "invalidate",
 	}
+	s.lookups = lookupCombiner{s: s, maxInFlight: defaultLookupInFlight, maxBatch: defaultLookupBatch}
 	return s, nil
 }
 

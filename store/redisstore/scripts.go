@@ -175,16 +175,6 @@ pack(out, redis.call('HMGET', KEYS[2], 'n', 'a'))
 return table.concat(out)
 `)
 
-// KEYS: key, user. Returns packed keyfields + userfields, or nil.
-var scriptLookupKey = redis.NewScript(luaPack + `
-local k = redis.call('HMGET', KEYS[1], 'n', 'd', 'r', 'h', 'c', 'e', 'x', 'l')
-if not k[1] then return false end
-local out = {}
-pack(out, k)
-pack(out, redis.call('HMGET', KEYS[2], 'n', 'a', 't', 'r', 's', 'p', 'g', 'c', 'm'))
-return table.concat(out)
-`)
-
 // KEYS: key, keynames, user. ARGV: revoked at, id suffix. Returns {already(0|1),
 // keyfields, {username, account}} or nil if the key is missing.
 var scriptRevokeKey = redis.NewScript(`
