@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -284,14 +285,9 @@ func hostOnly(h []byte) []byte {
 	return h
 }
 
-func indexByte(b []byte, c byte) int {
-	for i := range b {
-		if b[i] == c {
-			return i
-		}
-	}
-	return -1
-}
+// indexByte is bytes.IndexByte (vectorised: header blocks are scanned for
+// '\n' and ':' on every request).
+func indexByte(b []byte, c byte) int { return bytes.IndexByte(b, c) }
 
 // asciiEqualFold compares b and s ignoring ASCII case.
 func asciiEqualFold(b []byte, s string) bool {
