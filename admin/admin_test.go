@@ -258,6 +258,8 @@ func TestRouterParams(t *testing.T) {
 	s.Handle("GET", "/v1/accounts/{account}/users/{username}", record("user"))
 	s.Handle("DELETE", "/v1/accounts/{account}/users/{username}", record("deluser"))
 	s.Handle("GET", "/v1/user", record("me"))
+	s.Handle("GET", "/v1/dir/", record("dir"))
+	s.Handle("GET", "/v1/dir/{name}", record("dirent"))
 	addr := start(t, s)
 
 	tests := []struct {
@@ -280,6 +282,16 @@ func TestRouterParams(t *testing.T) {
 		{"GET", "/v1/accounts//users/alice", 400, "", ""},
 		{"GET", "/v1/accounts/%2e%2e/users/alice", 400, "", ""},
 		{"GET", "/v1/accounts/../accounts", 400, "", ""},
+		// A pattern ending in '/' takes that trailing slash, and only it.
+		{"GET", "/v1/dir/", 200, "dir []", ""},
+		{"GET", "/v1/dir", 404, "", ""},
+		{"GET", "/v1/dir/x", 200, "dirent [{name x}]", ""},
+		{"GET", "/v1/dir/x/", 400, "", ""},
+		{"GET", "/v1/dir//", 400, "", ""},
+		{"GET", "/v1/%64ir/", 200, "dir []", ""},
+		{"POST", "/v1/dir/", 405, "", "GET, HEAD"},
+		{"GET", "/v1/user/", 400, "", ""},
+		{"GET", "//", 400, "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.method+" "+tc.uri, func(t *testing.T) {
@@ -299,7 +311,7 @@ func TestRouterParams(t *testing.T) {
 }
 
 func TestRouterBadPatternPanics(t *testing.T) {
-	for _, p := range []string{"", "v1", "/v1//x", "/v1/"} {
+	for _, p := range []string{"", "v1", "/v1//x", "//", "/v1//"} {
 		t.Run(p, func(t *testing.T) {
 			defer func() {
 				if recover() == nil {

@@ -91,6 +91,10 @@ type APIDeps struct {
 	// deleted (after the store write succeeded), for the external plugin's
 	// lifecycle notifications.
 	Notifier Notifier
+	// Pprof (admin.pprof) adds the Go runtime profiles under /debug/pprof/
+	// for global admins (see pprof.go). false: nothing is registered there,
+	// so those paths answer as any unknown path does.
+	Pprof bool
 }
 
 // Notifier receives lifecycle events (authz.Notifier implements it).
@@ -170,8 +174,9 @@ const (
 	write
 )
 
-// RegisterAPI adds the admin API's routes (DESIGN.md §6) and
-// GET /openapi.json to r. Call it before the server starts serving.
+// RegisterAPI adds the admin API's routes (DESIGN.md §6), GET /openapi.json
+// and, with d.Pprof, GET /debug/pprof/… to r. Call it before the server
+// starts serving.
 func RegisterAPI(r Registrar, d APIDeps) error {
 	switch {
 	case r == nil:
@@ -253,6 +258,9 @@ func RegisterAPI(r Registrar, d APIDeps) error {
 		ctx.SetContentType("application/json")
 		ctx.SetBody(openAPIDoc)
 	})
+	if d.Pprof {
+		a.registerPprof(r)
+	}
 	return nil
 }
 

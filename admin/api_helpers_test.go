@@ -99,6 +99,7 @@ type apiEnvOptions struct {
 	perIP       int // failures per IP per minute (0: unlimited)
 	authorizer  authz.Authorizer
 	notifier    Notifier
+	pprof       bool // admin.pprof
 }
 
 // routeRecorder records the routes registered through it.
@@ -173,7 +174,7 @@ func newAPIEnv(t *testing.T, o apiEnvOptions) *apiEnv {
 	mustOK(t, RegisterAPI(rr, APIDeps{
 		Store: st, Auth: chain, Hasher: apiTestHasher, Logger: zap.New(core),
 		APIKeys: configs.APIKeys{MaxLifetime: configs.Duration(maxLife)}, Realm: "keygate", Now: clk.Now,
-		Authorizer: o.authorizer, Notifier: o.notifier,
+		Authorizer: o.authorizer, Notifier: o.notifier, Pprof: o.pprof,
 	}))
 	e.routes = rr.routes
 

@@ -15,7 +15,10 @@ import (
 )
 
 // The OpenAPI document and the router agree: every registered route is
-// documented and every documented operation is registered.
+// documented and every documented operation is registered. Operations that
+// exist only under a config key (x-keygate-enabled-by: the pprof endpoints,
+// admin.pprof) are compared both ways too: registered with the key on, and
+// absent with it off, so neither side can drift.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	var doc struct {
 		OpenAPI string                                `json:"openapi"`
@@ -28,6 +31,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		t.Fatalf("openapi %q, want 3.x", doc.OpenAPI)
 	}
 	documented := map[string]bool{}
+	enabledBy := map[string]string{}
 	actions := map[string]string{}
 	opIDs := map[string]string{}
 	for p, ops := range doc.Paths {
@@ -40,9 +44,13 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			var op struct {
 				Action      string `json:"x-keygate-action"`
 				OperationID string `json:"operationId"`
+				EnabledBy   string `json:"x-keygate-enabled-by"`
 			}
 			_ = json.Unmarshal(raw, &op)
 			actions[key] = op.Action
+			if op.EnabledBy != "" {
+				enabledBy[key] = op.EnabledBy
+			}
 			if op.OperationID == "" {
 				t.Errorf("%s has no operationId", key)
 			} else if prev, dup := opIDs[op.OperationID]; dup {
@@ -52,14 +60,19 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 
-	// The whole admin listener: admin.New's routes plus the API's.
+	// The whole admin listener: admin.New's routes plus the API's, with
+	// every optional endpoint on.
 	s, err := New(testConfig(), Options{Gatherer: prometheus.NewRegistry(), Store: openBolt(t)})
 	mustOK(t, err)
-	deps := APIDeps{Store: openBolt(t), Auth: anonymousOnly{}, Hasher: apiTestHasher, APIKeys: configs.APIKeys{}}
+	deps := APIDeps{Store: openBolt(t), Auth: anonymousOnly{}, Hasher: apiTestHasher, APIKeys: configs.APIKeys{}, Pprof: true}
 	mustOK(t, RegisterAPI(s, deps))
 	registered := map[string]bool{}
 	for _, rt := range s.router.routes {
-		registered[rt.method+" /"+strings.Join(rt.segs, "/")] = true
+		p := "/" + strings.Join(rt.segs, "/")
+		if rt.dir {
+			p += "/"
+		}
+		registered[rt.method+" "+p] = true
 	}
 	// And through a recorder, as a wiring that is not a *Router would.
 	rec := &routeRecorder{r: &Router{}}
@@ -71,6 +84,26 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 	if !slices.Contains(rec.routes, "GET /openapi.json") {
 		t.Error("GET /openapi.json not registered")
+	}
+	// With admin.pprof off, exactly the operations it enables are missing.
+	deps.Pprof = false
+	off := &routeRecorder{r: &Router{}}
+	mustOK(t, RegisterAPI(off, deps))
+	for _, r := range off.routes {
+		if by := enabledBy[r]; by != "" {
+			t.Errorf("%s is registered with %s off", r, by)
+		}
+	}
+	for r, by := range enabledBy {
+		if by != "admin.pprof" {
+			t.Errorf("%s: x-keygate-enabled-by %q, want admin.pprof (the only optional endpoints)", r, by)
+		}
+		if slices.Contains(off.routes, r) || !slices.Contains(rec.routes, r) {
+			t.Errorf("%s should be registered exactly when %s is on", r, by)
+		}
+	}
+	if len(off.routes)+len(enabledBy) != len(rec.routes) {
+		t.Errorf("%d routes with admin.pprof off + %d it enables != %d with it on", len(off.routes), len(enabledBy), len(rec.routes))
 	}
 
 	for r := range registered {

@@ -39,7 +39,10 @@ type HandlerFunc func(ctx *fasthttp.RequestCtx, p Params)
 // Paths are split on '/' in their raw (undecoded) form and each segment is then
 // percent-decoded, so "%2F" inside a segment is data, not a separator. Paths
 // with empty segments ("//", a trailing '/'), dot segments ("." or "..", raw
-// or encoded) or bad escapes never match a route (400).
+// or encoded) or bad escapes never match a route (400). The one exception is
+// a pattern that itself ends in '/' (such as "/debug/pprof/", an index page
+// whose links are relative to it): it matches its path with the trailing
+// slash and only that; a trailing slash no such pattern takes is still 400.
 type Router struct {
 	routes []route
 }
@@ -47,6 +50,7 @@ type Router struct {
 type route struct {
 	method string
 	segs   []string // literal, or "{name}" for a parameter
+	dir    bool     // the pattern ends in '/'
 	h      HandlerFunc
 }
 
@@ -56,7 +60,11 @@ func (r *Router) Handle(method, pattern string, h HandlerFunc) {
 	if !strings.HasPrefix(pattern, "/") || h == nil || method == "" {
 		panic("admin: bad route " + method + " " + pattern)
 	}
-	segs := strings.Split(pattern[1:], "/")
+	p, dir := pattern, false
+	if len(p) > 1 && strings.HasSuffix(p, "/") {
+		p, dir = p[:len(p)-1], true
+	}
+	segs := strings.Split(p[1:], "/")
 	for _, s := range segs {
 		if s == "" && pattern != "/" {
 			panic("admin: empty segment in route " + pattern)
@@ -65,13 +73,18 @@ func (r *Router) Handle(method, pattern string, h HandlerFunc) {
 	if pattern == "/" {
 		segs = nil
 	}
-	r.routes = append(r.routes, route{method: method, segs: segs, h: h})
+	r.routes = append(r.routes, route{method: method, segs: segs, dir: dir, h: h})
 }
 
 // Serve dispatches ctx: the matching route's handler, or a JSON 404, 405 (with
 // Allow) or 400 for an unusable path.
 func (r *Router) Serve(ctx *fasthttp.RequestCtx) {
-	segs, ok := splitPath(rawPath(ctx))
+	raw := rawPath(ctx)
+	dir := len(raw) > 1 && raw[len(raw)-1] == '/'
+	if dir {
+		raw = raw[:len(raw)-1]
+	}
+	segs, ok := splitPath(raw)
 	if !ok {
 		WriteError(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed request path")
 		return
@@ -81,6 +94,9 @@ func (r *Router) Serve(ctx *fasthttp.RequestCtx) {
 	var params Params
 	for i := range r.routes {
 		rt := &r.routes[i]
+		if rt.dir != dir {
+			continue
+		}
 		p, ok := rt.match(segs, params[:0])
 		if !ok {
 			continue
@@ -96,6 +112,11 @@ func (r *Router) Serve(ctx *fasthttp.RequestCtx) {
 				allow = append(allow, fasthttp.MethodHead)
 			}
 		}
+	}
+	if dir && len(allow) == 0 {
+		// A trailing slash that no pattern takes: as malformed as "//".
+		WriteError(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed request path")
+		return
 	}
 	if len(allow) > 0 {
 		slices.Sort(allow)

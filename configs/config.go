@@ -31,6 +31,10 @@ type Admin struct {
 	// MetricsRoles, when non-empty, restricts GET /metrics to callers holding
 	// one of these roles (global admins always pass). Empty: anyone.
 	MetricsRoles []string `yaml:"metrics_roles"`
+	// Pprof serves the Go runtime profiles (net/http/pprof) under
+	// /debug/pprof/ on the admin listener, to global admins only. Off by
+	// default: profiles reveal internals and cost CPU while they run.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Limits bound what one client can make the gateway do.

@@ -27,6 +27,7 @@ func TestEnvOverrides(t *testing.T) {
 		{"int64", "KEYGATE_CACHE_MAX_ENTRIES= 7 ", func(c *Config) any { return c.Cache.MaxEntries }, int64(7)},
 		{"bool", "KEYGATE_LOG_ACCESS=true", func(c *Config) any { return c.Log.Access }, true},
 		{"bool 1", "KEYGATE_LOG_ACCESS=1", func(c *Config) any { return c.Log.Access }, true},
+		{"admin pprof", "KEYGATE_ADMIN_PPROF=true", func(c *Config) any { return c.Admin.Pprof }, true},
 		{"duration", "KEYGATE_CACHE_TTL=90s", func(c *Config) any { return c.Cache.TTL }, Duration(90 * time.Second)},
 		{"duration zero", "KEYGATE_CACHE_NEGATIVE_TTL=0", func(c *Config) any { return c.Cache.NegativeTTL }, Duration(0)},
 		{"byte size", "KEYGATE_LIMITS_MAX_BODY=1MiB", func(c *Config) any { return c.Limits.MaxBody }, MiB},
@@ -96,6 +97,7 @@ func TestEnvErrors(t *testing.T) {
 		{"unknown even when empty", []string{"KEYGATE_TYPO="}, []string{"unknown environment variable KEYGATE_TYPO"}},
 		{"bad int", []string{"KEYGATE_LIMITS_CONCURRENCY=lots"}, []string{`KEYGATE_LIMITS_CONCURRENCY (limits.concurrency): "lots" is not an integer of 64 bits`}},
 		{"bad bool", []string{"KEYGATE_LOG_ACCESS=yes"}, []string{`KEYGATE_LOG_ACCESS (log.access): "yes" is not a boolean (want true or false)`}},
+		{"bad admin pprof", []string{"KEYGATE_ADMIN_PPROF=on"}, []string{`KEYGATE_ADMIN_PPROF (admin.pprof): "on" is not a boolean (want true or false)`}},
 		{"bad duration", []string{"KEYGATE_CACHE_TTL=60"}, []string{`KEYGATE_CACHE_TTL (cache.ttl): invalid duration "60": missing unit (want e.g. "30s", "5m", "1h30m")`}},
 		{"bad byte size", []string{"KEYGATE_LIMITS_MAX_BODY=10 bananas"}, []string{`KEYGATE_LIMITS_MAX_BODY (limits.max_body): invalid byte size "10 bananas": unknown unit (` + byteUnitHelp + ")"}},
 		{"bad list", []string{"KEYGATE_AUTH_METHODS=[basic, [x]]"}, []string{"KEYGATE_AUTH_METHODS (auth.methods): want a comma-separated list or a YAML/JSON list of strings: line 1: cannot unmarshal !!seq into string"}},
@@ -169,7 +171,7 @@ func TestNonConfigEnvIgnored(t *testing.T) {
 func TestEnvNamesCoverEveryKey(t *testing.T) {
 	names := EnvNames()
 	for _, want := range []string{
-		"KEYGATE_LISTEN", "KEYGATE_ADMIN_LISTEN", "KEYGATE_ADMIN_METRICS_ROLES", "KEYGATE_SHUTDOWN_TIMEOUT",
+		"KEYGATE_LISTEN", "KEYGATE_ADMIN_LISTEN", "KEYGATE_ADMIN_METRICS_ROLES", "KEYGATE_ADMIN_PPROF", "KEYGATE_SHUTDOWN_TIMEOUT",
 		"KEYGATE_LIMITS_MAX_BODY", "KEYGATE_TLS_CERT_FILE", "KEYGATE_STORE_DRIVER", "KEYGATE_STORE_BOLT_PATH",
 		"KEYGATE_STORE_REDIS_ADDRS", "KEYGATE_STORE_REDIS_PASSWORD", "KEYGATE_STORE_OUTAGE_GRACE",
 		"KEYGATE_CACHE_TTL", "KEYGATE_AUTH_FAILURES_PER_IP_PER_MINUTE", "KEYGATE_API_KEYS_MAX_LIFETIME",

@@ -20,7 +20,7 @@ routes:
 func TestDefaultMatchesDesign(t *testing.T) {
 	want := &Config{
 		Listen:          ":8080",
-		Admin:           Admin{Listen: "127.0.0.1:8081"},
+		Admin:           Admin{Listen: "127.0.0.1:8081", Pprof: false},
 		ShutdownTimeout: Duration(15 * time.Second),
 		Limits: Limits{
 			MaxBody: 10 << 20, MaxHeader: 16 << 10, Concurrency: 10000,
@@ -115,7 +115,7 @@ func TestLoadExampleFile(t *testing.T) {
 func TestLoadYAMLOverrides(t *testing.T) {
 	doc := `
 listen: "0.0.0.0:9090"
-admin: {listen: "127.0.0.1:9091", metrics_roles: [ops]}
+admin: {listen: "127.0.0.1:9091", metrics_roles: [ops], pprof: true}
 shutdown_timeout: 1m30s
 limits: {max_body: 1GiB, max_header: 8kib, concurrency: 5, read_timeout: 2s}
 store:
@@ -155,6 +155,7 @@ routes:
 		{"listen", c.Listen, "0.0.0.0:9090"},
 		{"admin.listen", c.Admin.Listen, "127.0.0.1:9091"},
 		{"admin.metrics_roles", c.Admin.MetricsRoles, []string{"ops"}},
+		{"admin.pprof", c.Admin.Pprof, true},
 		{"shutdown_timeout", c.ShutdownTimeout, Duration(90 * time.Second)},
 		{"limits.max_body", c.Limits.MaxBody, GiB},
 		{"limits.max_header", c.Limits.MaxHeader, 8 * KiB},
@@ -220,6 +221,7 @@ func TestLoadYAMLErrors(t *testing.T) {
 		{"negative byte size", "limits:\n  max_header: -1\n", []string{"line 2", "must not be negative"}},
 		{"bad int", "limits: {concurrency: many}\n", []string{"line 1", "cannot unmarshal"}},
 		{"bad bool", "log: {access: maybe}\n", []string{"line 1", "cannot unmarshal"}},
+		{"bad admin.pprof", "admin:\n  pprof: sometimes\n" + minimal, []string{"line 2", "cannot unmarshal"}},
 		{"scalar document", "hello\n", []string{"cannot unmarshal", "into a mapping"}},
 		{"list document", "- a\n", []string{"cannot unmarshal", "into a mapping"}},
 		{"routes not a list", "routes: {name: x}\n", []string{"line 1", "into a list"}},
@@ -284,5 +286,44 @@ func TestLoadFile(t *testing.T) {
 	c, err := Load("", []string{"KEYGATE_ROUTES=- {path_prefix: /, upstreams: [\"http://127.0.0.1:1\"]}"})
 	if err != nil || len(c.Routes) != 1 {
 		t.Fatalf(`Load("") = %v, %v`, c, err)
+	}
+}
+
+// admin.pprof is off unless the file or KEYGATE_ADMIN_PPROF turns it on; the
+// environment wins over the file either way.
+func TestAdminPprofKey(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string // under admin:
+		env  []string
+		want bool
+	}{
+		{"default", "", nil, false},
+		{"yaml true", "pprof: true", nil, true},
+		{"yaml false", "pprof: false", nil, false},
+		{"env true", "", []string{"KEYGATE_ADMIN_PPROF=true"}, true},
+		{"env 1", "", []string{"KEYGATE_ADMIN_PPROF=1"}, true},
+		{"env TRUE", "", []string{"KEYGATE_ADMIN_PPROF=TRUE"}, true},
+		{"env false over yaml true", "pprof: true", []string{"KEYGATE_ADMIN_PPROF=false"}, false},
+		{"env true over yaml false", "pprof: false", []string{"KEYGATE_ADMIN_PPROF=true"}, true},
+		{"empty env keeps yaml", "pprof: true", []string{"KEYGATE_ADMIN_PPROF="}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := minimal
+			if tt.yaml != "" {
+				doc = "admin:\n  " + tt.yaml + "\n" + minimal
+			}
+			c, err := LoadBytes([]byte(doc), tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Admin.Pprof != tt.want {
+				t.Errorf("admin.pprof = %v, want %v", c.Admin.Pprof, tt.want)
+			}
+			if c.Clone().Admin.Pprof != tt.want {
+				t.Error("Clone lost admin.pprof")
+			}
+		})
 	}
 }

@@ -261,22 +261,55 @@ func TestEchoInProcess(t *testing.T) {
 	}
 }
 
-// TestServeInProcess runs serve --demo in this process (so the race detector
-// sees its goroutines), proxies one request and stops it by cancelling ctx.
-func TestServeInProcess(t *testing.T) {
-	public, admin := freeAddr(t), freeAddr(t)
-	e, _, errOut := newEnv(
-		"KEYGATE_LISTEN="+public,
-		"KEYGATE_ADMIN_LISTEN="+admin,
-		"KEYGATE_STORE_BOLT_PATH="+filepath.Join(t.TempDir(), "d", "kg.db"),
+// inProcess is a `keygate serve --demo` running in this process.
+type inProcess struct {
+	public, admin string
+	errOut        *lockedBuffer
+	cancel        context.CancelFunc
+	done          chan int
+}
+
+// serveInProcess starts serve --demo in this process (so the race detector
+// sees its goroutines) on free ports and a fresh store, with extraEnv, and
+// returns once the admin listener answers. Stop it with stop.
+func serveInProcess(t *testing.T, extraEnv ...string) *inProcess {
+	t.Helper()
+	p := &inProcess{public: freeAddr(t), admin: freeAddr(t), done: make(chan int, 1)}
+	e, _, errOut := newEnv(append([]string{
+		"KEYGATE_LISTEN=" + p.public,
+		"KEYGATE_ADMIN_LISTEN=" + p.admin,
+		"KEYGATE_STORE_BOLT_PATH=" + filepath.Join(t.TempDir(), "d", "kg.db"),
 		"KEYGATE_ADMIN_PASSWORD=in-process-test-password",
 		"KEYGATE_SHUTDOWN_TIMEOUT=5s",
-	)
+	}, extraEnv...)...)
+	p.errOut = errOut
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan int, 1)
-	go func() { done <- runServe(ctx, e, []string{"--demo"}) }()
-	waitOK(t, "http://"+admin+"/healthz", done)
+	p.cancel = cancel
+	t.Cleanup(cancel)
+	go func() { p.done <- runServe(ctx, e, []string{"--demo"}) }()
+	waitOK(t, "http://"+p.admin+"/healthz", p.done)
+	return p
+}
+
+// stop cancels serve and fails unless it exits 0 in time.
+func (p *inProcess) stop(t *testing.T) {
+	t.Helper()
+	p.cancel()
+	select {
+	case code := <-p.done:
+		if code != exitOK {
+			t.Errorf("exit %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+}
+
+// TestServeInProcess runs serve --demo in this process, proxies one request
+// and stops it by cancelling ctx.
+func TestServeInProcess(t *testing.T) {
+	p := serveInProcess(t)
+	public, admin, errOut := p.public, p.admin, p.errOut
 
 	code, body := get(t, "http://"+public+"/public/hello?x=1")
 	var r echo.Response
@@ -292,19 +325,43 @@ func TestServeInProcess(t *testing.T) {
 	if code, body := get(t, "http://"+admin+"/readyz"); code != 200 {
 		t.Errorf("readyz: %d %s", code, body)
 	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != exitOK {
-			t.Errorf("exit %d", code)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	p.stop(t)
 	if s := errOut.String(); strings.Contains(s, "in-process-test-password") {
 		t.Errorf("password in output:\n%s", s)
 	} else if !strings.Contains(s, "keygate started") || !strings.Contains(s, "curl -i http://"+public+"/public/hello?x=1") {
 		t.Errorf("stderr:\n%s", s)
+	}
+}
+
+// admin.pprof reaches the admin listener: off, /debug/pprof/… is not there;
+// on, it asks for credentials (the access rules are admin's tests; a login
+// costs an argon2id hash, too slow here under -race) and start-up says so.
+func TestServePprof(t *testing.T) {
+	tests := []struct {
+		name        string
+		env         []string
+		heap, index int
+		logged      bool
+	}{
+		{"default off", nil, 404, 400, false},
+		{"off", []string{"KEYGATE_ADMIN_PPROF=false"}, 404, 400, false},
+		{"on", []string{"KEYGATE_ADMIN_PPROF=true"}, 401, 401, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := serveInProcess(t, tc.env...)
+			if code, body := get(t, "http://"+p.admin+"/debug/pprof/heap"); code != tc.heap {
+				t.Errorf("/debug/pprof/heap: %d %s, want %d", code, body, tc.heap)
+			}
+			if code, body := get(t, "http://"+p.admin+"/debug/pprof/"); code != tc.index {
+				t.Errorf("/debug/pprof/: %d %s, want %d", code, body, tc.index)
+			}
+			p.stop(t)
+			line := `"msg":"admin pprof enabled on http://` + p.admin + `/debug/pprof/"`
+			if s := p.errOut.String(); strings.Contains(s, line) != tc.logged || strings.Count(s, "admin pprof enabled") > 1 {
+				t.Errorf("start-up log (want %s: %v):\n%s", line, tc.logged, s)
+			}
+		})
 	}
 }
 

@@ -345,6 +345,7 @@ func (g *gateway) start() int {
 			Realm:      cfg.Auth.Realm,
 			Authorizer: g.authorizer,
 			Notifier:   g.adminNotifier(),
+			Pprof:      cfg.Admin.Pprof,
 		}); err != nil {
 			return fail("%v", err)
 		}
@@ -403,6 +404,10 @@ func (g *gateway) logStarted() {
 		fields = append(fields, zap.String("demo_upstream", g.demoLn.Addr().String()))
 	}
 	g.log.Info("keygate started", fields...)
+	if g.adminLn != nil && g.cfg.Admin.Pprof {
+		g.log.Info("admin pprof enabled on http://"+g.adminLn.Addr().String()+"/debug/pprof/",
+			zap.String("access", "global admins"), zap.Int("max_seconds", admin.MaxPprofSeconds))
+	}
 }
 
 func storeDriver(cfg *configs.Config) string {
