@@ -82,6 +82,7 @@ type runner struct {
 	versions    map[string]string
 	start       time.Time
 	seededVia   string
+	adminOf     map[*proc]string // keygate process -> its admin listener
 	total, done int
 }
 
@@ -329,7 +330,7 @@ func (r *runner) startKeygate(name string, o kgOptions) (*keygate, error) {
 `, o.external, o.externalSecret)
 	}
 	conf := fmt.Sprintf(`listen: "127.0.0.1:%d"
-admin: { listen: "127.0.0.1:%d" }
+admin: { listen: "127.0.0.1:%d", pprof: %t }
 store:
   driver: %s
   bolt: { path: %q }
@@ -341,7 +342,7 @@ auth:
 %sroutes:
   - { name: open, path_prefix: /open, upstreams: ["http://%s"], auth: none, timeout: 30s }
   - { name: api, path_prefix: /, upstreams: ["http://%s"], auth: required, timeout: 30s }
-`, pub, adm, o.driver, o.boltPath, o.redisAddr, o.hashConc, o.perIP, o.perUser, authz, r.echoAddr, r.echoAddr)
+`, pub, adm, os.Getenv("BENCH_PROFILE") == "1", o.driver, o.boltPath, o.redisAddr, o.hashConc, o.perIP, o.perUser, authz, r.echoAddr, r.echoAddr)
 	if o.redisAddr == "" {
 		conf = strings.Replace(conf, `  redis: { addrs: [""], key_prefix: "kg:", pool_size: 64 }`+"\n", "", 1)
 	}
@@ -355,6 +356,10 @@ auth:
 	if err != nil {
 		return nil, err
 	}
+	if r.adminOf == nil {
+		r.adminOf = map[*proc]string{}
+	}
+	r.adminOf[p] = fmt.Sprintf("http://127.0.0.1:%d", adm)
 	kg := &keygate{name: name, p: p, base: fmt.Sprintf("http://127.0.0.1:%d", pub), admin: fmt.Sprintf("http://127.0.0.1:%d", adm),
 		boltPath: o.boltPath, hitResult: map[string]Result{}}
 	if err := waitTCP(p, kg.base[len("http://"):], 20*time.Second); err != nil {
@@ -771,6 +776,7 @@ func (r *runner) measure(res Result, target *proc, l load) Result {
 	fmt.Println()
 	r.results = append(r.results, res)
 	r.maybeProfile(res, target, l)
+	r.maybePprof(res, target, l)
 	return res
 }
 

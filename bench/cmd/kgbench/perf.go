@@ -11,13 +11,14 @@ import (
 	"time"
 )
 
-// perfScenarios are profiled when BENCH_PERF=1: after its measured run, the
-// scenario runs again under `perf record -g` (the profiled run is not
-// counted: perf costs CPU too) and the top of `perf report` is saved as
-// bench/results/profiles/<target>-<scenario>.txt.
+// perfScenarios are profiled when BENCH_PERF=1 (perf) or BENCH_PROFILE=1
+// (keygate's own pprof endpoint): after its measured run, the scenario runs
+// again while the profile is taken (the profiled run is not counted:
+// profiling costs CPU too) and the top of the report is saved as
+// bench/results/profiles/<target>-<scenario>.txt (perf) or .pprof.txt.
 var perfScenarios = map[string]bool{
-	"keygate-bolt/none": true, "keygate-bolt/bearer_kg": true, "keygate-bolt/basic": true,
-	"keygate-redis/ws_100k": true, "keygate-redis/ws_1m_fresh": true,
+	"keygate-bolt/none": true, "keygate-bolt/bearer_kg": true, "keygate-bolt/basic": true, "keygate-bolt/apikey": true,
+	"keygate-redis/ws_100k": true, "keygate-redis/ws_1m": true, "keygate-redis/ws_1m_fresh": true,
 }
 
 func (r *runner) maybeProfile(res Result, target *proc, l load) {
