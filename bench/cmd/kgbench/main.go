@@ -34,6 +34,8 @@ func main() {
 	flag.DurationVar(&r.dur, "duration", envDuration("BENCH_DURATION", 6*time.Second), "load per scenario ($BENCH_DURATION)")
 	flag.IntVar(&r.conns, "connections", envInt("BENCH_CONNECTIONS", 32), "wrk connections ($BENCH_CONNECTIONS)")
 	flag.IntVar(&r.threads, "threads", envInt("BENCH_THREADS", 2), "wrk threads ($BENCH_THREADS)")
+	flag.StringVar(&r.phases, "phases", envStr("BENCH_PHASES", "hits,flood,ws,authz"), "phases to run, comma-separated: hits (direct, peers, every form on a cache hit), flood, ws (working sets), authz ($BENCH_PHASES)")
+	flag.IntVar(&r.rounds, "rounds", envInt("BENCH_ROUNDS", 3), "interleaved rounds of the cache-hit comparisons ($BENCH_ROUNDS)")
 	flag.BoolVar(&r.oneMillion, "1m", os.Getenv("BENCH_1M") == "1", "also load 1M keys into Redis ($BENCH_1M=1)")
 	flag.StringVar(&r.only, "peers", envStr("BENCH_PEERS", "nginx,caddy,haproxy"), "peers to measure, comma-separated ($BENCH_PEERS)")
 	flag.Parse()
@@ -68,8 +70,10 @@ func envDuration(k string, def time.Duration) time.Duration {
 
 type runner struct {
 	bin, out, only string
+	phases         string
 	dur            time.Duration
 	conns, threads int
+	rounds         int
 	oneMillion     bool
 
 	dir         string
@@ -227,41 +231,43 @@ func (r *runner) run() error {
 		}
 	}
 
-	// Count the scenarios, for progress.
-	r.total = 1 + 6*2 + 2*3 + 2 + 1
-	for _, p := range peers {
-		r.total += len(p.scenarios)
-	}
-	if r.oneMillion {
-		r.total += 2
-	}
-
-	// 1. The limit: wrk straight to the upstream.
-	r.measure(Result{Target: "upstream", Scenario: "direct", Description: "wrk → keygate echo directly (the limit)"}, echo,
-		load{url: "http://" + r.echoAddr + "/bench?x=1"})
-
-	// 2. Peers, then keygate, close together in time.
+	// 1. The limit (wrk straight to the upstream), 2. the peers and 3.
+	// keygate's cache hits, in interleaved rounds: every comparison the
+	// goals make is between figures taken close together in time, however
+	// the machine's speed drifts.
+	jobs := []job{{res: Result{Target: "upstream", Scenario: "direct", Description: "wrk → keygate echo directly (the limit)"}, p: echo,
+		l: load{url: "http://" + r.echoAddr + "/bench?x=1"}}}
 	for _, p := range peers {
 		for _, s := range p.scenarios {
-			if err := expect200(p.base+s.path, s.authorization); err != nil {
-				r.skip(Result{Target: p.name, Scenario: s.name, Description: s.desc}, err.Error())
-				continue
-			}
-			r.measure(Result{Target: p.name, Scenario: s.name, Description: s.desc}, p.p,
-				load{url: p.base + s.path, authorization: s.authorization})
+			jobs = append(jobs, job{res: Result{Target: p.name, Scenario: s.name, Description: s.desc}, p: p.p,
+				l: load{url: p.base + s.path, authorization: s.authorization}})
 		}
 	}
 	for _, kg := range []*keygate{bolt, red} {
 		if kg != nil {
-			r.keygateHits(kg)
+			jobs = append(jobs, r.hitJobs(kg)...)
 		}
+	}
+	// Progress: the rounds, then the scenarios measured once.
+	for name, n := range map[string]int{"hits": len(jobs) * max(r.rounds, 1), "flood": 2 * 3, "ws": 2, "authz": 1} {
+		if r.phase(name) {
+			r.total += n
+		}
+	}
+	if r.oneMillion && r.phase("ws") {
+		r.total += 2
+	}
+	if r.phase("hits") {
+		r.runRounds(jobs)
 	}
 
 	// 3. Flood of wrong passwords beside cached traffic (embedded store).
-	r.flood(bolt, "")
+	if r.phase("flood") {
+		r.flood(bolt, "")
+	}
 
 	// 4. Working sets larger than the cache (Redis).
-	if red != nil {
+	if red != nil && r.phase("ws") {
 		if err := r.workingSets(red, redisAddr); err != nil {
 			return err
 		}
@@ -273,6 +279,9 @@ func (r *runner) run() error {
 		name, suffix string
 		hashConc     int
 	}{{"keygate-bolt-nolimit", "_nolimit", 2}, {"keygate-bolt-nolimit-hc1", "_nolimit_hc1", 1}} {
+		if !r.phase("flood") {
+			break
+		}
 		nl, err := r.startKeygate(v.name, kgOptions{driver: "bolt", boltPath: bolt.boltPath, hashConc: v.hashConc})
 		if err != nil {
 			r.note("flood without failure limits skipped: %v", err)
@@ -282,20 +291,31 @@ func (r *runner) run() error {
 		r.flood(nl, v.suffix)
 		r.stopProc(nl.p)
 	}
-	r.externalAuthz(bolt)
+	if r.phase("authz") {
+		r.externalAuthz(bolt)
+	}
 
 	return r.write()
 }
 
+// phase reports whether BENCH_PHASES includes name.
+func (r *runner) phase(name string) bool {
+	for _, p := range strings.Split(r.phases, ",") {
+		if strings.TrimSpace(p) == name {
+			return true
+		}
+	}
+	return false
+}
+
 // keygate is one running keygate serve.
 type keygate struct {
-	name      string
-	p         *proc
-	base      string // public listener
-	admin     string // admin listener
-	boltPath  string
-	fx        *fixture
-	hitResult map[string]Result
+	name     string
+	p        *proc
+	base     string // public listener
+	admin    string // admin listener
+	boltPath string
+	fx       *fixture
 }
 
 type kgOptions struct {
@@ -361,7 +381,7 @@ auth:
 	}
 	r.adminOf[p] = fmt.Sprintf("http://127.0.0.1:%d", adm)
 	kg := &keygate{name: name, p: p, base: fmt.Sprintf("http://127.0.0.1:%d", pub), admin: fmt.Sprintf("http://127.0.0.1:%d", adm),
-		boltPath: o.boltPath, hitResult: map[string]Result{}}
+		boltPath: o.boltPath}
 	if err := waitTCP(p, kg.base[len("http://"):], 20*time.Second); err != nil {
 		return nil, err
 	}
@@ -416,10 +436,10 @@ func (r *runner) seedBolt(kg *keygate) (*fixture, error) {
 	return fx, nil
 }
 
-// keygateHits: auth none, then every credential form on a cache hit.
-func (r *runner) keygateHits(kg *keygate) {
-	r.measure(Result{Target: kg.name, Scenario: "none", Description: "route with auth: none"}, kg.p,
-		load{url: kg.base + "/open/bench?x=1"})
+// hitJobs: auth none, then every credential form on a cache hit.
+func (r *runner) hitJobs(kg *keygate) []job {
+	jobs := []job{{res: Result{Target: kg.name, Scenario: "none", Description: "route with auth: none"}, p: kg.p,
+		l: load{url: kg.base + "/open/bench?x=1"}}}
 	forms := kg.fx.forms()
 	if tok, why := fetchJWT(kg.base); tok != "" {
 		forms = append(forms, [2]string{"bearer_jwt", "Bearer " + tok})
@@ -428,12 +448,61 @@ func (r *runner) keygateHits(kg *keygate) {
 			"token endpoint not available: "+why)
 	}
 	for _, f := range forms {
-		res := Result{Target: kg.name, Scenario: f[0], Description: "cache hit: " + f[0]}
-		if err := expect200(kg.base+"/bench?x=1", f[1]); err != nil {
-			r.skip(res, err.Error())
+		jobs = append(jobs, job{res: Result{Target: kg.name, Scenario: f[0], Description: "cache hit: " + f[0]}, p: kg.p,
+			l: load{url: kg.base + "/bench?x=1", authorization: f[1]}})
+	}
+	return jobs
+}
+
+// job is one scenario of the interleaved rounds.
+type job struct {
+	res Result
+	p   *proc
+	l   load
+}
+
+// runRounds measures every job once per round, round after round, and
+// records per job the median of its rounds (each round's figures kept in
+// Result.Rounds, from which the goals take per-round ratios). A job whose
+// first request is not a 200 is skipped.
+func (r *runner) runRounds(jobs []job) {
+	rounds := max(r.rounds, 1)
+	samples := make([][]Result, len(jobs))
+	skipped := make([]string, len(jobs))
+	for i, j := range jobs {
+		if err := expect200(j.l.url, j.l.authorization); err != nil {
+			skipped[i] = err.Error()
+		}
+	}
+	for round := 1; round <= rounds; round++ {
+		if rounds > 1 {
+			step("round %d of %d of the comparisons", round, rounds)
+		}
+		for i, j := range jobs {
+			if skipped[i] != "" {
+				continue
+			}
+			res := r.measureOnce(j.res, j.p, j.l)
+			if res.Skipped != "" {
+				skipped[i] = res.Skipped
+				continue
+			}
+			samples[i] = append(samples[i], res)
+		}
+	}
+	for i, j := range jobs {
+		if skipped[i] != "" {
+			r.skip(j.res, skipped[i])
 			continue
 		}
-		kg.hitResult[f[0]] = r.measure(res, kg.p, load{url: kg.base + "/bench?x=1", authorization: f[1]})
+		res := medianResult(samples[i])
+		r.results = append(r.results, res)
+		if rounds > 1 {
+			fmt.Printf("   median of %d: %-22s %-16s %8.0f req/s (%.0f–%.0f)  p99 %6.2f ms  %6.1f µs CPU/req\n", len(samples[i]),
+				res.Target, res.Scenario, res.RPS, minRPS(samples[i]), maxRPS(samples[i]), res.P99ms, res.CPUusPerReq)
+		}
+		r.maybeProfile(res, j.p, r.defaults(j.l))
+		r.maybePprof(res, j.p, r.defaults(j.l))
 	}
 }
 
@@ -740,8 +809,9 @@ func metricSum(admin, prefix string) float64 {
 	return sum
 }
 
-// measure runs l against target and records the figures.
-func (r *runner) measure(res Result, target *proc, l load) Result {
+// defaults fills in the run's threads, connections and duration where l
+// leaves them unset.
+func (r *runner) defaults(l load) load {
 	if l.threads == 0 {
 		l.threads = r.threads
 	}
@@ -751,6 +821,27 @@ func (r *runner) measure(res Result, target *proc, l load) Result {
 	if l.duration == 0 {
 		l.duration = r.dur
 	}
+	return l
+}
+
+// measure runs l against target and records the figures.
+func (r *runner) measure(res Result, target *proc, l load) Result {
+	l = r.defaults(l)
+	res = r.measureOnce(res, target, l)
+	if res.Skipped != "" {
+		r.results = append(r.results, res)
+		return res
+	}
+	r.results = append(r.results, res)
+	r.maybeProfile(res, target, l)
+	r.maybePprof(res, target, l)
+	return res
+}
+
+// measureOnce runs l against target and returns the figures (Skipped set
+// when wrk failed) without recording them.
+func (r *runner) measureOnce(res Result, target *proc, l load) Result {
+	l = r.defaults(l)
 	r.done++
 	fmt.Printf("[%2d/%d] %-22s %-16s wrk -t%d -c%d %s … ", r.done, r.total, res.Target, res.Scenario, l.threads, l.conns, l.duration)
 	before := treeStat(target.pid())
@@ -758,7 +849,8 @@ func (r *runner) measure(res Result, target *proc, l load) Result {
 	after := treeStat(target.pid())
 	if err != nil {
 		fmt.Println("failed")
-		r.skip(res, firstLine(err.Error()))
+		res.Skipped = firstLine(err.Error())
+		fmt.Printf("   skip %s %s: %s\n", res.Target, res.Scenario, res.Skipped)
 		return res
 	}
 	res.RPS, res.P50ms, res.P99ms = w.RPS, w.P50ms, w.P99ms
@@ -774,9 +866,6 @@ func (r *runner) measure(res Result, target *proc, l load) Result {
 		fmt.Printf("  (%d non-2xx, %d socket errors)", res.Non2xx, res.Errors)
 	}
 	fmt.Println()
-	r.results = append(r.results, res)
-	r.maybeProfile(res, target, l)
-	r.maybePprof(res, target, l)
 	return res
 }
 

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -35,6 +37,92 @@ type Result struct {
 	SideRPS   float64 `json:"second_client_rps,omitempty"`
 	Notes     string  `json:"notes,omitempty"`
 	Skipped   string  `json:"skipped,omitempty"`
+	// Rounds are the figures of each interleaved round when the scenario
+	// was measured more than once (the fields above are their medians).
+	Rounds []Round `json:"rounds,omitempty"`
+}
+
+// Round is one measurement of a scenario measured in rounds.
+type Round struct {
+	RPS         float64 `json:"rps"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	CPUusPerReq float64 `json:"cpu_us_per_request"`
+}
+
+// medianResult folds the rounds of one scenario: the median of each
+// figure, request and error counts summed, the highest peak RSS.
+func medianResult(rs []Result) Result {
+	out := rs[0]
+	if len(rs) == 1 {
+		return out
+	}
+	var rps, p50, p99, cpu []float64
+	out.Requests, out.Non2xx, out.Errors, out.Seconds = 0, 0, 0, 0
+	for _, x := range rs {
+		rps, p50, p99, cpu = append(rps, x.RPS), append(p50, x.P50ms), append(p99, x.P99ms), append(cpu, x.CPUusPerReq)
+		out.Requests += x.Requests
+		out.Non2xx += x.Non2xx
+		out.Errors += x.Errors
+		out.Seconds += x.Seconds
+		out.PeakRSSMB = max(out.PeakRSSMB, x.PeakRSSMB)
+		out.Rounds = append(out.Rounds, Round{x.RPS, x.P50ms, x.P99ms, x.CPUusPerReq})
+	}
+	out.RPS, out.P50ms, out.P99ms, out.CPUusPerReq = median(rps), median(p50), median(p99), median(cpu)
+	parts := make([]string, len(rps))
+	for i, v := range rps {
+		parts[i] = strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	note := fmt.Sprintf("median of %d rounds (%s req/s)", len(rs), strings.Join(parts, ", "))
+	if out.Notes != "" {
+		note = out.Notes + "; " + note
+	}
+	out.Notes = note
+	return out
+}
+
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if n := len(v); n%2 == 1 {
+		return v[n/2]
+	} else if n > 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return 0
+}
+
+func minRPS(rs []Result) float64 {
+	m := rs[0].RPS
+	for _, x := range rs {
+		m = min(m, x.RPS)
+	}
+	return m
+}
+
+func maxRPS(rs []Result) float64 {
+	m := rs[0].RPS
+	for _, x := range rs {
+		m = max(m, x.RPS)
+	}
+	return m
+}
+
+// roundRatios are num/den per round when both were measured in the same
+// rounds (nil otherwise).
+func roundRatios(num, den *Result, cpu bool) []float64 {
+	if len(num.Rounds) < 2 || len(num.Rounds) != len(den.Rounds) {
+		return nil
+	}
+	out := make([]float64, len(num.Rounds))
+	for i := range num.Rounds {
+		if cpu {
+			out[i] = num.Rounds[i].CPUusPerReq / den.Rounds[i].CPUusPerReq
+		} else {
+			out[i] = num.Rounds[i].RPS / den.Rounds[i].RPS
+		}
+	}
+	return out
 }
 
 // Goal is one of the issue's targets, evaluated on this run's figures.
@@ -78,12 +166,23 @@ func (r *runner) goals() []Goal {
 			g.NA = "reference not measured"
 		case cpu:
 			g.Ratio = num.CPUusPerReq / den.CPUusPerReq
-			g.Met = g.Ratio <= max
 			g.Detail = fmt.Sprintf("%.1f vs %.1f µs/req", num.CPUusPerReq, den.CPUusPerReq)
 		default:
 			g.Ratio = num.RPS / den.RPS
-			g.Met = g.Ratio >= min
 			g.Detail = fmt.Sprintf("%.0f vs %.0f req/s", num.RPS, den.RPS)
+		}
+		if num != nil && den != nil {
+			// Measured in the same rounds: the median of the per-round
+			// ratios (each taken minutes apart at most) is the figure.
+			if rr := roundRatios(num, den, cpu); rr != nil {
+				g.Ratio = median(rr)
+				g.Detail += fmt.Sprintf(" (medians); median of %d per-round ratios, %.2f–%.2f", len(rr), slices.Min(rr), slices.Max(rr))
+			}
+			if cpu {
+				g.Met = g.Ratio <= max
+			} else {
+				g.Met = g.Ratio >= min
+			}
 		}
 		gs = append(gs, g)
 	}
@@ -103,13 +202,23 @@ func (r *runner) goals() []Goal {
 			ratio(p+" CPU/req ≤ 1.1× auth:none", "≤ 1.1", hit, none, 0, 1.1, true)
 		}
 	}
-	allHit := r.find("keygate-redis", "bearer_kg")
+	// The all-hit reference of the working sets is ws_100k (100k keys in a
+	// 100k cache: every request a hit once walked) when measured: the same
+	// keygate, the same wrk script picking a random key per request, a
+	// minute earlier. Else the fixed-key bearer_kg of the hits phase.
+	allHit, allHitName := r.find("keygate-redis", "ws_100k"), "ws_100k"
+	if allHit == nil || !strings.Contains(allHit.Notes, "hit ratio 100.0%") {
+		allHit, allHitName = r.find("keygate-redis", "bearer_kg"), "bearer_kg"
+	}
 	for _, ws := range []string{"ws_1k", "ws_100k", "ws_1m", "ws_1m_fresh"} {
 		want := "report"
-		if ws == "ws_1m_fresh" {
+		if ws == "ws_1m" || ws == "ws_1m_fresh" {
 			want = "≥ 0.6"
 		}
-		g := Goal{Goal: "keygate-redis " + ws + " vs all-hit (bearer_kg)", Want: want}
+		if ws == allHitName {
+			continue
+		}
+		g := Goal{Goal: "keygate-redis " + ws + " vs all-hit (" + allHitName + ")", Want: want}
 		num := r.find("keygate-redis", ws)
 		switch {
 		case num == nil:
@@ -118,7 +227,7 @@ func (r *runner) goals() []Goal {
 			g.NA = "all-hit not measured"
 		default:
 			g.Ratio = num.RPS / allHit.RPS
-			g.Met = ws != "ws_1m_fresh" || g.Ratio >= 0.6
+			g.Met = want != "≥ 0.6" || g.Ratio >= 0.6
 			g.Detail = fmt.Sprintf("%.0f vs %.0f req/s; %s", num.RPS, allHit.RPS, num.Notes)
 		}
 		gs = append(gs, g)
