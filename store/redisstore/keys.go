@@ -206,34 +206,47 @@ func (s *Store) RevokeAPIKey(ctx context.Context, id string, at time.Time) (*sto
 // TouchAPIKeys records last-used times in one pipelined batch; unknown ids
 // are ignored and a time never moves backwards.
 func (s *Store) TouchAPIKeys(ctx context.Context, used map[string]time.Time) error {
-	ids := make([]string, 0, len(used))
+	// One script call per user (the user's keys share its slot), at most
+	// touchBatch keys each, all pipelined.
+	byTag := map[string][]string{}
 	for id, t := range used {
 		if validKeyID(id) && !t.IsZero() && checkTime("last_used_at", t) == nil {
-			ids = append(ids, id)
+			byTag[id[:tagLen]] = append(byTag[id[:tagLen]], id)
 		}
 	}
-	if len(ids) == 0 {
+	if len(byTag) == 0 {
 		return nil
 	}
-	run := func() ([]*redis.Cmd, error) {
-		cmds := make([]*redis.Cmd, len(ids))
+	run := func() error {
 		_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, id := range ids {
-				cmds[i] = scriptTouchKey.EvalSha(ctx, p, []string{s.apiKeyKey(id)}, encTime(used[id]))
+			for _, ids := range byTag {
+				for len(ids) > 0 {
+					n := min(len(ids), touchBatch)
+					keys, args := make([]string, n), make([]any, n)
+					for i, id := range ids[:n] {
+						keys[i], args[i] = s.apiKeyKey(id), encTime(used[id])
+					}
+					scriptTouchKeys.EvalSha(ctx, p, keys, args...)
+					ids = ids[n:]
+				}
 			}
 			return nil
 		})
-		return cmds, err
+		return err
 	}
-	_, err := run()
+	err := run()
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		if err := scriptTouchKey.Load(ctx, s.c).Err(); err != nil {
+		if err := scriptTouchKeys.Load(ctx, s.c).Err(); err != nil {
 			return s.wrap("touch api keys", err)
 		}
-		_, err = run()
+		err = run()
 	}
 	return s.wrap("touch api keys", err)
 }
+
+// touchBatch bounds the keys of one touch script call (one Lua call holds
+// Redis for its whole loop).
+const touchBatch = 256
 
 // PurgeAPIKeys deletes keys revoked or expired before `before`
 // (store.PurgeEligible at opts.Now). It walks accounts → users → each user's

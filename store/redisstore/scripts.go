@@ -193,16 +193,20 @@ return {already, redis.call('HMGET', KEYS[1], 'n', 'd', 'r', 'h', 'c', 'e', 'x',
   redis.call('HMGET', KEYS[3], 'n', 'a')}
 `)
 
-// KEYS: key. ARGV: last used. Moves l forward only; ignores a missing key.
-var scriptTouchKey = redis.NewScript(luaLess + `
-local l = redis.call('HGET', KEYS[1], 'l')
-if not l then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-elseif not numLess(l, ARGV[1]) then
-  return 0
+// KEYS: keys of one user (one slot). ARGV: their last-used times, in the
+// same order. Moves each key's l forward only; ignores missing keys. One call
+// per user instead of one per key: a Lua call's fixed cost dominates this
+// script, and with a million distinct keys in use each flush touches most.
+var scriptTouchKeys = redis.NewScript(luaLess + `
+for i, k in ipairs(KEYS) do
+  local l = redis.call('HGET', k, 'l')
+  if l then
+    if numLess(l, ARGV[i]) then redis.call('HSET', k, 'l', ARGV[i]) end
+  elseif redis.call('EXISTS', k) == 1 then
+    redis.call('HSET', k, 'l', ARGV[i])
+  end
 end
-redis.call('HSET', KEYS[1], 'l', ARGV[1])
-return 1
+return 0
 `)
 
 // KEYS: keyset, keynames, then the key hashes. ARGV: the id suffixes, in
