@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"time"
 
 	"go.uber.org/zap"
@@ -23,7 +25,25 @@ type Remover struct {
 	interval  time.Duration
 	now       func() time.Time
 	log       *zap.Logger
+	owner     string
+
+	// FirstDelay postpones the first purge after Run starts (0: at once).
+	// A purge walks every key in the store: serve sets a random minute or
+	// two so that a restart does not add it to the start-up load, and a
+	// fleet restarted together does not walk the store at once.
+	FirstDelay time.Duration
 }
+
+// Leaser is implemented by stores that several instances share (Redis):
+// TryLease takes the lease called name for ttl, unless another owner holds
+// it, and reports whether it did. The Remover takes one per purge so that
+// one instance, not every instance, walks the store each interval.
+type Leaser interface {
+	TryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
+}
+
+// PurgeLease is the Leaser lease the Remover takes.
+const PurgeLease = "purge-api-keys"
 
 // NewRemover returns a Remover that purges keys out of use for longer than
 // retention (default 7 days) every interval (default 1 hour). now defaults
@@ -41,7 +61,9 @@ func NewRemover(s Store, retention, interval time.Duration, now func() time.Time
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	return &Remover{s: s, retention: retention, interval: interval, now: now, log: logger}
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	return &Remover{s: s, retention: retention, interval: interval, now: now, log: logger, owner: hex.EncodeToString(id[:])}
 }
 
 // RunOnce purges the keys revoked or expired before now-retention and
@@ -50,13 +72,35 @@ func (r *Remover) RunOnce(ctx context.Context) (int, error) {
 	return r.s.PurgeAPIKeys(ctx, r.now().Add(-r.retention))
 }
 
-// Run purges once at start and then every interval until ctx ends; it then
-// returns nil. Errors are logged and retried at the next interval.
+// RunShared purges like RunOnce, unless the store is a Leaser and another
+// instance purged within this interval: then it does nothing and ran is
+// false. The lease is never released: it lapses 90% of an interval after
+// it was taken, so at most one instance purges per interval.
+func (r *Remover) RunShared(ctx context.Context) (n int, ran bool, err error) {
+	if l, ok := r.s.(Leaser); ok {
+		got, err := l.TryLease(ctx, PurgeLease, r.owner, r.interval-r.interval/10)
+		if err != nil || !got {
+			return 0, false, err
+		}
+	}
+	n, err = r.RunOnce(ctx)
+	return n, true, err
+}
+
+// Run purges after FirstDelay and then every interval until ctx ends; it
+// then returns nil. Errors are logged and retried at the next interval.
 func (r *Remover) Run(ctx context.Context) error {
+	if r.FirstDelay > 0 {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(r.FirstDelay):
+		}
+	}
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
 	for {
-		n, err := r.RunOnce(ctx)
+		n, _, err := r.RunShared(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			r.log.Warn("purging expired and revoked api keys failed", zap.Error(err))

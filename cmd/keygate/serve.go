@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -294,6 +295,9 @@ func (g *gateway) start() int {
 	bgCtx, cancel := context.WithCancel(context.Background())
 	g.stopBG = cancel
 	remover := store.NewRemover(g.store, cfg.APIKeys.Retention.D(), store.DefaultPurgeInterval, time.Now, g.log.Named("remover"))
+	// The first purge (a walk over every key) waits 1-2 minutes: not on
+	// top of the start-up, not at once across a fleet restarted together.
+	remover.FirstDelay = time.Minute + mrand.N(time.Minute)
 	g.bg.Add(1)
 	go func() { defer g.bg.Done(); _ = remover.Run(bgCtx) }()
 	if rp, ok := g.store.(store.RefreshPurger); ok {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/internal/testredis"
 	"github.com/keygate/keygate/store"
 )
@@ -181,5 +182,59 @@ func TestLookupCombinedFaults(t *testing.T) {
 			t.Fatalf("slots leaked: %d in flight, %d pending", inFlight, pending)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTryLease: two instances sharing Redis; the lease goes to one owner
+// until it lapses, and Removers on both purge once between them.
+func TestTryLease(t *testing.T) {
+	srv := testredis.Start(t)
+	a := newTestStore(t, []string{srv.Addr()}, nil, 0)
+	b, err := New(configs.Redis{Addrs: []string{srv.Addr()}, KeyPrefix: a.prefix}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	ctx := context.Background()
+	for _, step := range []struct {
+		s     *Store
+		owner string
+		ttl   time.Duration
+		want  bool
+	}{
+		{a, "A", 200 * time.Millisecond, true},
+		{b, "B", 200 * time.Millisecond, false},
+		{a, "A", 200 * time.Millisecond, false}, // not re-entrant: held until it lapses
+	} {
+		got, err := step.s.TryLease(ctx, "test", step.owner, step.ttl)
+		if err != nil || got != step.want {
+			t.Errorf("TryLease(%s) = %v, %v; want %v", step.owner, got, err, step.want)
+		}
+	}
+	if _, err := a.TryLease(ctx, "test", "A", 0); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("TryLease with ttl 0 = %v, want ErrInvalid", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got, err := b.TryLease(ctx, "test", "B", time.Second); err != nil || !got {
+		t.Errorf("TryLease after the lease lapsed = %v, %v; want true", got, err)
+	}
+
+	// Two Removers, one store each, one revoked key long past retention:
+	// the first purges it, the second skips (the lease is held).
+	f := seed(t, a)
+	if _, _, err := a.RevokeAPIKey(ctx, f.key.ID, time.Now().Add(-30*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	ra := store.NewRemover(a, time.Hour, time.Hour, nil, nil)
+	rb := store.NewRemover(b, time.Hour, time.Hour, nil, nil)
+	if n, ran, err := ra.RunShared(ctx); err != nil || !ran || n != 1 {
+		t.Errorf("first Remover: RunShared = %d, %v, %v; want 1, true, nil", n, ran, err)
+	}
+	if n, ran, err := rb.RunShared(ctx); err != nil || ran || n != 0 {
+		t.Errorf("second Remover: RunShared = %d, %v, %v; want 0, false, nil", n, ran, err)
+	}
+	srv.Stop()
+	if _, ran, err := rb.RunShared(ctx); !errors.Is(err, store.ErrUnavailable) || ran {
+		t.Errorf("RunShared with Redis down = ran %v, %v; want ErrUnavailable", ran, err)
 	}
 }

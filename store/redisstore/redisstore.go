@@ -210,6 +210,20 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes the client's connections.
 func (s *Store) Close() error { return s.c.Close() }
 
+// TryLease implements store.Leaser with SET NX PX on the directory's slot.
+func (s *Store) TryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return false, fmt.Errorf("redisstore: lease %q: ttl must be positive: %w", name, store.ErrInvalid)
+	}
+	ok, err := s.c.SetNX(ctx, s.prefix+"{a}lease:"+name, owner, ttl).Result()
+	if err != nil {
+		return false, s.wrap("take lease", err)
+	}
+	return ok, nil
+}
+
+var _ store.Leaser = (*Store)(nil)
+
 // loggerOnce routes go-redis' own log lines (a process-wide setting) to the
 // first store's logger, at debug level: its connection errors surface to
 // callers as ErrUnavailable anyway, and its raw lines would break JSON logs.

@@ -51,6 +51,7 @@ const healthInterval = time.Second
 //
 //   - go-redis reconnects a broken subscription connection by itself and
 //     resubscribes; Watch sees the new subscription confirmation;
+//
 //   - a connection that stays open but silent (a hung server, a network
 //     black hole) is caught by a health check: when idle for healthInterval
 //     Watch PINGs, and when nothing (not even the PONG) arrives within the
