@@ -13,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"golang.org/x/sync/singleflight"
 )
 
 // Authenticator checks one kind of credential against the system of record:
@@ -241,7 +240,7 @@ type Chain struct {
 	timeout time.Duration
 	sample  uint32 // HitSampleEvery
 	log     *zap.Logger
-	sf      singleflight.Group
+	flights flightGroup
 	m       chainMetrics
 }
 
@@ -506,11 +505,26 @@ func (c *Chain) miss(ctx context.Context, cr *Credentials, key CacheKey) (*Ident
 	// The credential bytes alias the request (and the pooled Credentials,
 	// recycled when this caller returns): the flight gets its own copy,
 	// since it may outlive this caller.
-	cp := cloneCredentials(cr)
-	var kb [16]byte
-	binary.LittleEndian.PutUint64(kb[:8], key.Hi)
-	binary.LittleEndian.PutUint64(kb[8:], key.Lo)
-	ch := c.sf.DoChan(string(kb[:]), func() (any, error) {
+	f, leader := c.flights.join(key)
+	if leader {
+		c.lead(ctx, f, key, a, cloneCredentials(cr))
+	}
+	select {
+	case <-f.done:
+		if f.err != nil {
+			return nil, f.err
+		}
+		return f.id, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+// lead starts the miss of flight f: cp is the leader's own copy of the
+// credential (it may outlive the request), wiped once used; ctx's values
+// (not its cancellation) are kept.
+func (c *Chain) lead(ctx context.Context, f *flight, key CacheKey, a Authenticator, cp *Credentials) {
+	c.flights.start(key, f, func() (*Identity, error) {
 		seq := c.cache.Begin() // before the lookup: see package cache
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		id, err := a.Authenticate(fctx, cp)
@@ -527,15 +541,6 @@ func (c *Chain) miss(ctx context.Context, cr *Credentials, key CacheKey) (*Ident
 		}
 		return id, err
 	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.(*Identity), nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
-	}
 }
 
 // normalise maps an authenticator's outcome to the chain's error classes.

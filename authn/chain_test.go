@@ -447,6 +447,10 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
+// flightFrame is the frame of a goroutine running a miss for the chain's
+// callers.
+const flightFrame = "authn.(*flightGroup).start.func1"
+
 // goroutinesIn counts goroutines whose stack has a frame of fn.
 func goroutinesIn(fn string) int {
 	buf := make([]byte, 1<<20)
@@ -525,7 +529,7 @@ func TestChainCallerContextEnds(t *testing.T) {
 		res <- err
 	}()
 	waitFor(t, func() bool { return e.st.lookups.Load() == 1 })
-	if n := goroutinesIn("authn.(*Chain).miss.func1"); n != 1 {
+	if n := goroutinesIn(flightFrame); n != 1 {
 		t.Fatalf("%d flights seen in stacks, want 1", n)
 	}
 	cancel()
@@ -533,7 +537,7 @@ func TestChainCallerContextEnds(t *testing.T) {
 		t.Fatalf("got %v, want ErrUnavailable wrapping context.Canceled", err)
 	}
 	close(gate)
-	waitFor(t, func() bool { return goroutinesIn("authn.(*Chain).miss.func1") == 0 })
+	waitFor(t, func() bool { return goroutinesIn(flightFrame) == 0 })
 	e.cache.Wait()
 	if _, err := e.auth("Bearer " + e.value); err != nil {
 		t.Fatal(err)
