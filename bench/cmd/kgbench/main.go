@@ -256,6 +256,9 @@ func (r *runner) run() error {
 	}
 	if r.oneMillion && r.phase("ws") {
 		r.total += 2
+		if r.rounds > 1 {
+			r.total += 2*r.rounds - 1
+		}
 	}
 	if r.phase("hits") {
 		r.runRounds(jobs)
@@ -434,6 +437,62 @@ func (r *runner) seedBolt(kg *keygate) (*fixture, error) {
 	*kg = *nkg
 	step("%s: user %q and an API key created via the %s", kg.name, benchUser, fx.via)
 	return fx, nil
+}
+
+// wsRounds measures a working set larger than the cache in rounds, each
+// beside its all-hit reference on the same keygate: ws_1k_ref, the 1,000
+// keys of ws_1k (same wrk script, a random key per request) walked again
+// right before, so that all are hits whatever the large set evicted.
+func (r *runner) wsRounds(kg *keygate, name, desc string, l load, file1k string) error {
+	ref := Result{Target: kg.name, Scenario: "ws_1k_ref",
+		Description: "all-hit reference of " + name + ": the 1k keys of ws_1k, walked right before, measured in the same rounds"}
+	big := Result{Target: kg.name, Scenario: name, Description: desc}
+	lref := load{url: kg.base + "/bench?x=1", script: r.keyListLua, scriptArgs: []string{file1k}}
+	warm := r.defaults(l)
+	warm.duration = 3 * time.Second
+	if _, err := runWrk(warm); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	var refs, bigs []Result
+	var refHits, refAll, bigHits, bigAll float64
+	for round := 1; round <= r.rounds; round++ {
+		step("%s: round %d of %d of %s beside ws_1k_ref", kg.name, round, r.rounds, name)
+		if err := walk(lref.url, file1k, r.conns); err != nil {
+			return fmt.Errorf("walking the 1k keys: %w", err)
+		}
+		h0, m0 := cacheCounters(kg.admin)
+		res := r.measureOnce(ref, kg.p, lref)
+		h1, m1 := cacheCounters(kg.admin)
+		if res.Skipped != "" {
+			return errors.New(res.Skipped)
+		}
+		refs, refHits, refAll = append(refs, res), refHits+h1-h0, refAll+h1+m1-h0-m0
+		res = r.measureOnce(big, kg.p, l)
+		h2, m2 := cacheCounters(kg.admin)
+		if res.Skipped != "" {
+			return errors.New(res.Skipped)
+		}
+		bigs, bigHits, bigAll = append(bigs, res), bigHits+h2-h1, bigAll+h2+m2-h1-m1
+	}
+	for _, x := range []struct {
+		rs         []Result
+		hits, all  float64
+		res        Result
+		profileRun bool
+	}{{refs, refHits, refAll, ref, false}, {bigs, bigHits, bigAll, big, true}} {
+		res := medianResult(x.rs)
+		if x.all > 0 {
+			res.Notes += fmt.Sprintf("; cache hit ratio %.1f%%, %.0f entries after", 100*x.hits/x.all, metricSum(kg.admin, "keygate_cache_entries"))
+		}
+		r.results = append(r.results, res)
+		fmt.Printf("   median of %d: %-22s %-16s %8.0f req/s (%.0f–%.0f)  p99 %6.2f ms  %6.1f µs CPU/req\n", len(x.rs),
+			res.Target, res.Scenario, res.RPS, minRPS(x.rs), maxRPS(x.rs), res.P99ms, res.CPUusPerReq)
+		if x.profileRun {
+			r.maybeProfile(res, kg.p, r.defaults(l))
+			r.maybePprof(res, kg.p, r.defaults(l))
+		}
+	}
+	return nil
 }
 
 // hitJobs: auth none, then every credential form on a cache hit.
@@ -621,6 +680,12 @@ func (r *runner) workingSets(kg *keygate, redisAddr string) error {
 			desc += ", right after the smaller working sets on the same keygate"
 		}
 		l := load{url: kg.base + "/bench?x=1", script: r.keyListLua, scriptArgs: []string{file}}
+		if n > cacheEntries && !run.fresh && r.rounds > 1 {
+			if err := r.wsRounds(kg, name, desc, l, filepath.Join(r.dir, "keys-1000.txt")); err != nil {
+				r.skip(Result{Target: kg.name, Scenario: name, Description: desc}, err.Error())
+			}
+			continue
+		}
 		// Warm up: the steady state is what is measured. A working set that
 		// fits in the cache is walked once (every key asked for once); a
 		// larger one gets a short random warm-up (its steady-state hit ratio

@@ -206,7 +206,10 @@ func (r *runner) goals() []Goal {
 	// 100k cache: every request a hit once walked) when measured: the same
 	// keygate, the same wrk script picking a random key per request, a
 	// minute earlier. Else the fixed-key bearer_kg of the hits phase.
-	allHit, allHitName := r.find("keygate-redis", "ws_100k"), "ws_100k"
+	allHit, allHitName := r.find("keygate-redis", "ws_1k_ref"), "ws_1k_ref"
+	if allHit == nil {
+		allHit, allHitName = r.find("keygate-redis", "ws_100k"), "ws_100k"
+	}
 	if allHit == nil || !strings.Contains(allHit.Notes, "hit ratio 100.0%") {
 		allHit, allHitName = r.find("keygate-redis", "bearer_kg"), "bearer_kg"
 	}
@@ -227,8 +230,12 @@ func (r *runner) goals() []Goal {
 			g.NA = "all-hit not measured"
 		default:
 			g.Ratio = num.RPS / allHit.RPS
-			g.Met = want != "≥ 0.6" || g.Ratio >= 0.6
 			g.Detail = fmt.Sprintf("%.0f vs %.0f req/s; %s", num.RPS, allHit.RPS, num.Notes)
+			if rr := roundRatios(num, allHit, false); rr != nil {
+				g.Ratio = median(rr)
+				g.Detail += fmt.Sprintf("; median of %d per-round ratios, %.2f–%.2f", len(rr), slices.Min(rr), slices.Max(rr))
+			}
+			g.Met = want != "≥ 0.6" || g.Ratio >= 0.6
 		}
 		gs = append(gs, g)
 	}
