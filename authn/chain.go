@@ -241,6 +241,7 @@ type Chain struct {
 	sample  uint32 // HitSampleEvery
 	log     *zap.Logger
 	flights flightGroup
+	rlAudit *rateLimitedAudit
 	m       chainMetrics
 }
 
@@ -323,6 +324,7 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 		now:     cfg.Now,
 		timeout: cfg.Timeout,
 		log:     cfg.Logger,
+		rlAudit: &rateLimitedAudit{seed: maphash.MakeSeed()},
 	}
 	if c.cache == nil {
 		c.cache = noCache{maphash.MakeSeed(), maphash.MakeSeed()}
@@ -612,8 +614,29 @@ func (c *Chain) refuse(rs *reqState, authorization []byte, clientIP netip.Addr, 
 // audit writes one line per failure: who (username or key id, never a
 // password, secret, token or key value), from where, why.
 func (c *Chain) audit(cr *Credentials, authorization []byte, clientIP netip.Addr, m Method, st CacheStatus, err error) {
-	if ce := c.log.Check(zap.InfoLevel, "authentication failed"); ce != nil {
-		fields := make([]zap.Field, 0, 7)
+	ce := c.log.Check(zap.InfoLevel, "authentication failed")
+	if ce == nil {
+		return
+	}
+	leftOut := -1
+	var rl *RateLimitedError
+	if errors.As(err, &rl) {
+		var subject []byte
+		if rl.Scope == "user" {
+			subject = cr.Username
+		}
+		now := time.Now()
+		if c.now != nil {
+			now = c.now()
+		}
+		write, n := c.rlAudit.note(rl.Scope, subject, clientIP, now)
+		if !write {
+			return
+		}
+		leftOut = n
+	}
+	{
+		fields := make([]zap.Field, 0, 8)
 		fields = append(fields,
 			zap.String("event", "auth_failure"),
 			zap.String("method", m.String()),
@@ -632,6 +655,11 @@ func (c *Chain) audit(cr *Credentials, authorization []byte, clientIP netip.Addr
 			cache = cacheLabels[st]
 		}
 		fields = append(fields, zap.String("cache", cache), zap.String("reason", err.Error()))
+		if leftOut >= 0 {
+			// Rate-limited refusals of this client (or user) not logged
+			// since its previous line (see rateLimitedAudit).
+			fields = append(fields, zap.Int("rate_limited_not_logged", leftOut))
+		}
 		ce.Write(fields...)
 	}
 }

@@ -1075,3 +1075,71 @@ func TestParseMethod(t *testing.T) {
 		}
 	}
 }
+
+// A flood of rate-limited refusals writes one audit line per client (and
+// per Basic username) per window, carrying how many were left out; every
+// refusal is still counted, and failures that checked a credential are
+// still one line each.
+func TestChainAuditRateLimited(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, envOptions{logger: zap.New(core), perIP: 2, perUser: 1000, reg: reg})
+	type line struct {
+		reason  string
+		leftOut any
+	}
+	lines := func() []line {
+		var out []line
+		for _, en := range logs.TakeAll() {
+			f := en.ContextMap()
+			out = append(out, line{f["reason"].(string), f["rate_limited_not_logged"]})
+		}
+		return out
+	}
+	wrong := basic("alice", "not-the-password")
+	for range 2 { // spends the IP's budget: two real failures, two lines
+		if _, err := e.auth(wrong); !errors.Is(err, authn.ErrInvalidCredentials) {
+			t.Fatalf("want invalid credentials, got %v", err)
+		}
+	}
+	if got := lines(); len(got) != 2 || got[0].leftOut != nil {
+		t.Fatalf("real failures: %+v, want two lines without rate_limited_not_logged", got)
+	}
+	const flood = 50
+	for range flood {
+		if _, err := e.auth(wrong); !errors.Is(err, authn.ErrRateLimited) {
+			t.Fatalf("want rate limited, got %v", err)
+		}
+	}
+	got := lines()
+	if len(got) != 1 || got[0].leftOut != int64(0) || !strings.Contains(got[0].reason, "too many failed attempts") {
+		t.Fatalf("flood of %d refusals: %+v, want one line with rate_limited_not_logged=0", flood, got)
+	}
+	// Another client is limited on its own and gets its own line.
+	ip2 := netip.MustParseAddr("198.51.100.7")
+	if _, err := e.chain.Authenticate(context.Background(), []byte(wrong), ip2); err == nil {
+		t.Fatal("accepted")
+	}
+	if got := lines(); len(got) != 1 {
+		t.Fatalf("a second client: %d lines, want 1", len(got))
+	}
+	// After the window, the next refusal is logged with the count left out.
+	e.clk.Advance(11 * time.Second)
+	if _, err := e.auth(wrong); !errors.Is(err, authn.ErrRateLimited) {
+		t.Fatalf("want rate limited, got %v", err)
+	}
+	if got := lines(); len(got) != 1 || got[0].leftOut != int64(flood-1) {
+		t.Fatalf("after the window: %+v, want one line with rate_limited_not_logged=%d", got, flood-1)
+	}
+	// The metric counts every refusal.
+	mfs, err := reg.Gather()
+	must(t, err)
+	var sb strings.Builder
+	for _, mf := range mfs {
+		_, err := expfmt.MetricFamilyToText(&sb, mf)
+		must(t, err)
+	}
+	if want := fmt.Sprintf(`keygate_auth_attempts_total{method="basic",result="rate_limited"} %d`, flood+1); !strings.Contains(sb.String(), want+"\n") {
+		t.Errorf("missing %s in\n%s", want, sb.String())
+	}
+}
