@@ -338,7 +338,7 @@ func markdown(rep *report, stamp string) string {
 		if g.Want == "report" {
 			met = "—"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.2f | %s | %s |\n", g.Goal, g.Want, g.Ratio, met, mdEscape(g.Detail))
+		fmt.Fprintf(&b, "| %s | %s | %.3f | %s | %s |\n", g.Goal, g.Want, g.Ratio, met, mdEscape(g.Detail))
 	}
 	if len(rep.Notes) > 0 {
 		b.WriteString("\n## Notes\n\n")
