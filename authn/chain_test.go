@@ -957,14 +957,7 @@ func TestChainMetrics(t *testing.T) {
 	e.st.down.Store(true)
 	_, _ = e.auth(basic("bob", testPassword))
 
-	mfs, err := reg.Gather()
-	must(t, err)
-	var sb strings.Builder
-	for _, mf := range mfs {
-		_, err := expfmt.MetricFamilyToText(&sb, mf)
-		must(t, err)
-	}
-	text := sb.String()
+	text := metricsText(t, reg)
 	for _, want := range []string{
 		`keygate_auth_attempts_total{method="basic",result="success"} 2`,
 		`keygate_auth_attempts_total{method="api_key",result="success"} 1`,
@@ -1132,6 +1125,15 @@ func TestChainAuditRateLimited(t *testing.T) {
 		t.Fatalf("after the window: %+v, want one line with rate_limited_not_logged=%d", got, flood-1)
 	}
 	// The metric counts every refusal.
+	text := metricsText(t, reg)
+	if want := fmt.Sprintf(`keygate_auth_attempts_total{method="basic",result="rate_limited"} %d`, flood+1); !strings.Contains(text, want+"\n") {
+		t.Errorf("missing %s in\n%s", want, text)
+	}
+}
+
+// metricsText is reg's metrics in the text exposition format.
+func metricsText(t *testing.T, reg *prometheus.Registry) string {
+	t.Helper()
 	mfs, err := reg.Gather()
 	must(t, err)
 	var sb strings.Builder
@@ -1139,7 +1141,5 @@ func TestChainAuditRateLimited(t *testing.T) {
 		_, err := expfmt.MetricFamilyToText(&sb, mf)
 		must(t, err)
 	}
-	if want := fmt.Sprintf(`keygate_auth_attempts_total{method="basic",result="rate_limited"} %d`, flood+1); !strings.Contains(sb.String(), want+"\n") {
-		t.Errorf("missing %s in\n%s", want, sb.String())
-	}
+	return sb.String()
 }

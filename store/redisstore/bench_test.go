@@ -211,6 +211,11 @@ func BenchmarkLookupAPIKeyParallel(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
+	lookupRandomly(ctx, b, s, ids)
+}
+
+// lookupRandomly looks up random keys of ids from b's parallel goroutines.
+func lookupRandomly(ctx context.Context, b *testing.B, s *Store, ids []string) {
 	b.RunParallel(func(pb *testing.PB) {
 		r := rand.New(rand.NewPCG(rand.Uint64(), 0))
 		for pb.Next() {
@@ -325,15 +330,7 @@ func BenchmarkLookupAPIKeyContended(b *testing.B) {
 			b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
 			self0, redis0 := selfCPU(), procCPU(b, srv.PID())
 			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				r := rand.New(rand.NewPCG(rand.Uint64(), 0))
-				for pb.Next() {
-					if _, _, err := s.LookupAPIKey(ctx, ids[r.IntN(len(ids))]); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
+			lookupRandomly(ctx, b, s, ids)
 			b.StopTimer()
 			self, rd := selfCPU()-self0, procCPU(b, srv.PID())-redis0
 			b.ReportMetric(float64((self+rd).Microseconds())/float64(b.N), "us-cpu/op")
