@@ -50,6 +50,7 @@ const (
 	CacheHit                         // fresh identity: serve it
 	CacheNegative                    // recently refused: refuse with the reason
 	CacheStale                       // identity to revalidate; servable while the store is unavailable
+	CacheRefresh                     // fresh identity near the end of its TTL: serve it, revalidate in the background
 )
 
 // CacheKey is a 128-bit keyed MAC of a credential (cache.Key).
@@ -446,6 +447,10 @@ func (c *Chain) authenticate(ctx context.Context, authorization []byte, clientIP
 		now = time.Unix(0, processClock.wallAt(start))
 	}
 	id, st, reason := c.cache.Get(key, now)
+	if st == CacheRefresh {
+		c.refreshAhead(cr, key)
+		st = CacheHit
+	}
 	if st == CacheHit {
 		c.m.attempts[m][resSuccess].Inc()
 		if rs.hits++; rs.hits >= c.sample {
@@ -519,6 +524,22 @@ func (c *Chain) miss(ctx context.Context, cr *Credentials, key CacheKey) (*Ident
 		return f.id, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+// refreshAhead revalidates a cached credential in the background (the
+// cache returned CacheRefresh to this one caller): one flight, as a miss
+// would run, whose outcome replaces the entry (or, if the credential is no
+// longer good, makes it negative); nobody waits for it. A failed refresh is
+// not a failure of this caller's: it spends no failure budget and writes no
+// audit line; the next request meets its outcome.
+func (c *Chain) refreshAhead(cr *Credentials, key CacheKey) {
+	a := c.auth[cr.Kind]
+	if a == nil {
+		return
+	}
+	if f, leader := c.flights.join(key); leader {
+		c.lead(context.Background(), f, key, a, cloneCredentials(cr))
 	}
 }
 

@@ -1143,3 +1143,69 @@ func metricsText(t *testing.T, reg *prometheus.Registry) string {
 	}
 	return sb.String()
 }
+
+// In the last tenth of its TTL a cached credential is served at once while
+// one background lookup revalidates it: nobody waits for the lookup (or the
+// password hash) when a busy credential's entry would have expired, and
+// what the refresh finds applies from the next request.
+func TestChainRefreshAhead(t *testing.T) {
+	for _, form := range []string{"key", "basic"} {
+		t.Run(form, func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			h := "Bearer " + e.value
+			if form == "basic" {
+				h = basic("alice", testPassword)
+			}
+			e.ok(h)
+			e.cache.Wait()
+			if n := e.st.calls(); n != 1 {
+				t.Fatalf("%d lookups after the first request, want 1", n)
+			}
+			e.clk.Advance(testTTL - testTTL/20)
+			gate := make(chan struct{})
+			e.st.gate.Store(&gate)
+			served := make(chan error, 1)
+			go func() { _, err := e.auth(h); served <- err }()
+			select {
+			case err := <-served:
+				if err != nil {
+					t.Fatalf("request in the refresh window: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("a request in the refresh window waited for the refresh")
+			}
+			waitFor(t, func() bool { return e.st.calls() == 2 }) // the refresh, held at the gate
+			e.ok(h)                                               // served from the cache, no second refresh
+			if n := e.st.calls(); n != 2 {
+				t.Fatalf("%d lookups, want 2 (one refresh)", n)
+			}
+			close(gate)
+			waitFor(t, func() bool { return goroutinesIn(flightFrame) == 0 })
+			e.cache.Wait()
+
+			// Past the first entry's TTL: the refreshed entry serves.
+			e.clk.Advance(testTTL / 2)
+			e.ok(h)
+			if n := e.st.calls(); n != 2 {
+				t.Fatalf("%d lookups after the first TTL, want 2 (refreshed entry)", n)
+			}
+
+			// The next refresh finds the credential gone: the request that
+			// started it is served (the entry was valid), the next refused.
+			if form == "key" {
+				if _, _, err := e.raw.RevokeAPIKey(context.Background(), e.key.ID, e.clk.Now()); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				must(t, e.raw.DeleteUser(context.Background(), "alice"))
+			}
+			e.clk.Advance(testTTL/2 - testTTL/20) // the refreshed entry's last tenth
+			e.ok(h)
+			waitFor(t, func() bool { return e.st.calls() == 3 && goroutinesIn(flightFrame) == 0 })
+			e.cache.Wait()
+			if _, err := e.auth(h); !errors.Is(err, authn.ErrInvalidCredentials) && !errors.Is(err, authn.ErrDisabled) {
+				t.Fatalf("after a refresh found the credential gone: %v, want a refusal", err)
+			}
+		})
+	}
+}

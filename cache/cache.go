@@ -57,6 +57,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,6 +86,12 @@ const (
 	// invalidation subscription was lost since it was cached. Refresh it from
 	// the store; if the store is unavailable it may be served (outage grace).
 	Stale
+	// Refresh: a Hit in the last tenth of its TTL, returned to one caller per
+	// entry: serve it, and revalidate the credential in the background so a
+	// busy credential never waits for its lookup (or its password hash) when
+	// the entry expires. The entry's own bounds do not move: if the refresh
+	// fails or is slow, it expires at its TTL as any other.
+	Refresh
 )
 
 // String returns the status name (a metric label value).
@@ -96,6 +103,8 @@ func (s Status) String() string {
 		return "negative"
 	case Stale:
 		return "stale"
+	case Refresh:
+		return "refresh"
 	default:
 		return "miss"
 	}
@@ -154,6 +163,10 @@ type entry struct {
 	user, acct *counter
 	// Times in unix ns. expiresAt 0: the credential never expires.
 	freshUntil, staleUntil, expiresAt int64
+	// refreshAt: from then on (until freshUntil) the first Get returns
+	// Refresh (refreshing records that one did).
+	refreshAt  int64
+	refreshing atomic.Bool
 }
 
 // New builds a Cache and starts its counter sweeper (stopped by Close). reg
@@ -269,6 +282,9 @@ func (c *Cache) Get(k Key, now time.Time) (*authn.Identity, Status, error) {
 	}
 	if t < e.freshUntil && c.staleSeq.Load() <= e.seq {
 		c.hits.inc(k.Hi)
+		if t >= e.refreshAt && !e.refreshing.Load() && e.refreshing.CompareAndSwap(false, true) {
+			return e.id, Refresh, nil
+		}
 		return e.id, Hit, nil
 	}
 	c.misses.inc(k.Hi)
@@ -300,12 +316,17 @@ func (c *Cache) SetPositive(k Key, id *authn.Identity, s uint64) bool {
 		id:         id,
 		freshUntil: now + int64(c.cfg.TTL),
 		staleUntil: now + int64(c.cfg.TTL+c.cfg.OutageGrace),
+		refreshAt:  now + int64(c.cfg.TTL-c.cfg.TTL/10),
 	}
 	if !id.ExpiresAt.IsZero() {
 		if !id.ExpiresAt.After(nowT) {
 			return false
 		}
 		e.expiresAt = id.ExpiresAt.UnixNano()
+		if e.expiresAt < e.freshUntil {
+			// The credential itself expires first: nothing to refresh.
+			e.refreshAt = math.MaxInt64
+		}
 		e.freshUntil = min(e.freshUntil, e.expiresAt)
 		e.staleUntil = min(e.staleUntil, e.expiresAt)
 	}

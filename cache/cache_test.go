@@ -198,10 +198,58 @@ func TestGet(t *testing.T) {
 			want: Miss,
 		},
 		{
-			name: "fresh until just before ttl",
+			name: "fresh until just before ttl (in its last tenth: due for refresh)",
 			run: func(e *env) Key {
 				k := e.setPos("alice:pw", alice)
 				e.clk.Advance(testTTL - time.Nanosecond)
+				return k
+			},
+			want:     Refresh,
+			wantUser: "alice",
+		},
+		{
+			name: "plain hit before the last tenth of the ttl",
+			run: func(e *env) Key {
+				k := e.setPos("alice:pw", alice)
+				e.clk.Advance(testTTL - testTTL/10 - time.Nanosecond)
+				return k
+			},
+			want:     Hit,
+			wantUser: "alice",
+		},
+		{
+			name: "refresh is returned to one caller per entry",
+			run: func(e *env) Key {
+				k := e.setPos("alice:pw", alice)
+				e.clk.Advance(testTTL - testTTL/10)
+				if _, st, _ := e.get(k); st != Refresh {
+					e.t.Fatalf("first get in the refresh window: %v, want refresh", st)
+				}
+				return k
+			},
+			want:     Hit,
+			wantUser: "alice",
+		},
+		{
+			name: "a refreshed entry starts a new ttl",
+			run: func(e *env) Key {
+				k := e.setPos("alice:pw", alice)
+				e.clk.Advance(testTTL - testTTL/20)
+				if _, st, _ := e.get(k); st != Refresh {
+					e.t.Fatalf("first get in the refresh window: %v, want refresh", st)
+				}
+				e.setPos("alice:pw", alice) // what the chain's background refresh does
+				e.clk.Advance(testTTL / 2)  // past the first entry's ttl
+				return k
+			},
+			want:     Hit,
+			wantUser: "alice",
+		},
+		{
+			name: "no refresh when the credential expires before the ttl",
+			run: func(e *env) Key {
+				k := e.setPos("alice:pw", identExp("alice", "acme", e.clk.Now().Add(testTTL/2)))
+				e.clk.Advance(testTTL/2 - time.Nanosecond)
 				return k
 			},
 			want:     Hit,

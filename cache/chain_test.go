@@ -12,7 +12,7 @@ func TestStatusMatchesChain(t *testing.T) {
 	for _, tc := range []struct {
 		st   Status
 		want authn.CacheStatus
-	}{{Miss, authn.CacheMiss}, {Hit, authn.CacheHit}, {Negative, authn.CacheNegative}, {Stale, authn.CacheStale}} {
+	}{{Miss, authn.CacheMiss}, {Hit, authn.CacheHit}, {Negative, authn.CacheNegative}, {Stale, authn.CacheStale}, {Refresh, authn.CacheRefresh}} {
 		if authn.CacheStatus(tc.st) != tc.want {
 			t.Errorf("cache.%v = %d, authn wants %d", tc.st, tc.st, tc.want)
 		}
