@@ -463,15 +463,21 @@ func goroutinesIn(fn string) int {
 	}
 }
 
+// goodHeader is alice's valid Authorization header in form "key" (her API
+// key as a Bearer token) or "basic".
+func (e *env) goodHeader(form string) string {
+	if form == "basic" {
+		return basic("alice", testPassword)
+	}
+	return "Bearer " + e.value
+}
+
 // Concurrent misses for one credential make one lookup (singleflight).
 func TestChainSingleflight(t *testing.T) {
 	for _, form := range []string{"key", "basic"} {
 		t.Run(form, func(t *testing.T) {
 			e := newEnv(t, envOptions{})
-			h := "Bearer " + e.value
-			if form == "basic" {
-				h = basic("alice", testPassword)
-			}
+			h := e.goodHeader(form)
 			gate := make(chan struct{})
 			e.st.gate.Store(&gate)
 			const n = 50
@@ -1152,10 +1158,7 @@ func TestChainRefreshAhead(t *testing.T) {
 	for _, form := range []string{"key", "basic"} {
 		t.Run(form, func(t *testing.T) {
 			e := newEnv(t, envOptions{})
-			h := "Bearer " + e.value
-			if form == "basic" {
-				h = basic("alice", testPassword)
-			}
+			h := e.goodHeader(form)
 			e.ok(h)
 			e.cache.Wait()
 			if n := e.st.calls(); n != 1 {
