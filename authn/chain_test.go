@@ -1178,7 +1178,7 @@ func TestChainRefreshAhead(t *testing.T) {
 				t.Fatal("a request in the refresh window waited for the refresh")
 			}
 			waitFor(t, func() bool { return e.st.calls() == 2 }) // the refresh, held at the gate
-			e.ok(h)                                               // served from the cache, no second refresh
+			e.ok(h)                                              // served from the cache, no second refresh
 			if n := e.st.calls(); n != 2 {
 				t.Fatalf("%d lookups, want 2 (one refresh)", n)
 			}

@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -140,7 +141,7 @@ func ParseAuthorization(h []byte, c *Credentials) error {
 		switch {
 		case knownScheme(scheme):
 			return errEmpty // "Basic"
-		case indexByte(scheme, '\t') >= 0, knownSchemePrefix(scheme):
+		case bytes.IndexByte(scheme, '\t') >= 0, knownSchemePrefix(scheme):
 			return errNoSpace // "Basic\tdXN…", "BasicdXN…"
 		}
 		return errUnknownScheme
@@ -277,7 +278,7 @@ func (c *Credentials) parseBasic(s []byte) error {
 	if err != nil {
 		return err
 	}
-	colon := indexByte(d, ':')
+	colon := bytes.IndexByte(d, ':')
 	if colon < 0 {
 		return errNoColon
 	}
@@ -300,7 +301,7 @@ func (c *Credentials) parseAPIKeyScheme(s []byte) error {
 	if err != nil {
 		return err
 	}
-	colon := indexByte(d, ':')
+	colon := bytes.IndexByte(d, ':')
 	if colon < 0 {
 		return errNoColon
 	}
@@ -369,15 +370,6 @@ func asciiEqualFold(b []byte, s string) bool {
 		}
 	}
 	return true
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // notToken68 is 1 for the bytes that are not token68 characters other than

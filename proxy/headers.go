@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 
@@ -24,7 +25,7 @@ import (
 func checkRawHeaders(raw []byte) error {
 	var nCL, nTE, nAuth, nHost int
 	for len(raw) > 0 {
-		i := indexByte(raw, '\n')
+		i := bytes.IndexByte(raw, '\n')
 		var line []byte
 		if i < 0 {
 			line, raw = raw, nil
@@ -41,7 +42,7 @@ func checkRawHeaders(raw []byte) error {
 		if line[0] == ' ' || line[0] == '\t' {
 			return ErrSmuggling // obs-fold
 		}
-		colon := indexByte(line, ':')
+		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
 			return ErrSmuggling
 		}
@@ -175,7 +176,7 @@ func (s *scratch) drop(k []byte) {
 func (s *scratch) inConnection(k []byte) bool {
 	v := s.conn
 	for len(v) > 0 {
-		i := indexByte(v, ',')
+		i := bytes.IndexByte(v, ',')
 		var tok []byte
 		if i < 0 {
 			tok, v = v, nil

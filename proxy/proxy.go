@@ -282,7 +282,7 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 	if sampled {
 		// The path as the client sent it (serve rewrites the URI).
 		t := ctx.Request.Header.RequestURI()
-		if i := indexByte(t, '?'); i >= 0 {
+		if i := bytes.IndexByte(t, '?'); i >= 0 {
 			t = t[:i]
 		}
 		s.path = append(s.path, t[:min(len(t), 2048)]...)

@@ -271,12 +271,12 @@ func (rt *router) match(host, path []byte) *Route {
 // trailing dot from a Host header value. The result aliases h.
 func hostOnly(h []byte) []byte {
 	if len(h) > 0 && h[0] == '[' {
-		if i := indexByte(h, ']'); i > 0 {
+		if i := bytes.IndexByte(h, ']'); i > 0 {
 			return h[1:i]
 		}
 		return h
 	}
-	if i := indexByte(h, ':'); i >= 0 {
+	if i := bytes.IndexByte(h, ':'); i >= 0 {
 		h = h[:i]
 	}
 	if len(h) > 0 && h[len(h)-1] == '.' {
@@ -284,10 +284,6 @@ func hostOnly(h []byte) []byte {
 	}
 	return h
 }
-
-// indexByte is bytes.IndexByte (vectorised: header blocks are scanned for
-// '\n' and ':' on every request).
-func indexByte(b []byte, c byte) int { return bytes.IndexByte(b, c) }
 
 // asciiEqualFold compares b and s ignoring ASCII case.
 func asciiEqualFold(b []byte, s string) bool {
