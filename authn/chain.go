@@ -509,13 +509,7 @@ func (c *Chain) miss(ctx context.Context, cr *Credentials, key CacheKey) (*Ident
 	if a == nil {
 		return nil, errNoAuthenticator
 	}
-	// The credential bytes alias the request (and the pooled Credentials,
-	// recycled when this caller returns): the flight gets its own copy,
-	// since it may outlive this caller.
-	f, leader := c.flights.join(key)
-	if leader {
-		c.lead(ctx, f, key, a, cloneCredentials(cr))
-	}
+	f := c.flight(ctx, a, cr, key)
 	select {
 	case <-f.done:
 		if f.err != nil {
@@ -538,15 +532,20 @@ func (c *Chain) refreshAhead(cr *Credentials, key CacheKey) {
 	if a == nil {
 		return
 	}
-	if f, leader := c.flights.join(key); leader {
-		c.lead(context.Background(), f, key, a, cloneCredentials(cr))
-	}
+	c.flight(context.Background(), a, cr, key)
 }
 
-// lead starts the miss of flight f: cp is the leader's own copy of the
-// credential (it may outlive the request), wiped once used; ctx's values
-// (not its cancellation) are kept.
-func (c *Chain) lead(ctx context.Context, f *flight, key CacheKey, a Authenticator, cp *Credentials) {
+// flight returns the flight authenticating key's credential with a,
+// starting it unless one is running. cr aliases the request (and the pooled
+// Credentials, recycled when the caller returns): the flight gets its own
+// copy, since it may outlive the caller, wiped once used. ctx's values (not
+// its cancellation) are kept.
+func (c *Chain) flight(ctx context.Context, a Authenticator, cr *Credentials, key CacheKey) *flight {
+	f, leader := c.flights.join(key)
+	if !leader {
+		return f
+	}
+	cp := cloneCredentials(cr)
 	c.flights.start(key, f, func() (*Identity, error) {
 		seq := c.cache.Begin() // before the lookup: see package cache
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
@@ -564,6 +563,7 @@ func (c *Chain) lead(ctx context.Context, f *flight, key CacheKey, a Authenticat
 		}
 		return id, err
 	})
+	return f
 }
 
 // normalise maps an authenticator's outcome to the chain's error classes.
@@ -656,33 +656,31 @@ func (c *Chain) audit(cr *Credentials, authorization []byte, clientIP netip.Addr
 		}
 		leftOut = n
 	}
-	{
-		fields := make([]zap.Field, 0, 8)
-		fields = append(fields,
-			zap.String("event", "auth_failure"),
-			zap.String("method", m.String()),
-		)
-		switch cr.Kind {
-		case KindBasic:
-			fields = append(fields, zap.String("username", string(cr.Username)))
-		case KindAPIKey:
-			fields = append(fields, zap.String("key_id", string(cr.KeyID)))
-		}
-		if clientIP.IsValid() {
-			fields = append(fields, zap.String("client_ip", clientIP.String()))
-		}
-		cache := "none"
-		if st != cacheNone {
-			cache = cacheLabels[st]
-		}
-		fields = append(fields, zap.String("cache", cache), zap.String("reason", err.Error()))
-		if leftOut >= 0 {
-			// Rate-limited refusals of this client (or user) not logged
-			// since its previous line (see rateLimitedAudit).
-			fields = append(fields, zap.Int("rate_limited_not_logged", leftOut))
-		}
-		ce.Write(fields...)
+	fields := make([]zap.Field, 0, 8)
+	fields = append(fields,
+		zap.String("event", "auth_failure"),
+		zap.String("method", m.String()),
+	)
+	switch cr.Kind {
+	case KindBasic:
+		fields = append(fields, zap.String("username", string(cr.Username)))
+	case KindAPIKey:
+		fields = append(fields, zap.String("key_id", string(cr.KeyID)))
 	}
+	if clientIP.IsValid() {
+		fields = append(fields, zap.String("client_ip", clientIP.String()))
+	}
+	cache := "none"
+	if st != cacheNone {
+		cache = cacheLabels[st]
+	}
+	fields = append(fields, zap.String("cache", cache), zap.String("reason", err.Error()))
+	if leftOut >= 0 {
+		// Rate-limited refusals of this client (or user) not logged
+		// since its previous line (see rateLimitedAudit).
+		fields = append(fields, zap.Int("rate_limited_not_logged", leftOut))
+	}
+	ce.Write(fields...)
 }
 
 func resultOf(err error) result {
