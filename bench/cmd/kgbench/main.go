@@ -475,22 +475,15 @@ func (r *runner) wsRounds(kg *keygate, name, desc string, l load, file1k string)
 		bigs, bigHits, bigAll = append(bigs, res), bigHits+h2-h1, bigAll+h2+m2-h1-m1
 	}
 	for _, x := range []struct {
-		rs         []Result
-		hits, all  float64
-		res        Result
-		profileRun bool
-	}{{refs, refHits, refAll, ref, false}, {bigs, bigHits, bigAll, big, true}} {
+		rs        []Result
+		hits, all float64
+		l         load
+	}{{refs, refHits, refAll, lref}, {bigs, bigHits, bigAll, l}} {
 		res := medianResult(x.rs)
 		if x.all > 0 {
 			res.Notes += fmt.Sprintf("; cache hit ratio %.1f%%, %.0f entries after", 100*x.hits/x.all, metricSum(kg.admin, "keygate_cache_entries"))
 		}
-		r.results = append(r.results, res)
-		fmt.Printf("   median of %d: %-22s %-16s %8.0f req/s (%.0f–%.0f)  p99 %6.2f ms  %6.1f µs CPU/req\n", len(x.rs),
-			res.Target, res.Scenario, res.RPS, minRPS(x.rs), maxRPS(x.rs), res.P99ms, res.CPUusPerReq)
-		if x.profileRun {
-			r.maybeProfile(res, kg.p, r.defaults(l))
-			r.maybePprof(res, kg.p, r.defaults(l))
-		}
+		r.recordRounds(res, x.rs, kg.p, x.l)
 	}
 	return nil
 }
@@ -562,14 +555,7 @@ func (r *runner) runRounds(jobs []job) {
 			r.skip(j.res, skipped[i])
 			continue
 		}
-		res := medianResult(samples[i])
-		r.results = append(r.results, res)
-		if rounds > 1 {
-			fmt.Printf("   median of %d: %-22s %-16s %8.0f req/s (%.0f–%.0f)  p99 %6.2f ms  %6.1f µs CPU/req\n", len(samples[i]),
-				res.Target, res.Scenario, res.RPS, minRPS(samples[i]), maxRPS(samples[i]), res.P99ms, res.CPUusPerReq)
-		}
-		r.maybeProfile(res, j.p, r.defaults(j.l))
-		r.maybePprof(res, j.p, r.defaults(j.l))
+		r.recordRounds(medianResult(samples[i]), samples[i], j.p, j.l)
 	}
 }
 
@@ -901,14 +887,23 @@ func (r *runner) defaults(l load) load {
 func (r *runner) measure(res Result, target *proc, l load) Result {
 	l = r.defaults(l)
 	res = r.measureOnce(res, target, l)
-	if res.Skipped != "" {
-		r.results = append(r.results, res)
-		return res
-	}
 	r.results = append(r.results, res)
-	r.maybeProfile(res, target, l)
-	r.maybePprof(res, target, l)
+	if res.Skipped == "" {
+		r.profile(res, target, l)
+	}
 	return res
+}
+
+// recordRounds records the median of a scenario's rounds (res, from
+// medianResult(rs)), prints it beside their range, and profiles the
+// scenario if it is one of perfScenarios.
+func (r *runner) recordRounds(res Result, rs []Result, target *proc, l load) {
+	r.results = append(r.results, res)
+	if len(rs) > 1 {
+		fmt.Printf("   median of %d: %-22s %-16s %8.0f req/s (%.0f–%.0f)  p99 %6.2f ms  %6.1f µs CPU/req\n", len(rs),
+			res.Target, res.Scenario, res.RPS, minRPS(rs), maxRPS(rs), res.P99ms, res.CPUusPerReq)
+	}
+	r.profile(res, target, r.defaults(l))
 }
 
 // measureOnce runs l against target and returns the figures (Skipped set

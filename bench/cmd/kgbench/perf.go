@@ -62,14 +62,27 @@ func (r *runner) maybeProfile(res Result, target *proc, l load) {
 			break
 		}
 	}
+	head := fmt.Sprintf("# perf record -F 499 -g -p <%s> during a second %s run of %s · %s (self time by symbol, ≥0.7%%)\n# %s\n",
+		target.name, l.duration, res.Target, res.Scenario, res.Description)
+	r.saveProfile(res, ".txt", head+strings.Join(keep, "\n")+"\n")
+}
+
+// profile re-runs a scenario under whichever profilers are on
+// (BENCH_PERF, BENCH_PROFILE); each is a no-op otherwise.
+func (r *runner) profile(res Result, target *proc, l load) {
+	r.maybeProfile(res, target, l)
+	r.maybePprof(res, target, l)
+}
+
+// saveProfile writes a profile report as
+// bench/results/profiles/<target>-<scenario><ext>.
+func (r *runner) saveProfile(res Result, ext, text string) {
 	dir := filepath.Join(r.out, "profiles")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return
 	}
-	path := filepath.Join(dir, res.Target+"-"+res.Scenario+".txt")
-	head := fmt.Sprintf("# perf record -F 499 -g -p <%s> during a second %s run of %s · %s (self time by symbol, ≥0.7%%)\n# %s\n",
-		target.name, l.duration, res.Target, res.Scenario, res.Description)
-	if err := os.WriteFile(path, []byte(head+strings.Join(keep, "\n")+"\n"), 0o644); err == nil {
+	path := filepath.Join(dir, res.Target+"-"+res.Scenario+ext)
+	if err := os.WriteFile(path, []byte(text), 0o644); err == nil {
 		step("profile: %s", path)
 	}
 }

@@ -84,12 +84,5 @@ func (r *runner) maybePprof(res Result, target *proc, l load) {
 		}
 		fmt.Fprintf(&text, "\n## go tool pprof %s\n%s", strings.Join(mode, " "), out)
 	}
-	dir := filepath.Join(r.out, "profiles")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return
-	}
-	path := filepath.Join(dir, res.Target+"-"+res.Scenario+".pprof.txt")
-	if err := os.WriteFile(path, []byte(text.String()), 0o644); err == nil {
-		step("profile: %s", path)
-	}
+	r.saveProfile(res, ".pprof.txt", text.String())
 }
