@@ -59,13 +59,13 @@ func (g *flightGroup) start(key CacheKey, f *flight, fn func() (*Identity, error
 		g.mu.Unlock()
 		close(f.done)
 	}
-	g.mu.Lock()
-	work := g.work
-	g.mu.Unlock()
+	// g.work is set once, by the first join, under g.mu; every start
+	// follows its own join (which took g.mu after that), so it reads the
+	// channel without locking again.
 	select {
-	case work <- run:
+	case g.work <- run:
 	default:
-		go g.worker(work, run)
+		go g.worker(g.work, run)
 	}
 }
 
