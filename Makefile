@@ -6,7 +6,7 @@ GOBIN         := $(shell $(GO) env GOPATH)/bin
 STATICCHECK   := $(GOBIN)/staticcheck
 PKGS          := ./...
 
-.PHONY: all build run test unit lint vet staticcheck fuzz bench bench-micro clean tools
+.PHONY: all build run test unit lint vet staticcheck fuzz bench bench-micro chaos clean tools
 
 all: build
 
@@ -42,6 +42,13 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+## chaos: fault scenarios against the built binary and real Redis processes
+## (cluster failover, memory bounds, slow readers, idle floods, restarts).
+## Not part of `make test`; bounded to about 10 minutes. Figures are printed
+## as lines starting with CHAOS and summarised in README.md.
+chaos:
+	CI=$${CI:-true} $(GO) test -tags chaos -run '^TestChaos' -count=1 -timeout 12m -v ./e2e/ 2>&1 | tee /tmp/keygate-chaos.log | grep -E '^(=== RUN|--- |\s+.*CHAOS|PASS|FAIL|ok)'
 
 ## bench-micro: Go micro-benchmarks of the hot path, compared by benchstat
 ## with bench/micro/baseline.txt (bench/micro.sh --baseline saves a new one).
