@@ -1,6 +1,6 @@
 // Package admin is keygate's admin listener (DESIGN.md §6): liveness,
-// readiness, Prometheus metrics and (later) the REST API, on a small
-// method + path-segments router.
+// readiness, Prometheus metrics, the REST API (api*.go), the OpenAPI
+// document and opt-in pprof, on a small method + path-segments router.
 package admin
 
 import (

@@ -49,6 +49,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 	rulesPath := fs.String("rules", "", "YAML rules file (required)")
 	secretFile := fs.String("secret-file", "", "file holding the signing secret (default: $"+SecretEnv+"; none: signatures not checked)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // -h/--help asked for the usage: not a mistake
+		}
 		return 2
 	}
 	if fs.NArg() > 0 {

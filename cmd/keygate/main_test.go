@@ -374,3 +374,21 @@ func TestEffectiveHashConcurrency(t *testing.T) {
 		}
 	}
 }
+
+// TestEverySubcommandHelpExitsZero: `keygate <sub> --help` asks for the
+// usage, so it is not a usage error (exit 0) for every subcommand.
+func TestEverySubcommandHelpExitsZero(t *testing.T) {
+	for _, c := range commands {
+		if c.name == "help" {
+			continue
+		}
+		for _, flag := range []string{"-h", "--help"} {
+			t.Run(c.name+" "+flag, func(t *testing.T) {
+				e, _, errOut := newEnv()
+				if code := run(context.Background(), e, []string{c.name, flag}); code != exitOK {
+					t.Errorf("exit %d, want %d (stderr %s)", code, exitOK, errOut)
+				}
+			})
+		}
+	}
+}
