@@ -45,6 +45,13 @@ type Limits struct {
 	ReadTimeout  Duration `yaml:"read_timeout"`
 	WriteTimeout Duration `yaml:"write_timeout"`
 	IdleTimeout  Duration `yaml:"idle_timeout"`
+	// MaxBodyInFlight bounds the request-body bytes buffered at once across
+	// all connections; a body that does not fit gets 503 + Retry-After.
+	MaxBodyInFlight ByteSize `yaml:"max_body_in_flight"`
+	// MaxResponse, when > 0, caps an upstream response body: a declared
+	// length over it is a 502, a chunked body over it is cut (connection
+	// closed). 0: unlimited (responses are streamed, not buffered).
+	MaxResponse ByteSize `yaml:"max_response"`
 }
 
 // TLS enables TLS on the public listener when both files are set.

@@ -25,7 +25,7 @@ func TestDefaultMatchesDesign(t *testing.T) {
 		Limits: Limits{
 			MaxBody: 10 << 20, MaxHeader: 16 << 10, Concurrency: 10000,
 			ReadTimeout: Duration(30 * time.Second), WriteTimeout: Duration(30 * time.Second),
-			IdleTimeout: Duration(60 * time.Second),
+			IdleTimeout: Duration(60 * time.Second), MaxBodyInFlight: 64 << 20,
 		},
 		Store: Store{
 			Driver: "bolt",

@@ -106,6 +106,12 @@ func (c *Config) Validate() error {
 	p.positive("limits.read_timeout", l.ReadTimeout)
 	p.positive("limits.write_timeout", l.WriteTimeout)
 	p.positive("limits.idle_timeout", l.IdleTimeout)
+	if l.MaxBodyInFlight < 0 {
+		p.add("limits.max_body_in_flight", "must not be negative (got %s)", l.MaxBodyInFlight)
+	}
+	if l.MaxResponse < 0 {
+		p.add("limits.max_response", "must not be negative (got %s)", l.MaxResponse)
+	}
 
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		p.add("tls", "cert_file and key_file must be set together")
