@@ -159,12 +159,14 @@ type scratch struct {
 	ip    []byte   // peer IP text
 	rnd   [16]byte // random bytes for request ids
 	close bool     // client asked for Connection: close
+	reqState
 }
 
 func (s *scratch) reset() {
 	s.conn, s.keys, s.ends, s.xff = s.conn[:0], s.keys[:0], s.ends[:0], s.xff[:0]
 	s.uri, s.rid, s.ip, s.path = s.uri[:0], s.rid[:0], s.ip[:0], s.path[:0]
 	s.close = false
+	s.resetState()
 }
 
 func (s *scratch) drop(k []byte) {

@@ -98,6 +98,9 @@ type Proxy struct {
 	seq       atomic.Uint64
 
 	maxConns int
+	maxBody  int        // limits.max_body
+	bodies   bodyBudget // limits.max_body_in_flight
+	maxResp  int        // limits.max_response (0: unlimited)
 	pool     sync.Pool
 	serverMu sync.Mutex
 	server   *fasthttp.Server
@@ -117,7 +120,18 @@ func New(cfg *configs.Config, opts Options) (*Proxy, error) {
 		accessLog: cfg.Log.Access,
 		sample:    uint64(max(cfg.Log.AccessSample, 1)),
 		maxConns:  cfg.Limits.Concurrency,
+		maxBody:   cfg.Limits.MaxBody.Int(),
+		maxResp:   cfg.Limits.MaxResponse.Int(),
 	}
+	if p.maxBody <= 0 {
+		p.maxBody = 10 << 20
+	}
+	// The budget holds at least one body of max_body.
+	p.bodies.max = int64(cfg.Limits.MaxBodyInFlight)
+	if p.bodies.max <= 0 {
+		p.bodies.max = 64 << 20
+	}
+	p.bodies.max = max(p.bodies.max, int64(p.maxBody))
 	if p.log == nil {
 		p.log = zap.NewNop()
 	}
@@ -268,6 +282,21 @@ func (p *Proxy) Close() {
 // answer, including errors, carries the request id header.
 func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
+	// A request with Expect: 100-continue was checked and authenticated by
+	// expect before its body was read: continue with that decision.
+	s, ok := ctx.UserValue(decidedKey{}).(*scratch)
+	if ok {
+		ctx.RemoveUserValue(decidedKey{})
+	} else {
+		s = p.begin(ctx)
+	}
+	route, ident, err := p.serve(ctx, s)
+	p.finish(ctx, s, route, ident, err, start)
+}
+
+// begin takes a scratch for a new request and sets its request id (and the
+// access log path when sampled).
+func (p *Proxy) begin(ctx *fasthttp.RequestCtx) *scratch {
 	s := p.pool.Get().(*scratch)
 	s.reset()
 
@@ -278,8 +307,8 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 		s.rid = appendNewRequestID(s.rid, s)
 	}
 
-	sampled := p.accessLog && (p.sample == 1 || p.seq.Add(1)%p.sample == 0)
-	if sampled {
+	s.sampled = p.accessLog && (p.sample == 1 || p.seq.Add(1)%p.sample == 0)
+	if s.sampled {
 		// The path as the client sent it (serve rewrites the URI).
 		t := ctx.Request.Header.RequestURI()
 		if i := bytes.IndexByte(t, '?'); i >= 0 {
@@ -287,12 +316,18 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 		}
 		s.path = append(s.path, t[:min(len(t), 2048)]...)
 	}
+	return s
+}
 
-	route, ident, err := p.serve(ctx, s)
+// finish answers err (if any), settles the request body (release of its
+// in-flight bytes, discard or close when unread), counts and logs the
+// request, and returns s to the pool.
+func (p *Proxy) finish(ctx *fasthttp.RequestCtx, s *scratch, route *Route, ident *authn.Identity, err error, start time.Time) {
 	if err != nil {
 		p.writeErr(ctx, s, err)
 	}
 	ctx.Response.Header.SetBytesKV(p.ridName, s.rid)
+	p.settleBody(ctx, s)
 	if s.close {
 		ctx.SetConnectionClose()
 	}
@@ -306,9 +341,10 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 		m.counter(status).Inc()
 		m.duration.Observe(time.Since(start).Seconds())
 	}
-	if sampled {
+	if s.sampled {
 		p.logAccess(ctx, s, route, ident, status, time.Since(start))
 	}
+	s.route, s.ident = nil, nil
 	p.pool.Put(s)
 }
 
@@ -360,67 +396,17 @@ func (p *Proxy) logAccess(ctx *fasthttp.RequestCtx, s *scratch, r *Route, id *au
 // the matched route (nil if none), the identity (nil if anonymous) and the
 // error to answer with, if any.
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Identity, error) {
+	if s.phase == phaseNone {
+		if err := p.decide(ctx, s, false); err != nil || s.phase != phaseForward {
+			return s.route, s.ident, err
+		}
+	}
+	route, ident := s.route, s.ident
 	req := &ctx.Request
-	// 1. Framing and duplicates fasthttp lets through.
-	if err := checkRawHeaders(req.Header.RawHeaders()); err != nil {
-		return nil, nil, err
-	}
-	if host := req.Header.Host(); len(host) == 0 && req.Header.IsHTTP11() || !validHost(host) {
-		return nil, nil, ErrBadHost
-	}
-
-	// 2. Request target: origin-form only ("*" only for OPTIONS).
-	target := req.Header.RequestURI()
-	if len(target) == 1 && target[0] == '*' {
-		if req.Header.IsOptions() {
-			ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
-			ctx.SetStatusCode(fasthttp.StatusNoContent)
-			return nil, nil, nil
-		}
-		return nil, nil, ErrBadPath
-	}
-	path, query, hasQuery, err := splitTarget(target)
-	if err != nil {
-		return nil, nil, err
-	}
-	if p.extra != nil {
-		if h, ok := p.extra[string(path)]; ok {
-			h(ctx)
-			return nil, nil, nil
-		}
-	}
-
-	// 3. Route on exactly the path that is forwarded.
-	route := p.router.match(req.Header.Host(), path)
-	if route == nil {
-		return nil, nil, ErrNotFound
-	}
-	if !route.allowsMethod(req.Header.Method()) {
-		ctx.Response.Header.Set(fasthttp.HeaderAllow, route.allow)
-		return route, nil, ErrMethodNotAllowed
-	}
-
-	// 4. Header hygiene: strip first.
-	peer := peerAddr(ctx)
-	trusted := p.isTrusted(peer)
-	p.san.sanitizeRequest(&req.Header, s, trusted)
-
-	// 5. Authentication seam.
-	var ident *authn.Identity
-	if route.Auth != configs.AuthNone {
-		if p.authr != nil {
-			if ident, err = p.authr.Authenticate(ctx, route, p.clientAddr(peer, trusted, s.xff)); err != nil {
-				return route, nil, err
-			}
-		}
-		if ident == nil && route.Auth == configs.AuthRequired {
-			return route, nil, ErrUnauthorized
-		}
-		if ident != nil {
-			if err := p.authorize(ctx, route, ident, path); err != nil {
-				return route, ident, err
-			}
-		}
+	// The body is read only now, after authentication, within
+	// limits.max_body and limits.max_body_in_flight.
+	if err := p.readBody(ctx, s); err != nil {
+		return route, ident, err
 	}
 
 	// 6. Inject last. The body has been read whole: no Expect upstream.
@@ -433,9 +419,10 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 	}
 	req.Header.DelBytes(p.ridName)
 	req.Header.SetBytesKV(p.ridName, s.rid)
-	p.setForwarded(ctx, s, peer, trusted)
+	p.setForwarded(ctx, s, s.peer, s.trusted)
 
 	// 7. Outgoing URI: the matched raw path minus strip_prefix, raw query.
+	path, query := s.fpath, s.fquery
 	fwd := path
 	if route.StripPrefix != "" && hasSegmentPrefix(path, route.StripPrefix) {
 		fwd = path[len(route.StripPrefix):]
@@ -445,7 +432,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 	} else {
 		s.uri = append(s.uri, fwd...)
 	}
-	if hasQuery && len(query) > 0 {
+	if s.hasQuery && len(query) > 0 {
 		s.uri = append(s.uri, '?')
 		s.uri = append(s.uri, query...)
 	}
@@ -459,9 +446,10 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 		u.SetHostBytes(route.defaultHost)
 	}
 
-	// 8. Forward.
+	// 8. Forward. The response body is streamed to the client (see
+	// checkResponse), not buffered.
 	upStart := time.Now()
-	err = route.lb.DoDeadline(req, &ctx.Response, upStart.Add(route.Timeout))
+	err := route.lb.DoDeadline(req, &ctx.Response, upStart.Add(route.Timeout))
 	if route.m != nil {
 		route.m.upstream.Observe(time.Since(upStart).Seconds())
 	}
@@ -469,9 +457,103 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 		ctx.Response.Reset()
 		return route, ident, p.upstreamError(route, err)
 	}
+	if err := p.checkResponse(ctx, route); err != nil {
+		return route, ident, err
+	}
 	sanitizeResponse(&ctx.Response.Header, s)
 	ctx.Response.Header.DelBytes(p.ridName)
 	return route, ident, nil
+}
+
+// decide runs the checks, routing and authentication that need only the
+// request headers (steps 1-5) and leaves the outcome in s: phaseForward
+// (forward the request), phaseDone (answered: OPTIONS *, Options.Extra) or,
+// when probe (Expect: 100-continue, body not read yet), phaseExtra for an
+// Options.Extra path that Handler serves later. A non-nil error is the
+// answer.
+func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
+	req := &ctx.Request
+	s.phase = phaseDone
+	// 1. Framing and duplicates fasthttp lets through.
+	if err := checkRawHeaders(req.Header.RawHeaders()); err != nil {
+		return err
+	}
+	if host := req.Header.Host(); len(host) == 0 && req.Header.IsHTTP11() || !validHost(host) {
+		return ErrBadHost
+	}
+	// A declared body over limits.max_body: 413 before anything is read.
+	if cl := req.Header.ContentLength(); cl > p.maxBody {
+		return ErrBodyTooLarge
+	}
+
+	// 2. Request target: origin-form only ("*" only for OPTIONS).
+	target := req.Header.RequestURI()
+	if len(target) == 1 && target[0] == '*' {
+		if req.Header.IsOptions() {
+			ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+			ctx.SetStatusCode(fasthttp.StatusNoContent)
+			return nil
+		}
+		return ErrBadPath
+	}
+	path, query, hasQuery, err := splitTarget(target)
+	if err != nil {
+		return err
+	}
+	if p.extra != nil {
+		if h, ok := p.extra[string(path)]; ok {
+			if probe {
+				s.phase = phaseExtra
+				return nil
+			}
+			// keygate's own endpoints read the body whole: the same bounds.
+			if err := p.readBody(ctx, s); err != nil {
+				return err
+			}
+			h(ctx)
+			return nil
+		}
+	}
+
+	// 3. Route on exactly the path that is forwarded.
+	route := p.router.match(req.Header.Host(), path)
+	if route == nil {
+		return ErrNotFound
+	}
+	s.route = route
+	if !route.allowsMethod(req.Header.Method()) {
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, route.allow)
+		return ErrMethodNotAllowed
+	}
+
+	// 4. Header hygiene: strip first.
+	peer := peerAddr(ctx)
+	trusted := p.isTrusted(peer)
+	p.san.sanitizeRequest(&req.Header, s, trusted)
+
+	// 5. Authentication seam.
+	var ident *authn.Identity
+	if route.Auth != configs.AuthNone {
+		if p.authr != nil {
+			if ident, err = p.authr.Authenticate(ctx, route, p.clientAddr(peer, trusted, s.xff)); err != nil {
+				return err
+			}
+		}
+		if ident == nil && route.Auth == configs.AuthRequired {
+			return ErrUnauthorized
+		}
+		if ident != nil {
+			s.ident = ident
+			if err := p.authorize(ctx, route, ident, path); err != nil {
+				return err
+			}
+		}
+	}
+	s.ident = ident
+	s.peer, s.trusted = peer, trusted
+	s.fpath, s.fquery, s.hasQuery = path, query, hasQuery
+	s.phase = phaseForward
+	return nil
 }
 
 // upstreamError maps a client error to 502/503/504 and logs it without

@@ -192,6 +192,9 @@ func newHostClient(raw string, timeout time.Duration) (*fasthttp.HostClient, str
 		DisablePathNormalizing:        true,
 		DisableHeaderNamesNormalizing: false,
 		SecureErrorLogMessage:         true,
+		// Responses are streamed to the client, never held whole (issue 13
+		// item 2); the upstream connection is released when the stream ends.
+		StreamResponseBody: true,
 		// One retry, and only for requests that are safe to repeat and
 		// only when the connection failed before any response (stale
 		// keep-alive connection). Never for POST, PATCH, ...

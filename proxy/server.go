@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -16,9 +15,8 @@ import (
 // Server returns the fasthttp server for the public listener, built once:
 // Handler, body and header limits, timeouts, Concurrency and an error
 // handler that answers JSON (413 body too large, 431 header too large, 408
-// read timeout, 400 anything malformed). Request bodies are read whole
-// (bounded by limits.max_body) before the handler runs; see the package
-// notes for why they are not streamed.
+// read timeout, 400 anything malformed). Request bodies are streamed by
+// fasthttp and read by the pipeline only after authentication (body.go).
 //
 // fasthttp answers connections over Concurrency itself with a text/plain
 // 503; Serve wraps the listener so those get the JSON 503 instead.
@@ -44,6 +42,11 @@ func (p *Proxy) Server() *fasthttp.Server {
 		IdleTimeout:                  l.IdleTimeout.D(),
 		Concurrency:                  l.Concurrency,
 		Logger:                       fasthttpLogger{p.log},
+		// Bodies are read by the pipeline after authentication (body.go);
+		// Expect: 100-continue is answered only once the headers passed.
+		StreamRequestBody: true,
+		ExpectHandler:     p.expect,
+		HeaderReceived:    p.headerReceived,
 	}
 	// Unset means unlimited in fasthttp: never leave a limit unset.
 	if s.ReadTimeout <= 0 {
@@ -69,8 +72,10 @@ func (p *Proxy) Server() *fasthttp.Server {
 }
 
 // Serve serves the pipeline on ln until the server is shut down. With TLS
-// configured it serves TLS with the configured certificate. Connections over
-// limits.concurrency get a JSON 503 and are closed (TLS: closed).
+// configured it serves TLS with the configured certificate. At
+// limits.concurrency open connections, the longest-idle keep-alive
+// connection is closed to admit a new one; with none idle the new one gets
+// a JSON 503 and is closed (TLS: closed). See limitListener.
 func (p *Proxy) Serve(ln net.Listener) error {
 	s := p.Server()
 	limit := p.maxConns
@@ -85,12 +90,14 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		s.Concurrency = limit + limit/8 + 8
 		p.serverMu.Unlock()
 	}
+	ll := newLimitListener(ln, int64(limit), s.IdleTimeout, p.cfg.TLS.Enabled())
+	p.serverMu.Lock()
+	s.ConnState = ll.connState
+	p.serverMu.Unlock()
 	if p.cfg.TLS.Enabled() {
-		ln = &limitListener{Listener: ln, max: int64(limit), silent: true}
-		return s.ServeTLS(ln, p.cfg.TLS.CertFile, p.cfg.TLS.KeyFile)
+		return s.ServeTLS(ll, p.cfg.TLS.CertFile, p.cfg.TLS.KeyFile)
 	}
-	ln = &limitListener{Listener: ln, max: int64(limit)}
-	return s.Serve(ln)
+	return s.Serve(ll)
 }
 
 // errorHandler answers requests fasthttp could not read.
@@ -126,56 +133,6 @@ func (f fasthttpLogger) Printf(format string, args ...any) {
 	if ce := f.l.Check(zap.DebugLevel, "fasthttp"); ce != nil {
 		ce.Write(zap.String("detail", sprintf(format, args...)))
 	}
-}
-
-// limitListener bounds the number of open connections; over the bound a
-// connection gets a JSON 503 (unless silent) and is closed.
-type limitListener struct {
-	net.Listener
-	max    int64
-	silent bool
-	open   atomic.Int64
-}
-
-var overloadedResponse = []byte("HTTP/1.1 503 Service Unavailable\r\n" +
-	"Content-Type: application/json\r\nConnection: close\r\nContent-Length: " +
-	itoa(len(overloadedBody)) + "\r\n\r\n" + overloadedBody)
-
-const overloadedBody = `{"error":{"code":"overloaded","message":"too many concurrent connections"}}`
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		if l.max <= 0 {
-			return c, nil
-		}
-		if l.open.Add(1) > l.max {
-			l.open.Add(-1)
-			if !l.silent {
-				_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-				_, _ = c.Write(overloadedResponse)
-			}
-			_ = c.Close()
-			continue
-		}
-		return &limitConn{Conn: c, l: l}, nil
-	}
-}
-
-type limitConn struct {
-	net.Conn
-	l      *limitListener
-	closed atomic.Bool
-}
-
-func (c *limitConn) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
-		c.l.open.Add(-1)
-	}
-	return c.Conn.Close()
 }
 
 func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

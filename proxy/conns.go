@@ -1,0 +1,207 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Connection policy of the public listener (issue 13 items 3, 4, 12).
+//
+//   - limits.concurrency bounds open connections. When a new connection
+//     arrives at the bound, the connection that has been idle longest
+//     (keep-alive, between requests) is closed to admit it; only with no
+//     idle connection is the new one refused (JSON 503).
+//   - Under pressure (3/4 of the bound open), a connection that goes idle
+//     waits at most pressureIdle (5 s, or idle_timeout if shorter) for its
+//     next request instead of idle_timeout.
+//   - write_timeout bounds the whole response (fasthttp sets one deadline
+//     per response). When it expires, the connection is reset (SO_LINGER 0)
+//     so what is still queued in the kernel is dropped instead of trickling
+//     out to a slow reader.
+//   - A connection closed after an early answer with its request body
+//     unread first sends its answer and FIN, then reads and discards up to
+//     drainMax bytes for at most drainTime, so the client sees the status
+//     rather than a reset.
+const (
+	pressureIdleMax = 5 * time.Second
+	drainMax        = 4 << 20
+	drainTime       = 2 * time.Second
+)
+
+type limitListener struct {
+	net.Listener
+	max          int64
+	silent       bool
+	pressureIdle time.Duration
+	open         atomic.Int64
+	evicted      atomic.Uint64
+
+	mu   sync.Mutex
+	head *limitConn // idle connections, oldest first
+	tail *limitConn
+}
+
+func newLimitListener(ln net.Listener, max int64, idle time.Duration, silent bool) *limitListener {
+	pi := pressureIdleMax
+	if idle > 0 && idle < pi {
+		pi = idle
+	}
+	return &limitListener{Listener: ln, max: max, silent: silent, pressureIdle: pi}
+}
+
+var overloadedResponse = []byte("HTTP/1.1 503 Service Unavailable\r\n" +
+	"Content-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+	itoa(len(overloadedBody)) + "\r\n\r\n" + overloadedBody)
+
+const overloadedBody = `{"error":{"code":"overloaded","message":"too many concurrent connections"}}`
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.max <= 0 {
+			return &limitConn{Conn: c, l: l}, nil
+		}
+		if l.open.Add(1) > l.max && !l.evictIdle() {
+			l.open.Add(-1)
+			if !l.silent {
+				_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				_, _ = c.Write(overloadedResponse)
+			}
+			_ = c.Close()
+			continue
+		}
+		return &limitConn{Conn: c, l: l}, nil
+	}
+}
+
+// evictIdle closes the longest-idle connection; its Close frees its slot.
+func (l *limitListener) evictIdle() bool {
+	l.mu.Lock()
+	c := l.head
+	if c != nil {
+		l.unlink(c)
+	}
+	l.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	l.evicted.Add(1)
+	_ = c.Close()
+	return true
+}
+
+func (l *limitListener) pressured() bool {
+	return l.max > 0 && l.open.Load()*4 >= l.max*3
+}
+
+// connState is the Server.ConnState hook: it keeps the idle list.
+func (l *limitListener) connState(nc net.Conn, st fasthttp.ConnState) {
+	c := asLimitConn(nc)
+	if c == nil {
+		return
+	}
+	l.mu.Lock()
+	if st == fasthttp.StateIdle {
+		if !c.listed && !c.closed.Load() {
+			c.prev, c.next = l.tail, nil
+			if l.tail != nil {
+				l.tail.next = c
+			} else {
+				l.head = c
+			}
+			l.tail = c
+			c.listed = true
+		}
+		c.idle.Store(true)
+	} else {
+		c.idle.Store(false)
+		if c.listed {
+			l.unlink(c)
+		}
+	}
+	l.mu.Unlock()
+}
+
+// unlink removes c from the idle list; l.mu is held.
+func (l *limitListener) unlink(c *limitConn) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		l.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else {
+		l.tail = c.prev
+	}
+	c.prev, c.next, c.listed = nil, nil, false
+}
+
+type limitConn struct {
+	net.Conn
+	l      *limitListener
+	closed atomic.Bool
+	idle   atomic.Bool // between requests (ConnState idle)
+	drain  atomic.Bool // request body left unread: drain before closing
+	reset  atomic.Bool // a write timed out: drop unsent data on close
+
+	prev, next *limitConn // idle list, guarded by l.mu
+	listed     bool
+}
+
+// SetReadDeadline shortens the keep-alive wait of an idle connection while
+// the listener is under pressure (fasthttp sets the idle deadline right
+// after the connection goes idle).
+func (c *limitConn) SetReadDeadline(t time.Time) error {
+	if c.idle.Load() && c.l.pressured() {
+		if d := time.Now().Add(c.l.pressureIdle); t.IsZero() || d.Before(t) {
+			t = d
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *limitConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.reset.Store(true)
+	}
+	return n, err
+}
+
+func (c *limitConn) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return c.Conn.Close()
+	}
+	l := c.l
+	l.mu.Lock()
+	if c.listed {
+		l.unlink(c)
+	}
+	l.mu.Unlock()
+	if l.max > 0 {
+		l.open.Add(-1)
+	}
+	tc, _ := c.Conn.(*net.TCPConn)
+	switch {
+	case c.reset.Load() && tc != nil:
+		_ = tc.SetLinger(0)
+	case c.drain.Load() && tc != nil:
+		// The answer is flushed: send FIN, then discard what the client
+		// still sends (bounded) so the close does not reset the answer.
+		_ = tc.CloseWrite()
+		_ = tc.SetReadDeadline(time.Now().Add(drainTime))
+		_, _ = io.CopyN(io.Discard, tc, drainMax)
+	}
+	return c.Conn.Close()
+}
