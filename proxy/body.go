@@ -43,6 +43,7 @@ const (
 	prefetchMax    = 8 << 10  // fasthttp pre-reads up to this much body before the handler
 	chunkGrow      = 64 << 10 // a chunked body's buffer grows (and is reserved) by at least this
 	drainKeepAlive = 64 << 10 // unread declared bodies up to this are discarded in the handler
+	smallResponse  = 64 << 10 // upstream responses up to this are read whole, larger ones streamed
 )
 
 var (
@@ -81,10 +82,13 @@ type reqState struct {
 	peer     netip.Addr
 	fpath    []byte // raw path (view into the request URI)
 	fquery   []byte
+	rbuf     []byte // small upstream response bodies (reused)
 }
 
 func (r *reqState) resetState() {
+	b := r.rbuf[:0]
 	*r = reqState{}
+	r.rbuf = b
 }
 
 // bodyBudget bounds the request-body bytes held at once.
@@ -221,9 +225,10 @@ func (p *Proxy) settleBody(ctx *fasthttp.RequestCtx, s *scratch) {
 }
 
 // checkResponse bounds a streamed upstream response by limits.max_response:
-// a declared length over it is a 502. (A chunked body is streamed: it never
-// costs more memory than the copy buffers.)
-func (p *Proxy) checkResponse(ctx *fasthttp.RequestCtx, _ *Route) error {
+// a declared length over it is a 502. Bodies of unknown length or over
+// smallResponse stay streamed (fasthttp copies them to the client and
+// releases the upstream connection at the end); small ones are read here.
+func (p *Proxy) checkResponse(ctx *fasthttp.RequestCtx, s *scratch, route *Route) error {
 	resp := &ctx.Response
 	if !resp.IsBodyStream() {
 		return nil
@@ -234,6 +239,23 @@ func (p *Proxy) checkResponse(ctx *fasthttp.RequestCtx, _ *Route) error {
 		resp.Reset()
 		return ErrResponseTooLarge
 	}
+	if cl < 0 || cl > smallResponse {
+		return nil
+	}
+	// Small: read it now (through a reused buffer) so the upstream
+	// connection goes back to the pool at once.
+	st := resp.BodyStream()
+	if cap(s.rbuf) < cl {
+		s.rbuf = make([]byte, 0, max(cl, 4<<10))
+	}
+	b := s.rbuf[:cl]
+	if _, err := io.ReadFull(st, b); err != nil {
+		_ = resp.CloseBodyStream()
+		resp.Reset()
+		return p.upstreamError(route, err)
+	}
+	_, _ = st.Read(nil) // observe the end: the connection is reusable
+	resp.SetBody(b)
 	return nil
 }
 

@@ -19,8 +19,8 @@ import (
 //     (keep-alive, between requests) is closed to admit it; only with no
 //     idle connection is the new one refused (JSON 503).
 //   - Under pressure (3/4 of the bound open), a connection that goes idle
-//     waits at most pressureIdle (5 s, or idle_timeout if shorter) for its
-//     next request instead of idle_timeout.
+//     waits at most idle_timeout/4 (at most 5 s) for its next request
+//     instead of idle_timeout.
 //   - write_timeout bounds the whole response (fasthttp sets one deadline
 //     per response). When it expires, the connection is reset (SO_LINGER 0)
 //     so what is still queued in the kernel is dropped instead of trickling
@@ -48,12 +48,12 @@ type limitListener struct {
 	tail *limitConn
 }
 
-func newLimitListener(ln net.Listener, max int64, idle time.Duration, silent bool) *limitListener {
+func newLimitListener(ln net.Listener, limit int64, idle time.Duration, silent bool) *limitListener {
 	pi := pressureIdleMax
-	if idle > 0 && idle < pi {
-		pi = idle
+	if idle > 0 {
+		pi = min(pi, max(idle/4, 100*time.Millisecond))
 	}
-	return &limitListener{Listener: ln, max: max, silent: silent, pressureIdle: pi}
+	return &limitListener{Listener: ln, max: limit, silent: silent, pressureIdle: pi}
 }
 
 var overloadedResponse = []byte("HTTP/1.1 503 Service Unavailable\r\n" +

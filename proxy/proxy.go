@@ -457,7 +457,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 		ctx.Response.Reset()
 		return route, ident, p.upstreamError(route, err)
 	}
-	if err := p.checkResponse(ctx, route); err != nil {
+	if err := p.checkResponse(ctx, s, route); err != nil {
 		return route, ident, err
 	}
 	sanitizeResponse(&ctx.Response.Header, s)
