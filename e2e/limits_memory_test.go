@@ -168,7 +168,7 @@ func TestAnsweredBeforeBody(t *testing.T) {
 			length       int
 			status       int
 		}{
-			{"413, 3 MiB over a 1 MiB max_body", "/pub/x", 3 << 20, 413},
+			{"413, 12 MiB over a 1 MiB max_body", "/pub/x", 12 << 20, 413},
 			{"401, 900 KiB unauthenticated", "/api/x", 900 << 10, 401},
 		}
 		for _, tt := range tests {

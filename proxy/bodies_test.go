@@ -105,6 +105,7 @@ func TestEarlyAnswerSeen(t *testing.T) {
 		keepAlive    bool
 	}{
 		{"413 over max_body, 3 MiB written", "/public/x", 3 << 20, 3 << 20, 413, false},
+		{"413 over max_body, 12 MiB written", "/public/x", 12 << 20, 12 << 20, 413, false},
 		{"413 chunked over max_body", "/public/x", -1, 3 << 20, 413, false},
 		{"401, 1 MiB written", "/admin/x", 1 << 20, 1 << 20, 401, false},
 		{"401 chunked, 1 MiB written", "/admin/x", -1, 1 << 20, 401, false},

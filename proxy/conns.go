@@ -31,7 +31,7 @@ import (
 //     rather than a reset.
 const (
 	pressureIdleMax = 5 * time.Second
-	drainMax        = 4 << 20
+	drainMax        = 16 << 20
 	drainTime       = 2 * time.Second
 )
 
