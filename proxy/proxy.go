@@ -12,14 +12,21 @@
 // request id and X-Forwarded-* headers (inject last); forward with the
 // route's deadline (502/503/504); response hygiene.
 //
-// Bodies are not streamed (fasthttp Server.StreamRequestBody stays off).
-// Reading the whole message first is what makes the checks above hold for
-// the body too: chunked trailers are merged into the headers only after
-// the body, so a streamed request could carry an identity header past the
-// sanitiser; a streamed body cannot be retried or drained cleanly after an
-// early 401/404. Memory per request is bounded by limits.max_body instead.
-// Upstream responses are read whole as well (HostClient.StreamResponseBody
-// off).
+// Bodies. fasthttp streams request bodies (Server.StreamRequestBody): the
+// pipeline decides on the headers alone (steps up to authentication) and
+// reads a body only for a request it forwards or serves itself, whole,
+// within limits.max_body and the in-flight budget limits.max_body_in_flight
+// (503 + Retry-After beyond). Reading it whole before forwarding keeps the
+// guarantees of the old fully-buffered design: chunked trailers, which
+// fasthttp merges into the headers after the body (past the sanitiser),
+// are seen before anything is sent upstream, and a request carrying any is
+// refused with 400; an idempotent request can still be retried. A body left
+// unread by an early answer is discarded when small, otherwise the
+// connection is closed after a bounded drain (body.go, conns.go).
+// Expect: 100-continue is answered by the ExpectHandler after the same
+// header decision, so no 100 is sent to a refused request. Upstream
+// responses are streamed (HostClient.StreamResponseBody); those up to
+// 64 KiB are read whole so their connection is pooled at once.
 package proxy
 
 import (
