@@ -399,3 +399,32 @@ func TestIdleWithoutPressureKept(t *testing.T) {
 		t.Fatalf("second request after 1 s idle: %d", r.StatusCode)
 	}
 }
+
+// TestExpectKeepsHeaderDecision: the decision taken before the 100 Continue
+// (sanitised headers, collected X-Forwarded-For of a trusted peer, identity)
+// is the one forwarded; nothing is sanitised or authenticated twice.
+func TestExpectKeepsHeaderDecision(t *testing.T) {
+	up := newUpstream(t)
+	cfg := baseConfig(stdRoutes(up.url())...)
+	cfg.TrustedProxies = []string{"127.0.0.0/8"}
+	_, addr := startProxy(t, cfg, Options{Authenticator: testAuth{}})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST /admin/x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n"+ //nolint:errcheck
+		"Authorization: ApiKey good\r\nX-Forwarded-For: 6.6.6.6\r\nX-Auth-User: mallory\r\n\r\n")
+	br := bufio.NewReader(c)
+	if r := readResp(t, c, br); r.StatusCode != 100 {
+		t.Fatalf("status %d, want 100", r.StatusCode)
+	}
+	io.WriteString(c, "abc") //nolint:errcheck
+	if r := readResp(t, c, br); r.StatusCode != 200 {
+		t.Fatalf("status %d", r.StatusCode)
+	}
+	s := up.last(t)
+	if s.one(t, "X-Forwarded-For") != "6.6.6.6, 127.0.0.1" || s.one(t, "X-Auth-User") != "alice" || s.one(t, "X-Auth-Key-Id") != "k1" || s.BodySize != 3 {
+		t.Fatalf("forwarded %v", s.Headers)
+	}
+}
