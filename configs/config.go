@@ -49,8 +49,8 @@ type Limits struct {
 	// all connections; a body that does not fit gets 503 + Retry-After.
 	MaxBodyInFlight ByteSize `yaml:"max_body_in_flight"`
 	// MaxResponse, when > 0, caps an upstream response body: a declared
-	// length over it is a 502, a chunked body over it is cut (connection
-	// closed). 0: unlimited (responses are streamed, not buffered).
+	// Content-Length over it is a 502. 0: unlimited. Responses are streamed
+	// either way, never held whole.
 	MaxResponse ByteSize `yaml:"max_response"`
 }
 
