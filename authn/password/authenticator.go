@@ -39,7 +39,9 @@ type AuthOptions struct {
 }
 
 // Authenticator authenticates Basic username:password credentials against a
-// store.Store with a Hasher. It is safe for concurrent use.
+// store.Store with a Hasher, and its Check verifies the password grant of
+// the token endpoint the same way (share one Authenticator between the two:
+// one rehash gate, one NeedsRehash). It is safe for concurrent use.
 //
 // Rehash on login: after a successful login whose stored hash was made with
 // parameters other than the Hasher's, the authenticator stores a new hash of
@@ -101,42 +103,71 @@ var (
 )
 
 // Authenticate implements authn.Authenticator for authn.KindBasic (other
-// kinds: authn.ErrNotResponsible). Order: GetUser; the password is verified
+// kinds: authn.ErrNotResponsible): Check, then the identity of the user.
+func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) (*authn.Identity, error) {
+	if c.Kind != authn.KindBasic {
+		return nil, authn.ErrNotResponsible
+	}
+	u, err := a.Check(ctx, string(c.Username), c.Password)
+	if err != nil {
+		return nil, err
+	}
+	roles := keyauth.SortedRoles(u.Roles)
+	return &authn.Identity{
+		Username:    u.Username,
+		Account:     u.Account,
+		UserType:    string(u.Type),
+		Roles:       roles,
+		RolesHeader: strings.Join(roles, ","),
+		Method:      authn.MethodBasic,
+		Generation:  u.Generation,
+	}, nil
+}
+
+// Check verifies username and password and returns the user: the one
+// password check of keygate, shared by Basic (Authenticate) and the token
+// endpoint's password grant. Order: GetUser; the password is verified
 // against the stored hash (against the Hasher's fake hash for an unknown
 // user or an unusable stored hash, so every failure costs one argon2id);
-// only then the user's and the account's state.
+// only then the user's and the account's state; last, a hash made with
+// other parameters than the Hasher's is rehashed in the background (see
+// Authenticator). pw is not kept: the rehash takes its own copy.
+//
+// Errors: authn.ErrInvalidCredentials (unknown user, wrong password,
+// unusable stored hash: one class, the audit log cannot tell them apart
+// either), authn.ErrDisabled (user or account disabled, reported only after
+// the password verified), authn.ErrUnavailable (store unreachable, or no
+// hashing slot: see below). None contains the password or the hash.
 //
 // Hashing capacity: when no hashing slot frees up before the timeout (a
 // flood of wrong passwords holds all auth.max_hash_concurrency slots), the
 // error wraps both authn.ErrUnavailable and ErrBusy: 503 with Retry-After,
 // never cached, never "invalid" (a legitimate user is told to retry, not
 // that their password is wrong). The failure limiter (429) is what slows the
-// flood itself.
-func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) (*authn.Identity, error) {
-	if c.Kind != authn.KindBasic {
-		return nil, authn.ErrNotResponsible
-	}
+// flood itself; it stays with the callers (authn.Chain, the token endpoint),
+// which count a failure for every authn.ErrInvalidCredentials.
+func (a *Authenticator) Check(ctx context.Context, username string, pw []byte) (*store.User, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	pw := string(c.Password)
-	u, err := a.s.GetUser(ctx, string(c.Username))
+	pws := string(pw)
+	u, err := a.s.GetUser(ctx, username)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			if err := a.h.VerifyUnknown(ctx, pw); err != nil {
+			if err := a.h.VerifyUnknown(ctx, pws); err != nil {
 				return nil, busy(err)
 			}
 			return nil, errInvalid
 		}
 		return nil, unavailable(err)
 	}
-	ok, rehash, err := a.h.Verify(ctx, u.PasswordHash, pw)
+	ok, rehash, err := a.h.Verify(ctx, u.PasswordHash, pws)
 	switch {
 	case errors.Is(err, ErrBusy):
 		return nil, busy(err)
 	case err != nil:
 		// Malformed or unsafe stored hash: nobody can log in with it. Spend
 		// the same work as a wrong password.
-		if err := a.h.VerifyUnknown(ctx, pw); err != nil {
+		if err := a.h.VerifyUnknown(ctx, pws); err != nil {
 			return nil, busy(err)
 		}
 		return nil, errBadStore
@@ -157,18 +188,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) 
 		if a.needsRehash != nil {
 			a.needsRehash(u.Username)
 		}
-		a.startRehash(u.Username, u.PasswordHash, c.Password)
+		a.startRehash(u.Username, u.PasswordHash, pw)
 	}
-	roles := keyauth.SortedRoles(u.Roles)
-	return &authn.Identity{
-		Username:    u.Username,
-		Account:     u.Account,
-		UserType:    string(u.Type),
-		Roles:       roles,
-		RolesHeader: strings.Join(roles, ","),
-		Method:      authn.MethodBasic,
-		Generation:  u.Generation,
-	}, nil
+	return u, nil
 }
 
 // startRehash starts the background rehash of pw for username, whose stored

@@ -479,3 +479,45 @@ func BenchmarkAuthenticateUnknownUserVsWrongPassword(b *testing.B) {
 	b.ReportMetric(float64(dw.Nanoseconds())/float64(i), "wrong-ns/op")
 	b.ReportMetric(float64(du)/float64(dw), "unknown/wrong")
 }
+
+// TestCheckOneHashPerAttempt: Check, which Basic and the token endpoint's
+// password grant share, computes exactly one argon2id for every outcome
+// (success, wrong password, unknown user, disabled user or account, unusable
+// stored hash), so timing does not tell them apart.
+func TestCheckOneHashPerAttempt(t *testing.T) {
+	h := New(testParams, 2)
+	ms := newMemStore(t, h)
+	var hashes atomic.Int64
+	h.onHash = func(start bool) {
+		if start {
+			hashes.Add(1)
+		}
+	}
+	a := NewAuthenticator(ms, h, AuthOptions{})
+	cases := []struct {
+		user, pw string
+		want     error // nil: success
+	}{
+		{"alice", authPW, nil},
+		{"alice", "wrong", authn.ErrInvalidCredentials},
+		{"nobody", authPW, authn.ErrInvalidCredentials},
+		{"", authPW, authn.ErrInvalidCredentials},
+		{"dora", authPW, authn.ErrDisabled},
+		{"eve", authPW, authn.ErrDisabled},
+		{"broken", authPW, authn.ErrInvalidCredentials},
+		{"garbage", authPW, authn.ErrInvalidCredentials},
+	}
+	for _, tc := range cases {
+		hashes.Store(0)
+		u, err := a.Check(context.Background(), tc.user, []byte(tc.pw))
+		switch {
+		case tc.want == nil && (err != nil || u == nil || u.Username != tc.user):
+			t.Errorf("%s: (%v, %v), want the user", tc.user, u, err)
+		case tc.want != nil && (u != nil || !errors.Is(err, tc.want)):
+			t.Errorf("%s: (%v, %v), want %v", tc.user, u, err, tc.want)
+		}
+		if n := hashes.Load(); n != 1 {
+			t.Errorf("%s/%q: %d argon2id computations, want 1", tc.user, tc.pw, n)
+		}
+	}
+}

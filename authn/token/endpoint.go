@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,9 +47,11 @@ type EndpointOptions struct {
 	// responses, and the refresh_token grant is unsupported_grant_type).
 	// Both keygate stores implement it: pass Store.(store.RefreshStore).
 	Refresh store.RefreshStore
-	// Hasher verifies passwords (required): share the Basic
-	// authenticator's, so auth.max_hash_concurrency bounds both.
-	Hasher *password.Hasher
+	// Passwords verifies the password grant (required): give the Basic
+	// authenticator of the Chain, so both check passwords the same way
+	// (fake hash, state checks, rehash on login) and
+	// auth.max_hash_concurrency bounds both.
+	Passwords *password.Authenticator
 	// Accounts tells whether an account is enabled (nil: read from Store).
 	Accounts authn.AccountStates
 	// IPLimiter counts failures per client IP (IPv6 per /64), UserLimiter
@@ -110,7 +113,7 @@ type Endpoint struct {
 	signer          *Signer
 	s               store.Store
 	refresh         store.RefreshStore
-	h               *password.Hasher
+	pw              *password.Authenticator
 	accounts        authn.AccountStates
 	ipLim           authn.FailureLimiter
 	userLim         authn.FailureLimiter
@@ -150,8 +153,8 @@ var resultLabels = [nResults]string{"issued", "invalid_request", "invalid_client
 
 // NewEndpoint returns the token endpoint issuing tokens with signer.
 func NewEndpoint(cfg configs.Tokens, signer *Signer, opts EndpointOptions) (*Endpoint, error) {
-	if signer == nil || opts.Store == nil || opts.Hasher == nil {
-		return nil, errors.New("token: endpoint needs a signer, a store and a hasher")
+	if signer == nil || opts.Store == nil || opts.Passwords == nil {
+		return nil, errors.New("token: endpoint needs a signer, a store and a password authenticator")
 	}
 	if opts.Refresh != nil && cfg.RefreshLifetime <= 0 {
 		return nil, errors.New("token: tokens.refresh_lifetime must be positive")
@@ -160,7 +163,7 @@ func NewEndpoint(cfg configs.Tokens, signer *Signer, opts EndpointOptions) (*End
 		signer:          signer,
 		s:               opts.Store,
 		refresh:         opts.Refresh,
-		h:               opts.Hasher,
+		pw:              opts.Passwords,
 		accounts:        opts.Accounts,
 		ipLim:           opts.IPLimiter,
 		userLim:         opts.UserLimiter,
@@ -456,40 +459,30 @@ func (e *Endpoint) passwordGrant(ctx context.Context, r *tokenRequest) ([]byte, 
 	if username == authn.APIKeyUser || apikey.LooksLikeKey([]byte(pw)) {
 		return e.refuse(r, username, errBadGrant, "api key presented to the token endpoint")
 	}
-	var u *store.User
-	err := store.ValidateUsername(username) // a name no user can have: unknown, without a lookup
-	if err == nil {
-		u, err = e.s.GetUser(ctx, username)
-	} else {
-		err = store.ErrNotFound
-	}
+	// The same check as Basic (password.Authenticator.Check): lookup, one
+	// argon2id whatever fails, state only after the password, rehash.
+	u, err := e.pw.Check(ctx, username, []byte(pw))
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		if err := e.h.VerifyUnknown(ctx, pw); err != nil {
-			return e.unavailable(r, err)
-		}
-		return e.refuse(r, username, errBadGrant, "unknown user or wrong password")
-	case err != nil:
+	case err == nil:
+	case errors.Is(err, authn.ErrUnavailable):
 		return e.unavailable(r, err)
-	}
-	ok, _, err := e.h.Verify(ctx, u.PasswordHash, pw)
-	switch {
-	case errors.Is(err, password.ErrBusy):
-		return e.unavailable(r, err)
-	case err != nil:
-		if err := e.h.VerifyUnknown(ctx, pw); err != nil {
-			return e.unavailable(r, err)
-		}
-		return e.refuse(r, username, errBadGrant, "stored password hash unusable")
-	case !ok:
-		return e.refuse(r, username, errBadGrant, "unknown user or wrong password")
-	}
-	if reason, err := e.usable(ctx, u); err != nil {
-		return e.unavailable(r, err)
-	} else if reason != "" {
-		return e.refuse(r, "", errBadGrant, reason)
+	case errors.Is(err, authn.ErrDisabled):
+		// The password was right: no failure against the username.
+		return e.refuse(r, "", errBadGrant, failureReason(err))
+	default:
+		return e.refuse(r, username, errBadGrant, failureReason(err))
 	}
 	return e.issue(ctx, r, u, "")
+}
+
+// failureReason is the audit reason of a password.Authenticator.Check
+// error: its fixed detail, after the sentinel's text.
+func failureReason(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		return s[i+2:]
+	}
+	return s
 }
 
 // usable reports why u may not get a token ("" if it may).

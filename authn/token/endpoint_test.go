@@ -3,8 +3,10 @@ package token
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +42,7 @@ func newFixtureEnv(t testing.TB, env *testEnv, mod func(*EndpointOptions)) *fixt
 	t.Helper()
 	cfg := hsConfig(testSecret)
 	signer := mustSigner(t, cfg, env.clock.Now)
-	opts := EndpointOptions{Store: env.s, Refresh: env.s, Hasher: env.h, Now: env.clock.Now, Realm: "kg-test"}
+	opts := EndpointOptions{Store: env.s, Refresh: env.s, Passwords: env.passwords(), Now: env.clock.Now, Realm: "kg-test"}
 	if mod != nil {
 		mod(&opts)
 	}
@@ -413,7 +415,7 @@ func TestEndpointPaths(t *testing.T) {
 	}
 	cfg := hsConfig(testSecret)
 	cfg.Path = V1Path
-	ep, err := NewEndpoint(cfg, f.signer, EndpointOptions{Store: f.env.s, Hasher: f.env.h})
+	ep, err := NewEndpoint(cfg, f.signer, EndpointOptions{Store: f.env.s, Passwords: f.env.passwords()})
 	if err != nil || len(ep.Paths()) != 1 {
 		t.Errorf("Paths with tokens.path = %s: %q, %v", V1Path, ep.Paths(), err)
 	}
@@ -507,7 +509,127 @@ func TestEndpointMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
 		}
 	}
-	if _, err := NewEndpoint(hsConfig(testSecret), f.signer, EndpointOptions{Store: f.env.s, Hasher: f.env.h, Registerer: reg}); err == nil {
+	if _, err := NewEndpoint(hsConfig(testSecret), f.signer, EndpointOptions{Store: f.env.s, Passwords: f.env.passwords(), Registerer: reg}); err == nil {
 		t.Error("registering twice succeeded")
 	}
+}
+
+// TestEndpointPasswordGrantRehashes: the password grant checks passwords
+// with the Basic authenticator (password.Authenticator.Check), so a login
+// through it rewrites a hash made with outdated parameters, as a Basic
+// login does: same Generation (tokens issued before stay valid), and the
+// password keeps working.
+func TestEndpointPasswordGrantRehashes(t *testing.T) {
+	env := newEnv(t, fastHasher())
+	old := password.New(password.Params{Memory: 32, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 1)
+	phc, err := old.Hash("an old-parameter passphrase")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.s.CreateUser(env.ctx, &store.User{Username: "olga", Account: "acme", PasswordHash: phc}); err != nil {
+		t.Fatal(err)
+	}
+	var reported []string
+	pw := password.NewAuthenticator(env.s, env.h, password.AuthOptions{NeedsRehash: func(u string) { reported = append(reported, u) }})
+	f := newFixtureEnv(t, env, func(o *EndpointOptions) { o.Passwords = pw })
+	before := env.user(t, "olga")
+
+	at, _ := f.wantTokens("login with an outdated hash", f.post(pwForm("olga", "an old-parameter passphrase")), true)
+	if len(reported) != 1 || reported[0] != "olga" {
+		t.Fatalf("NeedsRehash calls %v, want [olga]", reported)
+	}
+	var u *store.User
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if u = env.user(t, "olga"); u.PasswordHash != before.PasswordHash || time.Now().After(deadline) {
+			break
+		}
+	}
+	ok, again, err := env.h.Verify(env.ctx, u.PasswordHash, "an old-parameter passphrase")
+	if !ok || again || err != nil {
+		t.Fatalf("stored hash not rewritten with the current parameters: ok=%v needsRehash=%v err=%v", ok, again, err)
+	}
+	if u.Generation != before.Generation {
+		t.Errorf("rehash changed Generation %d → %d", before.Generation, u.Generation)
+	}
+	if err := f.bearerErr(at); err != nil {
+		t.Errorf("token issued before the rehash: %v", err)
+	}
+	f.wantTokens("login after the rehash", f.post(pwForm("olga", "an old-parameter passphrase")), true)
+	if len(reported) != 1 {
+		t.Errorf("NeedsRehash calls after the rehash %v", reported)
+	}
+}
+
+// TestEndpointTimingParity: through the endpoint, an unknown user, a wrong
+// password and a disabled user's right password cost the same (one argon2id
+// each, in password.Authenticator.Check). Runs alternate so that load on
+// the machine hits all alike; medians are compared. With a hash skipped on
+// one path the ratio would be near 0.
+func TestEndpointTimingParity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing")
+	}
+	// About 10 ms per hash: large against the store lookup and the HTTP
+	// handling, small enough for a unit test.
+	env := newEnv(t, password.New(password.Params{Memory: 8 << 10, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 1))
+	env.addUser(t, "dora", "acme", alicePW)
+	st := store.StateDisabled
+	if _, err := env.s.UpdateUser(env.ctx, "dora", store.UserUpdate{State: &st}); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixtureEnv(t, env, nil)
+	kinds := []parityKind{
+		{"unknown user", pwForm("mallory", "not the password").Encode()},
+		{"wrong password", pwForm("alice", "not the password").Encode()},
+		{"disabled user", pwForm("dora", alicePW).Encode()},
+	}
+	// A shared machine is noisy: measure up to three times, and fail only
+	// if every attempt is out of bounds (a skipped hash fails them all).
+	const rounds, attempts = 41, 3
+	for attempt := 1; ; attempt++ {
+		bad := measureParity(t, f, kinds, rounds)
+		if bad == "" {
+			return
+		}
+		if attempt == attempts {
+			t.Fatal(bad)
+		}
+		t.Logf("attempt %d: %s; measuring again", attempt, bad)
+	}
+}
+
+type parityKind struct{ name, body string }
+
+// measureParity times rounds of each kind, alternating, and returns what is
+// out of bounds ("" if nothing): each median within 0.75–1.33x of the first.
+func measureParity(t *testing.T, f *fixture, kinds []parityKind, rounds int) string {
+	t.Helper()
+	times := make([][]time.Duration, len(kinds))
+	for i := range rounds + 1 {
+		for j := range kinds {
+			k := (i + j) % len(kinds) // rotate the order
+			start := time.Now()
+			r := f.do("POST", formCT, kinds[k].body)
+			d := time.Since(start)
+			if r.status != 400 {
+				t.Fatalf("%s: %d %s", kinds[k].name, r.status, r.raw)
+			}
+			if i > 0 { // the first round warms up
+				times[k] = append(times[k], d)
+			}
+		}
+	}
+	med := make([]time.Duration, len(kinds))
+	for k := range kinds {
+		slices.Sort(times[k])
+		med[k] = times[k][rounds/2]
+	}
+	for k := 1; k < len(kinds); k++ {
+		ratio := float64(med[k]) / float64(med[0])
+		t.Logf("median %s %v, %s %v: ratio %.2f", kinds[0].name, med[0], kinds[k].name, med[k], ratio)
+		if ratio < 0.75 || ratio > 1/0.75 {
+			return fmt.Sprintf("%s takes %.2fx the time of %s (medians %v vs %v)", kinds[k].name, ratio, kinds[0].name, med[k], med[0])
+		}
+	}
+	return ""
 }

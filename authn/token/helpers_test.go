@@ -173,3 +173,9 @@ func pemBlock(typ string, der []byte) []byte {
 }
 
 func x509MarshalPKCS1(k *rsa.PrivateKey) []byte { return x509.MarshalPKCS1PrivateKey(k) }
+
+// passwords is the Basic authenticator of the env's store and hasher, which
+// the endpoint shares for the password grant.
+func (e *testEnv) passwords() *password.Authenticator {
+	return password.NewAuthenticator(e.s, e.h, password.AuthOptions{})
+}

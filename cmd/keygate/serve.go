@@ -193,6 +193,7 @@ type gateway struct {
 	notifier          *authz.Notifier // external handler only
 	closers           []io.Closer     // closed after the background loops stop
 	pwHasher          *password.Hasher
+	passwords         *password.Authenticator
 	signer            *token.Signer // nil when bearer is not in auth.methods
 	states            *keyauth.AccountStates
 	ipLimiter         *ratelimit.Limiter
@@ -572,8 +573,9 @@ func (g *gateway) buildChain(ctx context.Context, reg prometheus.Registerer) (*a
 	}()
 	go func() { defer g.bg.Done(); _ = touch.Run(ctx) }()
 
+	g.passwords = password.NewAuthenticator(g.store, g.hasher(), password.AuthOptions{Accounts: states, Logger: g.log.Named("password")})
 	auths := map[authn.CredKind]authn.Authenticator{
-		authn.KindBasic:  password.NewAuthenticator(g.store, g.hasher(), password.AuthOptions{Accounts: states, Logger: g.log.Named("password")}),
+		authn.KindBasic:  g.passwords,
 		authn.KindAPIKey: keyauth.NewAuthenticator(g.store, keyauth.AuthOptions{Touch: touch, Accounts: states}),
 	}
 	if g.signer != nil {
@@ -601,7 +603,7 @@ func (g *gateway) tokenHandlers(reg prometheus.Registerer) (map[string]fasthttp.
 	ep, err := token.NewEndpoint(g.cfg.Tokens, g.signer, token.EndpointOptions{
 		Store:       g.store,
 		Refresh:     rs,
-		Hasher:      g.hasher(),
+		Passwords:   g.passwords,
 		Accounts:    g.states,
 		IPLimiter:   g.ipLimiter,
 		UserLimiter: g.userLimiter,

@@ -49,7 +49,7 @@ func server(t *testing.T) (string, *token.Verifier) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep, err := token.NewEndpoint(cfg, signer, token.EndpointOptions{Store: s, Refresh: s, Hasher: h})
+	ep, err := token.NewEndpoint(cfg, signer, token.EndpointOptions{Store: s, Refresh: s, Passwords: password.NewAuthenticator(s, h, password.AuthOptions{})})
 	if err != nil {
 		t.Fatal(err)
 	}
