@@ -83,7 +83,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) 
 	case err != nil:
 		return nil, fmt.Errorf("%w: %w", authn.ErrUnavailable, err)
 	}
-	if !currentFor(u, claims.Account, claims.Generation, claims.UserCreated) {
+	if !currentFor(u, claims.Account, claims.Generation) || !userCreatedMatches(u.CreatedAt, claims.UserCreated) {
 		return nil, &authn.TokenError{Err: errStale}
 	}
 	if u.State != store.StateEnabled {
@@ -109,14 +109,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) 
 	}, nil
 }
 
-// currentFor reports whether a token (or refresh token) issued for account,
-// generation and user creation time uct still belongs to u.
-func currentFor(u *store.User, account string, gen uint64, uct int64) bool {
-	var created int64
-	if !u.CreatedAt.IsZero() {
-		created = u.CreatedAt.UnixNano()
-	}
-	return u.Account == account && u.Generation == gen && created == uct
+// currentFor reports whether a token (or refresh token) issued for account
+// and generation still belongs to u; the caller also compares u's creation
+// time (a user deleted and created again starts at the same generation).
+func currentFor(u *store.User, account string, gen uint64) bool {
+	return u.Account == account && u.Generation == gen
 }
 
 var _ authn.Authenticator = (*Authenticator)(nil)

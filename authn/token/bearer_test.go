@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/store"
@@ -154,5 +157,53 @@ func TestBearerThroughChain(t *testing.T) {
 	_, err = chain.Authenticate(context.Background(), []byte("Bearer "+tamperSig(tok)), ip)
 	if st, _, www := authn.Status(err); st != 401 || www != "invalid_token" {
 		t.Errorf("tampered token through the chain: %v → %d %q", err, st, www)
+	}
+}
+
+// TestBearerLegacyNanosecondUCT: access tokens issued before uct switched to
+// seconds (Unix nanoseconds, no client_id) keep working until they expire,
+// and still die with a re-created user.
+func TestBearerLegacyNanosecondUCT(t *testing.T) {
+	env := newEnv(t, fastHasher())
+	signer := mustSigner(t, hsConfig(testSecret), env.clock.Now)
+	a := NewAuthenticator(signer.Verifier(), env.s, AuthOptions{})
+	ctx := context.Background()
+	legacy := func(u *store.User, uct int64) string {
+		now := env.clock.Now()
+		c := &Claims{
+			RegisteredClaims: jwt.RegisteredClaims{Issuer: "keygate", Subject: u.Username, Audience: jwt.ClaimStrings{"keygate"},
+				IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)), ID: "legacy"},
+			Account: u.Account, Roles: u.Roles, Generation: u.Generation, UserCreated: uct,
+		}
+		tok := jwt.NewWithClaims(signer.method, c)
+		tok.Header["typ"] = TokenType
+		tok.Header["kid"] = signer.km.kid
+		s, err := tok.SignedString(signer.km.sign)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(s, "client_id") {
+			t.Fatal("legacy token has client_id")
+		}
+		return s
+	}
+	env.clock.Advance(123456789 * time.Nanosecond)
+	alice := env.addUser(t, "nina", "acme", alicePW)
+	if alice.CreatedAt.Nanosecond() == 0 {
+		t.Fatal("the test needs a creation time with nanoseconds")
+	}
+	if _, err := a.Authenticate(ctx, bearer(legacy(alice, alice.CreatedAt.UnixNano()))); err != nil {
+		t.Errorf("legacy nanosecond token: %v", err)
+	}
+	if _, err := a.Authenticate(ctx, bearer(legacy(alice, alice.CreatedAt.Unix()))); err != nil {
+		t.Errorf("seconds token without client_id: %v", err)
+	}
+	for name, uct := range map[string]int64{
+		"nanoseconds of another instant": alice.CreatedAt.UnixNano() + 1,
+		"seconds of another instant":     alice.CreatedAt.Unix() - 1,
+	} {
+		if _, err := a.Authenticate(ctx, bearer(legacy(alice, uct))); !errors.Is(err, authn.ErrInvalidCredentials) {
+			t.Errorf("%s: %v, want invalid", name, err)
+		}
 	}
 }

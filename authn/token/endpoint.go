@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -86,9 +87,10 @@ type EndpointOptions struct {
 //	200 {"access_token","token_type":"Bearer","expires_in","refresh_token"}
 //	400 invalid_request         missing or repeated parameter, not a form
 //	                            body, credentials in the query string
-//	401 invalid_client          a client_id other than "anonymous", a
-//	                            client_secret, or an Authorization header
-//	                            (WWW-Authenticate: Basic realm="…")
+//	401 invalid_client          a client other than the public client
+//	                            "anonymous", or a non-empty client secret
+//	                            (see authenticateClient for the accepted
+//	                            forms; WWW-Authenticate: Basic realm="…")
 //	400 invalid_grant           unknown user or wrong password (one body,
 //	                            one argon2id either way), disabled user or
 //	                            account, an API key as the password (or user
@@ -275,6 +277,9 @@ type tokenRequest struct {
 	ipKey [16]byte
 	hasIP bool
 	grant string
+
+	// client is the client id authenticated by authenticateClient.
+	client string
 }
 
 // Handler serves a token request. Nothing of ctx is kept after it returns.
@@ -371,12 +376,10 @@ func (e *Endpoint) serve(ctx *fasthttp.RequestCtx, r *tokenRequest) ([]byte, tim
 	if dup {
 		return nil, 0, errDuplicate
 	}
-	// Client authentication (§2.3, §3.2.1): only the public client
-	// "anonymous", which has no secret.
-	if len(req.Header.Peek(fasthttp.HeaderAuthorization)) > 0 || seen[pClientSecret] ||
-		(seen[pClientID] && r.v[pClientID] != AnonymousClient) {
+	if !authenticateClient(req.Header.Peek(fasthttp.HeaderAuthorization), r.v[pClientID], seen[pClientID], r.v[pClientSecret]) {
 		return nil, 0, errClient
 	}
+	r.client = AnonymousClient
 	r.grant = r.v[pGrantType]
 	switch r.grant {
 	case "":
@@ -401,6 +404,49 @@ func (e *Endpoint) serve(ctx *fasthttp.RequestCtx, r *tokenRequest) ([]byte, tim
 		return e.passwordGrant(c, r)
 	}
 	return e.refreshGrant(c, r)
+}
+
+// authenticateClient reports whether a token request authenticates as a
+// registered client (RFC 6749 §2.3, §3.2.1). keygate has one: the public
+// client "anonymous", which has no secret. Real clients present it in four
+// ways, all accepted:
+//
+//   - not at all, or client_id=anonymous in the form (auth method "none";
+//     x/oauth2 AuthStyleInParams, requests-oauthlib include_client_id=True);
+//   - Authorization: Basic base64(anonymous:), the id and the empty secret
+//     form-urlencoded first (§2.3.1; "client_secret_basic"): the default of
+//     requests-oauthlib's fetch_token, of simple-oauth2, and x/oauth2
+//     AuthStyleInHeader (AuthStyleAutoDetect tries it first);
+//   - client_id=anonymous&client_secret= in the form ("client_secret_post"
+//     with the empty secret): simple-oauth2 authorizationMethod "body".
+//
+// Refused (invalid_client): any other client id (no other is registered,
+// the empty one included), a non-empty secret (the public client has
+// none, so every secret is wrong), a scheme other than Basic or a malformed
+// Basic value, and a header and a form that name different clients.
+// authorization is the Authorization header ("" when absent); formID and
+// formSecret are the form's client_id (hasFormID: present) and
+// client_secret ("" when absent or empty).
+func authenticateClient(authorization []byte, formID string, hasFormID bool, formSecret string) bool {
+	if formSecret != "" || (hasFormID && formID != AnonymousClient) {
+		return false
+	}
+	if len(authorization) == 0 {
+		return true
+	}
+	var c authn.Credentials
+	defer c.Reset()
+	if authn.ParseAuthorization(authorization, &c) != nil || c.Kind != authn.KindBasic {
+		return false
+	}
+	id, err := url.QueryUnescape(string(c.Username))
+	if err != nil || id != AnonymousClient {
+		return false
+	}
+	// The public client has no secret: only the empty one is right (and
+	// only the empty string form-urlencodes to nothing), so a secret is
+	// never decoded, copied or compared.
+	return len(c.Password) == 0
 }
 
 // isForm reports whether a Content-Type is application/x-www-form-urlencoded
@@ -534,11 +580,9 @@ func (e *Endpoint) refreshGrant(ctx context.Context, r *tokenRequest) ([]byte, t
 	case err != nil:
 		return e.unavailable(r, err)
 	}
-	var uct int64
-	if !rt.UserCreatedAt.IsZero() {
-		uct = rt.UserCreatedAt.UnixNano()
-	}
-	if !currentFor(u, u.Account, rt.Generation, uct) {
+	// The refresh token record keeps the creation time whole: compare it
+	// exactly (the access token's uct claim has seconds only).
+	if !currentFor(u, u.Account, rt.Generation) || !sameInstant(u.CreatedAt, rt.UserCreatedAt) {
 		_ = e.refresh.RevokeRefreshFamily(ctx, family)
 		return e.refuse(r, "", errBadRefresh, "refresh token predates a change of its user")
 	}
@@ -548,6 +592,14 @@ func (e *Endpoint) refreshGrant(ctx context.Context, r *tokenRequest) ([]byte, t
 		return e.refuse(r, "", errBadRefresh, reason)
 	}
 	return e.issue(ctx, r, u, family)
+}
+
+// sameInstant reports whether a and b are the same instant, or both unset.
+func sameInstant(a, b time.Time) bool {
+	if a.IsZero() || b.IsZero() {
+		return a.IsZero() && b.IsZero()
+	}
+	return a.Equal(b)
 }
 
 // parseRefresh checks the shape of a refresh token value and returns its
@@ -581,7 +633,7 @@ type tokenResponse struct {
 // token of family (a new family when "").
 func (e *Endpoint) issue(ctx context.Context, r *tokenRequest, u *store.User, family string) ([]byte, time.Duration, *oauthError) {
 	roles := keyauth.SortedRoles(u.Roles)
-	at, _, err := e.signer.Issue(Subject{Username: u.Username, Account: u.Account, Roles: roles,
+	at, _, err := e.signer.Issue(Subject{ClientID: r.client, Username: u.Username, Account: u.Account, Roles: roles,
 		Generation: u.Generation, UserCreated: u.CreatedAt})
 	if err != nil {
 		return e.unavailable(r, err)

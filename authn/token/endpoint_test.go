@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -212,8 +213,9 @@ func TestEndpointErrors(t *testing.T) {
 		{"unknown client", "POST", formCT, with("client_id", "webapp"), nil, 401, "invalid_client", true},
 		{"empty client", "POST", formCT, with("client_id", ""), nil, 401, "invalid_client", true},
 		{"client secret", "POST", formCT, with("client_secret", "s3cret"), nil, 401, "invalid_client", true},
-		{"basic client auth", "POST", formCT, good.Encode(), func(r *fasthttp.Request) {
-			r.Header.Set("Authorization", "Basic YW5vbnltb3VzOg==")
+		{"client secret of the public client", "POST", formCT, with("client_secret", "x") + "&client_id=anonymous", nil, 401, "invalid_client", true},
+		{"basic client auth with a secret", "POST", formCT, good.Encode(), func(r *fasthttp.Request) {
+			r.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("anonymous:s3cret")))
 		}, 401, "invalid_client", true},
 		{"client_credentials", "POST", formCT, with("grant_type", "client_credentials"), nil, 400, "unsupported_grant_type", false},
 		{"authorization_code", "POST", formCT, with("grant_type", "authorization_code"), nil, 400, "unsupported_grant_type", false},
@@ -632,4 +634,78 @@ func measureParity(t *testing.T, f *fixture, kinds []parityKind, rounds int) str
 		}
 	}
 	return ""
+}
+
+func basicClient(idAndSecret string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(idAndSecret))
+}
+
+// TestEndpointClientAuthentication: the public client "anonymous" is
+// accepted in every form real clients send it (RFC 6749 §2.3.1: Basic with
+// the form-urlencoded id and the empty secret, or the form's client_id with
+// an empty or absent client_secret); any other client, any non-empty secret
+// and malformed client credentials are invalid_client.
+func TestEndpointClientAuthentication(t *testing.T) {
+	f := newFixture(t, nil)
+	cases := []struct {
+		name   string
+		header string // Authorization
+		extra  string // appended to the password grant form
+		ok     bool
+	}{
+		{"no client", "", "", true},
+		{"form client_id", "", "&client_id=anonymous", true},
+		{"form client_id, empty secret", "", "&client_id=anonymous&client_secret=", true},
+		{"form empty secret only", "", "&client_secret=", true},
+		{"basic anonymous:", basicClient("anonymous:"), "", true},
+		{"basic, scheme in lower case", "basic " + base64.StdEncoding.EncodeToString([]byte("anonymous:")), "", true},
+		{"basic, id form-urlencoded", basicClient("anon%79mous:"), "", true},
+		{"basic and form client_id", basicClient("anonymous:"), "&client_id=anonymous", true},
+		{"basic and form empty secret", basicClient("anonymous:"), "&client_secret=", true},
+
+		{"form other client", "", "&client_id=webapp", false},
+		{"form empty client_id", "", "&client_id=", false},
+		{"form client_id case", "", "&client_id=Anonymous", false},
+		{"form secret", "", "&client_secret=s3cret", false},
+		{"form client_id and secret", "", "&client_id=anonymous&client_secret=s3cret", false},
+		{"form secret of one space", "", "&client_id=anonymous&client_secret=+", false},
+		{"basic with a secret", basicClient("anonymous:s3cret"), "", false},
+		{"basic secret of one space", basicClient("anonymous:%20"), "", false},
+		{"basic other client", basicClient("webapp:"), "", false},
+		{"basic empty id", basicClient(":"), "", false},
+		{"basic no colon", basicClient("anonymous"), "", false},
+		{"basic id with encoded colon", basicClient("anonymous%3A:"), "", false},
+		{"basic id with a plus", basicClient("anonymous+:"), "", false},
+		{"basic bad escape", basicClient("anonymous%zz:"), "", false},
+		{"basic bad base64", "Basic !!!", "", false},
+		{"bearer", "Bearer abc.def.ghi", "", false},
+		{"api key", "ApiKey " + base64.StdEncoding.EncodeToString([]byte("x:y")), "", false},
+		{"basic and form disagree", basicClient("anonymous:"), "&client_id=webapp", false},
+		{"basic and form secret", basicClient("anonymous:"), "&client_secret=s3cret", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f.t = t
+			var mods []func(*fasthttp.Request)
+			if c.header != "" {
+				mods = append(mods, func(r *fasthttp.Request) { r.Header.Set("Authorization", c.header) })
+			}
+			r := f.do("POST", formCT, pwForm("alice", alicePW).Encode()+c.extra, mods...)
+			if c.ok {
+				at, _ := f.wantTokens(c.name, r, true)
+				claims, err := f.signer.Verifier().Verify(at)
+				if err != nil || claims.ClientID != AnonymousClient {
+					t.Errorf("client_id claim: %+v, %v", claims, err)
+				}
+				return
+			}
+			f.wantError(c.name, r, 401, "invalid_client")
+			if ch := string(r.header.Peek("WWW-Authenticate")); ch != `Basic realm="kg-test"` {
+				t.Errorf("WWW-Authenticate = %q", ch)
+			}
+			if strings.Contains(r.raw, "s3cret") {
+				t.Errorf("the body echoes the secret: %s", r.raw)
+			}
+		})
+	}
 }

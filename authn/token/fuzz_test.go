@@ -1,6 +1,10 @@
 package token
 
 import (
+	"bytes"
+	"encoding/base64"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -49,6 +53,40 @@ func FuzzParseRefresh(f *testing.F) {
 		fam, ok := parseRefresh(v)
 		if ok && (len(v) != refreshValueLen || fam != v[:familyLen]) {
 			t.Fatalf("accepted %q", v)
+		}
+	})
+}
+
+// FuzzAuthenticateClient: client authentication never panics and accepts
+// only the public client "anonymous" without a secret: no form id or
+// "anonymous", no form secret, and a header (if any) that is Basic with
+// the form-urlencoded id "anonymous" and the empty secret.
+func FuzzAuthenticateClient(f *testing.F) {
+	f.Add("", "", false, "")
+	f.Add("Basic YW5vbnltb3VzOg==", "anonymous", true, "")
+	f.Add("Basic YW5vbiU3OW1vdXM6", "", false, "")
+	f.Add("Basic YW5vbnltb3VzOnM=", "", false, "")
+	f.Add("Bearer x", "webapp", true, "s")
+	f.Fuzz(func(t *testing.T, header, formID string, hasFormID bool, formSecret string) {
+		if !authenticateClient([]byte(header), formID, hasFormID, formSecret) {
+			return
+		}
+		if formSecret != "" || (hasFormID && formID != AnonymousClient) {
+			t.Fatalf("accepted form id %q (present %v), secret %q", formID, hasFormID, formSecret)
+		}
+		h := strings.Trim(header, " \t")
+		if h == "" {
+			return
+		}
+		scheme, payload, _ := strings.Cut(h, " ")
+		dec, err := base64.StdEncoding.DecodeString(strings.TrimLeft(payload, " "))
+		if !strings.EqualFold(scheme, "basic") || err != nil {
+			t.Fatalf("accepted header %q", header)
+		}
+		id, secret, ok := bytes.Cut(dec, []byte(":"))
+		uid, err := url.QueryUnescape(string(id))
+		if !ok || err != nil || uid != AnonymousClient || len(secret) != 0 {
+			t.Fatalf("accepted header %q (%q)", header, dec)
 		}
 	})
 }

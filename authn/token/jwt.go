@@ -32,9 +32,11 @@
 // # Tokens
 //
 // Header: alg (the configured one), typ "at+jwt" (RFC 9068), kid. Claims:
-// iss, aud, sub (username), acct, roles, gen (the user's generation), uct
-// (the user's creation time, Unix ns: a user deleted and created again under
-// the same name gets none of the old user's tokens), iat, exp, jti.
+// iss, aud, sub (username), client_id (RFC 9068: the client of the grant,
+// "anonymous"), acct, roles, gen (the user's generation), uct (the user's
+// creation time in Unix seconds: a user deleted and created again under the
+// same name gets none of the old user's tokens), iat, exp, jti. Every number
+// stays below 2^53, so JavaScript verifiers read them exactly.
 //
 // Verification accepts only the configured algorithm, only the header
 // fields alg, typ and kid (so jwk, jku, x5u, x5c, crit… are refused), a kid
@@ -79,12 +81,50 @@ const TokenType = "at+jwt"
 // Claims are the claims of a keygate access token.
 type Claims struct {
 	jwt.RegisteredClaims
-	Account string   `json:"acct"`
-	Roles   []string `json:"roles,omitempty"`
+	// ClientID is the client the token was issued to (RFC 9068 §2.2). Tokens
+	// issued before it was added lack it; they verify all the same.
+	ClientID string   `json:"client_id,omitempty"`
+	Account  string   `json:"acct"`
+	Roles    []string `json:"roles,omitempty"`
 	// Generation is the user's generation when the token was issued.
 	Generation uint64 `json:"gen"`
-	// UserCreated is the user's CreatedAt in Unix nanoseconds.
+	// UserCreated is the user's CreatedAt in Unix seconds (0 when unknown).
+	// Tokens issued before keygate switched to seconds carry Unix
+	// nanoseconds (above 2^53: JavaScript verifiers read them rounded);
+	// see userCreatedMatches for how both are accepted.
 	UserCreated int64 `json:"uct"`
+}
+
+// uctNanoFloor separates the two units of the uct claim: Unix seconds stay
+// below it until the year 36812, Unix nanoseconds are above it for every
+// instant after 1970-01-01T00:18:20Z.
+const uctNanoFloor = 1 << 40
+
+// userCreatedUCT is the uct claim of a user created at created.
+func userCreatedUCT(created time.Time) int64 {
+	if created.IsZero() {
+		return 0
+	}
+	return created.Unix()
+}
+
+// userCreatedMatches reports whether the uct claim of a token names the
+// user created at created. Seconds, as issued now, match the second of
+// created. Nanoseconds, as issued before, must match exactly: accepting them
+// keeps the tokens issued before an upgrade working until they expire
+// (tokens.lifetime) instead of logging every client out at once; once
+// every instance has issued seconds for longer than tokens.lifetime, the
+// nanosecond branch accepts nothing that is still valid and can go.
+//
+// Seconds are coarser than nanoseconds: a user deleted and created again
+// under the same name within the same second, and given a token by the
+// old user in that second, too, would share uct; the generation (both 1)
+// and the account must match as well for the old token to pass.
+func userCreatedMatches(created time.Time, uct int64) bool {
+	if uct >= uctNanoFloor {
+		return !created.IsZero() && created.UnixNano() == uct
+	}
+	return userCreatedUCT(created) == uct
 }
 
 // Validate implements jwt.ClaimsValidator: the claims keygate requires on
@@ -103,6 +143,9 @@ func (c *Claims) Validate() error {
 
 // Subject is who a token is issued to.
 type Subject struct {
+	// ClientID is the OAuth client of the grant ("": AnonymousClient,
+	// keygate's only client).
+	ClientID    string
 	Username    string
 	Account     string
 	Roles       []string
@@ -185,9 +228,9 @@ func (s *Signer) Issue(sub Subject) (token string, exp time.Time, err error) {
 	exp = iat.Add(s.lifetime)
 	var jti [16]byte
 	_, _ = rand.Read(jti[:])
-	var uct int64
-	if !sub.UserCreated.IsZero() {
-		uct = sub.UserCreated.UnixNano()
+	client := sub.ClientID
+	if client == "" {
+		client = AnonymousClient
 	}
 	c := &Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
@@ -198,10 +241,11 @@ func (s *Signer) Issue(sub Subject) (token string, exp time.Time, err error) {
 			IssuedAt:  iat,
 			ID:        base64.RawURLEncoding.EncodeToString(jti[:]),
 		},
+		ClientID:    client,
 		Account:     sub.Account,
 		Roles:       sub.Roles,
 		Generation:  sub.Generation,
-		UserCreated: uct,
+		UserCreated: userCreatedUCT(sub.UserCreated),
 	}
 	t := jwt.NewWithClaims(s.method, c)
 	t.Header["typ"] = TokenType

@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -419,8 +420,30 @@ func TestIssueClaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Issuer != "keygate" || c.Subject != "alice" || c.Account != "acme" || c.Generation != 7 ||
-		c.UserCreated != created.UnixNano() || c.ID == "" || len(c.Roles) != 1 {
+		c.UserCreated != created.Unix() || c.ClientID != AnonymousClient || c.ID == "" || len(c.Roles) != 1 {
 		t.Errorf("claims = %+v", c)
+	}
+	// The payload as a JavaScript verifier reads it: client_id (RFC 9068),
+	// uct in seconds, and every number exact in a float64 (below 2^53).
+	var payload map[string]json.RawMessage
+	pb, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	if err := json.Unmarshal(pb, &payload); err != nil {
+		t.Fatal(err)
+	}
+	if string(payload["client_id"]) != `"anonymous"` || string(payload["uct"]) != strconv.FormatInt(created.Unix(), 10) {
+		t.Errorf("payload %s", pb)
+	}
+	for k, raw := range payload {
+		var n json.Number
+		if json.Unmarshal(raw, &n) != nil {
+			continue // not a number
+		}
+		if v, err := n.Int64(); err != nil || v < 0 || v >= 1<<53 {
+			t.Errorf("claim %s = %s: not an integer below 2^53", k, raw)
+		}
+	}
+	if cl, _, _ := s.Issue(Subject{ClientID: "cli", Username: "alice", Generation: 7}); mustVerify(t, s, cl).ClientID != "cli" {
+		t.Error("Subject.ClientID not in the token")
 	}
 	tok2, _, _ := s.Issue(Subject{Username: "alice", Account: "acme", Generation: 7})
 	c2, _ := s.Verifier().Verify(tok2)
@@ -524,5 +547,44 @@ func TestRSAPKCS1AndJWKS(t *testing.T) {
 	hs := mustSigner(t, hsConfig(testSecret), nil)
 	if hs.Verifier().JWKS() != nil {
 		t.Error("HS256 has a JWKS")
+	}
+}
+
+func mustVerify(t *testing.T, s *Signer, tok string) *Claims {
+	t.Helper()
+	c, err := s.Verifier().Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestUserCreatedMatches: uct is Unix seconds now; tokens issued before
+// carry Unix nanoseconds and keep matching (exactly) until they expire.
+func TestUserCreatedMatches(t *testing.T) {
+	created := time.Date(2026, 3, 4, 5, 6, 7, 891234567, time.UTC)
+	cases := []struct {
+		name    string
+		created time.Time
+		uct     int64
+		want    bool
+	}{
+		{"seconds", created, created.Unix(), true},
+		{"seconds, next second", created, created.Unix() + 1, false},
+		{"seconds, previous second", created, created.Unix() - 1, false},
+		{"legacy nanoseconds", created, created.UnixNano(), true},
+		{"legacy nanoseconds, 1 ns off", created, created.UnixNano() + 1, false},
+		{"legacy nanoseconds of the same second", created, created.Truncate(time.Second).UnixNano(), false},
+		{"milliseconds are neither", created, created.UnixMilli(), false},
+		{"unknown creation time", time.Time{}, 0, true},
+		{"unknown creation time, uct set", time.Time{}, created.Unix(), false},
+		{"unknown creation time, legacy uct set", time.Time{}, created.UnixNano(), false},
+		{"creation time set, uct 0", created, 0, false},
+		{"the unit boundary", time.Unix(0, uctNanoFloor), uctNanoFloor, true},
+	}
+	for _, c := range cases {
+		if got := userCreatedMatches(c.created, c.uct); got != c.want {
+			t.Errorf("%s: userCreatedMatches(%v, %d) = %v, want %v", c.name, c.created, c.uct, got, c.want)
+		}
 	}
 }
