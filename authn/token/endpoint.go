@@ -127,6 +127,7 @@ type Endpoint struct {
 	refreshLifetime time.Duration
 	challenge       string
 	requests        [nGrants][nResults]prometheus.Counter
+	meta            *serverMetadata
 }
 
 // Metric labels of keygate_token_requests_total.
@@ -213,6 +214,7 @@ func NewEndpoint(cfg configs.Tokens, signer *Signer, opts EndpointOptions) (*End
 	if cfg.Path != "" && cfg.Path != V1Path {
 		e.paths = []string{cfg.Path, V1Path}
 	}
+	e.meta = newServerMetadata(signer.issuer, e.paths[0], signer.Verifier().JWKS() != nil, e.refresh != nil)
 	return e, nil
 }
 
@@ -705,17 +707,14 @@ func setIPKey(a netip.Addr, key *[16]byte) bool {
 
 // JWKSHandler serves the JWKS at JWKSPath: 200 with the public keys for
 // EdDSA and RS256, 404 for HS256 (a shared secret has no public half).
+// Errors use keygate's JSON error shape (DESIGN.md §6).
 func (v *Verifier) JWKSHandler(ctx *fasthttp.RequestCtx) {
 	if !ctx.IsGet() && !ctx.IsHead() {
-		ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
-		ctx.Error(`{"error":"method_not_allowed"}`, fasthttp.StatusMethodNotAllowed)
-		ctx.SetContentType("application/json")
+		writeAPIError(ctx, errGetOnly)
 		return
 	}
 	if v.km.jwks == nil {
-		ctx.SetStatusCode(fasthttp.StatusNotFound)
-		ctx.SetContentType("application/json")
-		ctx.SetBodyString(`{"error":"not_found"}`)
+		writeAPIError(ctx, errNoJWKS)
 		return
 	}
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "public, max-age=300")

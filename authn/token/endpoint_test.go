@@ -437,8 +437,11 @@ func TestJWKSHandler(t *testing.T) {
 		return &res
 	}
 	hs, _ := NewVerifier(hsConfig(testSecret))
-	if r := get(hs, "GET"); r.StatusCode() != 404 {
-		t.Errorf("HS256 JWKS: %d", r.StatusCode())
+	if r := get(hs, "GET"); r.StatusCode() != 404 || apiErrorCode(t, r) != "not_found" {
+		t.Errorf("HS256 JWKS: %d %s", r.StatusCode(), r.Body())
+	}
+	if r := get(hs, "DELETE"); r.StatusCode() != 405 || apiErrorCode(t, r) != "method_not_allowed" || string(r.Header.Peek("Allow")) != "GET, HEAD" {
+		t.Errorf("DELETE JWKS: %d %s", r.StatusCode(), r.Body())
 	}
 	ed, err := NewVerifier(keyConfig(t, configs.AlgEdDSA, pkcs8PEM(t, edKey)))
 	if err != nil {
@@ -448,9 +451,22 @@ func TestJWKSHandler(t *testing.T) {
 	if r.StatusCode() != 200 || string(r.Body()) != string(ed.JWKS()) || !strings.Contains(string(r.Body()), `"kty":"OKP"`) {
 		t.Errorf("EdDSA JWKS: %d %s", r.StatusCode(), r.Body())
 	}
-	if r := get(ed, "POST"); r.StatusCode() != 405 {
-		t.Errorf("POST JWKS: %d", r.StatusCode())
+	if r := get(ed, "POST"); r.StatusCode() != 405 || apiErrorCode(t, r) != "method_not_allowed" {
+		t.Errorf("POST JWKS: %d %s", r.StatusCode(), r.Body())
 	}
+}
+
+// apiErrorCode checks that r has keygate's JSON error shape (DESIGN.md §6:
+// {"error":{"code","message"}} and nothing else) and returns the code.
+func apiErrorCode(t *testing.T, r *fasthttp.Response) string {
+	t.Helper()
+	var body map[string]map[string]string
+	if err := json.Unmarshal(r.Body(), &body); err != nil || len(body) != 1 || len(body["error"]) != 2 ||
+		body["error"]["message"] == "" || !strings.HasPrefix(string(r.Header.ContentType()), "application/json") {
+		t.Errorf("not keygate's error shape: %s (%s, %v)", r.Body(), r.Header.ContentType(), err)
+		return ""
+	}
+	return body["error"]["code"]
 }
 
 // BenchmarkPasswordGrantUnknownUserVsWrongPassword is the timing pair of

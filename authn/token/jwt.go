@@ -58,6 +58,7 @@
 //		IPLimiter: ipLim, UserLimiter: userLim, Realm: cfg.Auth.Realm,
 //		Logger: log, Registerer: reg})
 //	for _, p := range ep.Paths() { extra[p] = ep.Handler }
+//	for _, p := range ep.MetadataPaths() { extra[p] = ep.MetadataHandler } // RFC 8414
 //	extra[token.JWKSPath] = signer.Verifier().JWKSHandler // 404 with HS256
 package token
 

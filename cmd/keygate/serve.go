@@ -593,7 +593,8 @@ func (g *gateway) buildChain(ctx context.Context, reg prometheus.Registerer) (*a
 }
 
 // tokenHandlers are the public listener's own endpoints: the OAuth2 token
-// endpoint (tokens.path and /v1/oauth/token) and the JWKS. They share the
+// endpoint (tokens.path and /v1/oauth/token), the JWKS and the RFC 8414
+// metadata. They share the
 // chain's hasher, limiters and account states.
 func (g *gateway) tokenHandlers(reg prometheus.Registerer) (map[string]fasthttp.RequestHandler, error) {
 	if g.signer == nil {
@@ -618,6 +619,9 @@ func (g *gateway) tokenHandlers(reg prometheus.Registerer) (map[string]fasthttp.
 	extra := map[string]fasthttp.RequestHandler{token.JWKSPath: g.signer.Verifier().JWKSHandler}
 	for _, p := range ep.Paths() {
 		extra[p] = ep.Handler
+	}
+	for _, p := range ep.MetadataPaths() {
+		extra[p] = ep.MetadataHandler
 	}
 	return extra, nil
 }
