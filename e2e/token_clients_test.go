@@ -56,14 +56,9 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 // bearerStatus is the status of GET /hello with the access token.
 func bearerStatus(t *testing.T, g *gateway, tok string) int {
 	t.Helper()
-	req, _ := http.NewRequest("GET", g.url("/hello"), nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	c := newAuClient(5 * time.Second)
+	defer c.close()
+	return c.get(t, g.url("/hello"), "Bearer "+tok).status
 }
 
 // TestTokenClientGoOAuth2: golang.org/x/oauth2's PasswordCredentialsToken
