@@ -170,6 +170,7 @@ func TestTokenClientRawShapes(t *testing.T) {
 	anonBasic := "Basic " + base64.StdEncoding.EncodeToString([]byte("anonymous:"))
 	pyHeaders := "User-Agent: python-requests/2.32.3\r\nAccept-Encoding: gzip, deflate\r\nAccept: application/json\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\n"
 	jsHeaders := "Accept: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n"
+	jsonHeaders := "Accept: application/json\r\nContent-Type: application/json\r\nConnection: close\r\n"
 	cases := []struct {
 		name      string
 		headers   string // without Host and Content-Length
@@ -205,11 +206,18 @@ func TestTokenClientRawShapes(t *testing.T) {
 		// authorizationMethod "body": client_id and client_secret after the grant parameters.
 		{"simple-oauth2 body", jsHeaders,
 			"grant_type=password&username=admin&password=" + adminPW + "&client_id=anonymous&client_secret=", 200, ""},
+		// bodyFormat "json" (header or body authorization): JSON.stringify of the same parameters.
+		{"simple-oauth2 header json", jsonHeaders + "Authorization: " + anonBasic + "\r\n",
+			`{"grant_type":"password","username":"admin","password":"` + adminPW + `"}`, 200, ""},
+		{"simple-oauth2 body json", jsonHeaders,
+			`{"grant_type":"password","username":"admin","password":"` + adminPW + `","client_id":"anonymous","client_secret":""}`, 200, ""},
 		// Still refused: a secret for the public client, other clients.
 		{"requests-oauthlib with a secret", pyHeaders + "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("anonymous:s3cret")) + "\r\n",
 			"grant_type=password&username=admin&password=" + adminPW, 401, "invalid_client"},
 		{"simple-oauth2 body with a secret", jsHeaders,
 			"grant_type=password&username=admin&password=" + adminPW + "&client_id=anonymous&client_secret=s3cret", 401, "invalid_client"},
+		{"simple-oauth2 body json with a secret", jsonHeaders,
+			`{"grant_type":"password","username":"admin","password":"` + adminPW + `","client_id":"anonymous","client_secret":"s3cret"}`, 401, "invalid_client"},
 		{"simple-oauth2 header, another client", jsHeaders + "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("webapp:")) + "\r\n",
 			"grant_type=password&username=admin&password=" + adminPW, 401, "invalid_client"},
 		// simple-oauth2 with client.secret left undefined sends "anonymous:undefined": a wrong secret.

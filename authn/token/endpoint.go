@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"net/url"
@@ -85,8 +86,9 @@ type EndpointOptions struct {
 // JSON body:
 //
 //	200 {"access_token","token_type":"Bearer","expires_in","refresh_token"}
-//	400 invalid_request         missing or repeated parameter, not a form
-//	                            body, credentials in the query string
+//	400 invalid_request         missing or repeated parameter, a body that
+//	                            is neither a form nor a JSON object of
+//	                            strings, credentials in the query string
 //	401 invalid_client          a client other than the public client
 //	                            "anonymous", or a non-empty client secret
 //	                            (see authenticateClient for the accepted
@@ -240,7 +242,8 @@ func newOAuthError(status int, code, desc string) *oauthError {
 // Error responses. Fixed bodies: nothing from the request is echoed.
 var (
 	errMethod         = newOAuthError(fasthttp.StatusMethodNotAllowed, "invalid_request", "the token endpoint accepts POST only")
-	errContentType    = newOAuthError(fasthttp.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+	errContentType    = newOAuthError(fasthttp.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded (or application/json)")
+	errJSONBody       = newOAuthError(fasthttp.StatusBadRequest, "invalid_request", "a JSON body must be one object whose values are strings")
 	errBodyTooLarge   = newOAuthError(fasthttp.StatusBadRequest, "invalid_request", "request body too large")
 	errDuplicate      = newOAuthError(fasthttp.StatusBadRequest, "invalid_request", "a parameter is repeated")
 	errInQuery        = newOAuthError(fasthttp.StatusBadRequest, "invalid_request", "credentials must be sent in the request body, not the query string")
@@ -348,7 +351,8 @@ func (e *Endpoint) serve(ctx *fasthttp.RequestCtx, r *tokenRequest) ([]byte, tim
 	if !req.Header.IsPost() {
 		return nil, 0, errMethod
 	}
-	if !isForm(req.Header.ContentType()) {
+	format := bodyFormat(req.Header.ContentType())
+	if format == formatNone {
 		return nil, 0, errContentType
 	}
 	body := req.Body()
@@ -360,11 +364,9 @@ func (e *Endpoint) serve(ctx *fasthttp.RequestCtx, r *tokenRequest) ([]byte, tim
 			return nil, 0, errInQuery
 		}
 	}
-	var args fasthttp.Args
-	args.ParseBytes(body)
 	var seen [nParams]bool
 	dup := false
-	for k, v := range args.All() {
+	set := func(k, v []byte) {
 		for i, name := range paramNames {
 			if string(k) == name {
 				if seen[i] {
@@ -374,6 +376,15 @@ func (e *Endpoint) serve(ctx *fasthttp.RequestCtx, r *tokenRequest) ([]byte, tim
 				r.v[i] = string(v)
 			}
 		}
+	}
+	if format == formatForm {
+		var args fasthttp.Args
+		args.ParseBytes(body)
+		for k, v := range args.All() {
+			set(k, v)
+		}
+	} else if parseJSONParams(body, set) != nil {
+		return nil, 0, errJSONBody
 	}
 	if dup {
 		return nil, 0, errDuplicate
@@ -451,13 +462,64 @@ func authenticateClient(authorization []byte, formID string, hasFormID bool, for
 	return len(c.Password) == 0
 }
 
-// isForm reports whether a Content-Type is application/x-www-form-urlencoded
-// (any case, parameters such as charset allowed).
-func isForm(ct []byte) bool {
+// Body formats of a token request.
+//
+// RFC 6749 wants a form. A JSON object of strings is accepted too: it is
+// what simple-oauth2 sends with bodyFormat "json", and what other token
+// endpoints (Auth0, for one) take.
+const (
+	formatNone = iota
+	formatForm // application/x-www-form-urlencoded
+	formatJSON // application/json
+)
+
+// bodyFormat tells the format of a Content-Type (media type in any case,
+// parameters such as charset allowed), formatNone for anything else.
+func bodyFormat(ct []byte) int {
 	if i := bytes.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}
-	return bytes.EqualFold(bytes.TrimSpace(ct), []byte("application/x-www-form-urlencoded"))
+	ct = bytes.TrimSpace(ct)
+	switch {
+	case bytes.EqualFold(ct, []byte("application/x-www-form-urlencoded")):
+		return formatForm
+	case bytes.EqualFold(ct, []byte("application/json")):
+		return formatJSON
+	}
+	return formatNone
+}
+
+var errNotParams = errors.New("token: not a JSON object of strings")
+
+// parseJSONParams reads body as one JSON object whose values are all
+// strings, calling set for each member in order (so repeated names reach
+// the duplicate check as in a form). Nested values, numbers, booleans,
+// null and anything after the object are refused.
+func parseJSONParams(body []byte, set func(k, v []byte)) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errNotParams
+	}
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return errNotParams
+		}
+		k, _ := kt.(string) // a member name is always a string
+		vt, err := dec.Token()
+		v, ok := vt.(string)
+		if err != nil || !ok {
+			return errNotParams
+		}
+		set([]byte(k), []byte(v))
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return errNotParams
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errNotParams
+	}
+	return nil
 }
 
 // refuse counts a failure against the client IP (and the username when

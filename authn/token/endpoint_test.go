@@ -165,6 +165,9 @@ func TestEndpointPasswordGrant(t *testing.T) {
 	form.Set("scope", "anything")
 	form.Set("whatever", "1")
 	f.wantTokens("with client_id", f.do("POST", formCT+"; charset=UTF-8", form.Encode()), true)
+	// A JSON object of strings (simple-oauth2 bodyFormat "json").
+	f.wantTokens("json body", f.do("POST", "Application/JSON; charset=utf-8",
+		`{"grant_type":"password","username":"alice","password":"`+alicePW+`","client_id":"anonymous","client_secret":"","scope":"x"}`), true)
 	// The user's roles.
 	c, err := f.signer.Verifier().Verify(at)
 	if err != nil || strings.Join(c.Roles, ",") != "dev,ops" {
@@ -196,7 +199,15 @@ func TestEndpointErrors(t *testing.T) {
 	}{
 		{"GET", "GET", "", "", nil, 405, "invalid_request", false},
 		{"PUT", "PUT", formCT, good.Encode(), nil, 405, "invalid_request", false},
-		{"json body", "POST", "application/json", `{"grant_type":"password"}`, nil, 400, "invalid_request", false},
+		{"json body without credentials", "POST", "application/json", `{"grant_type":"password"}`, nil, 400, "invalid_request", false},
+		{"json nested value", "POST", "application/json", `{"grant_type":"password","username":{"x":"alice"},"password":"p"}`, nil, 400, "invalid_request", false},
+		{"json number value", "POST", "application/json", `{"grant_type":"password","username":"alice","password":1}`, nil, 400, "invalid_request", false},
+		{"json null value", "POST", "application/json", `{"grant_type":"password","username":"alice","password":null}`, nil, 400, "invalid_request", false},
+		{"json duplicate", "POST", "application/json", `{"grant_type":"password","username":"alice","password":"x","password":"y"}`, nil, 400, "invalid_request", false},
+		{"json array", "POST", "application/json", `[{"grant_type":"password"}]`, nil, 400, "invalid_request", false},
+		{"json trailing data", "POST", "application/json", `{"grant_type":"password","username":"alice","password":"x"}{}`, nil, 400, "invalid_request", false},
+		{"json truncated", "POST", "application/json", `{"grant_type":"password","username":"alice"`, nil, 400, "invalid_request", false},
+		{"text body", "POST", "text/plain", good.Encode(), nil, 400, "invalid_request", false},
 		{"no content type", "POST", "", good.Encode(), nil, 400, "invalid_request", false},
 		{"multipart", "POST", "multipart/form-data; boundary=x", good.Encode(), nil, 400, "invalid_request", false},
 		{"no grant_type", "POST", formCT, without("grant_type"), nil, 400, "invalid_request", false},

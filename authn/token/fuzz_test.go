@@ -3,6 +3,7 @@ package token
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"net/url"
 	"strings"
 	"testing"
@@ -87,6 +88,35 @@ func FuzzAuthenticateClient(f *testing.F) {
 		uid, err := url.QueryUnescape(string(id))
 		if !ok || err != nil || uid != AnonymousClient || len(secret) != 0 {
 			t.Fatalf("accepted header %q (%q)", header, dec)
+		}
+	})
+}
+
+// FuzzParseJSONParams: the JSON body parser never panics, and what it
+// accepts is one JSON object of strings whose members it reported in full.
+func FuzzParseJSONParams(f *testing.F) {
+	for _, s := range []string{`{}`, `{"grant_type":"password","username":"a","password":"b"}`, `{"a":1}`,
+		`{"a":"b","a":"c"}`, `[]`, `{"a":"b"} x`, `{"a":{"b":"c"}}`, `{"\u0000":"\ud800"}`, ``} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got := map[string]string{}
+		n := 0
+		err := parseJSONParams(body, func(k, v []byte) { got[string(k)] = string(v); n++ })
+		if err != nil {
+			return
+		}
+		var want map[string]string
+		if json.Unmarshal(body, &want) != nil || want == nil {
+			t.Fatalf("accepted %q, which is not a JSON object of strings", body)
+		}
+		if len(got) != len(want) || n < len(want) {
+			t.Fatalf("%q: reported %v (%d calls), json.Unmarshal reads %v", body, got, n, want)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Fatalf("%q: %q = %q, json.Unmarshal reads %q", body, k, got[k], v)
+			}
 		}
 	})
 }
