@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -578,21 +577,12 @@ func (e *Endpoint) passwordGrant(ctx context.Context, r *tokenRequest) ([]byte, 
 		return e.unavailable(r, err)
 	case errors.Is(err, authn.ErrDisabled):
 		// The password was right: no failure against the username.
-		return e.refuse(r, "", errBadGrant, failureReason(err))
+		return e.refuse(r, "", errBadGrant, err.Error())
 	default:
-		return e.refuse(r, username, errBadGrant, failureReason(err))
+		// The reason as authn.Chain's audit line gives it for Basic.
+		return e.refuse(r, username, errBadGrant, err.Error())
 	}
 	return e.issue(ctx, r, u, "")
-}
-
-// failureReason is the audit reason of a password.Authenticator.Check
-// error: its fixed detail, after the sentinel's text.
-func failureReason(err error) string {
-	s := err.Error()
-	if i := strings.LastIndex(s, ": "); i >= 0 {
-		return s[i+2:]
-	}
-	return s
 }
 
 // usable reports why u may not get a token ("" if it may).
