@@ -117,10 +117,11 @@ func userCreatedUCT(created time.Time) int64 {
 // every instance has issued seconds for longer than tokens.lifetime, the
 // nanosecond branch accepts nothing that is still valid and can go.
 //
-// Seconds are coarser than nanoseconds: a user deleted and created again
-// under the same name within the same second, and given a token by the
-// old user in that second, too, would share uct; the generation (both 1)
-// and the account must match as well for the old token to pass.
+// Seconds are coarser than nanoseconds: if a user is created, given a
+// token, deleted and created again under the same name all within one
+// second, the first user's token carries the second user's uct too. It
+// passes only if the account and the generation (1 for both while
+// unchanged) match as well: scripted churn at that speed is the only case.
 func userCreatedMatches(created time.Time, uct int64) bool {
 	if uct >= uctNanoFloor {
 		return !created.IsZero() && created.UnixNano() == uct
