@@ -366,3 +366,45 @@ func TestTokenGrantRehashes(t *testing.T) {
 		t.Errorf("grant after the rehash: %v", err)
 	}
 }
+
+// TestTokenMetadataIssuerURL: with tokens.issuer an https URL with a path,
+// the metadata names endpoints under the issuer's origin whatever the Host,
+// and is served at the RFC 8414 §3.1 path-inserted location too; tokens
+// carry that iss.
+func TestTokenMetadataIssuerURL(t *testing.T) {
+	t.Parallel()
+	echoAddr := startEchoProc(t)
+	g := startGateway(t, serveOpts{
+		routes: fmt.Sprintf("  - name: api\n    path_prefix: /\n    upstreams: [\"http://%s\"]\n    auth: required\n", echoAddr),
+		extra:  "tokens:\n  issuer: https://auth.example.com/tenant\n",
+	})
+	for _, path := range []string{"/.well-known/oauth-authorization-server", "/.well-known/oauth-authorization-server/tenant"} {
+		c := newAuClient(5 * time.Second)
+		r := c.get(t, g.url(path), "")
+		c.close()
+		var m struct {
+			Issuer        string `json:"issuer"`
+			TokenEndpoint string `json:"token_endpoint"`
+		}
+		if r.status != 200 || json.Unmarshal(r.body, &m) != nil ||
+			m.Issuer != "https://auth.example.com/tenant" || m.TokenEndpoint != "https://auth.example.com/oauth/token" {
+			t.Errorf("%s: %d %s", path, r.status, r.body)
+		}
+	}
+	conf := &oauth2.Config{ClientID: "anonymous", Endpoint: oauth2.Endpoint{TokenURL: g.url("/oauth/token"), AuthStyle: oauth2.AuthStyleInHeader}}
+	tok, err := conf.PasswordCredentialsToken(context.Background(), "admin", adminPW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := josejwt.ParseSigned(tok.AccessToken, []jose.SignatureAlgorithm{jose.HS256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var std josejwt.Claims
+	if err := parsed.Claims([]byte(testSigningSecret), &std); err != nil || std.Issuer != "https://auth.example.com/tenant" {
+		t.Errorf("iss %q (%v)", std.Issuer, err)
+	}
+	if st := bearerStatus(t, g, tok.AccessToken); st != 200 {
+		t.Errorf("token: %d", st)
+	}
+}
