@@ -147,6 +147,11 @@ type Headers struct {
 	KeyID     string `yaml:"key_id"`
 	KeyName   string `yaml:"key_name"`
 	RequestID string `yaml:"request_id"`
+	// KeepOverrideHeaders lists the override headers (X-HTTP-Method-Override,
+	// X-HTTP-Method, X-Method-Override, X-Original-URL, X-Rewrite-URL,
+	// X-Original-URI, X-Original-Method) forwarded upstream; the others are
+	// stripped from every request. Empty: all stripped.
+	KeepOverrideHeaders []string `yaml:"keep_override_headers"`
 }
 
 // Authorization selects the authorizer.
@@ -184,6 +189,9 @@ type Route struct {
 	Timeout              Duration `yaml:"timeout"`
 	StripPrefix          string   `yaml:"strip_prefix"`
 	ForwardAuthorization bool     `yaml:"forward_authorization"`
+	// CaseInsensitive makes path_prefix and strip_prefix match ignoring
+	// case, for upstreams that serve paths that way (IIS).
+	CaseInsensitive bool `yaml:"case_insensitive"`
 }
 
 // Route auth modes.

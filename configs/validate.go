@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/keygate/keygate/internal/reqtarget"
 )
 
 // ValidationError lists every problem found in a configuration, each
@@ -316,6 +319,27 @@ func (p *problems) headers(h *Headers) {
 			seen[k] = f.key
 		}
 	}
+	for i, name := range h.KeepOverrideHeaders {
+		if !slices.ContainsFunc(OverrideHeaders, func(o string) bool { return normHeaderName(o) == normHeaderName(name) }) {
+			p.add(fmt.Sprintf("headers.keep_override_headers[%d]", i), "%s is not an override header (one of %s)",
+				quote(name), strings.Join(OverrideHeaders, ", "))
+		}
+	}
+}
+
+// OverrideHeaders are the request headers some frameworks read as the real
+// method or path (method overrides; URL overrides of Symfony, Zend, IIS and
+// the nginx auth_request convention). The proxy strips them from every
+// request unless headers.keep_override_headers lists them.
+var OverrideHeaders = []string{
+	"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
+	"X-Original-URL", "X-Rewrite-URL", "X-Original-URI", "X-Original-Method",
+}
+
+// normHeaderName folds a header name the way lenient servers read it: ASCII
+// lower case, '_' and '.' as '-'.
+func normHeaderName(s string) string {
+	return strings.NewReplacer("_", "-", ".", "-").Replace(strings.ToLower(s))
 }
 
 func (p *problems) routes(routes []Route) {
@@ -326,6 +350,7 @@ func (p *problems) routes(routes []Route) {
 	names := make(map[string]int, len(routes))
 	type key struct{ host, prefix, methods string }
 	keys := make(map[key]int, len(routes))
+	p.caseOverlaps(routes)
 	for i, r := range routes {
 		base := fmt.Sprintf("routes[%d]", i)
 		if p.nonEmpty(base+".name", r.Name) {
@@ -337,6 +362,8 @@ func (p *problems) routes(routes []Route) {
 		}
 		if r.Host != "" && !validRouteHost(r.Host) {
 			p.add(base+".host", "%s is not a host name", quote(r.Host))
+		} else if msg := routeHostProblem(r.Host); msg != "" {
+			p.add(base+".host", "%s %s", quote(r.Host), msg)
 		}
 		prefixOK := false
 		if !strings.HasPrefix(r.PathPrefix, "/") {
@@ -388,13 +415,126 @@ func (p *problems) routes(routes []Route) {
 			}
 		}
 		slices.Sort(methods)
-		k := key{strings.ToLower(r.Host), r.PathPrefix, strings.Join(methods, ",")}
+		prefix := r.PathPrefix
+		if r.CaseInsensitive {
+			prefix = strings.ToLower(prefix)
+		}
+		k := key{strings.ToLower(r.Host), prefix, strings.Join(methods, ",")}
 		if j, dup := keys[k]; dup {
 			p.add(base, "same host, path_prefix and methods as routes[%d]; it could never match", j)
 		} else {
 			keys[k] = i
 		}
 	}
+}
+
+// caseOverlaps refuses a case-sensitive route that a case-insensitive route
+// could take requests from: their hosts can match the same request, the
+// case-sensitive prefix lies at or under the case-insensitive one ignoring
+// case, and the case-sensitive route is tried first (a host at least as
+// specific: exact, then "*.", then none). "/ADMIN/x" would otherwise miss a
+// case-sensitive "/admin" and reach a case-insensitive "/" whose upstream
+// serves it as "/admin/x". A case-insensitive route under a case-sensitive
+// one is fine: it is longer, so every spelling of its prefix reaches it.
+func (p *problems) caseOverlaps(routes []Route) {
+	for i, cs := range routes {
+		if cs.CaseInsensitive || !strings.HasPrefix(cs.PathPrefix, "/") {
+			continue
+		}
+		for j, ci := range routes {
+			if !ci.CaseInsensitive || !strings.HasPrefix(ci.PathPrefix, "/") {
+				continue
+			}
+			if !routeHostsOverlap(cs.Host, ci.Host) || hostRank(cs.Host) < hostRank(ci.Host) {
+				continue
+			}
+			if underPrefix(strings.ToLower(trimSlash(cs.PathPrefix)), strings.ToLower(trimSlash(ci.PathPrefix))) {
+				p.add(fmt.Sprintf("routes[%d].case_insensitive", i),
+					"path_prefix %s is, ignoring case, under case-insensitive routes[%d] (%s): set case_insensitive here too, or other spellings of it reach routes[%d]",
+					quote(cs.PathPrefix), j, quote(ci.PathPrefix), j)
+			}
+		}
+	}
+}
+
+func trimSlash(p string) string {
+	if len(p) > 1 {
+		return strings.TrimSuffix(p, "/")
+	}
+	return p
+}
+
+// underPrefix reports whether path p equals prefix or lies under it at a
+// segment boundary.
+func underPrefix(p, prefix string) bool {
+	if prefix == "/" {
+		return true
+	}
+	return p == prefix || strings.HasPrefix(p, prefix+"/")
+}
+
+// routeHostName is a configured route host without port and trailing dot,
+// lower case ("*." kept).
+func routeHostName(h string) string {
+	h = strings.ToLower(h)
+	if !strings.HasPrefix(h, "[") {
+		if i := strings.LastIndexByte(h, ':'); i >= 0 {
+			h = h[:i]
+		}
+	} else if i := strings.IndexByte(h, ']'); i >= 0 {
+		h = h[:i+1]
+	}
+	return strings.TrimSuffix(h, ".")
+}
+
+// hostRank is the match order of a route host: exact names first (2), then
+// wildcards (1), then routes without a host (0).
+func hostRank(h string) int {
+	switch {
+	case h == "":
+		return 0
+	case strings.HasPrefix(h, "*."):
+		return 1
+	}
+	return 2
+}
+
+// routeHostsOverlap reports whether route hosts a and b can match the same
+// request. "*.x" matches one label in front of x.
+func routeHostsOverlap(a, b string) bool {
+	a, b = routeHostName(a), routeHostName(b)
+	if a == "" || b == "" || a == b {
+		return true
+	}
+	wild := func(w, h string) bool {
+		if !strings.HasPrefix(w, "*.") || strings.HasPrefix(h, "*.") {
+			return false
+		}
+		label, ok := strings.CutSuffix(h, w[1:])
+		return ok && label != "" && !strings.Contains(label, ".")
+	}
+	return wild(a, b) || wild(b, a)
+}
+
+// routeHostProblem checks a route host with the rules requests are held to
+// (reqtarget.AppendHost): "" if it is fine.
+func routeHostProblem(h string) string {
+	if h == "" {
+		return ""
+	}
+	name, wild := strings.CutPrefix(routeHostName(h), "*.")
+	if _, _, err := reqtarget.AppendHost(nil, []byte(name)); err != nil {
+		return "is not a host name a request can carry"
+	}
+	if wild && strings.HasPrefix(name, "[") {
+		return "is a wildcard over an IP address"
+	}
+	if wild {
+		if _, err := netip.ParseAddr(name); err == nil {
+			return "is a wildcard over an IP address"
+		}
+	}
+	return ""
 }
 
 // role checks a role name: non-empty, no commas (roles are sent joined by
@@ -425,6 +565,17 @@ func (p *problems) pathChars(path, s string) bool {
 	}
 	if strings.Contains(s, "//") {
 		p.add(path, "%s must not contain //", quote(s))
+		return false
+	}
+	if strings.Contains(s, "%") {
+		p.add(path, "%s must not contain percent escapes (write the path as it is sent)", quote(s))
+		return false
+	}
+	if err := reqtarget.CheckPath([]byte(s)); err != nil {
+		var re *reqtarget.Error
+		if errors.As(err, &re) {
+			p.add(path, "%s can never match: requests with it are refused (%s)", quote(s), re.Reason)
+		}
 		return false
 	}
 	return true

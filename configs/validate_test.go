@@ -168,6 +168,15 @@ func TestValidateSingleProblems(t *testing.T) {
 		{"route host ipv6 ok", func(c *Config) { c.Routes[0].Host = "[::1]:8080" }, ""},
 		{"route host bad", func(c *Config) { c.Routes[0].Host = "a/b" }, `routes[0].host: "a/b" is not a host name`},
 		{"route name empty", func(c *Config) { c.Routes[0].Name = "" }, "routes[0].name: must not be empty"},
+		{"route host trailing dot ok", func(c *Config) { c.Routes[0].Host = "internal.example.com." }, ""},
+		{"route host wildcard over ip", func(c *Config) { c.Routes[0].Host = "*.10.0.0.1" }, `routes[0].host: "*.10.0.0.1" is a wildcard over an IP address`},
+		{"route prefix path parameter", func(c *Config) { c.Routes[0].PathPrefix = "/admin;x" }, `routes[0].path_prefix: "/admin;x" can never match: requests with it are refused (path parameter (; or %3B))`},
+		{"route prefix trailing dot", func(c *Config) { c.Routes[0].PathPrefix = "/admin." }, `routes[0].path_prefix: "/admin." can never match: requests with it are refused (segment ending in a dot or a space)`},
+		{"route prefix escape", func(c *Config) { c.Routes[0].PathPrefix = "/a%20b" }, `routes[0].path_prefix: "/a%20b" must not contain percent escapes (write the path as it is sent)`},
+		{"route case insensitive ok", func(c *Config) { c.Routes[0].CaseInsensitive = true }, ""},
+		{"keep override ok", func(c *Config) { c.Headers.KeepOverrideHeaders = []string{"x_http_method_override", "X-Original-URL"} }, ""},
+		{"keep override unknown", func(c *Config) { c.Headers.KeepOverrideHeaders = []string{"X-Auth-User"} },
+			`headers.keep_override_headers[0]: "X-Auth-User" is not an override header (one of X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override, X-Original-URL, X-Rewrite-URL, X-Original-URI, X-Original-Method)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,6 +211,70 @@ func TestValidateRouteSet(t *testing.T) {
 	}
 	if got := problemsOf(t, c); !slices.Equal(got, want) {
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestValidateCaseInsensitiveOverlap(t *testing.T) {
+	up := []string{"http://127.0.0.1:9000"}
+	tests := []struct {
+		name   string
+		routes []Route
+		want   []string
+	}{
+		{"case-sensitive under case-insensitive catch-all", []Route{
+			{Name: "all", PathPrefix: "/", Upstreams: up, CaseInsensitive: true},
+			{Name: "admin", PathPrefix: "/admin", Upstreams: up},
+		}, []string{`routes[1].case_insensitive: path_prefix "/admin" is, ignoring case, under case-insensitive routes[0] ("/"): set case_insensitive here too, or other spellings of it reach routes[0]`}},
+		{"nested other case", []Route{
+			{Name: "app", PathPrefix: "/App", Upstreams: up, CaseInsensitive: true},
+			{Name: "admin", PathPrefix: "/app/Admin/", Upstreams: up},
+		}, []string{`routes[1].case_insensitive: path_prefix "/app/Admin/" is, ignoring case, under case-insensitive routes[0] ("/App"): set case_insensitive here too, or other spellings of it reach routes[0]`}},
+		{"same prefix other case", []Route{
+			{Name: "ci", PathPrefix: "/admin", Upstreams: up, CaseInsensitive: true},
+			{Name: "cs", PathPrefix: "/Admin", Upstreams: up},
+		}, []string{`routes[1].case_insensitive: path_prefix "/Admin" is, ignoring case, under case-insensitive routes[0] ("/admin"): set case_insensitive here too, or other spellings of it reach routes[0]`}},
+		{"two case-insensitive equal ignoring case", []Route{
+			{Name: "a", PathPrefix: "/admin", Upstreams: up, CaseInsensitive: true},
+			{Name: "b", PathPrefix: "/ADMIN", Upstreams: up, CaseInsensitive: true},
+		}, []string{"routes[1]: same host, path_prefix and methods as routes[0]; it could never match"}},
+		{"exact host case-sensitive under host-less case-insensitive", []Route{
+			{Name: "all", PathPrefix: "/", Upstreams: up, CaseInsensitive: true},
+			{Name: "admin", Host: "a.example.com", PathPrefix: "/admin", Upstreams: up},
+		}, []string{`routes[1].case_insensitive: path_prefix "/admin" is, ignoring case, under case-insensitive routes[0] ("/"): set case_insensitive here too, or other spellings of it reach routes[0]`}},
+		{"wildcard host overlap", []Route{
+			{Name: "all", Host: "*.corp.example.com", PathPrefix: "/", Upstreams: up, CaseInsensitive: true},
+			{Name: "admin", Host: "x.corp.example.com", PathPrefix: "/admin", Upstreams: up},
+		}, []string{`routes[1].case_insensitive: path_prefix "/admin" is, ignoring case, under case-insensitive routes[0] ("/"): set case_insensitive here too, or other spellings of it reach routes[0]`}},
+		{"case-insensitive under case-sensitive is fine", []Route{
+			{Name: "all", PathPrefix: "/", Upstreams: up},
+			{Name: "admin", PathPrefix: "/admin", Upstreams: up, CaseInsensitive: true},
+		}, nil},
+		{"more specific case-insensitive host wins anyway", []Route{
+			{Name: "iis", Host: "iis.example.com", PathPrefix: "/", Upstreams: up, CaseInsensitive: true},
+			{Name: "admin", PathPrefix: "/admin", Upstreams: up},
+		}, nil},
+		{"disjoint hosts", []Route{
+			{Name: "iis", Host: "iis.example.com", PathPrefix: "/", Upstreams: up, CaseInsensitive: true},
+			{Name: "admin", Host: "other.example.com", PathPrefix: "/admin", Upstreams: up},
+		}, nil},
+		{"wildcard is one label", []Route{
+			{Name: "iis", Host: "*.example.com", PathPrefix: "/", Upstreams: up, CaseInsensitive: true},
+			{Name: "admin", Host: "a.b.example.com", PathPrefix: "/admin", Upstreams: up},
+		}, nil},
+		{"sibling prefixes", []Route{
+			{Name: "a", PathPrefix: "/admin", Upstreams: up, CaseInsensitive: true},
+			{Name: "b", PathPrefix: "/adminx", Upstreams: up},
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			c.Routes = tt.routes
+			c.Normalize()
+			if got := problemsOf(t, c); !slices.Equal(got, tt.want) {
+				t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
 	}
 }
 

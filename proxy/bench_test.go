@@ -59,7 +59,8 @@ func BenchmarkProxyHandler(b *testing.B) {
 // BenchmarkPipelineChecks is framing + path + match + hygiene alone.
 func BenchmarkPipelineChecks(b *testing.B) {
 	rt := fuzzRouter(b)
-	san := &sanitizer{identity: []string{"x-auth-user", "x-auth-account", "x-auth-roles", "x-auth-method", "x-auth-key-id", "x-auth-key-name"}}
+	san := &sanitizer{identity: []string{"x-auth-user", "x-auth-account", "x-auth-roles", "x-auth-method", "x-auth-key-id", "x-auth-key-name"},
+		override: strippedOverrides(nil)}
 	raw := "GET /api/v2/users/42?expand=1 HTTP/1.1\r\nHost: svc.example.com\r\nUser-Agent: bench\r\n" +
 		"Authorization: Bearer abc\r\nX-Auth-User: mallory\r\nConnection: keep-alive, X-Foo\r\nX-Foo: 1\r\nAccept: */*\r\n\r\n"
 	var tmpl, req fasthttp.Request
@@ -72,8 +73,10 @@ func BenchmarkPipelineChecks(b *testing.B) {
 		tmpl.Header.CopyTo(&req.Header)
 		s.reset()
 		_ = checkRawHeaders(req.Header.RawHeaders())
-		path, _, _, _ := splitTarget(req.Header.RequestURI())
-		_ = rt.match(req.Header.Host(), path)
+		_ = s.canonicalHost(&req)
+		path, query, _, _ := splitTarget(req.Header.RequestURI())
+		_ = rt.match(s.host[:s.hostName], path)
+		_ = hasMethodParam(query)
 		san.sanitizeRequest(&req.Header, s, false)
 	}
 }

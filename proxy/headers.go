@@ -94,6 +94,8 @@ const (
 type sanitizer struct {
 	// identity holds the normalised configured identity header names.
 	identity []string
+	// override holds the normalised override headers to strip (override.go).
+	override []string
 }
 
 // normEqual reports whether header name k, normalised (ASCII lower case,
@@ -159,12 +161,16 @@ type scratch struct {
 	ip    []byte   // peer IP text
 	rnd   [16]byte // random bytes for request ids
 	close bool     // client asked for Connection: close
+	host  []byte   // canonical Host (reqtarget.AppendHost), empty without Host
+	// hostName is the length of the name part of host (no port).
+	hostName int
 	reqState
 }
 
 func (s *scratch) reset() {
 	s.conn, s.keys, s.ends, s.xff = s.conn[:0], s.keys[:0], s.ends[:0], s.xff[:0]
 	s.uri, s.rid, s.ip, s.path = s.uri[:0], s.rid[:0], s.ip[:0], s.path[:0]
+	s.host, s.hostName = s.host[:0], 0
 	s.close = false
 	s.resetState()
 }
@@ -226,7 +232,8 @@ func isHopByHop(k []byte) bool {
 
 // sanitizeRequest removes, in place: hop-by-hop headers, every header named
 // in any Connection header (except Host and Content-Length, which frame
-// the request), every header equivalent to an identity header, and, unless
+// the request), every header equivalent to an identity header, the
+// override headers not kept by configuration (override.go), and, unless
 // trusted, the client's X-Forwarded-* and Forwarded headers. When trusted,
 // the client's X-Forwarded-For values are moved into s.xff (comma-joined) so
 // the caller can append the peer. s.close records a client "Connection: close".
@@ -242,7 +249,7 @@ func (z *sanitizer) sanitizeRequest(h *fasthttp.RequestHeader, s *scratch, trust
 	}
 	for k, v := range h.All() {
 		switch {
-		case isHopByHop(k), z.isIdentityHeader(k):
+		case isHopByHop(k), z.isIdentityHeader(k), z.isOverrideHeader(k):
 		case len(s.conn) > 0 && s.inConnection(k) &&
 			!asciiEqualFold(k, fasthttp.HeaderHost) && !asciiEqualFold(k, fasthttp.HeaderContentLength):
 		case normHasPrefix(k, forwardedPrefix) || normEqual(k, forwardingHeaders[0]) || normEqual(k, forwardingHeaders[1]):

@@ -1,110 +1,60 @@
 package proxy
 
-import "bytes"
+import (
+	"strings"
+
+	"github.com/keygate/keygate/internal/reqtarget"
+)
 
 // splitTarget splits an origin-form request target into its raw path and raw
-// query and checks the path is unambiguous, so that the route decision made
-// on it holds for the upstream too. hasQuery reports a '?' (even with an
-// empty query). The returned slices alias target.
-//
-// Rejected (ErrBadPath): a target not starting with '/'; '#'; bytes outside
-// printable ASCII (controls, space, DEL, raw non-ASCII) anywhere; a literal
-// backslash in the path; a malformed percent escape; an encoded '/', '\',
-// control character or DEL in the path; empty segments ("//"); "." or ".."
-// segments ("." and ".."); and any percent-encoded unreserved character
-// (ALPHA, DIGIT, '-', '.', '_', '~', so also "%2e"): RFC 3986 normalisers
-// decode those, so "/%61dmin" could reach the upstream as "/admin" after
-// being routed as something else.
+// query with reqtarget.Split, which refuses every path an upstream may read
+// differently from the router (the list is on reqtarget.CheckPath). The
+// returned slices alias target. Errors are ErrBadPath or one of its
+// variants carrying the reason (same status and code).
 func splitTarget(target []byte) (path, query []byte, hasQuery bool, err error) {
-	if len(target) == 0 || target[0] != '/' {
-		return nil, nil, false, ErrBadPath
-	}
-	path = target
-	if i := bytes.IndexByte(target, '?'); i >= 0 {
-		path, query, hasQuery = target[:i], target[i+1:], true
-		for _, c := range query {
-			if c <= 0x20 || c >= 0x7f || c == '#' {
-				return nil, nil, false, ErrBadPath
-			}
-		}
-	}
-	if !validPath(path) {
-		return nil, nil, false, ErrBadPath
+	path, query, hasQuery, err = reqtarget.Split(target)
+	if err != nil {
+		return nil, nil, false, badPath(err)
 	}
 	return path, query, hasQuery, nil
 }
 
-// validPath reports whether p (starting with '/') is an unambiguous raw path.
-func validPath(p []byte) bool {
-	if len(p) == 0 || p[0] != '/' {
-		return false
+// badPathErrs are the 400 bad_path answers, one per reqtarget reason, built
+// once so that refusing a request allocates nothing.
+var badPathErrs = func() map[error]*HTTPError {
+	m := map[error]*HTTPError{}
+	for _, e := range []*reqtarget.Error{
+		reqtarget.ErrNotOriginForm, reqtarget.ErrBadByte, reqtarget.ErrBadEscape, reqtarget.ErrEncodedDelim,
+		reqtarget.ErrEncodedPlain, reqtarget.ErrEmptySegment, reqtarget.ErrDotSegment, reqtarget.ErrTrailingDot,
+		reqtarget.ErrPathParam, reqtarget.ErrDoubleEncoding, reqtarget.ErrBadUTF8, reqtarget.ErrCompatibility,
+		reqtarget.ErrDataStream, reqtarget.ErrBadQuery,
+	} {
+		m[e] = &HTTPError{Status: ErrBadPath.Status, Code: ErrBadPath.Code, Message: ErrBadPath.Message + ": " + e.Reason}
 	}
-	// segDots counts the (decoded) dots of the current segment; segOther
-	// reports any other byte in it.
-	segDots, segLen := 0, 0
-	segOther := false
-	endSeg := func() bool {
-		return segOther || segDots == 0 || segDots > 2
+	return m
+}()
+
+func badPath(err error) *HTTPError {
+	if he, ok := badPathErrs[err]; ok {
+		return he
 	}
-	for i := 1; i < len(p); i++ {
-		c := p[i]
-		switch {
-		case c == '/':
-			if segLen == 0 {
-				return false // "//"
-			}
-			if !endSeg() {
-				return false // "." or ".."
-			}
-			segDots, segLen, segOther = 0, 0, false
-			continue
-		case c <= 0x20 || c >= 0x7f || c == '\\' || c == '#':
-			return false
-		case c == '%':
-			if i+2 >= len(p) {
-				return false
-			}
-			hi, ok1 := unhex(p[i+1])
-			lo, ok2 := unhex(p[i+2])
-			if !ok1 || !ok2 {
-				return false
-			}
-			d := hi<<4 | lo
-			if d == '/' || d == '\\' || d < 0x20 || d == 0x7f || unreserved(d) {
-				return false
-			}
-			i += 2
-			c = d
-		}
-		segLen++
-		if c == '.' {
-			segDots++
-		} else {
-			segOther = true
-		}
-	}
-	if segLen > 0 && !endSeg() {
-		return false
-	}
-	return true
+	return ErrBadPath
 }
 
-// unreserved reports RFC 3986 unreserved characters.
-func unreserved(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		c == '-' || c == '.' || c == '_' || c == '~'
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
+// badHostErrs are the 400 bad_host answers, one per reqtarget reason.
+var badHostErrs = func() map[error]*HTTPError {
+	m := map[error]*HTTPError{}
+	for _, e := range []*reqtarget.Error{reqtarget.ErrHostChars, reqtarget.ErrHostName, reqtarget.ErrHostIP, reqtarget.ErrHostPort} {
+		m[e] = &HTTPError{Status: ErrMalformedHost.Status, Code: ErrMalformedHost.Code, Message: ErrMalformedHost.Message + ": " + e.Reason}
 	}
-	return 0, false
+	return m
+}()
+
+func badHost(err error) *HTTPError {
+	if he, ok := badHostErrs[err]; ok {
+		return he
+	}
+	return ErrMalformedHost
 }
 
 // hasSegmentPrefix reports whether path starts with prefix at a segment
@@ -118,4 +68,86 @@ func hasSegmentPrefix(path []byte, prefix string) bool {
 		return false
 	}
 	return len(path) == len(prefix) || path[len(prefix)] == '/'
+}
+
+// foldSegmentPrefix is hasSegmentPrefix ignoring case, for case_insensitive
+// routes (IIS-like upstreams). prefix is ASCII without '%' (cleanPrefix).
+// It returns how many bytes of path the prefix covers. Besides ASCII
+// letters of the other case, the percent-encoded characters that
+// case-insensitive servers fold to an ASCII letter match that letter:
+// U+0130 'İ' and U+0131 'ı' (i), U+017F 'ſ' (s), U+212A Kelvin sign (k).
+// Counting them in is the safe side: at worst such a path is sent to the
+// case-insensitive route it may mean, under that route's rules.
+func foldSegmentPrefix(path []byte, prefix string) (int, bool) {
+	if len(prefix) == 1 {
+		return 0, true
+	}
+	i := 0
+	for j := 0; j < len(prefix); j++ {
+		c := lower(prefix[j])
+		if i >= len(path) {
+			return 0, false
+		}
+		if path[i] != '%' {
+			if lower(path[i]) != c {
+				return 0, false
+			}
+			i++
+			continue
+		}
+		n, folded := foldedLetter(path[i:])
+		if n == 0 || folded != c {
+			return 0, false
+		}
+		i += n
+	}
+	if i == len(path) || path[i] == '/' {
+		return i, true
+	}
+	return 0, false
+}
+
+// foldedLetter reads one percent-encoded character at the start of p and,
+// if it is one that case folding turns into an ASCII letter, returns its
+// encoded length and the letter (lower case).
+func foldedLetter(p []byte) (int, byte) {
+	var b [3]byte
+	n := 0
+	for n < 3 && len(p) >= 3*(n+1) && p[3*n] == '%' {
+		hi, ok1 := unhexByte(p[3*n+1])
+		lo, ok2 := unhexByte(p[3*n+2])
+		if !ok1 || !ok2 {
+			break
+		}
+		b[n] = hi<<4 | lo
+		n++
+	}
+	switch {
+	case n >= 2 && b[0] == 0xc4 && (b[1] == 0xb0 || b[1] == 0xb1):
+		return 6, 'i'
+	case n >= 2 && b[0] == 0xc5 && b[1] == 0xbf:
+		return 6, 's'
+	case n == 3 && b[0] == 0xe2 && b[1] == 0x84 && b[2] == 0xaa:
+		return 9, 'k'
+	}
+	return 0, 0
+}
+
+func unhexByte(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// validPrefix reports whether a configured path prefix is a plain absolute
+// path the router can match: accepted by reqtarget.CheckPath, without '?'
+// or '%'.
+func validPrefix(p string) bool {
+	return reqtarget.CheckPath([]byte(p)) == nil && !strings.ContainsAny(p, "?%")
 }

@@ -47,6 +47,7 @@ import (
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/reqtarget"
 )
 
 // Authenticator is the authentication seam.
@@ -174,6 +175,7 @@ func New(cfg *configs.Config, opts Options) (*Proxy, error) {
 	for _, n := range [][]byte{p.hUser, p.hAccount, p.hRoles, p.hMethod, p.hKeyID, p.hKeyNm} {
 		p.san.identity = append(p.san.identity, normalizeName(string(n)))
 	}
+	p.san.override = strippedOverrides(h.KeepOverrideHeaders)
 	if normHasPrefix(p.ridName, identityPrefix) || normEqual(p.ridName, normalizeName(string(p.hUser))) {
 		errs = append(errs, errors.New("headers.request_id must not look like an identity header"))
 	}
@@ -244,21 +246,27 @@ func New(cfg *configs.Config, opts Options) (*Proxy, error) {
 		}
 	}
 	p.router = newRouter(p.routes)
+	reqtarget.Prepare()
 	return p, nil
 }
 
-// validHost reports whether a Host header value has only the characters of
-// a host name, an IP literal and a port (RFC 3986 reg-name, IP-literal, port).
-func validHost(h []byte) bool {
-	for _, c := range h {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("-._~:[]!$&'()*+,;=%", c) >= 0:
-		default:
-			return false
+// canonicalHost checks the Host header and puts its canonical form
+// (reqtarget.AppendHost: lower case, one trailing dot and a zero port
+// dropped) in s.host, the name part's length in s.hostName. HTTP/1.1 needs
+// a Host; HTTP/1.0 may have none (s.host stays empty).
+func (s *scratch) canonicalHost(req *fasthttp.Request) error {
+	host := req.Header.Host()
+	if len(host) == 0 {
+		if req.Header.IsHTTP11() {
+			return ErrBadHost
 		}
+		return nil
 	}
-	return true
+	var err error
+	if s.host, s.hostName, err = reqtarget.AppendHost(s.host[:0], host); err != nil {
+		return badHost(err)
+	}
+	return nil
 }
 
 func validHeaderName(b []byte) bool {
@@ -429,28 +437,21 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 	p.setForwarded(ctx, s, s.peer, s.trusted)
 
 	// 7. Outgoing URI: the matched raw path minus strip_prefix, raw query.
-	path, query := s.fpath, s.fquery
-	fwd := path
-	if route.StripPrefix != "" && hasSegmentPrefix(path, route.StripPrefix) {
-		fwd = path[len(route.StripPrefix):]
-	}
-	if len(fwd) == 0 {
-		s.uri = append(s.uri, '/')
-	} else {
-		s.uri = append(s.uri, fwd...)
-	}
-	if s.hasQuery && len(query) > 0 {
+	s.uri = append(s.uri, route.forwardPath(s.fpath)...)
+	if s.hasQuery && len(s.fquery) > 0 {
 		s.uri = append(s.uri, '?')
-		s.uri = append(s.uri, query...)
+		s.uri = append(s.uri, s.fquery...)
 	}
 	req.SetRequestURIBytes(s.uri)
 	u := req.URI()
 	u.DisablePathNormalizing = true
 	u.SetSchemeBytes(route.scheme)
 	req.UseHostHeader = true
-	if len(req.Header.Host()) == 0 { // HTTP/1.0 without Host
+	if len(s.host) == 0 { // HTTP/1.0 without Host
 		req.Header.SetHostBytes(route.defaultHost)
 		u.SetHostBytes(route.defaultHost)
+	} else {
+		req.Header.SetHostBytes(s.host) // the canonical host decided on
 	}
 
 	// 8. Forward. The response body is streamed to the client (see
@@ -485,8 +486,8 @@ func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
 	if err := checkRawHeaders(req.Header.RawHeaders()); err != nil {
 		return err
 	}
-	if host := req.Header.Host(); len(host) == 0 && req.Header.IsHTTP11() || !validHost(host) {
-		return ErrBadHost
+	if err := s.canonicalHost(req); err != nil {
+		return err
 	}
 	// A declared body over limits.max_body: 413 before anything is read.
 	if cl := req.Header.ContentLength(); cl > p.maxBody {
@@ -523,7 +524,7 @@ func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
 	}
 
 	// 3. Route on exactly the path that is forwarded.
-	route := p.router.match(req.Header.Host(), path)
+	route := p.router.match(s.host[:s.hostName], path)
 	if route == nil {
 		return ErrNotFound
 	}
@@ -531,6 +532,9 @@ func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
 	if !route.allowsMethod(req.Header.Method()) {
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, route.allow)
 		return ErrMethodNotAllowed
+	}
+	if len(route.Methods) > 0 && hasMethodParam(query) {
+		return ErrMethodOverride
 	}
 
 	// 4. Header hygiene: strip first.
@@ -625,7 +629,9 @@ func (p *Proxy) setForwarded(ctx *fasthttp.RequestCtx, s *scratch, peer netip.Ad
 	}
 	if !trusted || len(h.PeekBytes(hdrXFH)) == 0 {
 		h.DelBytes(hdrXFH)
-		h.SetBytesKV(hdrXFH, h.Host())
+		if len(s.host) > 0 {
+			h.SetBytesKV(hdrXFH, s.host)
+		}
 	}
 }
 
@@ -697,13 +703,7 @@ func (p *Proxy) authorize(ctx *fasthttp.RequestCtx, route *Route, ident *authn.I
 	if p.ext == nil {
 		return nil
 	}
-	fwd := path
-	if route.StripPrefix != "" && hasSegmentPrefix(path, route.StripPrefix) {
-		fwd = path[len(route.StripPrefix):]
-	}
-	if len(fwd) == 0 {
-		fwd = slashPath
-	}
+	fwd := route.forwardPath(path)
 	r := authz.AcquireRequest()
 	r.Identity, r.Domain, r.Now = ident, ident.Account, time.Now()
 	r.AddRouteAction(ctx.Method(), route.Name, fwd)

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/reqtarget"
 )
 
 // Upstream client defaults; every timeout is explicit.
@@ -32,9 +32,13 @@ const (
 // Route is a compiled route: everything the request path needs, built once by
 // New. Routes are read-only after New; an Authenticator may read them.
 type Route struct {
-	Name                 string
-	Host                 string // lowercase, no port; "" matches any host
+	Name string
+	// Host is the canonical host name (reqtarget.AppendHost, no port), or
+	// "*." and one for a wildcard (one label, reqtarget.MatchHost); ""
+	// matches any host.
+	Host                 string
 	PathPrefix           string // no trailing '/', except "/"
+	CaseInsensitive      bool   // PathPrefix and StripPrefix match ignoring case
 	Auth                 string // configs.AuthRequired | AuthOptional | AuthNone
 	Roles                []string
 	Methods              []string // upper case; empty: all
@@ -60,8 +64,8 @@ func compileRoute(i int, rc *configs.Route) (*Route, error) {
 	}
 	r := &Route{
 		Name:                 rc.Name,
-		Host:                 strings.TrimSuffix(strings.ToLower(rc.Host), "."),
 		Auth:                 rc.Auth,
+		CaseInsensitive:      rc.CaseInsensitive,
 		Roles:                slices.Clone(rc.Roles),
 		Timeout:              rc.Timeout.D(),
 		ForwardAuthorization: rc.ForwardAuthorization,
@@ -78,7 +82,9 @@ func compileRoute(i int, rc *configs.Route) (*Route, error) {
 	if r.Timeout <= 0 {
 		r.Timeout = defaultRouteTimeout
 	}
-	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+	if h, err := routeHost(rc.Host); err != nil {
+		bad("host %q: %v", rc.Host, err)
+	} else {
 		r.Host = h
 	}
 	var err error
@@ -137,7 +143,7 @@ func cleanPrefix(p, def string) (string, error) {
 	if p == "" {
 		return def, nil
 	}
-	if !validPath([]byte(p)) || strings.ContainsAny(p, "?%") {
+	if !validPrefix(p) {
 		return "", fmt.Errorf("%q must be a plain absolute path", p)
 	}
 	if len(p) > 1 {
@@ -229,63 +235,111 @@ func (r *Route) allowsMethod(m []byte) bool {
 	return false
 }
 
+// routeHost canonicalises a configured route host: "" stays "", a name or
+// IP literal becomes its canonical name (the port, if any, is dropped: it
+// takes no part in matching), "*." keeps its wildcard.
+func routeHost(h string) (string, error) {
+	if h == "" {
+		return "", nil
+	}
+	wild := strings.HasPrefix(h, "*.")
+	name := strings.TrimPrefix(h, "*.")
+	out, n, err := reqtarget.AppendHost(nil, []byte(name))
+	if err != nil {
+		return "", err
+	}
+	if len(out) == 0 {
+		return "", errors.New("empty host")
+	}
+	if wild {
+		if out[0] == '[' {
+			return "", errors.New("a wildcard needs a host name")
+		}
+		return "*." + string(out[:n]), nil
+	}
+	return string(out[:n]), nil
+}
+
+// matchPath reports whether the raw path falls under the route's prefix
+// (ignoring case on case_insensitive routes).
+func (r *Route) matchPath(path []byte) bool {
+	if r.CaseInsensitive {
+		_, ok := foldSegmentPrefix(path, r.PathPrefix)
+		return ok
+	}
+	return hasSegmentPrefix(path, r.PathPrefix)
+}
+
+// forwardPath is the raw path sent upstream: path minus strip_prefix (read
+// ignoring case on case_insensitive routes), "/" when nothing is left. It
+// aliases path or slashPath.
+func (r *Route) forwardPath(path []byte) []byte {
+	fwd := path
+	if r.StripPrefix != "" {
+		if r.CaseInsensitive {
+			if n, ok := foldSegmentPrefix(path, r.StripPrefix); ok {
+				fwd = path[n:]
+			}
+		} else if hasSegmentPrefix(path, r.StripPrefix) {
+			fwd = path[len(r.StripPrefix):]
+		}
+	}
+	if len(fwd) == 0 {
+		return slashPath
+	}
+	return fwd
+}
+
 // router holds the routes in match order.
 type router struct {
-	hosted []*Route // routes with a Host, longest prefix first
-	any    []*Route // routes without a Host, longest prefix first
+	exact []*Route // routes with a Host name, longest prefix first
+	wild  []*Route // routes with a "*." Host, longest prefix first
+	any   []*Route // routes without a Host, longest prefix first
 }
 
 func newRouter(routes []*Route) *router {
 	rt := &router{}
 	for _, r := range routes {
-		if r.Host != "" {
-			rt.hosted = append(rt.hosted, r)
-		} else {
+		switch {
+		case r.Host == "":
 			rt.any = append(rt.any, r)
+		case strings.HasPrefix(r.Host, "*."):
+			rt.wild = append(rt.wild, r)
+		default:
+			rt.exact = append(rt.exact, r)
 		}
 	}
 	byLen := func(a, b *Route) int { return len(b.PathPrefix) - len(a.PathPrefix) }
-	slices.SortStableFunc(rt.hosted, byLen)
+	slices.SortStableFunc(rt.exact, byLen)
+	slices.SortStableFunc(rt.wild, byLen)
 	slices.SortStableFunc(rt.any, byLen)
 	return rt
 }
 
-// match returns the route for host (raw Host header: any case, optional port)
-// and the raw path, or nil. Routes with a matching Host win over routes
-// without one; within each group the longest prefix wins.
+// match returns the route for the canonical host name (reqtarget.AppendHost,
+// without port; empty when the request had no Host) and the raw path, or
+// nil. Host specificity decides first: routes naming the host exactly, then
+// wildcard routes matching it, then routes without a host; within each
+// group the longest prefix wins.
 func (rt *router) match(host, path []byte) *Route {
-	if len(rt.hosted) > 0 {
-		h := hostOnly(host)
-		for _, r := range rt.hosted {
-			if len(h) == len(r.Host) && asciiEqualFold(h, r.Host) && hasSegmentPrefix(path, r.PathPrefix) {
+	if len(host) > 0 {
+		for _, r := range rt.exact {
+			if string(host) == r.Host && r.matchPath(path) {
+				return r
+			}
+		}
+		for _, r := range rt.wild {
+			if reqtarget.MatchHost(host, r.Host) && r.matchPath(path) {
 				return r
 			}
 		}
 	}
 	for _, r := range rt.any {
-		if hasSegmentPrefix(path, r.PathPrefix) {
+		if r.matchPath(path) {
 			return r
 		}
 	}
 	return nil
-}
-
-// hostOnly strips the port (and the brackets of an IPv6 literal) and a
-// trailing dot from a Host header value. The result aliases h.
-func hostOnly(h []byte) []byte {
-	if len(h) > 0 && h[0] == '[' {
-		if i := bytes.IndexByte(h, ']'); i > 0 {
-			return h[1:i]
-		}
-		return h
-	}
-	if i := bytes.IndexByte(h, ':'); i >= 0 {
-		h = h[:i]
-	}
-	if len(h) > 0 && h[len(h)-1] == '.' {
-		h = h[:len(h)-1]
-	}
-	return h
 }
 
 // asciiEqualFold compares b and s ignoring ASCII case.

@@ -11,6 +11,8 @@ package reqtarget
 
 import (
 	"bytes"
+	"slices"
+	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -175,10 +177,11 @@ func CheckPath(p []byte) error {
 				continue
 			}
 			seqNeed = 0
-			if r, _ := utf8.DecodeRune(seq[:seqLen]); r == utf8.RuneError {
+			r, _ := utf8.DecodeRune(seq[:seqLen])
+			if r == utf8.RuneError {
 				return ErrBadUTF8 // overlong, surrogate, > U+10FFFF
 			}
-			if compatASCII(seq[:seqLen]) {
+			if compatASCII(r) {
 				return ErrCompatibility
 			}
 			segLen++
@@ -231,28 +234,69 @@ var bestFit = [...]rune{
 	0x20a9, // WON SIGN → '\' (code page 949)
 }
 
-// compatASCII reports whether the character seq (one valid UTF-8 sequence,
-// non-ASCII) is one that NFKC or best-fit mapping changes into something
-// containing ASCII: fullwidth forms, small form variants, ligatures, NBSP,
-// the Greek question mark (';' even under NFC)... A character NFKC leaves
-// alone ("é") is accepted.
-func compatASCII(seq []byte) bool {
-	r, _ := utf8.DecodeRune(seq)
-	for _, b := range bestFit {
-		if r == b {
-			return true
+// compatASCII reports whether the character r (non-ASCII) is one that NFKC
+// or best-fit mapping changes into something containing ASCII: fullwidth
+// forms, small form variants, ligatures, NBSP, mathematical letters, the
+// Greek question mark (';' even under NFC)... A character NFKC leaves alone
+// ("é") is accepted. The set is computed once, on first use, so the check
+// itself allocates nothing.
+func compatASCII(r rune) bool {
+	t := compatTable()
+	_, found := slices.BinarySearchFunc(t, r, func(rg runeRange, r rune) int {
+		switch {
+		case rg.hi < r:
+			return -1
+		case rg.lo > r:
+			return 1
 		}
-	}
-	if norm.NFKC.IsNormal(seq) {
-		return false
-	}
-	for _, c := range norm.NFKC.Properties(seq).Decomposition() {
-		if c < utf8.RuneSelf {
-			return true
-		}
-	}
-	return false
+		return 0
+	})
+	return found
 }
+
+// Prepare builds the tables CheckPath needs now rather than on the first
+// path with an encoded non-ASCII character (about 15 ms).
+func Prepare() { compatTable() }
+
+type runeRange struct{ lo, hi rune }
+
+// compatTable is the sorted set of compatASCII characters. Only the blocks
+// where NFKC yields ASCII are scanned beyond the BMP: mathematical
+// alphanumerics, enclosed alphanumeric supplement, segmented digits.
+var compatTable = sync.OnceValue(func() []runeRange {
+	var t []runeRange
+	add := func(r rune) {
+		if n := len(t); n > 0 && t[n-1].hi == r-1 {
+			t[n-1].hi = r
+			return
+		}
+		t = append(t, runeRange{r, r})
+	}
+	var buf [utf8.UTFMax]byte
+	scan := func(lo, hi rune) {
+		for r := lo; r <= hi; r++ {
+			if slices.Contains(bestFit[:], r) {
+				add(r)
+				continue
+			}
+			n := utf8.EncodeRune(buf[:], r)
+			if !utf8.ValidRune(r) || norm.NFKC.IsNormal(buf[:n]) {
+				continue
+			}
+			for _, c := range norm.NFKC.Properties(buf[:n]).Decomposition() {
+				if c < utf8.RuneSelf {
+					add(r)
+					break
+				}
+			}
+		}
+	}
+	scan(0x80, 0xffff)
+	scan(0x1d400, 0x1d7ff)
+	scan(0x1f100, 0x1f1ff)
+	scan(0x1fbf0, 0x1fbf9)
+	return t
+})
 
 // unreserved reports RFC 3986 unreserved characters.
 func unreserved(c byte) bool {

@@ -1,0 +1,110 @@
+package proxy
+
+import "github.com/keygate/keygate/configs"
+
+// overrideHeaders are configs.OverrideHeaders normalised (lower case, '_'
+// and '.' as '-'): request headers some frameworks read as the real method
+// or the real path, behind the gateway's method and route checks. They are
+// stripped from every request unless headers.keep_override_headers lists
+// them.
+var overrideHeaders = func() []string {
+	out := make([]string, len(configs.OverrideHeaders))
+	for i, h := range configs.OverrideHeaders {
+		out[i] = normalizeName(h)
+	}
+	return out
+}()
+
+// strippedOverrides returns the normalised override headers to strip: all of
+// them but those in keep (any case and '_'/'.' spelling).
+func strippedOverrides(keep []string) []string {
+	var out []string
+	for _, h := range overrideHeaders {
+		kept := false
+		for _, k := range keep {
+			if normEqual([]byte(k), h) {
+				kept = true
+			}
+		}
+		if !kept {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// isOverrideHeader reports whether k is an override header to strip.
+func (z *sanitizer) isOverrideHeader(k []byte) bool {
+	for _, n := range z.override {
+		if normEqual(k, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasMethodParam reports whether the raw query has a parameter whose name a
+// framework may read as "_method" (Laravel, Symfony, Rails-style method
+// override): compared after percent-decoding and '+' as space, ignoring
+// ASCII case, with PHP's renaming of parameter names applied (leading
+// spaces dropped, ' ', '.' and '[' read as '_'), so "%5Fmethod",
+// "_METHOD", ".method" and "+method" all count. Pairs are split on '&' and
+// ';'. It does not allocate.
+func hasMethodParam(query []byte) bool {
+	for len(query) > 0 {
+		end := 0
+		for end < len(query) && query[end] != '&' && query[end] != ';' {
+			end++
+		}
+		pair := query[:end]
+		if end < len(query) {
+			query = query[end+1:]
+		} else {
+			query = nil
+		}
+		if isMethodName(pair) {
+			return true
+		}
+	}
+	return false
+}
+
+const methodParam = "_method"
+
+// isMethodName reports whether the name of one raw query pair reads as
+// "_method" (see hasMethodParam).
+func isMethodName(pair []byte) bool {
+	j := 0 // next byte of methodParam to match
+	leading := true
+	for i := 0; i < len(pair); i++ {
+		c := pair[i]
+		if c == '=' {
+			break
+		}
+		switch c {
+		case '+':
+			c = ' '
+		case '%':
+			if i+2 < len(pair) {
+				hi, ok1 := unhexByte(pair[i+1])
+				lo, ok2 := unhexByte(pair[i+2])
+				if ok1 && ok2 {
+					c = hi<<4 | lo
+					i += 2
+				}
+			}
+		}
+		if leading && c == ' ' {
+			continue // PHP drops leading spaces of a name
+		}
+		leading = false
+		if c == ' ' || c == '.' || c == '[' {
+			c = '_'
+		}
+		if j >= len(methodParam) || lower(c) != methodParam[j] {
+			return false
+		}
+		j++
+	}
+	return j == len(methodParam)
+}
