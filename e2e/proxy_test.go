@@ -34,7 +34,7 @@ func TestForwarding(t *testing.T) {
 		{"put", "PUT", "/public/items/7?v=2", "abcdef", "/public/items/7", "v=2"},
 		{"patch", "PATCH", "/public/items/7", "p", "/public/items/7", ""},
 		{"delete", "DELETE", "/public/items/7", "", "/public/items/7", ""},
-		{"encoded chars kept", "GET", "/public/a%20b/c%3Bd?q=%2F", "", "/public/a%20b/c%3Bd", "q=%2F"},
+		{"encoded chars kept", "GET", "/public/a%20b/c%3Ad?q=%2F", "", "/public/a%20b/c%3Ad", "q=%2F"},
 		{"prefix itself", "GET", "/public", "", "/public", ""},
 	}
 	for _, tc := range tests {
