@@ -147,6 +147,7 @@ func (c *Config) Clone() *Config {
 	n.Store.Redis.Addrs = slices.Clone(c.Store.Redis.Addrs)
 	n.Auth.Methods = slices.Clone(c.Auth.Methods)
 	n.TrustedProxies = slices.Clone(c.TrustedProxies)
+	n.Headers.KeepOverrideHeaders = slices.Clone(c.Headers.KeepOverrideHeaders)
 	if c.Routes != nil {
 		n.Routes = make([]Route, len(c.Routes))
 		for i, r := range c.Routes {

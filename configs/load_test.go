@@ -103,6 +103,7 @@ func TestLoadExampleFile(t *testing.T) {
 	want := Default()
 	want.Admin.MetricsRoles = []string{}
 	want.TrustedProxies = []string{}
+	want.Headers.KeepOverrideHeaders = []string{}
 	want.Routes = []Route{{
 		Name: "api", PathPrefix: "/", Upstreams: []string{"http://127.0.0.1:9000"},
 		Auth: AuthRequired, Roles: []string{}, Methods: []string{}, Timeout: Duration(30 * time.Second),
