@@ -57,6 +57,7 @@ var e2eServletIISClass = []string{
 	"/admin::$DATA", "/admin/secret.aspx::$DATA", "/admin:%24DATA/x",
 	"/x/%EF%BC%8E%EF%BC%8E/admin", "/x%EF%BC%8Fadmin", "/%EF%BD%81dmin/secret", "/admin%EF%BC%9Bx/secret",
 	"/x/%E2%80%A4%E2%80%A4/admin", "/x%E2%88%95admin", "/admin%C2%A0/secret",
+	"/ADMINI~1/secret", "/LEGACY~1/x", // 8.3 short names: a case_insensitive (Windows) route exists
 }
 
 func TestServletIISPaths(t *testing.T) {

@@ -71,7 +71,9 @@ func TestServletIISPathClass(t *testing.T) {
 		})
 	}
 	// Neighbours that have one reading stay served.
-	for _, target := range []string{"/public/a%20b", "/public/caf%C3%A9", "/public/100%25", "/public/x:y", "/public/v1.2/x"} {
+	for _, target := range []string{"/public/a%20b", "/public/caf%C3%A9", "/public/100%25", "/public/x:y", "/public/v1.2/x",
+		"/public/ADMINI~1/x"} { // no case_insensitive route: no Windows upstream
+
 		t.Run(target, func(t *testing.T) {
 			up.reset()
 			if r := rawDo(t, addr, get(target)); r.Status != 200 {
@@ -133,6 +135,16 @@ func TestCaseInsensitiveRoutes(t *testing.T) {
 			}
 		})
 	}
+	t.Run("8.3 short names", func(t *testing.T) {
+		for _, target := range []string{"/ADMINI~1/x", "/x/LEGACY~1/APP", "/WEB~1.CON"} {
+			iis.reset()
+			open.reset()
+			wantErrBody(t, rawDo(t, addr, get(target)), 400, "bad_path")
+			if iis.count()+open.count() != 0 {
+				t.Fatal("forwarded")
+			}
+		}
+	})
 	t.Run("authenticated", func(t *testing.T) {
 		iis.reset()
 		if r := rawDo(t, addr, get("/ADMIN/x", "Authorization: Bearer good")); r.Status != 200 {

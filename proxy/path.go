@@ -27,7 +27,7 @@ var badPathErrs = func() map[error]*HTTPError {
 		reqtarget.ErrNotOriginForm, reqtarget.ErrBadByte, reqtarget.ErrBadEscape, reqtarget.ErrEncodedDelim,
 		reqtarget.ErrEncodedPlain, reqtarget.ErrEmptySegment, reqtarget.ErrDotSegment, reqtarget.ErrTrailingDot,
 		reqtarget.ErrPathParam, reqtarget.ErrDoubleEncoding, reqtarget.ErrBadUTF8, reqtarget.ErrCompatibility,
-		reqtarget.ErrDataStream, reqtarget.ErrBadQuery,
+		reqtarget.ErrDataStream, reqtarget.ErrBadQuery, reqtarget.ErrShortName,
 	} {
 		m[e] = &HTTPError{Status: ErrBadPath.Status, Code: ErrBadPath.Code, Message: ErrBadPath.Message + ": " + e.Reason}
 	}

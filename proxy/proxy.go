@@ -524,6 +524,9 @@ func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
 	}
 
 	// 3. Route on exactly the path that is forwarded.
+	if p.router.windows && reqtarget.HasShortName(path) {
+		return badPath(reqtarget.ErrShortName)
+	}
 	route := p.router.match(s.host[:s.hostName], path)
 	if route == nil {
 		return ErrNotFound

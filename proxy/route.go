@@ -295,11 +295,15 @@ type router struct {
 	exact []*Route // routes with a Host name, longest prefix first
 	wild  []*Route // routes with a "*." Host, longest prefix first
 	any   []*Route // routes without a Host, longest prefix first
+	// windows is set when a route is case_insensitive: the upstreams
+	// include IIS-like servers, so 8.3 short names are refused.
+	windows bool
 }
 
 func newRouter(routes []*Route) *router {
 	rt := &router{}
 	for _, r := range routes {
+		rt.windows = rt.windows || r.CaseInsensitive
 		switch {
 		case r.Host == "":
 			rt.any = append(rt.any, r)

@@ -317,3 +317,48 @@ func unhex(c byte) (byte, bool) {
 	}
 	return 0, false
 }
+
+// ErrShortName refuses Windows 8.3 short names where an IIS-like upstream
+// is configured (see HasShortName).
+var ErrShortName = &Error{"Windows 8.3 short name segment (like ADMINI~1)"}
+
+// HasShortName reports whether a raw path (accepted by CheckPath) has a
+// segment shaped like a Windows 8.3 short name: one to six characters
+// other than '.', '~',
+// digits, at most eight characters up to there, then nothing or a dot and
+// at most three characters ("ADMINI~1", "WEB~1.CON"). IIS serves
+// "/ADMINI~1/x" as "/administration/x", so a gateway in front of a
+// case-insensitive (Windows) upstream refuses them. It does not allocate.
+func HasShortName(p []byte) bool {
+	for len(p) > 0 {
+		if p[0] == '/' {
+			p = p[1:]
+			continue
+		}
+		end := bytes.IndexByte(p, '/')
+		if end < 0 {
+			end = len(p)
+		}
+		if shortName(p[:end]) {
+			return true
+		}
+		p = p[end:]
+	}
+	return false
+}
+
+func shortName(seg []byte) bool {
+	tilde := bytes.IndexByte(seg, '~')
+	if tilde < 1 || tilde > 6 || bytes.IndexByte(seg[:tilde], '.') >= 0 {
+		return false
+	}
+	i := tilde + 1
+	for i < len(seg) && '0' <= seg[i] && seg[i] <= '9' {
+		i++
+	}
+	if i == tilde+1 || i > 8 {
+		return false
+	}
+	rest := seg[i:]
+	return len(rest) == 0 || rest[0] == '.' && len(rest) <= 4 && bytes.IndexByte(rest[1:], '.') < 0
+}

@@ -3,6 +3,7 @@ package reqtarget
 import (
 	"bytes"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -144,6 +145,33 @@ func TestCheckPath(t *testing.T) {
 				t.Fatalf("CheckPath(%q) = %v, want %v", tt.path, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestHasShortName(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		want bool
+	}{
+		{"/ADMINI~1/secret", true},
+		{"/admini~1", true},
+		{"/x/PROGR~12/y", true},
+		{"/WEB~1.CON", true},
+		{"/a~1.js", true},
+		{"/ABCDEF~1.TXT/x", true},
+		{"/~1/x", false},       // nothing before '~'
+		{"/~user/x", false},    // home directory
+		{"/ABCDEFG~1", false},  // seven before '~'
+		{"/ABCDEF~123", false}, // nine up to the extension
+		{"/a~b", false},
+		{"/a~1.json", false},
+		{"/a~1.b.c", false},
+		{"/a~1x", false},
+		{"/", false},
+	} {
+		if got := HasShortName([]byte(tc.path)); got != tc.want {
+			t.Errorf("HasShortName(%q) = %v, want %v", tc.path, got, tc.want)
+		}
 	}
 }
 
@@ -368,6 +396,28 @@ func FuzzAppendHost(f *testing.F) {
 		again, n2, err := AppendHost(nil, out)
 		if err != nil || !bytes.Equal(again, out) || n2 != n {
 			t.Fatalf("not idempotent: %q → %q → %q (%v)", h, out, again, err)
+		}
+	})
+}
+
+var shortNameRE = regexp.MustCompile(`^([^/~.]{1,6}~[0-9]+)(\.[^/.]{0,3})?$`)
+
+func FuzzHasShortName(f *testing.F) {
+	for _, s := range []string{"/ADMINI~1/x", "/a~1.js", "/~user", "/ABCDEFG~1", "/a~1.b.c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if strings.ContainsFunc(p, func(r rune) bool { return r >= utf8.RuneSelf }) {
+			return // raw non-ASCII never passes CheckPath
+		}
+		want := false
+		for _, seg := range strings.Split(p, "/") {
+			if m := shortNameRE.FindStringSubmatch(seg); m != nil && len(m[1]) <= 8 {
+				want = true
+			}
+		}
+		if got := HasShortName([]byte(p)); got != want {
+			t.Fatalf("HasShortName(%q) = %v, want %v", p, got, want)
 		}
 	})
 }
