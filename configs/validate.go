@@ -410,7 +410,8 @@ func (p *problems) routes(routes []Route) {
 			switch {
 			case !strings.HasPrefix(r.StripPrefix, "/"):
 				p.add(base+".strip_prefix", "%s must start with /", quote(r.StripPrefix))
-			case prefixOK && !strings.HasPrefix(r.PathPrefix, r.StripPrefix):
+			case prefixOK && !strings.HasPrefix(r.PathPrefix, r.StripPrefix) &&
+				!(r.CaseInsensitive && strings.HasPrefix(strings.ToLower(r.PathPrefix), strings.ToLower(r.StripPrefix))):
 				p.add(base+".strip_prefix", "%s is not a prefix of path_prefix %s", quote(r.StripPrefix), quote(r.PathPrefix))
 			}
 		}

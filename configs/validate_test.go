@@ -174,6 +174,11 @@ func TestValidateSingleProblems(t *testing.T) {
 		{"route prefix trailing dot", func(c *Config) { c.Routes[0].PathPrefix = "/admin." }, `routes[0].path_prefix: "/admin." can never match: requests with it are refused (segment ending in a dot or a space)`},
 		{"route prefix escape", func(c *Config) { c.Routes[0].PathPrefix = "/a%20b" }, `routes[0].path_prefix: "/a%20b" must not contain percent escapes (write the path as it is sent)`},
 		{"route case insensitive ok", func(c *Config) { c.Routes[0].CaseInsensitive = true }, ""},
+		{"route case insensitive strip other case", func(c *Config) {
+			c.Routes[0].CaseInsensitive, c.Routes[0].PathPrefix, c.Routes[0].StripPrefix = true, "/Legacy/App", "/legacy"
+		}, ""},
+		{"route case sensitive strip other case", func(c *Config) { c.Routes[0].PathPrefix, c.Routes[0].StripPrefix = "/Legacy/App", "/legacy" },
+			`routes[0].strip_prefix: "/legacy" is not a prefix of path_prefix "/Legacy/App"`},
 		{"keep override ok", func(c *Config) { c.Headers.KeepOverrideHeaders = []string{"x_http_method_override", "X-Original-URL"} }, ""},
 		{"keep override unknown", func(c *Config) { c.Headers.KeepOverrideHeaders = []string{"X-Auth-User"} },
 			`headers.keep_override_headers[0]: "X-Auth-User" is not an override header (one of X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override, X-Original-URL, X-Rewrite-URL, X-Original-URI, X-Original-Method)`},
