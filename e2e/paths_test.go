@@ -10,7 +10,7 @@ import (
 
 // pathsGateway runs the binary with an auth: none catch-all and protected
 // routes next to it, as in issue 12: /admin (auth required), /Legacy
-// (case_insensitive, auth required), /ro (GET only, auth none), the host
+// (case_insensitive, auth required), /ro (GET and POST only, auth none), the host
 // internal.example.com (auth required) and *.corp.example.com (auth none, its
 // own upstream). Every upstream counts what it receives.
 func pathsGateway(t *testing.T, extra string) (g *gateway, open, corp *testUpstream) {
@@ -27,7 +27,7 @@ func pathsGateway(t *testing.T, extra string) (g *gateway, open, corp *testUpstr
     auth: required
   - name: ro
     path_prefix: /ro
-    methods: [GET]
+    methods: [GET, POST]
     upstreams: ["http://%[1]s"]
     auth: none
   - name: internal
@@ -184,6 +184,17 @@ func TestOverrideHeadersStripped(t *testing.T) {
 			r := rawDo(t, g.public, "GET /ro/x?"+q+" HTTP/1.1\r\nHost: gw.example\r\nConnection: close\r\n\r\n")
 			if r.status != 400 || errorCode(r.body) != "method_override" {
 				t.Errorf("%s: status %d %s, want 400 method_override", q, r.status, r.body)
+			}
+		}
+		for _, body := range []struct{ ct, body string }{
+			{"application/x-www-form-urlencoded", "a=1&_method=DELETE"},
+			{"application/x-www-form-urlencoded; charset=UTF-8", "%5FMETHOD=PUT"},
+			{"multipart/form-data; boundary=kg", "--kg\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--kg--\r\n"},
+		} {
+			r := rawDo(t, g.public, fmt.Sprintf("POST /ro/x HTTP/1.1\r\nHost: gw.example\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+				body.ct, len(body.body), body.body))
+			if r.status != 400 || errorCode(r.body) != "method_override" {
+				t.Errorf("form %q: status %d %s, want 400 method_override", body.body, r.status, r.body)
 			}
 		}
 		// Routes without methods forward it: nothing to bypass.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -407,5 +408,63 @@ func TestHasMethodParam(t *testing.T) {
 		if got := hasMethodParam([]byte(tt.q)); got != tt.want {
 			t.Errorf("hasMethodParam(%q) = %v, want %v", tt.q, got, tt.want)
 		}
+	}
+}
+
+func TestHasFormMethodParam(t *testing.T) {
+	mp := func(name string) string {
+		return "--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n" +
+			"--XyZ\r\nContent-Disposition: form-data; name=\"" + name + "\"\r\n\r\nDELETE\r\n--XyZ--\r\n"
+	}
+	const mpType = "multipart/form-data; boundary=XyZ"
+	tests := []struct {
+		ct, body string
+		want     bool
+	}{
+		{"application/x-www-form-urlencoded", "a=1&_method=DELETE", true},
+		{"Application/X-WWW-Form-Urlencoded; charset=utf-8", "%5Fmethod=PUT", true},
+		{"application/x-www-form-urlencoded", "a=_method", false},
+		{"application/x-www-form-urlencoded", "", false},
+		{"application/json", `{"_method":"DELETE"}`, false},
+		{"text/plain", "_method=DELETE", false},
+		{"", "_method=DELETE", false},
+		{mpType, mp("_method"), true},
+		{mpType, mp("_METHOD"), true},
+		{mpType, mp(".method"), true},
+		{mpType, mp("method"), false},
+		{mpType, mp("%5Fmethod"), false},              // multipart names are not percent-decoded
+		{"multipart/form-data", mp("_method"), false}, // no boundary: no form
+		{mpType, "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x.html\"\r\n\r\n<input name=\"_method\" value=\"DELETE\">\r\n--XyZ--\r\n", false},
+		{mpType, "garbage", false},
+	}
+	for _, tt := range tests {
+		if got := hasFormMethodParam([]byte(tt.ct), []byte(tt.body)); got != tt.want {
+			t.Errorf("hasFormMethodParam(%q, %q) = %v, want %v", tt.ct, tt.body, got, tt.want)
+		}
+	}
+}
+
+func TestFormMethodParam(t *testing.T) {
+	up := newUpstream(t)
+	cfg := baseConfig(
+		configs.Route{Name: "ro", PathPrefix: "/ro", Upstreams: []string{up.url()}, Auth: configs.AuthNone, Methods: []string{"GET", "POST"}},
+		configs.Route{Name: "any", PathPrefix: "/", Upstreams: []string{up.url()}, Auth: configs.AuthNone},
+	)
+	_, addr := startProxy(t, cfg, Options{})
+	post := func(path, ct, body string) string {
+		return "POST " + path + " HTTP/1.1\r\nHost: h\r\nContent-Type: " + ct + "\r\nContent-Length: " + fmt.Sprint(len(body)) + "\r\n\r\n" + body
+	}
+	up.reset()
+	wantErrBody(t, rawDo(t, addr, post("/ro/x", "application/x-www-form-urlencoded", "a=1&_method=DELETE")), 400, "method_override")
+	wantErrBody(t, rawDo(t, addr, post("/ro/x", "multipart/form-data; boundary=b",
+		"--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n")), 400, "method_override")
+	if up.count() != 0 {
+		t.Fatal("forwarded")
+	}
+	if r := rawDo(t, addr, post("/ro/x", "application/x-www-form-urlencoded", "a=1&method=x")); r.Status != 200 {
+		t.Fatalf("status %d: %s", r.Status, r.Body)
+	}
+	if r := rawDo(t, addr, post("/x", "application/x-www-form-urlencoded", "_method=DELETE")); r.Status != 200 {
+		t.Fatalf("route without methods: status %d: %s", r.Status, r.Body)
 	}
 }

@@ -27,7 +27,7 @@ var (
 	ErrDuplicateAuth     = &HTTPError{Status: fasthttp.StatusBadRequest, Code: "bad_request", Message: "more than one Authorization header"}
 	ErrBadHost           = &HTTPError{Status: fasthttp.StatusBadRequest, Code: "bad_request", Message: "missing or duplicate Host header"}
 	ErrMalformedHost     = &HTTPError{Status: fasthttp.StatusBadRequest, Code: "bad_host", Message: "malformed Host header"}
-	ErrMethodOverride    = &HTTPError{Status: fasthttp.StatusBadRequest, Code: "method_override", Message: "a _method query parameter is not allowed on a method-restricted route"}
+	ErrMethodOverride    = &HTTPError{Status: fasthttp.StatusBadRequest, Code: "method_override", Message: "a _method query parameter or form field is not allowed on a method-restricted route"}
 	ErrSmuggling         = &HTTPError{Status: fasthttp.StatusBadRequest, Code: "bad_request", Message: "ambiguous message framing or malformed header"}
 	ErrUnauthorized      = &HTTPError{Status: fasthttp.StatusUnauthorized, Code: "unauthorized", Message: "authentication required"}
 	ErrForbidden         = &HTTPError{Status: fasthttp.StatusForbidden, Code: "forbidden", Message: "not allowed"}

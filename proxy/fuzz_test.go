@@ -199,3 +199,17 @@ func FuzzMethodParam(f *testing.F) {
 		}
 	})
 }
+
+func FuzzFormMethodParam(f *testing.F) {
+	f.Add("application/x-www-form-urlencoded", "a=1&_method=x")
+	f.Add("multipart/form-data; boundary=b", "--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nx\r\n--b--\r\n")
+	f.Add("multipart/form-data; boundary=\"b\"", "--b\r\n\r\n--b--")
+	f.Fuzz(func(t *testing.T, ct, body string) {
+		got := hasFormMethodParam([]byte(ct), []byte(body)) // must not panic
+		// A urlencoded body is read exactly as a query.
+		media, _, _ := strings.Cut(ct, ";")
+		if strings.EqualFold(strings.TrimSpace(media), "application/x-www-form-urlencoded") && body != "" && got != hasMethodParam([]byte(body)) {
+			t.Fatalf("form %q read differently from a query", body)
+		}
+	})
+}

@@ -1,6 +1,13 @@
 package proxy
 
-import "github.com/keygate/keygate/configs"
+import (
+	"bytes"
+	"mime"
+	"mime/multipart"
+	"strings"
+
+	"github.com/keygate/keygate/configs"
+)
 
 // overrideHeaders are configs.OverrideHeaders normalised (lower case, '_'
 // and '.' as '-'): request headers some frameworks read as the real method
@@ -107,4 +114,67 @@ func isMethodName(pair []byte) bool {
 		j++
 	}
 	return j == len(methodParam)
+}
+
+// plainMethodName is isMethodName for a name that is not percent-encoded
+// (a multipart field name).
+func plainMethodName(name string) bool {
+	name = strings.TrimLeft(name, " ")
+	if len(name) != len(methodParam) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c == ' ' || c == '.' || c == '[' {
+			c = '_'
+		}
+		if lower(c) != methodParam[i] {
+			return false
+		}
+	}
+	return true
+}
+
+var (
+	mediaForm      = []byte("application/x-www-form-urlencoded")
+	mediaMultipart = []byte("multipart/form-data")
+)
+
+// hasFormMethodParam reports whether a request body that frameworks parse
+// as a form carries a field read as "_method" (Rails' Rack::MethodOverride,
+// Laravel and Symfony read it from POST forms first): an
+// application/x-www-form-urlencoded body is read as hasMethodParam reads a
+// query; a multipart/form-data body has its parts' Content-Disposition names
+// read the same way (decoded by mime/multipart, then PHP's renaming). It
+// allocates only for multipart bodies; every other body costs one
+// comparison of the Content-Type.
+func hasFormMethodParam(contentType, body []byte) bool {
+	if len(body) == 0 {
+		return false
+	}
+	media := contentType
+	if i := bytes.IndexByte(media, ';'); i >= 0 {
+		media = media[:i]
+	}
+	media = bytes.TrimSpace(media)
+	switch {
+	case asciiEqualFoldBytes(media, mediaForm):
+		return hasMethodParam(body)
+	case asciiEqualFoldBytes(media, mediaMultipart):
+		_, params, err := mime.ParseMediaType(string(contentType))
+		if err != nil || params["boundary"] == "" {
+			return false // the upstream cannot parse it as a form either
+		}
+		r := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+		for {
+			part, err := r.NextRawPart()
+			if err != nil {
+				return false
+			}
+			if plainMethodName(part.FormName()) {
+				return true
+			}
+		}
+	}
+	return false
 }

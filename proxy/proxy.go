@@ -423,6 +423,10 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 	if err := p.readBody(ctx, s); err != nil {
 		return route, ident, err
 	}
+	// A form field _method overrides the method as the query parameter does.
+	if len(route.Methods) > 0 && hasFormMethodParam(req.Header.ContentType(), req.Body()) {
+		return route, ident, ErrMethodOverride
+	}
 
 	// 6. Inject last. The body has been read whole: no Expect upstream.
 	req.Header.Del(fasthttp.HeaderExpect)
