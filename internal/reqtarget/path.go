@@ -177,8 +177,8 @@ func CheckPath(p []byte) error {
 				continue
 			}
 			seqNeed = 0
-			r, _ := utf8.DecodeRune(seq[:seqLen])
-			if r == utf8.RuneError {
+			r, size := utf8.DecodeRune(seq[:seqLen])
+			if r == utf8.RuneError && size == 1 {
 				return ErrBadUTF8 // overlong, surrogate, > U+10FFFF
 			}
 			if compatASCII(r) {

@@ -25,11 +25,13 @@ func TestCheckPath(t *testing.T) {
 		{"/a%3Ab", nil},
 		{"/a%3fb", nil},
 		{"/100%25", nil},
-		{"/100%25off", nil},  // %25 then "of": 'o' is not hex
-		{"/a%25zz", nil},     // literal '%' then "zz"
-		{"/caf%C3%A9", nil},  // é, valid UTF-8, canonical decomposition only
-		{"/%E6%97%A5", nil},  // 日
-		{"/%D0%B0dmin", nil}, // Cyrillic а: not ASCII under NFKC (confusable, but one reading)
+		{"/100%25off", nil},    // %25 then "of": 'o' is not hex
+		{"/a%25zz", nil},       // literal '%' then "zz"
+		{"/caf%C3%A9", nil},    // é, valid UTF-8, canonical decomposition only
+		{"/%E6%97%A5", nil},    // 日
+		{"/%EF%BF%BD", nil},    // U+FFFD itself, encoded validly
+		{"/%F0%9F%98%80", nil}, // emoji, 4 bytes
+		{"/%D0%B0dmin", nil},   // Cyrillic а: not ASCII under NFKC (confusable, but one reading)
 		{"/v1/x:batchGet", nil},
 		{"/a$b", nil},
 		{"/a.b/c", nil},
