@@ -6,9 +6,12 @@
 //
 // Order of Handler: request id; framing checks fasthttp lets through
 // (CL+TE, obs-fold, bare LF, odd header names), duplicate Authorization,
-// missing/duplicate/malformed Host; request target (origin-form only, raw
-// path checked for ambiguity); Options.Extra; route match (404), method
-// (405); header hygiene (strip first); authentication (401/403); identity,
+// missing/duplicate/malformed Host (canonicalised: lower case, no trailing
+// dot; internal/reqtarget); request target (origin-form only, raw path
+// checked for ambiguity by internal/reqtarget, shared with forward-auth);
+// Options.Extra; route match on the canonical host (404), method (405),
+// _method query (400); header hygiene (strip first, override headers too);
+// authentication (401/403); _method form field (400); identity,
 // request id and X-Forwarded-* headers (inject last); forward with the
 // route's deadline (502/503/504); response hygiene.
 //
