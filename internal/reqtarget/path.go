@@ -12,6 +12,7 @@ package reqtarget
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -107,28 +108,20 @@ func CheckPath(p []byte) error {
 		seqLen   int // bytes collected of the current encoded UTF-8 sequence
 		seqNeed  int // bytes the current sequence needs in all
 	)
-	endSeg := func() error {
-		switch {
-		case segLen == 0:
-			return ErrEmptySegment
-		case !segOther:
-			if segLen <= 2 {
-				return ErrDotSegment
-			}
-			return ErrTrailingDot
-		case last == '.' || last == ' ':
-			return ErrTrailingDot
-		}
-		return nil
-	}
 	for i := 1; i < len(p); i++ {
 		c := p[i]
+		if plain[c] && seqNeed == 0 {
+			segLen++
+			segOther = true
+			last = c
+			continue
+		}
 		switch {
 		case c == '/':
 			if seqNeed > 0 {
 				return ErrBadUTF8
 			}
-			if err := endSeg(); err != nil {
+			if err := segmentEnd(segLen, segOther, last); err != nil {
 				return err
 			}
 			segLen, segOther, last = 0, false, 0
@@ -205,10 +198,37 @@ func CheckPath(p []byte) error {
 		return ErrBadUTF8
 	}
 	if segLen > 0 {
-		return endSeg()
+		return segmentEnd(segLen, segOther, last)
 	}
 	return nil
 }
+
+// segmentEnd checks a finished segment: its decoded length, whether it has
+// a character other than '.', and its last character.
+func segmentEnd(segLen int, segOther bool, last byte) error {
+	switch {
+	case segLen == 0:
+		return ErrEmptySegment
+	case !segOther:
+		if segLen <= 2 {
+			return ErrDotSegment
+		}
+		return ErrTrailingDot
+	case last == '.' || last == ' ':
+		return ErrTrailingDot
+	}
+	return nil
+}
+
+// plain are the raw path bytes that need no more than counting: pchar
+// (RFC 3986) but '%', '.', ';' and '$' (':' then '$' is an NTFS stream).
+var plain = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("-_~!&'()*+,=:@", byte(c)) >= 0
+	}
+	return t
+}()
 
 // utf8Len is the length of the UTF-8 sequence led by b, or 0 if b cannot
 // lead one (continuation bytes, the overlong leaders C0 and C1, F5..FF).
