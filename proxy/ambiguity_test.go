@@ -468,3 +468,21 @@ func TestFormMethodParam(t *testing.T) {
 		t.Fatalf("route without methods: status %d: %s", r.Status, r.Body)
 	}
 }
+
+// TestOverrideHeaderNames: every configurable override header passes
+// isOverrideHeader's length and prefix quick check, in every spelling.
+func TestOverrideHeaderNames(t *testing.T) {
+	z := &sanitizer{override: strippedOverrides(nil)}
+	for _, h := range configs.OverrideHeaders {
+		for _, v := range []string{h, strings.ToLower(h), strings.ToUpper(h), strings.ReplaceAll(h, "-", "_"), strings.ReplaceAll(h, "-", ".")} {
+			if !z.isOverrideHeader([]byte(v)) {
+				t.Errorf("%q not recognised", v)
+			}
+		}
+	}
+	for _, v := range []string{"X-Forwarded-For", "X-HTTP-Method-Overrides", "Content-Type", "X-Original", "Y-HTTP-Method"} {
+		if z.isOverrideHeader([]byte(v)) {
+			t.Errorf("%q taken for an override header", v)
+		}
+	}
+}
