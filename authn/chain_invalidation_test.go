@@ -89,11 +89,12 @@ func TestChainKeyInvalidationPerCredential(t *testing.T) {
 }
 
 // Issue 13 item 5: after a re-established subscription the store delivers
-// what was missed, then Revalidate. Entries are not dropped: with the store
-// not ready yet, cached credentials are still served (the revalidation
-// fails over to the entry); once it answers, they are revalidated and fresh
-// again. A key whose revocation was replayed before the mark is refused even
-// while the store cannot answer.
+// what was missed, then Revalidate. Entries are not dropped: fresh ones are
+// served and revalidated in the background, so with the store not ready yet
+// cached credentials are still served (and nobody waits); entries past
+// cache.ttl are revalidated first and, the store not answering, served from
+// the cache within the outage grace. A key whose revocation was replayed
+// before the mark is refused even while the store cannot answer.
 func TestChainRevalidateAfterResubscription(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, envOptions{perIP: 100, perUser: 100})
@@ -110,27 +111,36 @@ func TestChainRevalidateAfterResubscription(t *testing.T) {
 
 	// The store is not ready yet (Redis restarting).
 	e.st.down.Store(true)
+	before := e.st.calls()
 	for range 3 {
-		before := e.st.calls()
 		if id, err := e.auth(hk); err != nil || id != idk {
 			t.Fatalf("marked key, store not ready: (%v, %v), want the cached identity", id, err)
 		}
 		if id, err := e.auth(hb); err != nil || id != idb {
 			t.Fatalf("marked password, store not ready: (%v, %v), want the cached identity", id, err)
 		}
-		if e.st.calls() == before {
-			t.Fatal("marked entries served without trying to revalidate them")
-		}
 	}
-	if id, err := e.auth(hRevoked); id != nil || err == nil {
-		t.Fatalf("key revoked during the subscription outage came back: %v", id)
+	// Each was revalidated once, in the background.
+	waitFor(t, func() bool { return e.st.calls() >= before+2 })
+	if id, err := e.auth(hRevoked); id != nil || !errors.Is(err, authn.ErrUnavailable) {
+		t.Fatalf("key revoked during the subscription outage, store not ready: (%v, %v), want ErrUnavailable", id, err)
+	}
+	// Past cache.ttl: revalidated first; the store not answering, the entry
+	// is served within the grace.
+	e.clk.Advance(testTTL + time.Second)
+	before = e.st.calls()
+	if id, err := e.auth(hk); err != nil || id != idk {
+		t.Fatalf("marked key past the ttl, store not ready: (%v, %v), want the cached identity", id, err)
+	}
+	if e.st.calls() == before {
+		t.Fatal("entry past the ttl served without trying to revalidate it")
 	}
 
 	// The store answers: revalidated, then fresh (no store call).
 	e.st.down.Store(false)
 	e.ok(hk)
 	e.ok(hb)
-	before := e.st.calls()
+	before = e.st.calls()
 	e.ok(hk)
 	e.ok(hb)
 	if e.st.calls() != before {
@@ -139,6 +149,19 @@ func TestChainRevalidateAfterResubscription(t *testing.T) {
 	if id, err := e.auth(hRevoked); id != nil || !errors.Is(err, authn.ErrInvalidCredentials) {
 		t.Fatalf("revoked key once the store answers: (%v, %v)", id, err)
 	}
+
+	// A mark while the store answers: served at once, replaced by the
+	// background revalidation's result.
+	idk = e.ok(hk)
+	e.apply(store.Invalidation{Revalidate: true})
+	if id, err := e.auth(hk); err != nil || id != idk {
+		t.Fatalf("marked key, store up: (%v, %v), want the cached identity at once", id, err)
+	}
+	waitFor(t, func() bool {
+		e.cache.Wait()
+		id, err := e.auth(hk)
+		return err == nil && id != idk
+	})
 }
 
 // The same through Listen and the real store's Watch: a key revocation

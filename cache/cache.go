@@ -41,7 +41,7 @@
 // the MAC covers the key value, see KindAPIKey) and nothing else of its
 // owner's; one naming a user moves the user's counter, which every
 // credential of the user depends on, tokens included. A positive hit costs
-// four atomic loads (key, user, account, flush) and one for the stale mark;
+// four atomic loads (key, user, account, flush) and two for the marks;
 // an entry without a key points at a counter that never moves. A negative
 // entry dies on any invalidation at all (one load), so a password reset or a
 // re-enabled user never waits for negative_ttl after an invalidation.
@@ -50,13 +50,14 @@
 //
 // When the store re-establishes a lost invalidation subscription it first
 // delivers what was missed (replayed from its invalidation log), then
-// store.Invalidation{Revalidate: true}: MarkStale. Nothing is dropped: a
-// marked entry is Stale, i.e. it is revalidated by its next request, and
-// served when that revalidation fails because the store is not ready yet,
-// within the entry's outage grace. Entries the replayed invalidations named
-// are dead before the mark, so a key revoked while the subscription was down
-// never comes back. When the store cannot replay (its log no longer reaches
-// back to the last invalidation seen, or was lost), it delivers a Flush.
+// store.Invalidation{Revalidate: true}: MarkRevalidate. Nothing is dropped:
+// a marked entry is revalidated by its next request (in the background while
+// it is fresh; first, and served if that fails because the store is not
+// ready yet, once it is past cache.ttl, within its outage grace). Entries the
+// replayed invalidations named are dead before the mark, so a key revoked
+// while the subscription was down never comes back. When the store cannot
+// replay (its log no longer reaches back to the last invalidation seen, or
+// was lost), it delivers a Flush.
 //
 // Every time decision is made from the entry's own timestamps and the time
 // the caller passes to Get; entries are stored without a ristretto TTL.
@@ -108,10 +109,11 @@ const (
 	// invalidation subscription was lost since it was cached. Refresh it from
 	// the store; if the store is unavailable it may be served (outage grace).
 	Stale
-	// Refresh: a Hit in the last tenth of its TTL, returned to one caller per
-	// entry: serve it, and revalidate the credential in the background so a
-	// busy credential never waits for its lookup (or its password hash) when
-	// the entry expires. The entry's own bounds do not move: if the refresh
+	// Refresh: a Hit in the last tenth of its TTL, or marked for
+	// revalidation (MarkRevalidate), returned to one caller per entry: serve
+	// it, and revalidate the credential in the background so a busy
+	// credential never waits for its lookup (or its password hash) when the
+	// entry expires. The entry's own bounds do not move: if the refresh
 	// fails or is slow, it expires at its TTL as any other.
 	Refresh
 )
@@ -160,6 +162,7 @@ type Cache struct {
 	seq      atomic.Uint64 // number of the last invalidation (or mark)
 	flushSeq atomic.Uint64 // number of the last flush
 	staleSeq atomic.Uint64 // number of the last MarkStale
+	revalSeq atomic.Uint64 // number of the last MarkRevalidate
 
 	users, accounts, keys *counterTable
 	// noKey is the key counter of entries not made from an API key: it
@@ -309,7 +312,7 @@ func (c *Cache) Get(k Key, now time.Time) (*authn.Identity, Status, error) {
 	}
 	if t < e.freshUntil && c.staleSeq.Load() <= e.seq {
 		c.hits.inc(k.Hi)
-		if t >= e.refreshAt && !e.refreshing.Load() && e.refreshing.CompareAndSwap(false, true) {
+		if (t >= e.refreshAt || c.revalSeq.Load() > e.seq) && !e.refreshing.Load() && e.refreshing.CompareAndSwap(false, true) {
 			return e.id, Refresh, nil
 		}
 		return e.id, Hit, nil
@@ -402,7 +405,7 @@ func (c *Cache) Delete(k Key) {
 // Invalidate applies an invalidation from the store (Store.Watch's fn),
 // with the scopes of store.Invalidation:
 //   - Flush, or an invalidation naming nothing, drops everything;
-//   - Revalidate marks every entry Stale (MarkStale);
+//   - Revalidate marks every entry for revalidation (MarkRevalidate);
 //   - KeyID kills the entries made from that API key, and only those (the
 //     Username beside it names the owner and is not used);
 //   - otherwise Username kills that user's entries, Account that account's
@@ -416,7 +419,7 @@ func (c *Cache) Invalidate(inv store.Invalidation) {
 	case inv.All():
 		storeMax(&c.flushSeq, c.seq.Add(1))
 	case inv.Revalidate:
-		c.MarkStale()
+		c.MarkRevalidate()
 	case inv.KeyOnly():
 		c.keys.bump(inv.KeyID, c.seq.Add(1))
 	default:
@@ -432,14 +435,29 @@ func (c *Cache) Invalidate(inv store.Invalidation) {
 
 // MarkStale makes every entry cached so far Stale: it must be revalidated
 // with the store before it is served as fresh, and may still be served while
-// the store is unavailable, within its outage grace. It is applied when the
-// store re-establishes a lost subscription after replaying what was missed
-// (store.Invalidation.Revalidate), and by Listen when Watch itself returns:
-// invalidations may have been missed but the outage policy must keep cached
-// identities working (DESIGN.md §8). Negative entries die.
+// the store is unavailable, within its outage grace. Listen applies it when
+// Watch itself returns: invalidations may have been missed and not
+// replayed, but the outage policy must keep cached identities working
+// (DESIGN.md §8). Negative entries die.
 func (c *Cache) MarkStale() {
 	n := c.seq.Add(1)
 	storeMax(&c.staleSeq, n)
+}
+
+// MarkRevalidate marks every entry cached so far for revalidation, the
+// store.Invalidation.Revalidate a store delivers once it has re-established a
+// lost subscription and replayed every invalidation missed meanwhile: what
+// is still cached is as current as any fresh entry, but whatever the store
+// could not publish at all (a write whose publish failed) is caught sooner
+// than cache.ttl. A fresh marked entry is served and returned once as
+// Refresh (revalidated in the background, nobody waits: a Redis restart
+// costs cached clients neither a 503 nor a lookup's latency, and while the
+// store is not ready the entry simply stays); one past cache.ttl is Stale as
+// before (revalidated first, served while the store is unavailable, within
+// its outage grace). Negative entries die.
+func (c *Cache) MarkRevalidate() {
+	n := c.seq.Add(1)
+	storeMax(&c.revalSeq, n)
 }
 
 // Clear drops every entry and every counter.

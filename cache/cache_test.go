@@ -459,10 +459,45 @@ func TestGet(t *testing.T) {
 			wantUser: "alice",
 		},
 		{
-			name: "revalidate marks entries stale, drops nothing",
+			name: "revalidate: a fresh entry is refreshed in the background, drops nothing",
 			run: func(e *env) Key {
 				k := e.setPos("alice:k1", aliceK1)
 				e.c.Invalidate(store.Invalidation{Revalidate: true})
+				return k
+			},
+			want:     Refresh,
+			wantUser: "alice",
+		},
+		{
+			name: "revalidate: one caller refreshes, the others hit",
+			run: func(e *env) Key {
+				k := e.setPos("alice:k1", aliceK1)
+				e.c.Invalidate(store.Invalidation{Revalidate: true})
+				if _, st, _ := e.get(k); st != Refresh {
+					e.t.Fatalf("first Get after Revalidate: %v, want refresh", st)
+				}
+				return k
+			},
+			want:     Hit,
+			wantUser: "alice",
+		},
+		{
+			name: "revalidate: the refreshed entry is fresh",
+			run: func(e *env) Key {
+				e.setPos("alice:k1", aliceK1)
+				e.c.Invalidate(store.Invalidation{Revalidate: true})
+				k := e.setPos("alice:k1", aliceK1) // the refresh's result
+				return k
+			},
+			want:     Hit,
+			wantUser: "alice",
+		},
+		{
+			name: "revalidate: past cache.ttl the entry is stale (revalidated first)",
+			run: func(e *env) Key {
+				k := e.setPos("alice:k1", aliceK1)
+				e.c.Invalidate(store.Invalidation{Revalidate: true})
+				e.clk.Advance(testTTL)
 				return k
 			},
 			want:     Stale,

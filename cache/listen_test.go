@@ -79,7 +79,8 @@ func TestListen(t *testing.T) {
 	// The store re-established its subscription and replayed what was
 	// missed: entries are marked for revalidation, not dropped.
 	fn(store.Invalidation{Revalidate: true})
-	expect("revalidate after a resubscription", bob, Stale)
+	expect("revalidate after a resubscription: refreshed in the background", bob, Refresh)
+	expect("served to the others meanwhile", bob, Hit)
 	bob = e.setPos("bob:pw", ident("bob", "acme"))
 	expect("revalidated", bob, Hit)
 
