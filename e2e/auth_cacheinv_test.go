@@ -1,13 +1,18 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/keygate/keygate/internal/testredis"
 )
@@ -160,18 +165,13 @@ func TestAuthKeyRevocationPerCredential(t *testing.T) {
 			t.Logf("B refused K1 %s after the revocation on A returned", auFmt(d))
 		}
 	}
-	hitsBefore := auMetric(t, b, "keygate_cache_hits_total")
-	for what, h := range warm {
-		c.want(t, "after K1's revocation, Redis up: "+what, url, h, 200)
-	}
-	if hits := auMetric(t, b, "keygate_cache_hits_total") - hitsBefore; hits < float64(len(warm)) {
-		t.Errorf("the owner's other credentials were not cache hits after K1's revocation (%v hits for %d requests)", hits, len(warm))
-	}
 
+	// Redis stops before anything else reaches B: what B serves now comes
+	// from what K1's invalidation left in its cache.
 	r.Stop()
 	for range 3 {
 		for what, h := range warm {
-			c.want(t, "Redis stopped: cached "+what, url, h, 200)
+			c.want(t, "Redis stopped after K1's revocation: cached "+what, url, h, 200)
 		}
 		for form, h := range k1Forms {
 			if st := c.status(url, h); st == 200 {
@@ -179,6 +179,37 @@ func TestAuthKeyRevocationPerCredential(t *testing.T) {
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// auRewriteAOF writes fillers filler keys of 100 bytes (outside the
+// gateways' prefix), rewrites Redis' AOF (the data moves into its RDB base,
+// which key-load-delay slows down on the next start) and waits until that is
+// done.
+func auRewriteAOF(t *testing.T, addr string, fillers int) {
+	t.Helper()
+	rc := auRedisAdmin(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := rc.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range fillers {
+			p.Set(ctx, fmt.Sprint("filler:", i), strings.Repeat("f", 100), 0)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	auRedisDo(t, rc, "BGREWRITEAOF")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, _ := auRedisDo(t, rc, "INFO", "persistence").(string)
+		if strings.Contains(info, "aof_rewrite_in_progress:0") && strings.Contains(info, "aof_rewrite_scheduled:0") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("AOF rewrite not done within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -242,7 +273,13 @@ func (p *auPoller) close() (map[int]int, time.Duration) {
 // credentials still never got a 503.
 func TestAuthRedisRestartKeepsCache(t *testing.T) {
 	t.Parallel()
-	r := testredis.Start(t, "--appendonly", "yes", "--appendfsync", "always")
+	// A restarted Redis with a real dataset answers PING and SUBSCRIBE
+	// while it loads, and LOADING to everything else: the window in which a
+	// flush on resubscription turned cached credentials into 503s.
+	// key-load-delay (µs per key of the AOF's RDB base) with filler keys
+	// makes loading last about 2s; events are processed every KiB loaded.
+	r := testredis.Start(t, "--appendonly", "yes", "--appendfsync", "always",
+		"--key-load-delay", "10000", "--loading-process-events-interval-bytes", "1024")
 	px := startCutProxy(t, r.Addr())
 	up := startEchoProc(t)
 	// cache.ttl 1s: the warm entries are past it during the outage, so they
@@ -265,15 +302,26 @@ func TestAuthRedisRestartKeepsCache(t *testing.T) {
 	for _, h := range append(warm, "Bearer "+v1) {
 		auWarm(t, c, b, url, h)
 	}
+	// A talks to Redis directly (its dials fail while Redis is down, which
+	// trips go-redis' dial breaker), B through the proxy.
+	for _, h := range warm {
+		auWarm(t, c, a, a.url("/x"), h)
+	}
+	ca := newAuClient(5 * time.Second)
+	defer ca.close()
+	pa := startAuPoller(ca, a.url("/x"), warm)
 	p := startAuPoller(cp, url, warm)
 	phases := map[string]map[int]int{}
 	slowest := map[string]time.Duration{}
 
-	// 1. Redis restarts (kill -9; AOF keeps the data).
+	// 1. Redis restarts (kill -9; AOF keeps the data, loaded slowly).
+	auRewriteAOF(t, r.Addr(), 200)
 	r.Stop()
 	time.Sleep(1500 * time.Millisecond)
 	phases["redis down"], slowest["redis down"] = p.take()
-	r.Restart()
+	restarting := time.Now()
+	r.Restart() // returns once loading is over (PING answers PONG)
+	t.Logf("Redis restarted and loaded its data in %s", auFmt(time.Since(restarting)))
 	deadline := time.Now().Add(15 * time.Second)
 	for code, _ := getAdmin(t, b, "/readyz"); code != 200; code, _ = getAdmin(t, b, "/readyz") {
 		if time.Now().After(deadline) {
@@ -283,6 +331,7 @@ func TestAuthRedisRestartKeepsCache(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second) // resubscription, replay, revalidation
 	phases["redis restarted"], slowest["redis restarted"] = p.take()
+	phases["A: redis down and restarted"], slowest["A: redis down and restarted"] = pa.close()
 
 	// 2. B alone loses Redis; K1 is revoked on A meanwhile.
 	px.setCut(true)
@@ -305,9 +354,9 @@ func TestAuthRedisRestartKeepsCache(t *testing.T) {
 	time.Sleep(time.Second)
 	phases["B reconnected"], slowest["B reconnected"] = p.close()
 
-	for _, ph := range []string{"redis down", "redis restarted", "B cut off", "B reconnected"} {
+	for _, ph := range []string{"redis down", "redis restarted", "A: redis down and restarted", "B cut off", "B reconnected"} {
 		counts := phases[ph]
-		t.Logf("warm credentials on B, %s: statuses %v, slowest %s", ph, counts, auFmt(slowest[ph]))
+		t.Logf("warm credentials, %s: statuses %v, slowest %s", ph, counts, auFmt(slowest[ph]))
 		if counts[200] == 0 {
 			t.Errorf("%s: no request served", ph)
 		}

@@ -23,7 +23,10 @@ import (
 // every revoked key was refused, and that none of them was served after.
 func TestChaosCacheRedisRestart(t *testing.T) {
 	const users, keysPer, clients = 10, 6, 4
-	r := testredis.Start(t, "--appendonly", "yes", "--appendfsync", "always")
+	// Each restart loads the data for about 3s (LOADING), see
+	// TestAuthRedisRestartKeepsCache.
+	r := testredis.Start(t, "--appendonly", "yes", "--appendfsync", "always",
+		"--key-load-delay", "10000", "--loading-process-events-interval-bytes", "1024")
 	px := startCutProxy(t, r.Addr())
 	up := startEchoProc(t)
 	extra := auNoLimits + "cache:\n  ttl: 2s\n  negative_ttl: 1s\n"
@@ -90,6 +93,7 @@ func TestChaosCacheRedisRestart(t *testing.T) {
 	}
 
 	for round := range 3 {
+		auRewriteAOF(t, r.Addr(), 200)
 		r.Stop()
 		time.Sleep(2500 * time.Millisecond) // past cache.ttl: stale entries served
 		m, d := take(false)
