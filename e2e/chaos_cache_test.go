@@ -111,7 +111,7 @@ func TestChaosCacheRedisRestart(t *testing.T) {
 		time.Sleep(3 * time.Second)
 		m, d = take(false)
 		check(fmt.Sprintf("redis_restarted_%d", round), m, d)
-		chaosFigure(t, "cache_restart", "phase", fmt.Sprintf("redis_restarted_%d", round), "b_ready_after", auFmt(ready))
+		chaosFigure(t, "cache_restart", "phase", fmt.Sprintf("redis_restarted_%d", round), "restart_with_loading", auFmt(ready))
 	}
 
 	// B cut off; A revokes a third of the keys meanwhile.
