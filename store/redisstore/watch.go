@@ -245,13 +245,21 @@ func (w *watchLog) baseline(ctx context.Context) {
 	w.pos, w.hasPos = p, true
 }
 
-// seen records the position of a delivered message.
+// seen records the position of a message delivered on the live
+// subscription. Without a position yet (the tail could not be read), the
+// first one is adopted: nothing before it matters (it follows the first
+// confirmation or a flush, and the subscription has been up since), and
+// everything after it arrives in log order.
 func (w *watchLog) seen(pos string) {
-	if w.pending || !w.hasPos {
+	if w.pending {
 		return // the replay owed starts from the old position
 	}
-	if p, ok := parseLogPos(pos); ok && w.pos.less(p) {
-		w.pos = p
+	p, ok := parseLogPos(pos)
+	if !ok {
+		return
+	}
+	if !w.hasPos || w.pos.less(p) {
+		w.pos, w.hasPos = p, true
 	}
 }
 

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,13 +88,15 @@ type cutFixture struct {
 	user      string
 }
 
-func newCutFixture(t *testing.T, srv *testredis.Server) *cutFixture {
+// newCutFixture makes the fixture; acl are more ACL rules for the watcher's
+// user (after "+@all").
+func newCutFixture(t *testing.T, srv *testredis.Server, acl ...any) *cutFixture {
 	t.Helper()
 	ctx := context.Background()
 	root := redis.NewClient(&redis.Options{Addr: srv.Addr(), DisableIdentity: true})
 	t.Cleanup(func() { _ = root.Close() })
-	const user, pw = "gwcut", "gwcut-test-password-0123456789"
-	mustNil(t, root.Do(ctx, "ACL", "SETUSER", user, "on", ">"+pw, "~*", "&*", "+@all").Err())
+	user, pw := "gwcut"+strings.TrimSuffix(uniquePrefix(), ":"), "gwcut-test-password-0123456789"
+	mustNil(t, root.Do(ctx, append([]any{"ACL", "SETUSER", user, "reset", "on", ">" + pw, "~*", "&*", "+@all"}, acl...)...).Err())
 	prefix := uniquePrefix()
 	w, err := New(configs.Redis{Addrs: []string{srv.Addr()}, KeyPrefix: prefix, Username: user, Password: pw,
 		Timeout: configs.Duration(faultTimeout)}, Options{})
@@ -202,6 +205,23 @@ func TestWatchReplaysMissedInvalidations(t *testing.T) {
 				w.live(f.publisher, fmt.Sprintf("after round %d", round))
 			}
 		})
+	}
+}
+
+// A watcher that cannot read the log's tail (here its ACL refuses scripts)
+// takes its position from the first message it receives, and replays from
+// there after a cut instead of flushing.
+func TestWatchAdoptsPositionFromMessages(t *testing.T) {
+	srv := testredis.Start(t)
+	f := newCutFixture(t, srv, "-evalsha", "-eval")
+	w := startLogWatch(t, f.watcher)
+	w.live(f.publisher, "before")
+	f.cut()
+	f.publisher.publish(context.Background(), store.Invalidation{Username: "bob"})
+	f.restore()
+	got := w.until("after the cut", 10*time.Second, func(inv store.Invalidation) bool { return inv.Revalidate || inv.Flush })
+	if len(got) != 2 || got[0].Username != "bob" || !got[1].Revalidate {
+		t.Fatalf("delivered %+v, want bob's invalidation then Revalidate", got)
 	}
 }
 
