@@ -415,6 +415,29 @@ func TestGet(t *testing.T) {
 			wantUser: "alice",
 		},
 		{
+			name: "key invalidation leaves the owner's tokens (user level)",
+			run: func(e *env) Key {
+				tok := ident("alice", "acme")
+				tok.Method = authn.MethodBearer
+				k := e.setPos("alice:jwt", tok)
+				e.c.Invalidate(store.Invalidation{Username: "alice", KeyID: "k1"})
+				return k
+			},
+			want:     Hit,
+			wantUser: "alice",
+		},
+		{
+			name: "user invalidation kills the user's tokens",
+			run: func(e *env) Key {
+				tok := ident("alice", "acme")
+				tok.Method = authn.MethodBearer
+				k := e.setPos("alice:jwt", tok)
+				e.c.Invalidate(store.Invalidation{Username: "alice"})
+				return k
+			},
+			want: Miss,
+		},
+		{
 			name: "user invalidation kills the user's keys",
 			run: func(e *env) Key {
 				k := e.setPos("alice:k1", aliceK1)
@@ -857,6 +880,41 @@ func TestCounterOverflowFlushes(t *testing.T) {
 	c.Invalidate(store.Invalidation{Username: "alice"})
 	if _, st, _ := e.get(k); st != Miss {
 		t.Fatalf("invalidation after reset: %v", st)
+	}
+}
+
+// Key counters are made by API key entries only, swept like the others,
+// and dropped by Clear.
+func TestKeyCounters(t *testing.T) {
+	clk := newClock()
+	c := newTestCache(t, Config{Now: clk.Now})
+	e := &env{t: t, c: c, clk: clk}
+	e.setPos("alice:pw", ident("alice", "acme"))
+	if n := c.KeyCounters(); n != 0 {
+		t.Fatalf("password entry made %d key counters", n)
+	}
+	e.setPos("alice:k1", identKey("alice", "acme", "k1"))
+	e.setPos("alice:k2", identKey("alice", "acme", "k2"))
+	if n := c.KeyCounters(); n != 2 {
+		t.Fatalf("%d key counters, want 2", n)
+	}
+	clk.Advance(c.sweepAfter() + time.Nanosecond)
+	if dropped := c.sweep(clk.Now()); dropped != 4 { // alice, acme, k1, k2
+		t.Fatalf("swept %d counters, want 4", dropped)
+	}
+	if n := c.KeyCounters(); n != 0 {
+		t.Fatalf("%d key counters after the sweep", n)
+	}
+	// A key swept and cached again still hears its invalidations.
+	k := e.setPos("alice:k1", identKey("alice", "acme", "k1"))
+	c.Invalidate(store.Invalidation{KeyID: "k1", Username: "alice"})
+	if _, st, _ := e.get(k); st != Miss {
+		t.Fatalf("invalidation of a re-cached key: %v", st)
+	}
+	e.setPos("alice:k2", identKey("alice", "acme", "k2"))
+	c.Clear()
+	if n := c.KeyCounters(); n != 0 {
+		t.Fatalf("%d key counters after Clear", n)
 	}
 }
 

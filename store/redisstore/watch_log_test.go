@@ -225,6 +225,46 @@ func TestWatchAdoptsPositionFromMessages(t *testing.T) {
 	}
 }
 
+// Redis refusing the log for good (an ACL without its key) does not stop
+// invalidations: they are published without a position.
+func TestPublishWithoutLog(t *testing.T) {
+	srv := testredis.Start(t)
+	ctx := context.Background()
+	root := redis.NewClient(&redis.Options{Addr: srv.Addr(), DisableIdentity: true})
+	t.Cleanup(func() { _ = root.Close() })
+	const user, pw = "nolog", "nolog-test-password-0123456789"
+	// Keys with a hash tag only: the records, not <prefix>invlog.
+	mustNil(t, root.Do(ctx, "ACL", "SETUSER", user, "on", ">"+pw, "~*{*", "&*", "+@all").Err())
+	prefix := uniquePrefix()
+	p, err := New(configs.Redis{Addrs: []string{srv.Addr()}, KeyPrefix: prefix, Username: user, Password: pw,
+		Timeout: configs.Duration(faultTimeout)}, Options{})
+	mustNil(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	w, err := New(configs.Redis{Addrs: []string{srv.Addr()}, KeyPrefix: prefix, Timeout: configs.Duration(faultTimeout)}, Options{})
+	mustNil(t, err)
+	t.Cleanup(func() { _ = w.Close() })
+	lw := startLogWatch(t, w)
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; ; i++ {
+		name := fmt.Sprint("nolog-", i)
+		p.publish(ctx, store.Invalidation{Username: name})
+		select {
+		case inv := <-lw.ch:
+			if inv.Username != name || inv.Pos != "" {
+				t.Fatalf("delivered %+v, want %s without a position", inv, name)
+			}
+			if n, _ := root.XLen(ctx, w.kInvLog).Result(); n > 1 { // at most the watcher's start marker
+				t.Fatalf("the log holds %d entries although its writer may not write it", n)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nothing delivered")
+		}
+	}
+}
+
 // TestWatchRestartRevalidates (issue 13 item 5): a Redis restart that keeps
 // its data (AOF) does not flush: the subscription comes back, nothing was
 // missed, Revalidate is delivered. The same restart without persistence
