@@ -1546,7 +1546,9 @@ func testWatchInvalidations(e *env) {
 	}{
 		{"RevokeAPIKey", func() error { _, _, err := e.s.RevokeAPIKey(e.ctx, k.ID, e.clock.Now()); return err },
 			func(i store.Invalidation) bool { return i.KeyID == k.ID && i.Username == "alice" && i.KeyOnly() },
-			func(i store.Invalidation) bool { return i.All() || (i.KeyID == "" && (i.Username == "alice" || i.Account == "acme")) }},
+			func(i store.Invalidation) bool {
+				return i.All() || (i.KeyID == "" && (i.Username == "alice" || i.Account == "acme"))
+			}},
 		{"UpdateUser password", func() error {
 			_, err := e.s.UpdateUser(e.ctx, "alice", store.UserUpdate{PasswordHash: &hash})
 			return err
