@@ -166,6 +166,13 @@ func TestAuthKeyRevocationPerCredential(t *testing.T) {
 		}
 	}
 
+	// Every instance: A refuses it too.
+	ca := newAuClient(5 * time.Second)
+	defer ca.close()
+	if _, ok := ca.until(a.url("/x"), "Bearer "+v1, 401, auRevokeBound); !ok {
+		t.Fatal("A still accepts K1 after revoking it")
+	}
+
 	// Redis stops before anything else reaches B: what B serves now comes
 	// from what K1's invalidation left in its cache.
 	r.Stop()
