@@ -224,9 +224,8 @@ func New(cfg Config, reg prometheus.Registerer) (*Cache, error) {
 		k0:  binary.LittleEndian.Uint64(seed[:8]),
 		k1:  binary.LittleEndian.Uint64(seed[8:]),
 		// Each positive entry refers to one user, one account and at most
-		// one key counter;
-		// counters outlive their entries by the sweep delay, hence the
-		// slack.
+		// one key counter; counters outlive their entries by the sweep
+		// delay, hence the slack.
 		users:    newCounterTable(2*cfg.MaxEntries + 1024),
 		accounts: newCounterTable(2*cfg.MaxEntries + 1024),
 		keys:     newCounterTable(2*cfg.MaxEntries + 1024),
