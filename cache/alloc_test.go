@@ -18,6 +18,7 @@ func TestAllocs(t *testing.T) {
 	e := &env{t: t, c: c, clk: clk}
 	hit := e.setPos("alice:pw", ident("alice", "acme"))
 	neg := e.setNeg("alice:bad", errBadSecret)
+	keyHit := e.setPos("alice:k1", identKey("alice", "acme", "k1"))
 	miss := e.key("bob:pw")
 	now := clk.Now()
 	user, pw := []byte("alice"), []byte("correct horse battery staple")
@@ -30,6 +31,7 @@ func TestAllocs(t *testing.T) {
 		{"Get negative", func() { _, _, _ = c.Get(neg, now) }},
 		{"Get miss", func() { _, _, _ = c.Get(miss, now) }},
 		{"Get stale", func() { _, _, _ = c.Get(hit, now.Add(testTTL)) }},
+		{"Get hit, api key entry", func() { _, _, _ = c.Get(keyHit, now) }},
 		{"KeyOf", func() { _ = c.KeyOf(KindBasic, user, pw) }},
 		{"Begin", func() { _ = c.Begin() }},
 	}

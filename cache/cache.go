@@ -26,15 +26,38 @@
 //
 // Entries are keyed by a MAC and cannot be enumerated by user, so nothing is
 // scanned. A global sequence is incremented by every invalidation; each
-// username and each account that authenticated has a counter holding the
-// sequence number of the last invalidation that named it; a Flush records its
-// number in flushSeq. An entry stores the sequence its lookup began at
-// (Begin) and is valid only while no counter it depends on has moved past
-// it. An invalidation that lands while the store lookup is in flight
-// therefore makes the entry dead on arrival. A positive hit costs three atomic
-// loads (user, account, flush) and one for the stale mark; a negative entry
-// dies on any invalidation at all (one load), so a password reset or a
+// username, each account and each API key id that authenticated has a
+// counter holding the sequence number of the last invalidation that named
+// it; a Flush records its number in flushSeq. An entry stores the sequence
+// its lookup began at (Begin) and is valid only while no counter it depends
+// on has moved past it. An invalidation that lands while the store lookup is
+// in flight therefore makes the entry dead on arrival.
+//
+// Invalidation is per credential (DESIGN.md §13): an entry made from an API
+// key depends on its key's counter, its owner's and its account's; any other
+// entry (password, token) on its user's and account's only. An invalidation
+// naming a key (store.Invalidation.KeyOnly) moves that key's counter alone,
+// so revoking or changing key K drops every form of K (they share one entry:
+// the MAC covers the key value, see KindAPIKey) and nothing else of its
+// owner's; one naming a user moves the user's counter, which every
+// credential of the user depends on, tokens included. A positive hit costs
+// four atomic loads (key, user, account, flush) and two for the marks;
+// an entry without a key points at a counter that never moves. A negative
+// entry dies on any invalidation at all (one load), so a password reset or a
 // re-enabled user never waits for negative_ttl after an invalidation.
+//
+// # Revalidation after a lost subscription
+//
+// When the store re-establishes a lost invalidation subscription it first
+// delivers what was missed (replayed from its invalidation log), then
+// store.Invalidation{Revalidate: true}: MarkRevalidate. Nothing is dropped:
+// a marked entry is revalidated by its next request (in the background while
+// it is fresh; first, and served if that fails because the store is not
+// ready yet, once it is past cache.ttl, within its outage grace). Entries the
+// replayed invalidations named are dead before the mark, so a key revoked
+// while the subscription was down never comes back. When the store cannot
+// replay (its log no longer reaches back to the last invalidation seen, or
+// was lost), it delivers a Flush.
 //
 // Every time decision is made from the entry's own timestamps and the time
 // the caller passes to Get; entries are stored without a ristretto TTL.
@@ -86,10 +109,11 @@ const (
 	// invalidation subscription was lost since it was cached. Refresh it from
 	// the store; if the store is unavailable it may be served (outage grace).
 	Stale
-	// Refresh: a Hit in the last tenth of its TTL, returned to one caller per
-	// entry: serve it, and revalidate the credential in the background so a
-	// busy credential never waits for its lookup (or its password hash) when
-	// the entry expires. The entry's own bounds do not move: if the refresh
+	// Refresh: a Hit in the last tenth of its TTL, or marked for
+	// revalidation (MarkRevalidate), returned to one caller per entry: serve
+	// it, and revalidate the credential in the background so a busy
+	// credential never waits for its lookup (or its password hash) when the
+	// entry expires. The entry's own bounds do not move: if the refresh
 	// fails or is slow, it expires at its TTL as any other.
 	Refresh
 )
@@ -138,8 +162,12 @@ type Cache struct {
 	seq      atomic.Uint64 // number of the last invalidation (or mark)
 	flushSeq atomic.Uint64 // number of the last flush
 	staleSeq atomic.Uint64 // number of the last MarkStale
+	revalSeq atomic.Uint64 // number of the last MarkRevalidate
 
-	users, accounts *counterTable
+	users, accounts, keys *counterTable
+	// noKey is the key counter of entries not made from an API key: it
+	// never moves, so a hit checks four counters without a branch.
+	noKey counter
 
 	hits, misses  stripedCounter
 	invalidations prometheus.Counter
@@ -159,8 +187,8 @@ type entry struct {
 	seq uint64 // Begin() of the lookup that produced it
 	id  *authn.Identity
 	// reason is why a negative entry (id == nil) is negative.
-	reason     error
-	user, acct *counter
+	reason          error
+	user, acct, key *counter
 	// Times in unix ns. expiresAt 0: the credential never expires.
 	freshUntil, staleUntil, expiresAt int64
 	// refreshAt: from then on (until freshUntil) the first Get returns
@@ -195,11 +223,12 @@ func New(cfg Config, reg prometheus.Registerer) (*Cache, error) {
 		cfg: cfg,
 		k0:  binary.LittleEndian.Uint64(seed[:8]),
 		k1:  binary.LittleEndian.Uint64(seed[8:]),
-		// Each positive entry refers to one user and one account counter;
-		// counters outlive their entries by the sweep delay, hence the
-		// slack.
+		// Each positive entry refers to one user, one account and at most
+		// one key counter; counters outlive their entries by the sweep
+		// delay, hence the slack.
 		users:    newCounterTable(2*cfg.MaxEntries + 1024),
 		accounts: newCounterTable(2*cfg.MaxEntries + 1024),
+		keys:     newCounterTable(2*cfg.MaxEntries + 1024),
 		invalidations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keygate_invalidations_total",
 			Help: "Cache invalidations applied (from the store's pub/sub or local writes).",
@@ -275,14 +304,14 @@ func (c *Cache) Get(k Key, now time.Time) (*authn.Identity, Status, error) {
 		c.hits.inc(k.Hi)
 		return nil, Negative, e.reason
 	}
-	if c.flushSeq.Load() > e.seq || e.user.last.Load() > e.seq || e.acct.last.Load() > e.seq ||
-		(e.expiresAt != 0 && t >= e.expiresAt) {
+	if c.flushSeq.Load() > e.seq || e.key.last.Load() > e.seq || e.user.last.Load() > e.seq ||
+		e.acct.last.Load() > e.seq || (e.expiresAt != 0 && t >= e.expiresAt) {
 		c.misses.inc(k.Hi)
 		return nil, Miss, nil
 	}
 	if t < e.freshUntil && c.staleSeq.Load() <= e.seq {
 		c.hits.inc(k.Hi)
-		if t >= e.refreshAt && !e.refreshing.Load() && e.refreshing.CompareAndSwap(false, true) {
+		if (t >= e.refreshAt || c.revalSeq.Load() > e.seq) && !e.refreshing.Load() && e.refreshing.CompareAndSwap(false, true) {
 			return e.id, Refresh, nil
 		}
 		return e.id, Hit, nil
@@ -332,6 +361,10 @@ func (c *Cache) SetPositive(k Key, id *authn.Identity, s uint64) bool {
 	}
 	e.user = c.counterFor(c.users, id.Username, now)
 	e.acct = c.counterFor(c.accounts, id.Account, now)
+	e.key = &c.noKey
+	if id.KeyID != "" {
+		e.key = c.counterFor(c.keys, id.KeyID, now)
+	}
 	return c.rc.Set(k.Hi, e, 1)
 }
 
@@ -368,46 +401,69 @@ func (c *Cache) Delete(k Key) {
 	}
 }
 
-// Invalidate applies an invalidation from the store (Store.Watch's fn):
-//   - Flush drops everything;
-//   - Username kills that user's entries, Account that account's (both when
-//     both are set);
-//   - a KeyID alone (the store always names the owner of a key, so this is
-//     unexpected) or an invalidation naming nothing is treated as a Flush:
-//     entries are keyed by MAC and cannot be found by key id.
+// Invalidate applies an invalidation from the store (Store.Watch's fn),
+// with the scopes of store.Invalidation:
+//   - Flush, or an invalidation naming nothing, drops everything;
+//   - Revalidate marks every entry for revalidation (MarkRevalidate);
+//   - KeyID kills the entries made from that API key, and only those (the
+//     Username beside it names the owner and is not used);
+//   - otherwise Username kills that user's entries, Account that account's
+//     (both when both are set).
 //
 // Every invalidation also kills every negative entry. Invalidate does not
 // block; it may be called from any goroutine.
 func (c *Cache) Invalidate(inv store.Invalidation) {
 	c.invalidations.Inc()
-	n := c.seq.Add(1)
-	if inv.Flush || (inv.Username == "" && inv.Account == "") {
-		storeMax(&c.flushSeq, n)
-		return
-	}
-	if inv.Username != "" {
-		c.users.bump(inv.Username, n)
-	}
-	if inv.Account != "" {
-		c.accounts.bump(inv.Account, n)
+	switch {
+	case inv.All():
+		storeMax(&c.flushSeq, c.seq.Add(1))
+	case inv.Revalidate:
+		c.MarkRevalidate()
+	case inv.KeyOnly():
+		c.keys.bump(inv.KeyID, c.seq.Add(1))
+	default:
+		n := c.seq.Add(1)
+		if inv.Username != "" {
+			c.users.bump(inv.Username, n)
+		}
+		if inv.Account != "" {
+			c.accounts.bump(inv.Account, n)
+		}
 	}
 }
 
 // MarkStale makes every entry cached so far Stale: it must be revalidated
 // with the store before it is served as fresh, and may still be served while
-// the store is unavailable, within its outage grace. Listen calls it when the
-// invalidation subscription is lost, when invalidations may have been missed
-// but the outage policy must keep cached identities working (DESIGN.md §8).
-// Negative entries die.
+// the store is unavailable, within its outage grace. Listen applies it when
+// Watch itself returns: invalidations may have been missed and not
+// replayed, but the outage policy must keep cached identities working
+// (DESIGN.md §8). Negative entries die.
 func (c *Cache) MarkStale() {
 	n := c.seq.Add(1)
 	storeMax(&c.staleSeq, n)
+}
+
+// MarkRevalidate marks every entry cached so far for revalidation, the
+// store.Invalidation.Revalidate a store delivers once it has re-established a
+// lost subscription and replayed every invalidation missed meanwhile: what
+// is still cached is as current as any fresh entry, but whatever the store
+// could not publish at all (a write whose publish failed) is caught sooner
+// than cache.ttl. A fresh marked entry is served and returned once as
+// Refresh (revalidated in the background, nobody waits: a Redis restart
+// costs cached clients neither a 503 nor a lookup's latency, and while the
+// store is not ready the entry simply stays); one past cache.ttl is Stale as
+// before (revalidated first, served while the store is unavailable, within
+// its outage grace). Negative entries die.
+func (c *Cache) MarkRevalidate() {
+	n := c.seq.Add(1)
+	storeMax(&c.revalSeq, n)
 }
 
 // Clear drops every entry and every counter.
 func (c *Cache) Clear() {
 	c.resetCounters(c.users)
 	c.resetCounters(c.accounts)
+	c.resetCounters(c.keys)
 	c.rc.Clear()
 }
 
@@ -421,6 +477,9 @@ func (c *Cache) Len() int64 { return c.rc.MaxCost() - c.rc.RemainingCost() }
 func (c *Cache) Counters() (users, accounts int64) {
 	return c.users.len(), c.accounts.len()
 }
+
+// KeyCounters returns the number of API key invalidation counters held.
+func (c *Cache) KeyCounters() int64 { return c.keys.len() }
 
 // Close stops the sweeper and releases the cache. Get misses and Sets are
 // dropped afterwards. Close is idempotent.
@@ -487,7 +546,7 @@ func (c *Cache) sweepAfter() time.Duration { return c.cfg.TTL + c.cfg.OutageGrac
 // sweep drops counters unused for sweepAfter as of now.
 func (c *Cache) sweep(now time.Time) int {
 	before := now.Add(-c.sweepAfter()).UnixNano()
-	return c.users.sweep(before) + c.accounts.sweep(before)
+	return c.users.sweep(before) + c.accounts.sweep(before) + c.keys.sweep(before)
 }
 
 func (c *Cache) sweeper() {

@@ -62,9 +62,18 @@ func newTestCache(tb testing.TB, cfg Config) *Cache {
 	return c
 }
 
+// ident is a password identity: it depends on its user and account only.
 func ident(user, account string) *authn.Identity {
 	return &authn.Identity{Username: user, Account: account, UserType: "user",
-		Roles: []string{"r"}, RolesHeader: "r", Method: authn.MethodAPIKey, KeyID: "k-" + user, Generation: 1}
+		Roles: []string{"r"}, RolesHeader: "r", Method: authn.MethodBasic, Generation: 1}
+}
+
+// identKey is the identity of API key keyID of user: it also depends on the
+// key.
+func identKey(user, account, keyID string) *authn.Identity {
+	id := ident(user, account)
+	id.Method, id.KeyID = authn.MethodAPIKey, keyID
+	return id
 }
 
 func identExp(user, account string, exp time.Time) *authn.Identity {
@@ -106,6 +115,7 @@ func (e *env) get(k Key) (*authn.Identity, Status, error) { return e.c.Get(k, e.
 
 func TestGet(t *testing.T) {
 	alice := ident("alice", "acme")
+	aliceK1, aliceK2 := identKey("alice", "acme", "k1"), identKey("alice", "acme", "k2")
 	cases := []struct {
 		name string
 		cfg  Config
@@ -360,20 +370,167 @@ func TestGet(t *testing.T) {
 			},
 			want: Miss,
 		},
+		// Per credential (DESIGN.md §13): an invalidation naming a key
+		// kills that key's entry only; one naming its user or account
+		// kills it too.
 		{
-			name: "key revocation (with username)",
+			name: "key invalidation kills that key's entry",
 			run: func(e *env) Key {
-				k := e.setPos("alice:pw", alice)
-				e.c.Invalidate(store.Invalidation{Username: "alice", Account: "acme", KeyID: "k-alice"})
+				k := e.setPos("alice:k1", aliceK1)
+				e.c.Invalidate(store.Invalidation{Username: "alice", KeyID: "k1"})
 				return k
 			},
 			want: Miss,
 		},
 		{
-			name: "key id alone is treated as a flush",
+			name: "key invalidation leaves the owner's password",
 			run: func(e *env) Key {
 				k := e.setPos("alice:pw", alice)
-				e.c.Invalidate(store.Invalidation{KeyID: "k-alice"})
+				e.setPos("alice:k1", aliceK1)
+				e.c.Invalidate(store.Invalidation{Username: "alice", KeyID: "k1"})
+				return k
+			},
+			want:     Hit,
+			wantUser: "alice",
+		},
+		{
+			name: "key invalidation leaves the owner's other key",
+			run: func(e *env) Key {
+				e.setPos("alice:k1", aliceK1)
+				k := e.setPos("alice:k2", aliceK2)
+				e.c.Invalidate(store.Invalidation{Username: "alice", KeyID: "k1"})
+				return k
+			},
+			want:     Hit,
+			wantUser: "alice",
+		},
+		{
+			name: "key id alone kills that key's entry only",
+			run: func(e *env) Key {
+				k := e.setPos("alice:pw", alice)
+				e.c.Invalidate(store.Invalidation{KeyID: "k1"})
+				return k
+			},
+			want:     Hit,
+			wantUser: "alice",
+		},
+		{
+			name: "key invalidation leaves the owner's tokens (user level)",
+			run: func(e *env) Key {
+				tok := ident("alice", "acme")
+				tok.Method = authn.MethodBearer
+				k := e.setPos("alice:jwt", tok)
+				e.c.Invalidate(store.Invalidation{Username: "alice", KeyID: "k1"})
+				return k
+			},
+			want:     Hit,
+			wantUser: "alice",
+		},
+		{
+			name: "user invalidation kills the user's tokens",
+			run: func(e *env) Key {
+				tok := ident("alice", "acme")
+				tok.Method = authn.MethodBearer
+				k := e.setPos("alice:jwt", tok)
+				e.c.Invalidate(store.Invalidation{Username: "alice"})
+				return k
+			},
+			want: Miss,
+		},
+		{
+			name: "user invalidation kills the user's keys",
+			run: func(e *env) Key {
+				k := e.setPos("alice:k1", aliceK1)
+				e.c.Invalidate(store.Invalidation{Username: "alice"})
+				return k
+			},
+			want: Miss,
+		},
+		{
+			name: "account invalidation kills the account's keys",
+			run: func(e *env) Key {
+				k := e.setPos("alice:k1", aliceK1)
+				e.c.Invalidate(store.Invalidation{Account: "acme"})
+				return k
+			},
+			want: Miss,
+		},
+		{
+			name: "key invalidation during the lookup: dead on arrival",
+			run: func(e *env) Key {
+				k := e.key("alice:k1")
+				s := e.c.Begin()
+				e.c.Invalidate(store.Invalidation{Username: "alice", KeyID: "k1"})
+				e.c.SetPositive(k, aliceK1, s)
+				e.c.Wait()
+				return k
+			},
+			want: Miss,
+		},
+		{
+			name: "key invalidation during another key's lookup leaves it",
+			run: func(e *env) Key {
+				e.setPos("alice:k2", aliceK2) // its counter exists
+				k := e.key("alice:k2")
+				s := e.c.Begin()
+				e.c.Invalidate(store.Invalidation{Username: "alice", KeyID: "k1"})
+				e.c.SetPositive(k, aliceK2, s)
+				e.c.Wait()
+				return k
+			},
+			want:     Hit,
+			wantUser: "alice",
+		},
+		{
+			name: "revalidate: a fresh entry is refreshed in the background, drops nothing",
+			run: func(e *env) Key {
+				k := e.setPos("alice:k1", aliceK1)
+				e.c.Invalidate(store.Invalidation{Revalidate: true})
+				return k
+			},
+			want:     Refresh,
+			wantUser: "alice",
+		},
+		{
+			name: "revalidate: one caller refreshes, the others hit",
+			run: func(e *env) Key {
+				k := e.setPos("alice:k1", aliceK1)
+				e.c.Invalidate(store.Invalidation{Revalidate: true})
+				if _, st, _ := e.get(k); st != Refresh {
+					e.t.Fatalf("first Get after Revalidate: %v, want refresh", st)
+				}
+				return k
+			},
+			want:     Hit,
+			wantUser: "alice",
+		},
+		{
+			name: "revalidate: the refreshed entry is fresh",
+			run: func(e *env) Key {
+				e.setPos("alice:k1", aliceK1)
+				e.c.Invalidate(store.Invalidation{Revalidate: true})
+				k := e.setPos("alice:k1", aliceK1) // the refresh's result
+				return k
+			},
+			want:     Hit,
+			wantUser: "alice",
+		},
+		{
+			name: "revalidate: past cache.ttl the entry is stale (revalidated first)",
+			run: func(e *env) Key {
+				k := e.setPos("alice:k1", aliceK1)
+				e.c.Invalidate(store.Invalidation{Revalidate: true})
+				e.clk.Advance(testTTL)
+				return k
+			},
+			want:     Stale,
+			wantUser: "alice",
+		},
+		{
+			name: "revalidate kills negative entries",
+			run: func(e *env) Key {
+				k := e.setNeg("alice:bad", errBadSecret)
+				e.c.Invalidate(store.Invalidation{Revalidate: true})
 				return k
 			},
 			want: Miss,
@@ -723,6 +880,41 @@ func TestCounterOverflowFlushes(t *testing.T) {
 	c.Invalidate(store.Invalidation{Username: "alice"})
 	if _, st, _ := e.get(k); st != Miss {
 		t.Fatalf("invalidation after reset: %v", st)
+	}
+}
+
+// Key counters are made by API key entries only, swept like the others,
+// and dropped by Clear.
+func TestKeyCounters(t *testing.T) {
+	clk := newClock()
+	c := newTestCache(t, Config{Now: clk.Now})
+	e := &env{t: t, c: c, clk: clk}
+	e.setPos("alice:pw", ident("alice", "acme"))
+	if n := c.KeyCounters(); n != 0 {
+		t.Fatalf("password entry made %d key counters", n)
+	}
+	e.setPos("alice:k1", identKey("alice", "acme", "k1"))
+	e.setPos("alice:k2", identKey("alice", "acme", "k2"))
+	if n := c.KeyCounters(); n != 2 {
+		t.Fatalf("%d key counters, want 2", n)
+	}
+	clk.Advance(c.sweepAfter() + time.Nanosecond)
+	if dropped := c.sweep(clk.Now()); dropped != 4 { // alice, acme, k1, k2
+		t.Fatalf("swept %d counters, want 4", dropped)
+	}
+	if n := c.KeyCounters(); n != 0 {
+		t.Fatalf("%d key counters after the sweep", n)
+	}
+	// A key swept and cached again still hears its invalidations.
+	k := e.setPos("alice:k1", identKey("alice", "acme", "k1"))
+	c.Invalidate(store.Invalidation{KeyID: "k1", Username: "alice"})
+	if _, st, _ := e.get(k); st != Miss {
+		t.Fatalf("invalidation of a re-cached key: %v", st)
+	}
+	e.setPos("alice:k2", identKey("alice", "acme", "k2"))
+	c.Clear()
+	if n := c.KeyCounters(); n != 0 {
+		t.Fatalf("%d key counters after Clear", n)
 	}
 }
 

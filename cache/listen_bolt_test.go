@@ -45,8 +45,11 @@ func TestListenBoltstore(t *testing.T) {
 		}
 	}
 	key := &store.APIKey{Name: "ci", Username: "alice", Roles: []string{"r"}, Hash: []byte("salted-hash")}
-	if err := st.CreateAPIKey(ctx, key); err != nil {
-		t.Fatal(err)
+	key2 := &store.APIKey{Name: "ci2", Username: "alice", Roles: []string{"r"}, Hash: []byte("salted-hash-2")}
+	for _, k := range []*store.APIKey{key, key2} {
+		if err := st.CreateAPIKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	clk := newClock()
@@ -86,17 +89,19 @@ func TestListenBoltstore(t *testing.T) {
 				_, err := st.UpdateUser(ctx, "alice", store.UserUpdate{PasswordHash: &newPW})
 				return err
 			},
-			dead:  []string{"alice:pw", "alice:apikey"},
+			dead:  []string{"alice:pw", "alice:apikey", "alice:apikey2"},
 			alive: []string{"bob:pw", "carol:pw"},
 		},
 		{
+			// Per credential (DESIGN.md §13): the owner's password and
+			// other key stay cached.
 			name: "key revocation",
 			write: func() error {
 				_, _, err := st.RevokeAPIKey(ctx, key.ID, time.Now())
 				return err
 			},
 			dead:  []string{"alice:apikey"},
-			alive: []string{"bob:pw", "carol:pw"},
+			alive: []string{"alice:pw", "alice:apikey2", "bob:pw", "carol:pw"},
 		},
 		{
 			name: "user disabled",
@@ -113,19 +118,20 @@ func TestListenBoltstore(t *testing.T) {
 				_, err := st.SetAccountState(ctx, "acme", store.StateDisabled)
 				return err
 			},
-			dead:  []string{"alice:pw", "bob:pw"},
+			dead:  []string{"alice:pw", "alice:apikey2", "bob:pw"},
 			alive: []string{"carol:pw"},
 		},
 	}
-	owners := map[string]*struct{ user, account string }{
-		"alice:pw": {"alice", "acme"}, "alice:apikey": {"alice", "acme"},
-		"bob:pw": {"bob", "acme"}, "carol:pw": {"carol", "other"},
+	owners := map[string]*struct{ user, account, keyID string }{
+		"alice:pw": {"alice", "acme", ""}, "alice:apikey": {"alice", "acme", key.ID},
+		"alice:apikey2": {"alice", "acme", key2.ID},
+		"bob:pw":        {"bob", "acme", ""}, "carol:pw": {"carol", "other", ""},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
 			keys := map[string]Key{}
 			for cred, o := range owners {
-				keys[cred] = e.setPos(cred, ident(o.user, o.account))
+				keys[cred] = e.setPos(cred, identKey(o.user, o.account, o.keyID))
 				if _, st, _ := e.get(keys[cred]); st != Hit {
 					t.Fatalf("%s: %v before the write", cred, st)
 				}

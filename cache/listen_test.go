@@ -69,13 +69,20 @@ func TestListen(t *testing.T) {
 	bob := e.setPos("bob:pw", ident("bob", "acme"))
 	neg := e.setNeg("carol:bad", errBadSecret)
 
-	fn(store.Invalidation{Username: "alice", KeyID: "k-alice"})
+	fn(store.Invalidation{Username: "alice"})
 	expect("delivered invalidation", alice, Miss)
 	expect("other user untouched", bob, Hit)
 	expect("negative entry dies on any invalidation", neg, Miss)
 	if got := counterValue(c.invalidations); got != 1 {
 		t.Fatalf("invalidations_total %v, want 1", got)
 	}
+	// The store re-established its subscription and replayed what was
+	// missed: entries are marked for revalidation, not dropped.
+	fn(store.Invalidation{Revalidate: true})
+	expect("revalidate after a resubscription: refreshed in the background", bob, Refresh)
+	expect("served to the others meanwhile", bob, Hit)
+	bob = e.setPos("bob:pw", ident("bob", "acme"))
+	expect("revalidated", bob, Hit)
 
 	steps := []struct {
 		name string

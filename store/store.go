@@ -156,13 +156,45 @@ type KeyPage struct {
 }
 
 // Invalidation tells caches that access derived from these records may have
-// changed. Empty fields match nothing; Flush drops everything (sent after a
-// lost subscription is re-established).
+// changed. Invalidation is per credential (DESIGN.md §13), so the scope is
+// the narrowest record named:
+//
+//   - KeyID set: that API key only (every form of it: Basic _api_key,
+//     ApiKey, Bearer kg_); Username names its owner, for consumers that
+//     keep per-user state derived from the key (decision caches), and does
+//     not widen the scope of a credential cache. A revoked or changed key
+//     publishes this.
+//   - Username (no KeyID): every credential of the user: password, keys,
+//     and tokens issued to the user. Password, roles, type, state changes
+//     and deletion publish this (a deletion also names each key).
+//   - Account (no KeyID): every credential of the account's users.
+//   - Flush, or nothing named: everything.
+//
+// Revalidate and Pos are set only on delivery (Watch), never published:
+// Revalidate says a lost subscription was re-established and every
+// invalidation missed meanwhile has been delivered (replayed from the
+// store's invalidation log), so cached entries stay usable but must be
+// revalidated before they are served as fresh; Flush is delivered instead
+// when the missed invalidations could not all be replayed. Pos is the
+// invalidation's position in that log ("" when the store keeps none).
 type Invalidation struct {
-	Account  string `json:"account,omitempty"`
-	Username string `json:"username,omitempty"`
-	KeyID    string `json:"key_id,omitempty"`
-	Flush    bool   `json:"flush,omitempty"`
+	Account    string `json:"account,omitempty"`
+	Username   string `json:"username,omitempty"`
+	KeyID      string `json:"key_id,omitempty"`
+	Flush      bool   `json:"flush,omitempty"`
+	Revalidate bool   `json:"-"`
+	Pos        string `json:"pos,omitempty"`
+}
+
+// KeyOnly reports whether inv concerns one API key only (see Invalidation).
+func (inv Invalidation) KeyOnly() bool {
+	return !inv.Flush && !inv.Revalidate && inv.KeyID != ""
+}
+
+// All reports whether inv concerns every cached credential: a Flush, or an
+// invalidation that names nothing (Revalidate is not one: it drops nothing).
+func (inv Invalidation) All() bool {
+	return inv.Flush || (!inv.Revalidate && inv.KeyID == "" && inv.Username == "" && inv.Account == "")
 }
 
 // Store is the system of record. Every method honours ctx (deadline and
@@ -221,6 +253,8 @@ type Store interface {
 
 	// Watch delivers invalidations from every instance sharing this store
 	// until ctx ends. After a lost subscription is re-established it delivers
+	// the invalidations missed meanwhile followed by
+	// Invalidation{Revalidate: true} when it can replay them, else
 	// Invalidation{Flush: true}. fn must not block for long.
 	Watch(ctx context.Context, fn func(Invalidation)) error
 

@@ -2,7 +2,9 @@
 // UniversalClient): one node, Sentinel (MasterName set) or Cluster (several
 // addresses). Every instance of keygate pointing at the same Redis shares
 // accounts, users and API keys, and hears every other instance's
-// invalidations on the channel <prefix>invalidate.
+// invalidations on the channel <prefix>invalidate, each also appended to the
+// bounded stream <prefix>invlog so that a subscription that was down can
+// catch up (watch.go).
 //
 // # Layout
 //
@@ -113,7 +115,7 @@ type Store struct {
 	timeout time.Duration
 
 	// Precomputed key names of the directory.
-	kAccts, kUnames, kAcctPfx, kMembersPfx, kChannel string
+	kAccts, kUnames, kAcctPfx, kMembersPfx, kChannel, kInvLog string
 
 	// lookups combines concurrent API key lookups into pipelines.
 	lookups lookupCombiner
@@ -191,6 +193,7 @@ func New(cfg configs.Redis, opts Options) (*Store, error) {
 		kAcctPfx:    prefix + "{a}acct:",
 		kMembersPfx: prefix + "{a}m:",
 		kChannel:    prefix + "invalidate",
+		kInvLog:     prefix + "invlog",
 	}
 	s.lookups = lookupCombiner{s: s, maxInFlight: defaultLookupInFlight, maxBatch: defaultLookupBatch}
 	return s, nil

@@ -1511,11 +1511,17 @@ func (w *watcher) quiet(what, probe string, bad func(store.Invalidation) bool) {
 	}
 }
 
+// testWatchInvalidations: every write that can revoke access publishes an
+// invalidation of the right scope (store.Invalidation): a key's own changes
+// name that key (KeyOnly, with its owner), never its owner alone, so caches
+// keep the owner's other credentials (DESIGN.md §13); user changes name the
+// user without a key; account changes the account.
 func testWatchInvalidations(e *env) {
 	t := e.t
 	e.account(store.AdminAccount)
 	e.account("acme")
 	e.account("gone")
+	e.account("probe")
 	e.user("acme", "alice", store.TypeUser, "r")
 	e.user("acme", "bob", store.TypeUser)
 	e.user("gone", "carol", store.TypeUser)
@@ -1527,36 +1533,60 @@ func testWatchInvalidations(e *env) {
 	dis := store.StateDisabled
 	roles := []string{"x"}
 	aa := store.TypeAccountAdmin
+	userLevel := func(name string) func(store.Invalidation) bool {
+		return func(i store.Invalidation) bool { return i.Username == name && i.KeyID == "" && !i.KeyOnly() }
+	}
 	tests := []struct {
 		name   string
 		change func() error
 		match  func(store.Invalidation) bool
+		// notBroader, when set, is checked after the change: an
+		// invalidation it matches would drop more than the change needs.
+		notBroader func(store.Invalidation) bool
 	}{
 		{"RevokeAPIKey", func() error { _, _, err := e.s.RevokeAPIKey(e.ctx, k.ID, e.clock.Now()); return err },
-			func(i store.Invalidation) bool { return i.KeyID == k.ID && i.Username == "alice" }},
+			func(i store.Invalidation) bool { return i.KeyID == k.ID && i.Username == "alice" && i.KeyOnly() },
+			func(i store.Invalidation) bool {
+				return i.All() || (i.KeyID == "" && (i.Username == "alice" || i.Account == "acme"))
+			}},
 		{"UpdateUser password", func() error {
 			_, err := e.s.UpdateUser(e.ctx, "alice", store.UserUpdate{PasswordHash: &hash})
 			return err
-		}, func(i store.Invalidation) bool { return i.Username == "alice" }},
+		}, userLevel("alice"), nil},
 		{"UpdateUser state", func() error { _, err := e.s.UpdateUser(e.ctx, "alice", store.UserUpdate{State: &dis}); return err },
-			func(i store.Invalidation) bool { return i.Username == "alice" }},
+			userLevel("alice"), nil},
 		{"UpdateUser roles", func() error { _, err := e.s.UpdateUser(e.ctx, "alice", store.UserUpdate{Roles: &roles}); return err },
-			func(i store.Invalidation) bool { return i.Username == "alice" }},
+			userLevel("alice"), nil},
 		{"UpdateUser type", func() error { _, err := e.s.UpdateUser(e.ctx, "alice", store.UserUpdate{Type: &aa}); return err },
-			func(i store.Invalidation) bool { return i.Username == "alice" }},
+			userLevel("alice"), nil},
 		{"SetAccountState", func() error { _, err := e.s.SetAccountState(e.ctx, "acme", dis); return err },
-			func(i store.Invalidation) bool { return i.Account == "acme" }},
+			func(i store.Invalidation) bool { return i.Account == "acme" && i.KeyID == "" }, nil},
 		{"DeleteUser", func() error { return e.s.DeleteUser(e.ctx, "bob") },
-			func(i store.Invalidation) bool { return i.Username == "bob" }},
+			userLevel("bob"), nil},
 		{"DeleteAccount", func() error { return e.s.DeleteAccount(e.ctx, "gone") },
-			func(i store.Invalidation) bool { return i.Account == "gone" }},
+			func(i store.Invalidation) bool { return i.Account == "gone" && i.KeyID == "" }, nil},
 	}
 	for _, tc := range tests {
 		if err := tc.change(); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		w.wait(tc.name, tc.match)
+		if tc.notBroader != nil {
+			w.quiet(tc.name, "probe", tc.notBroader)
+		}
 	}
+	// Deliveries carry no delivery-only flags: a published invalidation is
+	// never a Revalidate.
+	e.account("late")
+	if _, err := e.s.SetAccountState(e.ctx, "late", dis); err != nil {
+		t.Fatal(err)
+	}
+	w.wait("delivered record", func(i store.Invalidation) bool {
+		if i.Account == "late" && i.Revalidate {
+			t.Errorf("published invalidation delivered with Revalidate: %+v", i)
+		}
+		return i.Account == "late"
+	})
 }
 
 func testWatchEveryWatcher(e *env) {
