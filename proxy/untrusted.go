@@ -55,6 +55,6 @@ func (u *untrustedForwarded) note(peer netip.Addr) {
 	u.lines++
 	u.mu.Unlock()
 	u.log.Warn("a request carries X-Forwarded-For or Forwarded from a peer not in trusted_proxies: the header is ignored, "+
-		"and the peer's address is the client address (failure limits, allowed_cidrs); if this peer is your reverse proxy, add it to trusted_proxies",
+		"and the peer's address is the client address (failure limits); if this peer is your reverse proxy, add it to trusted_proxies",
 		zap.String("peer", peer.String()))
 }
