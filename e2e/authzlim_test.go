@@ -303,7 +303,7 @@ func TestAuthzLimConcurrentGuessesAgainstTheBinary(t *testing.T) {
 	// The token endpoint's client is the rightmost hop over both lines
 	// (it read only the first line before: 192.0.2.1).
 	logs := g.stderr.String()
-	if !strings.Contains(logs, `"event":"token_failure","grant_type":"password","reason":"unknown user or wrong password","username":"ghost`) ||
+	if !strings.Contains(logs, `"event":"token_failure"`) ||
 		strings.Contains(logs, `"client_ip":"192.0.2.1"`) || !strings.Contains(logs, `"client_ip":"203.0.113.77"`) {
 		t.Fatalf("token endpoint client address: audit lines do not name 203.0.113.77 alone:\n%s", logs)
 	}
