@@ -468,6 +468,11 @@ func (c *Chain) authenticate(ctx context.Context, authorization []byte, clientIP
 	id, st, reason := c.cache.Get(key, now)
 	if st == CacheRefresh {
 		c.refreshAhead(cr, key)
+		if cr.Kind == KindBasic && rs.setIPKey(clientIP) {
+			// Once per entry lifetime: keeps a busy user's address known
+			// (verifyOverIPBudget) although its logins are all hits.
+			c.known.add(rs.ipKey[:], cr.Username, now)
+		}
 		st = CacheHit
 	}
 	if st == CacheHit {
