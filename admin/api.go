@@ -317,23 +317,39 @@ var (
 
 // authorizeExternal asks the external authorizer about a write: action is
 // the operation's name (createUser, revokeApiKey, …), the target is
-// "admin:<raw path>" and the domain the account named in the path, else the
-// caller's own.
+// "admin:<canonical path>" (canonicalPath: the path the router acted on,
+// decoded and escaped one way, so "…/users/svc%2Dbot/…" is asked about as
+// "…/users/svc-bot/…") and the domain the account named in the path, else
+// the caller's own.
 func (a *api) authorizeExternal(r *request, action string) error {
 	domain := r.p.Get("account")
 	if domain == "" {
 		domain = r.id.Account
 	}
+	target, ok := canonicalPath(rawPath(r.ctx))
+	if !ok { // the router matched it: cannot happen
+		return errExternalDenied
+	}
+	err := a.askExternal(r, action, domain, "admin:"+target)
+	if err == errExternalUnavailable {
+		r.ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+	}
+	return err
+}
+
+// askExternal asks the external authorizer whether r's caller may perform
+// action on target in domain: nil, errExternalDenied (403) or
+// errExternalUnavailable (503).
+func (a *api) askExternal(r *request, action, domain, target string) error {
 	req := authz.AcquireRequest()
 	defer authz.ReleaseRequest(req)
 	req.Identity, req.Domain, req.Now = r.id, domain, r.now
-	req.AddAction(action, "admin:"+string(r.ctx.Request.URI().PathOriginal()))
+	req.AddAction(action, target)
 	_, err := a.ext.Authorize(r.c, req)
 	switch {
 	case err == nil:
 		return nil
 	case authz.Status(err) == fasthttp.StatusServiceUnavailable:
-		r.ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
 		return errExternalUnavailable
 	default:
 		return errExternalDenied

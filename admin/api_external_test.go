@@ -3,12 +3,14 @@ package admin
 import (
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/authz/plugin"
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/store"
 )
 
 // startTestPlugin runs the reference plugin with rules on 127.0.0.1:0.
@@ -98,4 +100,111 @@ func TestExternalAuthorizerDownOnAdminWrites(t *testing.T) {
 	}
 	// Reads are not asked of the plugin.
 	e.do("GET", "/v1/accounts", basicAuth("admin", pwRoot), nil).want(t, 200)
+}
+
+// The plugin is asked about the path the router acts on, decoded and
+// escaped one way (issue 12.2): "svc%2Dbot" is judged as "svc-bot", however
+// the client spells it, and the domain is the decoded account.
+func TestExternalAuthorizerCanonicalPath(t *testing.T) {
+	_, ext := startTestPlugin(t, `
+rules:
+  - effect: allow
+    domains: [acme, globex, admin]
+  - effect: deny
+    targets: ["admin:/v1/accounts/acme/users/svc-bot", "admin:/v1/accounts/acme/users/svc-bot/**"]
+`)
+	a, err := authz.NewExternal(ext, authz.Options{})
+	mustOK(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	e := newAPIEnv(t, apiEnvOptions{authorizer: a})
+	root := basicAuth("admin", pwRoot)
+	e.addUser("svc-bot", "acme", store.TypeUser, pwAlice, "read")
+	for _, tc := range []struct {
+		name, method, path string
+		want               int
+	}{
+		{"plain", "POST", "/v1/accounts/acme/users/svc-bot/api-keys", 403},
+		{"encoded hyphen", "POST", "/v1/accounts/acme/users/svc%2Dbot/api-keys", 403},
+		{"encoded letters", "POST", "/v1/accounts/acme/users/%73vc-b%6Ft/api-keys", 403},
+		{"encoded account", "POST", "/v1/accounts/%61cme/users/svc%2dbot/api-keys", 403},
+		{"update encoded", "PATCH", "/v1/accounts/acme/users/svc%2Dbot", 403},
+		{"delete encoded", "DELETE", "/v1/accounts/acme/users/svc%2Dbot", 403},
+		{"another user is allowed", "POST", "/v1/accounts/acme/users/alice/api-keys", 201},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var body map[string]any
+			switch tc.method {
+			case "POST":
+				body = map[string]any{"name": "k-" + strings.ReplaceAll(tc.name, " ", "-")}
+			case "PATCH":
+				body = map[string]any{"roles": []string{}}
+			}
+			e.do(tc.method, tc.path, root, body).want(t, tc.want)
+		})
+	}
+	if u, err := e.st.GetUser(t.Context(), "svc-bot"); err != nil || len(u.Roles) != 1 {
+		t.Fatalf("svc-bot changed by a denied write: %v %v", u, err)
+	}
+	for _, tc := range []struct{ raw, want string }{
+		{"/v1/accounts/acme/users/svc%2Dbot/api-keys", "/v1/accounts/acme/users/svc-bot/api-keys"},
+		{"/v1/accounts/a%2Fb/users", "/v1/accounts/a%2Fb/users"},
+		{"/v1/accounts/a%20b", "/v1/accounts/a%20b"},
+		{"/debug/pprof/", "/debug/pprof/"},
+		{"/", "/"},
+	} {
+		if got, ok := canonicalPath(tc.raw); !ok || got != tc.want {
+			t.Errorf("canonicalPath(%q) = %q, %v; want %q", tc.raw, got, ok, tc.want)
+		}
+	}
+	for _, raw := range []string{"/v1//x", "/v1/%2e%2e/x", "/v1/%zz"} {
+		if _, ok := canonicalPath(raw); ok {
+			t.Errorf("canonicalPath(%q) accepted", raw)
+		}
+	}
+}
+
+// Bulk revoke asks about each key in its own account, as the revocation of
+// that key (issue 12.2): a rule denying revocations in globex holds even
+// when the bulk call is made from another account.
+func TestExternalAuthorizerBulkRevokePerKeyDomain(t *testing.T) {
+	_, ext := startTestPlugin(t, `
+rules:
+  - effect: allow
+    domains: [acme, globex, admin]
+  - effect: deny
+    domains: [globex]
+    actions: [revokeApiKey]
+`)
+	a, err := authz.NewExternal(ext, authz.Options{})
+	mustOK(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	e := newAPIEnv(t, apiEnvOptions{authorizer: a})
+	root := basicAuth("admin", pwRoot)
+	ka := e.newKey(root, "/v1/accounts/acme/users/alice/api-keys", map[string]any{"name": "a"})
+	kb := e.newKey(basicAuth("bob", pwBob), "/v1/user/api-keys", map[string]any{"name": "b"})
+	// One key: denied in its domain.
+	e.do("DELETE", "/v1/accounts/globex/users/bob/api-keys/"+kb.ID, root, nil).want(t, 403)
+	// Bulk, by ids and by filter: the globex key is refused the same way.
+	var out struct {
+		Invalidated []string `json:"invalidated"`
+		ErrorCount  int      `json:"error_count"`
+		Errors      []struct {
+			ID, Code string
+		} `json:"errors"`
+	}
+	e.do("DELETE", "/v1/api-keys", root, map[string]any{"ids": []string{ka.ID, kb.ID}}).want(t, 200).decode(t, &out)
+	if len(out.Invalidated) != 1 || out.Invalidated[0] != ka.ID || out.ErrorCount != 1 ||
+		out.Errors[0].ID != kb.ID || out.Errors[0].Code != "forbidden" {
+		t.Fatalf("bulk by ids: %+v", out)
+	}
+	e.do("DELETE", "/v1/api-keys", root, map[string]any{"account": "globex"}).want(t, 200).decode(t, &out)
+	if len(out.Invalidated) != 0 || out.ErrorCount != 1 || out.Errors[0].Code != "forbidden" {
+		t.Fatalf("bulk by account: %+v", out)
+	}
+	if !e.storeKey(kb.ID).RevokedAt.IsZero() {
+		t.Fatal("the globex key was revoked")
+	}
+	if e.storeKey(ka.ID).RevokedAt.IsZero() {
+		t.Fatal("the acme key was not revoked")
+	}
 }

@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/base64"
 	"errors"
+	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -493,6 +494,21 @@ func (a *api) bulkRevoke(r *request) error {
 			}
 			if t == store.TypeAdmin {
 				out.Errors = append(out.Errors, bulkError{ID: k.ID, Code: "forbidden", Message: "only a global admin may revoke a global admin's keys"})
+				continue
+			}
+		}
+		if a.ext != nil {
+			// Each key in its own account (domain), as the revocation of
+			// that one key: the bulk call is allowed above in the caller's
+			// domain, not in every account its keys belong to.
+			target := "admin:/v1/accounts/" + url.PathEscape(k.Account) + "/users/" + url.PathEscape(k.Username) +
+				"/api-keys/" + url.PathEscape(k.ID)
+			switch err := a.askExternal(r, ActionRevokeAPIKey, k.Account, target); {
+			case err == errExternalUnavailable:
+				out.Errors = append(out.Errors, bulkError{ID: k.ID, Code: "authorizer_unavailable", Message: "the authorization service is unavailable; retry"})
+				continue
+			case err != nil:
+				out.Errors = append(out.Errors, bulkError{ID: k.ID, Code: "forbidden", Message: "the authorization service does not allow revoking this key"})
 				continue
 			}
 		}

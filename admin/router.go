@@ -175,6 +175,33 @@ func splitPath(raw string) ([]string, bool) {
 	return parts, true
 }
 
+// canonicalPath is the one spelling of a raw request path that the router
+// acts on: each segment percent-decoded as the router decodes it, then
+// escaped again the one way url.PathEscape does ("svc%2Dbot" and "svc-bot"
+// are both "svc-bot"; a '/' inside a segment stays "%2F", so segments are
+// not merged). A trailing '/' is kept. It reports false for a path the
+// router refuses.
+func canonicalPath(raw string) (string, bool) {
+	dir := len(raw) > 1 && raw[len(raw)-1] == '/'
+	if dir {
+		raw = raw[:len(raw)-1]
+	}
+	segs, ok := splitPath(raw)
+	if !ok {
+		return "", false
+	}
+	var b strings.Builder
+	b.Grow(len(raw) + 8)
+	for _, s := range segs {
+		b.WriteByte('/')
+		b.WriteString(url.PathEscape(s))
+	}
+	if len(segs) == 0 || dir {
+		b.WriteByte('/')
+	}
+	return b.String(), true
+}
+
 // safeMethod keeps an echoed method printable and short.
 func safeMethod(m string) string {
 	if len(m) > 16 {

@@ -19,9 +19,12 @@ import (
 // the miss path of the Chain. An authenticator that does not handle the
 // credential it is given returns ErrNotResponsible.
 //
-// Errors: ErrInvalidCredentials (unknown principal, wrong secret, expired or
-// revoked key), ErrExpired, ErrDisabled (user or account disabled) are
-// cached as negative by the Chain; ErrUnavailable (store unreachable, context
+// Errors: ErrInvalidCredentials (unknown principal, wrong secret),
+// ErrExpired, ErrDisabled (user or account disabled) are cached as negative
+// by the Chain; ErrExpired, ErrDisabled and ErrSecretVerified (wrapped with
+// ErrInvalidCredentials for a revoked or expired key or a token of a changed
+// user) must be returned only after the secret verified: they are not
+// guesses (see Verified); ErrUnavailable (store unreachable, context
 // ended, hashing capacity exhausted) is never cached and never reported as
 // invalid. Other errors are treated as ErrUnavailable.
 //
@@ -76,11 +79,16 @@ const (
 	cacheKindBearer byte = 't' // a = token
 )
 
-// FailureLimiter counts authentication failures per key (authn/ratelimit).
-// Allow must not retain key; Fail copies it if it keeps it.
+// FailureLimiter counts authentication attempts that may be guesses, per
+// key (authn/ratelimit). Reserve spends one unit of key's budget when an
+// attempt starts, atomically with the check that one is left (ok false and
+// retryAfter when not, spending nothing), so concurrent attempts never
+// exceed the budget; Release gives the unit reserved at stamp back when the
+// attempt turned out not to be a guess. Neither retains key (Reserve copies
+// it if it keeps it).
 type FailureLimiter interface {
-	Allow(key []byte) (ok bool, retryAfter time.Duration)
-	Fail(key []byte)
+	Reserve(key []byte) (stamp int64, ok bool, retryAfter time.Duration)
+	Release(key []byte, stamp int64)
 }
 
 // ErrRateLimited is wrapped by every *RateLimitedError.
@@ -183,8 +191,9 @@ type ChainConfig struct {
 	// ErrInvalidCredentials (e.g. Bearer JWTs before the token authenticator
 	// exists).
 	Authenticators map[CredKind]Authenticator
-	// IPLimiter counts failures per client IP (IPv6 per /64), UserLimiter
-	// per Basic username (auth.failures); nil limits nothing.
+	// IPLimiter counts guesses per client IP (IPv6 per /64), UserLimiter
+	// per Basic username (auth.failures); nil limits nothing. See
+	// Chain.Authenticate for what counts as a guess.
 	IPLimiter, UserLimiter FailureLimiter
 	// Now is the clock given to the cache (tests). Default: the wall clock
 	// derived from one monotonic clock read per request, which follows a
@@ -243,6 +252,7 @@ type Chain struct {
 	log     *zap.Logger
 	flights flightGroup
 	rlAudit *rateLimitedAudit
+	known   *knownPairs
 	m       chainMetrics
 }
 
@@ -326,6 +336,7 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 		timeout: cfg.Timeout,
 		log:     cfg.Logger,
 		rlAudit: &rateLimitedAudit{seed: maphash.MakeSeed()},
+		known:   newKnownPairs(),
 	}
 	if c.cache == nil {
 		c.cache = noCache{maphash.MakeSeed(), maphash.MakeSeed()}
@@ -380,6 +391,9 @@ type reqState struct {
 	cr    Credentials
 	ipKey [16]byte
 	hasIP bool
+	// ipStamp and userStamp are the failure-limiter reservations of this
+	// attempt (0: none).
+	ipStamp, userStamp int64
 	// hits counts the cache hits served with this state since the last one
 	// timed (Chain.sample). sync.Pool keeps a state per P, so this is a
 	// per-CPU sampler without shared writes.
@@ -413,22 +427,27 @@ func (c *Chain) Authenticate(ctx context.Context, authorization []byte, clientIP
 func (c *Chain) authenticate(ctx context.Context, authorization []byte, clientIP netip.Addr, rs *reqState) (*Identity, error) {
 	cr := &rs.cr
 	rs.hasIP = false
+	rs.ipStamp, rs.userStamp = 0, 0
 	start := processClock.mono()
 	if err := ParseAuthorization(authorization, cr); err != nil {
 		if err == ErrNoCredentials {
 			return nil, err
 		}
 		// Includes an API key with a bad checksum: refused here, before
-		// any lookup. It counts as a failure of the IP.
+		// any lookup. It spends a unit of the address's budget when one is
+		// left (a failure either way: 401).
 		m := MethodNone
 		if errors.Is(err, ErrInvalidCredentials) { // API key checksum
 			m = MethodAPIKey
 		}
-		return nil, c.refuse(rs, authorization, clientIP, m, cacheNone, start, err, true)
+		if c.ipLim != nil && rs.setIPKey(clientIP) {
+			c.ipLim.Reserve(rs.ipKey[:])
+		}
+		return nil, c.refuse(rs, authorization, clientIP, m, cacheNone, start, err)
 	}
 	m := methodOf(cr.Kind)
 	if !c.enabled[m] {
-		return nil, c.refuse(rs, authorization, clientIP, m, cacheNone, start, errMethodDisabled, false)
+		return nil, c.refuse(rs, authorization, clientIP, m, cacheNone, start, errMethodDisabled)
 	}
 
 	var key CacheKey
@@ -449,6 +468,11 @@ func (c *Chain) authenticate(ctx context.Context, authorization []byte, clientIP
 	id, st, reason := c.cache.Get(key, now)
 	if st == CacheRefresh {
 		c.refreshAhead(cr, key)
+		if cr.Kind == KindBasic && rs.setIPKey(clientIP) {
+			// Once per entry lifetime: keeps a busy user's address known
+			// (verifyOverIPBudget) although its logins are all hits.
+			c.known.add(rs.ipKey[:], cr.Username, now)
+		}
 		st = CacheHit
 	}
 	if st == CacheHit {
@@ -460,41 +484,92 @@ func (c *Chain) authenticate(ctx context.Context, authorization []byte, clientIP
 		return id, nil
 	}
 
-	// Not known good: this is a guess; the failure limiters apply. A cached
-	// identity (hit, or stale: verified before and untouched by any
-	// invalidation) is not a guess and is served or refreshed even for a
-	// limited client, so brute force against a user or from a shared
-	// address does not lock out clients already authenticated.
-	if st != CacheStale {
-		if err := c.checkLimits(rs, clientIP); err != nil {
-			c.m.attempts[m][resRateLimited].Inc()
-			c.m.duration[m][st].Observe(c.since(start))
-			c.audit(cr, authorization, clientIP, m, st, err)
-			return nil, err
-		}
+	// Not known good. A cached identity (hit, or stale: verified before and
+	// untouched by any invalidation) is not a guess: it is served or
+	// revalidated whatever the client's failure budget, so brute force
+	// against a user or from a shared address does not lock out clients
+	// already authenticated. Everything else may be a guess and reserves
+	// its unit of the budgets before any check (see limit).
+	if st == CacheStale {
+		return c.revalidate(ctx, rs, authorization, clientIP, m, key, id, start)
 	}
 	if st == CacheNegative {
-		return nil, c.refuse(rs, authorization, clientIP, m, st, start, reason, true)
+		if Verified(reason) {
+			// Revoked, expired or disabled: the secret verified when the
+			// entry was made; not a guess, no budget spent.
+			return nil, c.refuse(rs, authorization, clientIP, m, st, start, reason)
+		}
+		// A known wrong credential: no check is made, but repeating it is
+		// still guessing.
+		if err := c.limit(rs, clientIP, false, now); err != nil {
+			return nil, c.rateLimited(rs, authorization, clientIP, m, st, start, err)
+		}
+		return nil, c.refuse(rs, authorization, clientIP, m, st, start, reason)
 	}
-
-	stale := id // non-nil when st == CacheStale
+	var overIP *RateLimitedError
+	if err := c.limit(rs, clientIP, true, now); err != nil {
+		if !errors.As(err, &overIP) || overIP.Scope != "ip" || !c.verifyOverIPBudget(rs, now) {
+			return nil, c.rateLimited(rs, authorization, clientIP, m, st, start, err)
+		}
+		// Verified despite the address's budget (see verifyOverIPBudget);
+		// a wrong secret is still answered 429.
+	}
 	id, err := c.miss(ctx, cr, key)
+	switch {
+	case err == nil:
+		c.giveBack(rs)
+		if cr.Kind == KindBasic && rs.hasIP {
+			c.known.add(rs.ipKey[:], cr.Username, now)
+		}
+		c.m.attempts[m][resSuccess].Inc()
+	case errors.Is(err, errAbandoned):
+		// The caller stopped waiting; the check runs on and its outcome
+		// is not known here: the reservation stays spent.
+		return nil, c.refuse(rs, authorization, clientIP, m, st, start, err)
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrForbidden), Verified(err):
+		// Nothing verified (store or hashing unavailable), or the secret
+		// verified and the credential is refused for its state: not a
+		// guess.
+		c.giveBack(rs)
+		return nil, c.refuse(rs, authorization, clientIP, m, st, start, err)
+	case overIP != nil && negativeCacheable(err):
+		c.audit(cr, authorization, clientIP, m, st, err)
+		return nil, c.rateLimited(rs, authorization, clientIP, m, st, start, overIP)
+	default:
+		// A failed guess: its reservations are the failure count.
+		return nil, c.refuse(rs, authorization, clientIP, m, st, start, err)
+	}
+	c.m.duration[m][st].Observe(c.since(start))
+	return id, nil
+}
+
+// revalidate checks a stale credential again (verified before, untouched by
+// any invalidation, within store.outage_grace): not a guess, no budget.
+// While the store is unavailable the stale identity is served (DESIGN.md
+// §8).
+func (c *Chain) revalidate(ctx context.Context, rs *reqState, authorization []byte, clientIP netip.Addr, m Method,
+	key CacheKey, stale *Identity, start int64) (*Identity, error) {
+	id, err := c.miss(ctx, &rs.cr, key)
 	switch {
 	case err == nil:
 		c.m.attempts[m][resSuccess].Inc()
 	case errors.Is(err, ErrUnavailable) && stale != nil:
-		// Outage grace (DESIGN.md §8): the entry is within
-		// store.outage_grace (the cache returns Stale only then) and no
-		// invalidation touched it.
 		c.m.attempts[m][resStale].Inc()
-		id, err = stale, nil
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrForbidden):
-		return nil, c.refuse(rs, authorization, clientIP, m, st, start, err, false)
+		id = stale
 	default:
-		return nil, c.refuse(rs, authorization, clientIP, m, st, start, err, true)
+		return nil, c.refuse(rs, authorization, clientIP, m, CacheStale, start, err)
 	}
-	c.m.duration[m][st].Observe(c.since(start))
+	c.m.duration[m][CacheStale].Observe(c.since(start))
 	return id, nil
+}
+
+// rateLimited counts, audits and returns a *RateLimitedError.
+func (c *Chain) rateLimited(rs *reqState, authorization []byte, clientIP netip.Addr, m Method, st CacheStatus,
+	start int64, err error) error {
+	c.m.attempts[m][resRateLimited].Inc()
+	c.m.duration[m][st].Observe(c.since(start))
+	c.audit(&rs.cr, authorization, clientIP, m, st, err)
+	return err
 }
 
 // since returns the seconds elapsed since start (a processClock.mono()).
@@ -517,9 +592,13 @@ func (c *Chain) miss(ctx context.Context, cr *Credentials, key CacheKey) (*Ident
 		}
 		return f.id, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		return nil, fmt.Errorf("%w: %w", errAbandoned, ctx.Err())
 	}
 }
+
+// errAbandoned: the caller's context ended before its miss did (503; the
+// miss goes on for whoever shares it).
+var errAbandoned = fmt.Errorf("%w: gave up waiting for the credential check", ErrUnavailable)
 
 // refreshAhead revalidates a cached credential in the background (the
 // cache returned CacheRefresh to this one caller): one flight, as a miss
@@ -589,40 +668,81 @@ func negativeCacheable(err error) bool {
 	if errors.Is(err, ErrUnavailable) {
 		return false
 	}
-	return errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrExpired) ||
-		errors.Is(err, ErrDisabled) || errors.Is(err, ErrMalformedCredentials)
+	return errors.Is(err, ErrInvalidCredentials) || Verified(err) || errors.Is(err, ErrMalformedCredentials)
 }
 
-// checkLimits refuses clientIP or the Basic username when over their failure
-// budget.
-func (c *Chain) checkLimits(rs *reqState, clientIP netip.Addr) error {
+// limit reserves this attempt's unit of the client address's budget and,
+// for Basic, of the username's (rs.ipStamp, rs.userStamp), before anything
+// is checked: N concurrent guesses never start more checks than the budget
+// (DESIGN.md §13, SECURITY.md "limiter races"). A reservation is kept when
+// the attempt fails as a guess and given back (giveBack) otherwise. Over
+// the address's budget it still reserves the username's when fresh (see
+// verifyOverIPBudget) and returns the ip *RateLimitedError; over the
+// username's it holds nothing.
+func (c *Chain) limit(rs *reqState, clientIP netip.Addr, fresh bool, now time.Time) error {
 	cr := &rs.cr
+	var ipErr error
 	if c.ipLim != nil && rs.setIPKey(clientIP) {
-		if ok, ra := c.ipLim.Allow(rs.ipKey[:]); !ok {
-			return &RateLimitedError{RetryAfter: ra, Scope: "ip"}
+		stamp, ok, ra := c.ipLim.Reserve(rs.ipKey[:])
+		if !ok {
+			ipErr = &RateLimitedError{RetryAfter: ra, Scope: "ip"}
+			if !fresh || cr.Kind != KindBasic || !c.known.has(rs.ipKey[:], cr.Username, now) {
+				return ipErr
+			}
 		}
+		rs.ipStamp = stamp
 	}
 	if c.userLim != nil && cr.Kind == KindBasic {
-		if ok, ra := c.userLim.Allow(cr.Username); !ok {
+		stamp, ok, ra := c.userLim.Reserve(cr.Username)
+		if !ok {
+			c.giveBack(rs)
 			return &RateLimitedError{RetryAfter: ra, Scope: "user"}
 		}
+		rs.userStamp = stamp
 	}
-	return nil
+	return ipErr
 }
 
-// refuse counts, logs and returns a failure; count says whether it spends
-// the IP's (and Basic username's) failure budget.
-func (c *Chain) refuse(rs *reqState, authorization []byte, clientIP netip.Addr, m Method, st CacheStatus,
-	start int64, err error, count bool) error {
-	cr := &rs.cr
-	if count && negativeCacheable(err) {
-		if c.ipLim != nil && rs.setIPKey(clientIP) {
-			c.ipLim.Fail(rs.ipKey[:])
-		}
-		if c.userLim != nil && cr.Kind == KindBasic {
-			c.userLim.Fail(cr.Username)
-		}
+// verifyOverIPBudget says whether a fresh credential is checked although
+// its address is over its failure budget (limit returned the ip error), so
+// that a valid client is not refused for others' failures from its address
+// without re-opening guessing:
+//
+//   - API keys (a 256-bit secret behind a salted SHA-256) and bearer tokens
+//     (a signature): verifying one is cheap and guessing one hopeless, so
+//     they are verified; a wrong one is answered 429 like before.
+//   - a password only for a username that logged in from this address
+//     before (knownPairs) and only within the username's own budget (limit
+//     reserved it): a password spray from the address gets nothing, a
+//     colleague behind the same NAT whose cached entry expired logs in.
+func (c *Chain) verifyOverIPBudget(rs *reqState, now time.Time) bool {
+	switch rs.cr.Kind {
+	case KindAPIKey, KindBearer:
+		return true
+	case KindBasic:
+		// limit has reserved the username's budget for a known pair.
+		return c.known.has(rs.ipKey[:], rs.cr.Username, now)
 	}
+	return false
+}
+
+// giveBack releases this attempt's reservations: it was not a guess.
+func (c *Chain) giveBack(rs *reqState) {
+	if rs.ipStamp != 0 {
+		c.ipLim.Release(rs.ipKey[:], rs.ipStamp)
+		rs.ipStamp = 0
+	}
+	if rs.userStamp != 0 {
+		c.userLim.Release(rs.cr.Username, rs.userStamp)
+		rs.userStamp = 0
+	}
+}
+
+// refuse counts, logs and returns a failure (its reservations, if any, stay
+// spent unless the caller gave them back).
+func (c *Chain) refuse(rs *reqState, authorization []byte, clientIP netip.Addr, m Method, st CacheStatus,
+	start int64, err error) error {
+	cr := &rs.cr
 	c.m.attempts[m][resultOf(err)].Inc()
 	c.m.duration[m][st].Observe(c.since(start))
 	c.audit(cr, authorization, clientIP, m, st, err)

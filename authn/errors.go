@@ -38,8 +38,17 @@ var (
 	ErrExpired = errors.New("authn: credentials expired")
 
 	// ErrDisabled: the credential is correct but its user or account is
-	// disabled, or the API key is revoked. → 401.
+	// disabled. → 401.
 	ErrDisabled = errors.New("authn: principal disabled")
+
+	// ErrSecretVerified is wrapped, together with ErrInvalidCredentials, by
+	// the refusal of a credential whose secret verified but which is no
+	// longer good: an API key revoked or expired, a token of a user deleted
+	// or changed (password, generation) since it was issued. Clients see
+	// ErrInvalidCredentials (401, one code: nothing tells them the key
+	// exists); ErrSecretVerified only tells the failure limiter that the
+	// attempt was not a guess (see Verified).
+	ErrSecretVerified = errors.New("authn: secret verified")
 
 	// ErrUnavailable: the credential could not be checked because the store
 	// is unreachable or hashing capacity is exhausted. → 503 (never 401, never
@@ -49,3 +58,13 @@ var (
 	// ErrForbidden: authenticated, but not allowed to do this. → 403.
 	ErrForbidden = errors.New("authn: forbidden")
 )
+
+// Verified reports whether err refuses a credential whose secret verified:
+// it is revoked, expired or disabled (ErrSecretVerified, ErrExpired,
+// ErrDisabled).
+// Such a refusal is not a guess: it spends no failure budget (DESIGN.md
+// §13), since retrying it learns nothing and a client stuck on a revoked
+// key must not lock out the valid clients sharing its address.
+func Verified(err error) bool {
+	return errors.Is(err, ErrSecretVerified) || errors.Is(err, ErrExpired) || errors.Is(err, ErrDisabled)
+}

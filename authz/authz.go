@@ -100,6 +100,15 @@ type Authorizer interface {
 	Authorize(ctx context.Context, req *Request) (Decision, error)
 }
 
+// Anonymous is the identity an Authorizer is asked about for a caller
+// without credentials on an auth: optional route: no name, no account, no
+// roles, type "anonymous" (principal {"name":"","type":"anonymous"} and
+// domain "" for the plugin). Read-only.
+var Anonymous = &authn.Identity{UserType: AnonymousType}
+
+// AnonymousType is the principal type of Anonymous.
+const AnonymousType = "anonymous"
+
 // Decision is the outcome of an allowed (or denied) Authorize call.
 type Decision struct {
 	// Allowed is true only when Authorize returned nil.

@@ -108,6 +108,17 @@ func (n *Native) AllowRoute(id *authn.Identity, routeRoles []string) bool {
 	return ok
 }
 
+// Count counts a route decision made without an identity (an anonymous
+// caller of an auth: optional route: allowed only where the route has no
+// roles) in keygate_authz_decisions_total{handler="native"}.
+func (n *Native) Count(allowed bool) {
+	if allowed {
+		n.m.allow.Inc()
+	} else {
+		n.m.deny.Inc()
+	}
+}
+
 // Authorize allows req if every action targets a known route
 // ("<route>:<path>"), uses a method the route accepts, and the identity holds
 // one of the route's roles. It does not allocate.

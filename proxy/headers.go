@@ -165,13 +165,19 @@ type scratch struct {
 	// hostName is the length of the name part of host (no port).
 	hostName int
 	reqState
+	// connAuth: Connection names Authorization. The header is kept for
+	// authentication and removed after it (never forwarded).
+	connAuth bool
+	// untrustedFwd: the client sent X-Forwarded-For or Forwarded but the
+	// peer is not a trusted proxy (the headers were dropped).
+	untrustedFwd bool
 }
 
 func (s *scratch) reset() {
 	s.conn, s.keys, s.ends, s.xff = s.conn[:0], s.keys[:0], s.ends[:0], s.xff[:0]
 	s.uri, s.rid, s.ip, s.path = s.uri[:0], s.rid[:0], s.ip[:0], s.path[:0]
 	s.host, s.hostName = s.host[:0], 0
-	s.close = false
+	s.close, s.connAuth, s.untrustedFwd = false, false, false
 	s.resetState()
 }
 
@@ -232,11 +238,15 @@ func isHopByHop(k []byte) bool {
 
 // sanitizeRequest removes, in place: hop-by-hop headers, every header named
 // in any Connection header (except Host and Content-Length, which frame
-// the request), every header equivalent to an identity header, the
-// override headers not kept by configuration (override.go), and, unless
-// trusted, the client's X-Forwarded-* and Forwarded headers. When trusted,
-// the client's X-Forwarded-For values are moved into s.xff (comma-joined) so
-// the caller can append the peer. s.close records a client "Connection: close".
+// the request, and Authorization, which authentication reads first: s.connAuth
+// says the caller must remove it after authentication), every header
+// equivalent to an identity header, the override headers not kept by
+// configuration (override.go), and, unless trusted, the client's
+// X-Forwarded-* and Forwarded headers (s.untrustedFwd records that an
+// X-Forwarded-For or Forwarded was dropped). When trusted, the client's
+// X-Forwarded-For values, every line of them in order, are moved into s.xff
+// (comma-joined) so the caller can append the peer. s.close records a client
+// "Connection: close".
 func (z *sanitizer) sanitizeRequest(h *fasthttp.RequestHeader, s *scratch, trusted bool) {
 	s.close = h.ConnectionClose()
 	for k, v := range h.All() {
@@ -252,19 +262,22 @@ func (z *sanitizer) sanitizeRequest(h *fasthttp.RequestHeader, s *scratch, trust
 		case isHopByHop(k), z.isIdentityHeader(k), z.isOverrideHeader(k):
 		case len(s.conn) > 0 && s.inConnection(k) &&
 			!asciiEqualFold(k, fasthttp.HeaderHost) && !asciiEqualFold(k, fasthttp.HeaderContentLength):
-		case normHasPrefix(k, forwardedPrefix) || normEqual(k, forwardingHeaders[0]) || normEqual(k, forwardingHeaders[1]):
-			if !trusted {
-				break
-			}
-			if !normEqual(k, "x-forwarded-for") {
+			if asciiEqualFold(k, fasthttp.HeaderAuthorization) {
+				s.connAuth = true
 				continue
 			}
-			if len(v) > 0 {
-				if len(s.xff) > 0 {
-					s.xff = append(s.xff, ", "...)
+		case normHasPrefix(k, forwardedPrefix) || normEqual(k, forwardingHeaders[0]) || normEqual(k, forwardingHeaders[1]):
+			isXFF := normEqual(k, "x-forwarded-for")
+			if !trusted {
+				if isXFF || normEqual(k, forwardingHeaders[0]) {
+					s.untrustedFwd = true
 				}
-				s.xff = append(s.xff, v...)
+				break
 			}
+			if !isXFF {
+				continue
+			}
+			s.xff = appendXFF(s.xff, v)
 		default:
 			continue
 		}
@@ -292,6 +305,19 @@ func sanitizeResponse(h *fasthttp.ResponseHeader, s *scratch) {
 		}
 	}
 	s.deleteCollected(h.DelBytes)
+}
+
+// appendXFF appends one X-Forwarded-For line's value to the comma-joined
+// list dst (every line of the header is one part of one list, RFC 9110
+// §5.3).
+func appendXFF(dst, v []byte) []byte {
+	if len(v) == 0 {
+		return dst
+	}
+	if len(dst) > 0 {
+		dst = append(dst, ", "...)
+	}
+	return append(dst, v...)
 }
 
 func (s *scratch) deleteCollected(del func([]byte)) {

@@ -104,6 +104,7 @@ type Proxy struct {
 	wwwBasic, wwwBearer                              string
 
 	noRoute   *routeMetrics
+	untrusted untrustedForwarded
 	accessLog bool
 	sample    uint64
 	seq       atomic.Uint64
@@ -146,6 +147,7 @@ func New(cfg *configs.Config, opts Options) (*Proxy, error) {
 	if p.log == nil {
 		p.log = zap.NewNop()
 	}
+	p.untrusted.log = p.log
 	switch a := opts.Authorizer.(type) {
 	case nil:
 	case *authz.Native:
@@ -216,7 +218,11 @@ func New(cfg *configs.Config, opts Options) (*Proxy, error) {
 			Name: "keygate_upstream_duration_seconds", Help: "Time the upstream took to answer.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route"})
-		for _, c := range []prometheus.Collector{reqs, dur, up} {
+		p.untrusted.count = prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keygate_untrusted_forwarded_total",
+			Help: "Requests carrying X-Forwarded-For or Forwarded from a peer not in trusted_proxies (the headers are ignored).",
+		})
+		for _, c := range []prometheus.Collector{reqs, dur, up, p.untrusted.count} {
 			if err := opts.Registerer.Register(c); err != nil {
 				errs = append(errs, fmt.Errorf("metrics: %w", err))
 			}
@@ -432,8 +438,10 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 	}
 
 	// 6. Inject last. The body has been read whole: no Expect upstream.
+	// Authorization goes upstream only when the route forwards it and the
+	// client did not name it in Connection (hop-by-hop).
 	req.Header.Del(fasthttp.HeaderExpect)
-	if !route.ForwardAuthorization {
+	if !route.ForwardAuthorization || s.connAuth {
 		req.Header.Del(fasthttp.HeaderAuthorization)
 	}
 	if ident != nil {
@@ -547,12 +555,17 @@ func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
 		return ErrMethodOverride
 	}
 
-	// 4. Header hygiene: strip first.
+	// 4. Header hygiene: strip first (Authorization, even when named in
+	// Connection, stays until authentication has read it).
 	peer := peerAddr(ctx)
 	trusted := p.isTrusted(peer)
 	p.san.sanitizeRequest(&req.Header, s, trusted)
+	if s.untrustedFwd {
+		p.untrusted.note(peer)
+	}
 
-	// 5. Authentication seam.
+	// 5. Authentication seam, then authorization: the route's roles and the
+	// external authorizer apply to anonymous callers of optional routes too.
 	var ident *authn.Identity
 	if route.Auth != configs.AuthNone {
 		if p.authr != nil {
@@ -563,11 +576,9 @@ func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
 		if ident == nil && route.Auth == configs.AuthRequired {
 			return ErrUnauthorized
 		}
-		if ident != nil {
-			s.ident = ident
-			if err := p.authorize(ctx, route, ident, path); err != nil {
-				return err
-			}
+		s.ident = ident
+		if err := p.authorize(ctx, route, ident, path); err != nil {
+			return err
 		}
 	}
 	s.ident = ident
@@ -700,22 +711,43 @@ var (
 // authorize decides on exactly the path that will be forwarded (the matched
 // raw path minus strip_prefix). The route's roles are always enforced; the
 // external authorizer, when configured, is asked on top.
+//
+// An anonymous caller (ident nil, on an auth: optional route) gets the same
+// rules with no identity: it holds no role, so a route with roles refuses
+// it, and the external authorizer is asked about principal authz.Anonymous.
+// A refusal of an anonymous caller is 401 with the challenges (credentials
+// may help), of an authenticated one 403.
 func (p *Proxy) authorize(ctx *fasthttp.RequestCtx, route *Route, ident *authn.Identity, path []byte) error {
+	denied := ErrForbidden
+	if ident == nil {
+		denied = ErrUnauthorized
+	}
 	allowed := false
-	if p.native != nil {
+	switch {
+	case ident == nil:
+		allowed = len(route.Roles) == 0
+		if p.native != nil {
+			p.native.Count(allowed)
+		}
+	case p.native != nil:
 		allowed = p.native.AllowRoute(ident, route.Roles)
-	} else {
+	default:
 		allowed = authz.AllowRoute(ident, route.Roles)
 	}
 	if !allowed {
-		return ErrForbidden
+		return denied
 	}
 	if p.ext == nil {
 		return nil
 	}
 	fwd := route.forwardPath(path)
 	r := authz.AcquireRequest()
-	r.Identity, r.Domain, r.Now = ident, ident.Account, time.Now()
+	if ident == nil {
+		r.Identity, r.Domain = authz.Anonymous, ""
+	} else {
+		r.Identity, r.Domain = ident, ident.Account
+	}
+	r.Now = time.Now()
 	r.AddRouteAction(ctx.Method(), route.Name, fwd)
 	_, err := p.ext.Authorize(ctx, r)
 	authz.ReleaseRequest(r)
@@ -725,6 +757,8 @@ func (p *Proxy) authorize(ctx *fasthttp.RequestCtx, route *Route, ident *authn.I
 	case authz.Status(err) == fasthttp.StatusServiceUnavailable:
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
 		return errAuthzUnavailable
+	case ident == nil:
+		return denied
 	default:
 		return errAuthzDenied
 	}
@@ -733,13 +767,33 @@ func (p *Proxy) authorize(ctx *fasthttp.RequestCtx, route *Route, ident *authn.I
 var slashPath = []byte("/")
 
 // ClientAddr is the client address of a request that has not been through
-// the pipeline (keygate's own endpoints, Options.Extra): the peer, or behind
-// a trusted proxy the rightmost X-Forwarded-For hop that is not trusted.
+// the pipeline (keygate's own endpoints, Options.Extra, such as the token
+// endpoint): the same rule as the pipeline's (clientAddr over every
+// X-Forwarded-For line, read the way the sanitizer collects them). A
+// forwarding header from an untrusted peer is noted (see
+// untrustedForwarded) as in the pipeline.
 func (p *Proxy) ClientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	peer := peerAddr(ctx)
 	trusted := p.isTrusted(peer)
-	if !trusted {
-		return peer
+	s := p.pool.Get().(*scratch)
+	s.xff = s.xff[:0]
+	untrusted := false
+	for k, v := range ctx.Request.Header.All() {
+		switch {
+		case normEqual(k, "x-forwarded-for"):
+			if !trusted {
+				untrusted = true
+			} else {
+				s.xff = appendXFF(s.xff, v)
+			}
+		case normEqual(k, forwardingHeaders[0]):
+			untrusted = untrusted || !trusted
+		}
 	}
-	return p.clientAddr(peer, true, ctx.Request.Header.Peek("X-Forwarded-For"))
+	if untrusted {
+		p.untrusted.note(peer)
+	}
+	a := p.clientAddr(peer, trusted, s.xff)
+	p.pool.Put(s)
+	return a
 }

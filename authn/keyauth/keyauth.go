@@ -69,13 +69,14 @@ func NewAuthenticator(s store.Store, opts AuthOptions) *Authenticator {
 	return a
 }
 
-// Failure errors. Unknown id, wrong secret, revoked and expired keys all
-// wrap authn.ErrInvalidCredentials (one class, one status: the details are
-// for the audit log only, and only after the secret was verified).
+// Failure errors, all one status (401, one code: the details are for the
+// audit log only). A revoked or expired key is reported only after its
+// secret verified, with authn.ErrSecretVerified and authn.ErrExpired: such a key is
+// not a guess and spends no failure budget (authn.Verified).
 var (
 	errInvalid  = fmt.Errorf("%w: unknown api key or wrong secret", authn.ErrInvalidCredentials)
-	errRevoked  = fmt.Errorf("%w: api key revoked", authn.ErrInvalidCredentials)
-	errExpired  = fmt.Errorf("%w: api key expired", authn.ErrInvalidCredentials)
+	errRevoked  = fmt.Errorf("%w: %w: api key revoked", authn.ErrInvalidCredentials, authn.ErrSecretVerified)
+	errExpired  = fmt.Errorf("%w: %w: api key expired", authn.ErrInvalidCredentials, authn.ErrSecretVerified)
 	errOwner    = fmt.Errorf("%w: api key owner disabled", authn.ErrDisabled)
 	errAccount  = fmt.Errorf("%w: account disabled", authn.ErrDisabled)
 	errMismatch = fmt.Errorf("%w: api key account does not match its owner", authn.ErrInvalidCredentials)

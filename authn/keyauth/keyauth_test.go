@@ -171,12 +171,12 @@ func TestSecretVerifiedFirst(t *testing.T) {
 			_, _, err := f.st.RevokeAPIKey(ctx, f.key.ID, f.clk.Now())
 			must(f.t, err)
 			return f.key, f.secret
-		}, authn.ErrInvalidCredentials, "revoked"},
+		}, authn.ErrSecretVerified, "revoked"},
 		{"expired", func(f *fixture) (*store.APIKey, string) {
 			k, s := f.newKey("short", nil, f.clk.Now().Add(time.Minute))
 			f.clk.Advance(time.Minute)
 			return k, s
-		}, authn.ErrInvalidCredentials, "expired"},
+		}, authn.ErrSecretVerified, "expired"},
 		{"owner disabled", func(f *fixture) (*store.APIKey, string) {
 			_, err := f.st.UpdateUser(ctx, "alice", store.UserUpdate{State: ptr(store.StateDisabled)})
 			must(f.t, err)

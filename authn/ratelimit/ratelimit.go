@@ -2,8 +2,16 @@
 // username) over a sliding one-minute window, so that brute force gets 429
 // with Retry-After (DESIGN.md §9 auth.failures, SECURITY.md "brute force").
 //
-// Only failures are counted: Allow asks whether a key is still under its
-// budget, Fail spends one unit of it. The window is the sliding-window
+// Attempts are counted when they start: Reserve spends one unit of a key's
+// budget atomically with the check that it has one, so N concurrent guesses
+// can never start more than the limit (a check followed later by a Fail
+// would let every guess in flight pass the check first). An attempt that
+// turns out not to be a guess (the credential verified, or nothing could
+// be checked) gives its unit back with Release; a failed guess keeps it.
+// Allow (a check alone) and Fail (a unit spent after the fact) remain for
+// callers that record something other than an attempt.
+//
+// The window is the sliding-window
 // counter approximation (the current minute's count plus the previous
 // minute's, weighted by how much of it still overlaps the last 60 s), which
 // has no burst at window boundaries and needs two counters per key.
@@ -127,20 +135,88 @@ func (l *Limiter) Fail(key []byte) {
 	now := l.now().UnixNano()
 	sh := l.shard(key)
 	sh.mu.Lock()
+	e := sh.entry(key, now, l.perSh)
+	e.rotate(now)
+	e.spend(now)
+	sh.mu.Unlock()
+}
+
+// Reserve starts an attempt for key: if key is under its limit it spends
+// one unit of the budget at once (under the same lock as the check) and
+// returns ok with the reservation's stamp, to be given to Release if the
+// attempt turns out not to be a failure. Over the limit it spends nothing
+// and returns retryAfter (at least one second). With the limiter disabled
+// it returns ok and a stamp Release ignores. key is copied when first seen;
+// Reserve on a known key does not allocate.
+func (l *Limiter) Reserve(key []byte) (stamp int64, ok bool, retryAfter time.Duration) {
+	if !l.Enabled() {
+		return 0, true, 0
+	}
+	now := l.now().UnixNano()
+	sh := l.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.m[string(key)]
+	if e != nil {
+		e.rotate(now)
+		if ok, retryAfter = e.check(now, l.limit); !ok {
+			return 0, false, retryAfter
+		}
+	} else {
+		e = sh.entry(key, now, l.perSh)
+	}
+	e.spend(now)
+	return now, true, 0
+}
+
+// Release gives back the unit a Reserve of key spent at stamp: the attempt
+// was not a failure. The unit comes off the window it was counted in (the
+// current or the previous one); a reservation older than that has already
+// left the window and a key forgotten since (evicted, Reset) has nothing to
+// give back, so Release then does nothing. A stamp of 0 is ignored.
+func (l *Limiter) Release(key []byte, stamp int64) {
+	if !l.Enabled() || stamp == 0 {
+		return
+	}
+	now := l.now().UnixNano()
+	sh := l.shard(key)
+	sh.mu.Lock()
+	if e := sh.m[string(key)]; e != nil {
+		e.rotate(now)
+		switch {
+		case stamp >= e.start:
+			if e.cur > 0 {
+				e.cur--
+			}
+		case stamp >= e.start-int64(Window):
+			if e.prev > 0 {
+				e.prev--
+			}
+		}
+	}
+	sh.mu.Unlock()
+}
+
+// entry returns key's entry, creating it (and making room) if needed. The
+// shard's mutex is held.
+func (sh *shard) entry(key []byte, now int64, perSh int) *entry {
 	e := sh.m[string(key)]
 	if e == nil {
-		if len(sh.m) >= l.perSh {
-			sh.makeRoom(now, l.perSh)
+		if len(sh.m) >= perSh {
+			sh.makeRoom(now, perSh)
 		}
 		e = &entry{start: now}
 		sh.m[string(key)] = e
 	}
-	e.rotate(now)
+	return e
+}
+
+// spend counts one unit in the current window (e rotated to now).
+func (e *entry) spend(now int64) {
 	if e.cur < 1<<31 {
 		e.cur++
 	}
 	e.last = now
-	sh.mu.Unlock()
 }
 
 // Len returns the number of keys remembered.

@@ -231,3 +231,151 @@ func BenchmarkFailFlood(b *testing.B) {
 		i++
 	}
 }
+
+// N concurrent attempts that reserve before their (slow) check never start
+// more checks than the limit; the check-then-act pattern (Allow, work, Fail)
+// that Reserve replaces lets every attempt in flight through. Each case
+// counts the checks actually performed.
+func TestReserveConcurrentGuesses(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		limit, n    int
+		reserve     bool
+		wantAtMost  int
+		wantAtLeast int // the old pattern: proves the test can see the race
+	}{
+		{name: "per ip 30, reserve", limit: 30, n: 200, reserve: true, wantAtMost: 30},
+		{name: "per user 10, reserve", limit: 10, n: 100, reserve: true, wantAtMost: 10},
+		{name: "per user 10, check then act", limit: 10, n: 100, reserve: false, wantAtLeast: 11},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := New(tc.limit, 100, nil)
+			k := []byte("203.0.113.7")
+			var checks atomic.Int64
+			start := make(chan struct{})
+			inCheck := make(chan struct{})
+			var wg sync.WaitGroup
+			for range tc.n {
+				wg.Go(func() {
+					<-start
+					if tc.reserve {
+						if _, ok, _ := l.Reserve(k); !ok {
+							return
+						}
+					} else if ok, _ := l.Allow(k); !ok {
+						return
+					}
+					checks.Add(1)
+					<-inCheck // the hash: every started check is in flight at once
+					if !tc.reserve {
+						l.Fail(k)
+					}
+				})
+			}
+			close(start)
+			// Let every goroutine reach its check or its refusal.
+			deadline := time.Now().Add(5 * time.Second)
+			for prev := int64(-1); time.Now().Before(deadline); {
+				time.Sleep(20 * time.Millisecond)
+				cur := checks.Load()
+				if cur == prev && cur > 0 {
+					break
+				}
+				prev = cur
+			}
+			close(inCheck)
+			wg.Wait()
+			got := int(checks.Load())
+			if tc.wantAtMost > 0 && got > tc.wantAtMost {
+				t.Fatalf("%d checks performed, limit %d", got, tc.wantAtMost)
+			}
+			if got < tc.wantAtLeast {
+				t.Fatalf("%d checks performed; the check-then-act pattern was expected to exceed %d", got, tc.limit)
+			}
+			if tc.reserve {
+				if _, ok, _ := l.Reserve(k); ok {
+					t.Fatal("a reservation after the limit was granted")
+				}
+			}
+		})
+	}
+}
+
+// Release gives a unit back to the window it was counted in.
+func TestReserveRelease(t *testing.T) {
+	clk := newClock()
+	l := New(3, 100, clk.Now)
+	k := []byte("u")
+	var stamps []int64
+	for i := range 3 {
+		s, ok, _ := l.Reserve(k)
+		if !ok || s == 0 {
+			t.Fatalf("reservation %d refused", i)
+		}
+		stamps = append(stamps, s)
+	}
+	if _, ok, ra := l.Reserve(k); ok || ra < time.Second {
+		t.Fatalf("4th reservation: ok=%v retryAfter=%v", ok, ra)
+	}
+	// A success gives its unit back: one more attempt may start.
+	l.Release(k, stamps[0])
+	s, ok, _ := l.Reserve(k)
+	if !ok {
+		t.Fatal("released unit not available")
+	}
+	// Released in the next window: the unit comes off prev, whose weight
+	// decays, so the estimate drops by that weight.
+	clk.Advance(Window)
+	before, _ := l.Allow(k)
+	l.Release(k, s)
+	l.Release(k, stamps[1])
+	l.Release(k, stamps[2])
+	if ok, _ := l.Allow(k); !ok || before {
+		t.Fatalf("after releasing every unit: allowed=%v (before: %v)", ok, before)
+	}
+	for range 3 {
+		if _, ok, _ := l.Reserve(k); !ok {
+			t.Fatal("budget not restored")
+		}
+	}
+	// A stamp older than both windows, a zero stamp, an unknown key and a
+	// disabled limiter: nothing happens.
+	clk.Advance(3 * Window)
+	l.Release(k, stamps[0])
+	l.Release(k, 0)
+	l.Release([]byte("unknown"), stamps[0])
+	var nl *Limiter
+	if s, ok, ra := nl.Reserve(k); !ok || s != 0 || ra != 0 {
+		t.Fatal("nil limiter refused")
+	}
+	nl.Release(k, 1)
+}
+
+// Counts never go below zero, whatever is released.
+func TestReleaseNeverNegative(t *testing.T) {
+	clk := newClock()
+	l := New(2, 100, clk.Now)
+	k := []byte("k")
+	s, _, _ := l.Reserve(k)
+	for range 5 {
+		l.Release(k, s)
+	}
+	for i := range 2 {
+		if _, ok, _ := l.Reserve(k); !ok {
+			t.Fatalf("reservation %d refused", i)
+		}
+	}
+	if _, ok, _ := l.Reserve(k); ok {
+		t.Fatal("over-released key allowed a third reservation")
+	}
+}
+
+func BenchmarkReserveRelease(b *testing.B) {
+	l := New(30, 10000, nil)
+	k := []byte("192.0.2.10")
+	b.ReportAllocs()
+	for b.Loop() {
+		s, _, _ := l.Reserve(k)
+		l.Release(k, s)
+	}
+}

@@ -52,11 +52,12 @@ func NewAuthenticator(v *Verifier, s store.Store, opts AuthOptions) *Authenticat
 	return a
 }
 
-// Failures after the token verified. The token outlived its grounds: one
-// class (invalid), details for the audit log.
+// Failures after the token verified. The token outlived its grounds
+// (authn.ErrSecretVerified: not a guess, no failure budget spent), or its user or
+// account is disabled; details for the audit log.
 var (
-	errUserGone     = fmt.Errorf("%w: token subject no longer exists", authn.ErrInvalidCredentials)
-	errStale        = fmt.Errorf("%w: token predates a change of its user (generation, account or re-creation)", authn.ErrInvalidCredentials)
+	errUserGone     = fmt.Errorf("%w: %w: token subject no longer exists", authn.ErrInvalidCredentials, authn.ErrSecretVerified)
+	errStale        = fmt.Errorf("%w: %w: token predates a change of its user (generation, account or re-creation)", authn.ErrInvalidCredentials, authn.ErrSecretVerified)
 	errUserDisabled = fmt.Errorf("%w: user disabled", authn.ErrDisabled)
 	errAcctDisabled = fmt.Errorf("%w: account disabled", authn.ErrDisabled)
 )
@@ -64,8 +65,8 @@ var (
 // Authenticate implements authn.Authenticator for authn.KindBearer (other
 // kinds: authn.ErrNotResponsible). Every failure of the credential is an
 // *authn.TokenError (401 with error="invalid_token") wrapping
-// authn.ErrMalformedCredentials, ErrInvalidCredentials, ErrExpired or
-// ErrDisabled; a store failure wraps authn.ErrUnavailable (503).
+// authn.ErrMalformedCredentials, ErrInvalidCredentials (with
+// ErrSecretVerified when the token verified), ErrExpired or ErrDisabled; a store failure wraps authn.ErrUnavailable (503).
 func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) (*authn.Identity, error) {
 	if c.Kind != authn.KindBearer {
 		return nil, authn.ErrNotResponsible

@@ -74,7 +74,7 @@ func TestBearerAuthenticator(t *testing.T) {
 	if _, err := env.s.UpdateUser(ctx, "alice", store.UserUpdate{PasswordHash: &pw}); err != nil {
 		t.Fatal(err)
 	}
-	wantTokenErr("after password change", tok, authn.ErrInvalidCredentials)
+	wantTokenErr("after password change", tok, authn.ErrSecretVerified)
 	tok = issue(env.user(t, "alice"))
 	if _, err := a.Authenticate(ctx, bearer(tok)); err != nil {
 		t.Errorf("token after the change: %v", err)
@@ -85,7 +85,7 @@ func TestBearerAuthenticator(t *testing.T) {
 	if _, err := env.s.UpdateUser(ctx, "alice", store.UserUpdate{Roles: &roles}); err != nil {
 		t.Fatal(err)
 	}
-	wantTokenErr("after role change", tok, authn.ErrInvalidCredentials)
+	wantTokenErr("after role change", tok, authn.ErrSecretVerified)
 	tok = issue(env.user(t, "alice"))
 
 	// Disabled account, then re-enabled.
@@ -113,18 +113,18 @@ func TestBearerAuthenticator(t *testing.T) {
 	if err := env.s.DeleteUser(ctx, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	wantTokenErr("deleted user", bobTok, authn.ErrInvalidCredentials)
+	wantTokenErr("deleted user", bobTok, authn.ErrSecretVerified)
 	env.clock.Advance(time.Second)
 	bob2 := env.addUser(t, "bob", "acme", alicePW)
 	if bob2.Generation != bob.Generation {
 		t.Fatalf("generations %d, %d: the test needs equal ones", bob.Generation, bob2.Generation)
 	}
-	wantTokenErr("token of a deleted user whose name was reused", bobTok, authn.ErrInvalidCredentials)
+	wantTokenErr("token of a deleted user whose name was reused", bobTok, authn.ErrSecretVerified)
 
 	// Another account's user of the same name.
 	forged := bob2
 	forged.Account = "other"
-	wantTokenErr("account mismatch", issue(forged), authn.ErrInvalidCredentials)
+	wantTokenErr("account mismatch", issue(forged), authn.ErrSecretVerified)
 
 	// Bad tokens.
 	wantTokenErr("garbage", "a.b.c", authn.ErrInvalidCredentials)

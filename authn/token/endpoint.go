@@ -284,6 +284,10 @@ type tokenRequest struct {
 
 	// client is the client id authenticated by authenticateClient.
 	client string
+	// ipStamp, userStamp are the failure-limiter reservations of the
+	// request (0: none); counted says a failed guess keeps them.
+	ipStamp, userStamp int64
+	counted            bool
 }
 
 // Handler serves a token request. Nothing of ctx is kept after it returns.
@@ -295,6 +299,9 @@ func (e *Endpoint) Handler(ctx *fasthttp.RequestCtx) {
 	r := &tokenRequest{ip: e.clientIP(ctx)}
 	r.hasIP = setIPKey(r.ip, &r.ipKey)
 	res, ra, err := e.serve(ctx, r)
+	if !r.counted {
+		e.giveBack(r) // not a guess: issued, unavailable, refused before any check
+	}
 	g := grantOther
 	switch r.grant {
 	case "password":
@@ -405,10 +412,14 @@ func (e *Endpoint) serve(ctx *fasthttp.RequestCtx, r *tokenRequest) ([]byte, tim
 		return nil, 0, errUnsupported
 	}
 	if e.ipLim != nil && r.hasIP {
-		if ok, ra := e.ipLim.Allow(r.ipKey[:]); !ok {
+		// Reserved before any check, so concurrent guesses never exceed
+		// the budget; given back unless the request fails as a guess.
+		stamp, ok, ra := e.ipLim.Reserve(r.ipKey[:])
+		if !ok {
 			e.audit(r, "rate limited (ip)")
 			return nil, ra, errRateLimited
 		}
+		r.ipStamp = stamp
 	}
 	c, cancel := context.WithTimeout(context.Background(), e.timeout)
 	defer cancel()
@@ -521,17 +532,33 @@ func parseJSONParams(body []byte, set func(k, v []byte)) error {
 	return nil
 }
 
-// refuse counts a failure against the client IP (and the username when
-// given) and returns err.
-func (e *Endpoint) refuse(r *tokenRequest, username string, err *oauthError, reason string) ([]byte, time.Duration, *oauthError) {
-	if e.ipLim != nil && r.hasIP {
-		e.ipLim.Fail(r.ipKey[:])
-	}
-	if e.userLim != nil && username != "" {
-		e.userLim.Fail([]byte(username))
-	}
+// refuse answers a failed guess: its reservations (the client IP's, and the
+// username's when one was reserved) stay spent. username is kept for the
+// callers' symmetry; the reservation was made by passwordGrant.
+func (e *Endpoint) refuse(r *tokenRequest, _ string, err *oauthError, reason string) ([]byte, time.Duration, *oauthError) {
+	r.counted = true
 	e.audit(r, reason)
 	return nil, 0, err
+}
+
+// refuseVerified answers a refusal that is not a guess (the password
+// verified, the user or account is disabled): no failure budget is spent
+// (DESIGN.md §13).
+func (e *Endpoint) refuseVerified(r *tokenRequest, err *oauthError, reason string) ([]byte, time.Duration, *oauthError) {
+	e.audit(r, reason)
+	return nil, 0, err
+}
+
+// giveBack releases the request's reservations.
+func (e *Endpoint) giveBack(r *tokenRequest) {
+	if r.ipStamp != 0 {
+		e.ipLim.Release(r.ipKey[:], r.ipStamp)
+		r.ipStamp = 0
+	}
+	if r.userStamp != 0 {
+		e.userLim.Release([]byte(r.v[pUsername]), r.userStamp)
+		r.userStamp = 0
+	}
 }
 
 func (e *Endpoint) unavailable(r *tokenRequest, err error) ([]byte, time.Duration, *oauthError) {
@@ -558,10 +585,12 @@ func (e *Endpoint) passwordGrant(ctx context.Context, r *tokenRequest) ([]byte, 
 		return nil, 0, errNoCredentials
 	}
 	if e.userLim != nil {
-		if ok, ra := e.userLim.Allow([]byte(username)); !ok {
+		stamp, ok, ra := e.userLim.Reserve([]byte(username))
+		if !ok {
 			e.audit(r, "rate limited (user)")
 			return nil, ra, errRateLimited
 		}
+		r.userStamp = stamp
 	}
 	// An API key is not a password: it cannot be exchanged for a token
 	// (a token would outlive the key's revocation).
@@ -575,9 +604,10 @@ func (e *Endpoint) passwordGrant(ctx context.Context, r *tokenRequest) ([]byte, 
 	case err == nil:
 	case errors.Is(err, authn.ErrUnavailable):
 		return e.unavailable(r, err)
-	case errors.Is(err, authn.ErrDisabled):
-		// The password was right: no failure against the username.
-		return e.refuse(r, "", errBadGrant, err.Error())
+	case authn.Verified(err):
+		// The password was right (the user or account is disabled): not a
+		// guess, no failure budget spent (DESIGN.md §13).
+		return e.refuseVerified(r, errBadGrant, err.Error())
 	default:
 		// The reason as authn.Chain's audit line gives it for Basic.
 		return e.refuse(r, username, errBadGrant, err.Error())
@@ -643,7 +673,7 @@ func (e *Endpoint) refreshGrant(ctx context.Context, r *tokenRequest) ([]byte, t
 	if reason, err := e.usable(ctx, u); err != nil {
 		return e.unavailable(r, err)
 	} else if reason != "" {
-		return e.refuse(r, "", errBadRefresh, reason)
+		return e.refuseVerified(r, errBadRefresh, reason)
 	}
 	return e.issue(ctx, r, u, family)
 }

@@ -751,3 +751,24 @@ func TestEndpointClientAuthentication(t *testing.T) {
 		})
 	}
 }
+
+// Issue 12.6/13.8 at the token endpoint: successes, unavailability and a
+// disabled user's right password give their reservation back (not
+// guesses), wrong passwords keep it; the budget counts guesses only.
+func TestEndpointOnlyGuessesSpendTheBudget(t *testing.T) {
+	ipLim, userLim := ratelimit.New(3, 100, nil), ratelimit.New(3, 100, nil)
+	f := newFixture(t, func(o *EndpointOptions) { o.IPLimiter, o.UserLimiter = ipLim, userLim })
+	f.env.addUser(t, "dave", "acme", alicePW)
+	st := store.StateDisabled
+	if _, err := f.env.s.UpdateUser(context.Background(), "dave", store.UserUpdate{State: &st}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 { // more than either budget
+		f.wantTokens(fmt.Sprintf("login %d", i), f.post(pwForm("alice", alicePW)), true)
+		f.wantError(fmt.Sprintf("disabled user %d", i), f.post(pwForm("dave", alicePW)), 400, "invalid_grant")
+	}
+	for i := range 3 {
+		f.wantError(fmt.Sprintf("guess %d", i), f.post(pwForm("mallory", fmt.Sprintf("g%d", i))), 400, "invalid_grant")
+	}
+	f.wantError("4th guess", f.post(pwForm("mallory", "g3")), 429, "invalid_request")
+}

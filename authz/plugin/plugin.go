@@ -184,7 +184,10 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 
 func (s *Server) authorize(ctx *fasthttp.RequestCtx) {
 	var req authz.AuthorizeRequest
-	if err := json.Unmarshal(ctx.Request.Body(), &req); err != nil || req.Principal.Name == "" {
+	// A principal has a name, except the anonymous caller of an
+	// auth: optional route (type "anonymous", name "").
+	if err := json.Unmarshal(ctx.Request.Body(), &req); err != nil ||
+		(req.Principal.Name == "") != (req.Principal.Type == authz.AnonymousType) {
 		writeJSON(ctx, fasthttp.StatusBadRequest, errorBody("bad_request", "body must be an authorize request with a principal name"))
 		return
 	}
