@@ -71,14 +71,31 @@ func validPathName(kind, name string) error {
 	return nil
 }
 
-// ValidateAccountName checks an account name: 1–255 bytes of UTF-8, no
-// control characters, no leading or trailing white space, no '/' or ':', not
-// "." or "..". Errors wrap ErrInvalid.
+// ValidateAccountName checks that name may be the name of a stored account:
+// 1–255 bytes of UTF-8, no control characters, no leading or trailing white
+// space, no '/' or ':', not "." or "..". These are the rules names were
+// created with before canonical names (names.go); a new account's name must
+// also be canonical (CanonicalAccountName, checked by ValidateAccount).
+// Errors wrap ErrInvalid.
 func ValidateAccountName(name string) error { return validPathName("account name", name) }
 
-// ValidateUsername checks a username with the same rules as
-// ValidateAccountName: usernames appear in paths and in Basic credentials.
+// ValidateUsername checks that name may be the name of a stored user, with
+// the same rules as ValidateAccountName: usernames appear in paths and in
+// Basic credentials. A new user's name must also be canonical
+// (CanonicalUsername, checked by ValidateNewUser).
 func ValidateUsername(name string) error { return validPathName("username", name) }
+
+// requireCanonical checks that name is its own canonical form.
+func requireCanonical(kind, name string, canon func(string) (string, error)) error {
+	c, err := canon(name)
+	if err != nil {
+		return err
+	}
+	if c != name {
+		return fmt.Errorf("%s is not in canonical form (lower case, normalised): %w", kind, ErrInvalid)
+	}
+	return nil
+}
 
 // ValidateKeyName checks an API key name: 1–255 bytes of UTF-8, no control
 // characters, no leading or trailing white space.
@@ -180,13 +197,14 @@ func validHash(kind string, n int, required bool) error {
 }
 
 // ValidateAccount applies defaults to a new account (State "" becomes
-// enabled, a zero CreatedAt becomes now) and validates it. Both stores call
-// it first in CreateAccount.
+// enabled, a zero CreatedAt becomes now) and validates it; the name must be
+// canonical (CanonicalAccountName). Both stores call it first in
+// CreateAccount.
 func ValidateAccount(a *Account, now time.Time) error {
 	if a == nil {
 		return fmt.Errorf("nil account: %w", ErrInvalid)
 	}
-	if err := ValidateAccountName(a.Name); err != nil {
+	if err := requireCanonical("account name", a.Name, CanonicalAccountName); err != nil {
 		return err
 	}
 	if a.State == "" {
@@ -204,12 +222,14 @@ func ValidateAccount(a *Account, now time.Time) error {
 // ValidateNewUser applies defaults to a new user (Type "" becomes user,
 // State "" enabled, Generation 1, CreatedAt and UpdatedAt now when zero) and
 // validates it, including the rule that an admin lives only in AdminAccount.
-// It does not check that the account exists.
+// The username must be canonical (CanonicalUsername); the account only needs
+// to be a name an account may have (it may predate canonical names). It
+// does not check that the account exists.
 func ValidateNewUser(u *User, now time.Time) error {
 	if u == nil {
 		return fmt.Errorf("nil user: %w", ErrInvalid)
 	}
-	if err := ValidateUsername(u.Username); err != nil {
+	if err := requireCanonical("username", u.Username, CanonicalUsername); err != nil {
 		return err
 	}
 	if err := ValidateAccountName(u.Account); err != nil {

@@ -230,7 +230,7 @@ func testAccountCreateGet(e *env) {
 
 	// Explicit state and creation time are kept; Unicode names are fine.
 	at := e.clock.Now().Add(-time.Hour)
-	d := &store.Account{Name: "ünïcode ☃", State: store.StateDisabled, CreatedAt: at}
+	d := &store.Account{Name: "ünïcode", State: store.StateDisabled, CreatedAt: at}
 	if err := e.s.CreateAccount(e.ctx, d); err != nil {
 		t.Fatalf("CreateAccount disabled: %v", err)
 	}
@@ -253,7 +253,7 @@ func testAccountList(e *env) {
 	if len(got) != 0 {
 		t.Errorf("fresh store lists %d accounts, want 0", len(got))
 	}
-	for _, n := range []string{"zeta", "alpha", "mid", "Beta"} {
+	for _, n := range []string{"zeta", "alpha", "mid", "0beta"} {
 		e.account(n)
 	}
 	got, err = e.s.ListAccounts(e.ctx)
@@ -267,7 +267,7 @@ func testAccountList(e *env) {
 			t.Errorf("listed account %+v", a)
 		}
 	}
-	if want := []string{"Beta", "alpha", "mid", "zeta"}; !slices.Equal(names, want) {
+	if want := []string{"0beta", "alpha", "mid", "zeta"}; !slices.Equal(names, want) {
 		t.Errorf("ListAccounts = %q, want %q (sorted by name)", names, want)
 	}
 }
@@ -408,10 +408,12 @@ func testUserUniqueness(e *env) {
 	if got.Account != "a1" || !slices.Equal(got.Roles, first.Roles) {
 		t.Errorf("failed duplicate create changed the user: %+v", got)
 	}
-	// Usernames are case-sensitive byte strings.
-	e.user("a2", "Alice", store.TypeUser)
-	if list, _ := e.s.ListUsers(e.ctx, "a2"); len(list) != 1 {
-		t.Errorf("ListUsers(a2) = %v, want only Alice", list)
+	// Usernames are canonical (lower case): another spelling of a taken
+	// name is refused as invalid, never stored beside it.
+	err := e.s.CreateUser(e.ctx, &store.User{Username: "Alice", Account: "a2"})
+	wantErr(t, "CreateUser non-canonical spelling", err, store.ErrInvalid)
+	if list, _ := e.s.ListUsers(e.ctx, "a2"); len(list) != 0 {
+		t.Errorf("ListUsers(a2) = %v, want none", list)
 	}
 }
 
@@ -488,7 +490,7 @@ func testUserList(e *env) {
 	e.account("a1")
 	e.account("a2")
 	e.account("empty")
-	for _, n := range []string{"zed", "amy", "Bob", "mike"} {
+	for _, n := range []string{"zed", "amy", "0bob", "mike"} {
 		e.user("a1", n, store.TypeUser)
 	}
 	e.user("a2", "other", store.TypeUser)
@@ -503,7 +505,7 @@ func testUserList(e *env) {
 			t.Errorf("listed user %+v", u)
 		}
 	}
-	if want := []string{"Bob", "amy", "mike", "zed"}; !slices.Equal(names, want) {
+	if want := []string{"0bob", "amy", "mike", "zed"}; !slices.Equal(names, want) {
 		t.Errorf("ListUsers = %q, want %q (sorted by username)", names, want)
 	}
 	list, err = e.s.ListUsers(e.ctx, "empty")
@@ -1676,17 +1678,22 @@ func testValidation(e *env) {
 		"", "a\x00b", "a\nb", "tab\there", "del\x7f", "c1\u0085", "\xff\xfe", strings.Repeat("n", 256),
 		" lead", "trail ", "\u00a0nbsp",
 	}
-	badPathNames := append(slices.Clone(badNames), "a/b", "a:b", "/", ":", ".", "..")
+	// Path names (users, accounts) must also be canonical (store/names.go):
+	// upper case, fullwidth, mixed scripts, separators and invisibles are
+	// refused by the store whatever the caller.
+	badPathNames := append(slices.Clone(badNames), "a/b", "a:b", "/", ":", ".", "..",
+		"Alice", "ａｄｍｉｎ", "\u0430dmin", "alice,admin", "a;b", "a b", "ad\u200bmin", "ünï ☃")
 	for _, n := range badPathNames {
 		wantErr(t, fmt.Sprintf("CreateAccount(%q)", n), e.s.CreateAccount(e.ctx, &store.Account{Name: n}), store.ErrInvalid)
 		wantErr(t, fmt.Sprintf("CreateUser(%q)", n), e.s.CreateUser(e.ctx, &store.User{Username: n, Account: "acme"}), store.ErrInvalid)
 	}
+	wantErr(t, "CreateUser(reserved)", e.s.CreateUser(e.ctx, &store.User{Username: store.ReservedUsername, Account: "acme"}), store.ErrInvalid)
 	for _, n := range badNames {
 		err := e.s.CreateAPIKey(e.ctx, &store.APIKey{Username: "alice", Name: n, Hash: []byte("h")})
 		wantErr(t, fmt.Sprintf("CreateAPIKey(name %q)", n), err, store.ErrInvalid)
 	}
 	// Limits are inclusive; good names of every kind pass.
-	for _, n := range []string{strings.Repeat("n", 255), "a", "ünï ☃ cödé", "user@example.com", "a.b_c-d+e"} {
+	for _, n := range []string{strings.Repeat("n", 255), "a", "ünï-cödé", "user@example.com", "a.b_c-d+e", "пользователь", "山田太郎"} {
 		if err := e.s.CreateAccount(e.ctx, &store.Account{Name: n}); err != nil {
 			t.Errorf("CreateAccount(%q): %v", n, err)
 		}
