@@ -47,7 +47,14 @@ func (a *api) createAccount(r *request) error {
 		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", `name is required: send {"name":"<account>"}`)
 	}
 	r.target = "account:" + b.Name
-	acc := &store.Account{Name: b.Name, State: store.StateEnabled}
+	// A new name is stored in its canonical form ("Acme" → "acme"; see
+	// store/names.go); the response says which.
+	name, err := store.CanonicalAccountName(b.Name)
+	if err != nil {
+		return err
+	}
+	r.target = "account:" + name
+	acc := &store.Account{Name: name, State: store.StateEnabled}
 	if err := store.ValidateAccount(acc, r.now); err != nil {
 		return err
 	}

@@ -117,6 +117,11 @@ func (a *api) listUsers(r *request) error {
 	return respond(r, fasthttp.StatusOK, out)
 }
 
+// errUsernameTaken is the answer to creating a user whose canonical name is
+// taken, in this account or any other.
+var errUsernameTaken = errorf(fasthttp.StatusConflict, "conflict",
+	"this username is not available: choose another")
+
 type createUserBody struct {
 	Username string         `json:"username"`
 	Password *string        `json:"password"`
@@ -137,9 +142,14 @@ func (a *api) createUser(r *request) error {
 	if b.Username == "" {
 		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", `username is required: send {"username":…,"password":…}`)
 	}
-	if err := store.ValidateUsername(b.Username); err != nil {
+	// A new name is stored in its canonical form ("Alice", "ａｌｉｃｅ" →
+	// "alice"; see store/names.go); the response says which.
+	name, err := store.CanonicalUsername(b.Username)
+	if err != nil {
 		return err
 	}
+	b.Username = name
+	r.target = "user:" + account + "/" + name
 	if b.Type == "" {
 		b.Type = store.TypeUser
 	}
@@ -173,7 +183,10 @@ func (a *api) createUser(r *request) error {
 	if err := a.st.CreateUser(r.c, u); err != nil {
 		switch {
 		case errors.Is(err, store.ErrConflict):
-			return errorf(fasthttp.StatusConflict, "conflict", "this username is taken (usernames are unique across accounts)")
+			// One answer for every taken name, whoever holds it: it must
+			// not tell an account admin that a name exists in another
+			// account, or which (the 404 rule for other accounts).
+			return errUsernameTaken
 		case errors.Is(err, store.ErrNotFound):
 			return errAccountNotFound
 		}

@@ -150,7 +150,7 @@ func (a *Authenticator) Check(ctx context.Context, username string, pw []byte) (
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	pws := string(pw)
-	u, err := a.s.GetUser(ctx, username)
+	u, err := store.LookupUser(ctx, a.s, username) // "ADMIN", "ａｄｍｉｎ" find "admin"
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			if err := a.h.VerifyUnknown(ctx, pws); err != nil {

@@ -586,11 +586,22 @@ func (g *gateway) buildChain(ctx context.Context, reg prometheus.Registerer) (*a
 		Cache:          c.ForChain(),
 		Authenticators: auths,
 		IPLimiter:      g.ipLimiter,
-		UserLimiter:    g.userLimiter,
+		UserLimiter:    foldedLimiter{g.userLimiter},
 		Registerer:     reg,
 		Logger:         g.log.Named("audit"),
 	})
 }
+
+// foldedLimiter counts the failures of a presented username under its
+// canonical form (store.FoldUsername): logins find a user by any spelling
+// ("admin", "ADMIN", "ａｄｍｉｎ"), so the spellings share one budget.
+type foldedLimiter struct{ *ratelimit.Limiter }
+
+func (l foldedLimiter) Allow(key []byte) (bool, time.Duration) {
+	return l.Limiter.Allow(store.FoldUsername(key))
+}
+
+func (l foldedLimiter) Fail(key []byte) { l.Limiter.Fail(store.FoldUsername(key)) }
 
 // tokenHandlers are the public listener's own endpoints: the OAuth2 token
 // endpoint (tokens.path and /v1/oauth/token), the JWKS and the RFC 8414
@@ -607,7 +618,7 @@ func (g *gateway) tokenHandlers(reg prometheus.Registerer) (map[string]fasthttp.
 		Passwords:   g.passwords,
 		Accounts:    g.states,
 		IPLimiter:   g.ipLimiter,
-		UserLimiter: g.userLimiter,
+		UserLimiter: foldedLimiter{g.userLimiter},
 		ClientIP:    func(ctx *fasthttp.RequestCtx) netip.Addr { return g.prx.ClientAddr(ctx) },
 		Realm:       g.cfg.Auth.Realm,
 		Logger:      g.log.Named("audit"),
