@@ -35,6 +35,12 @@ type Admin struct {
 	// /debug/pprof/ on the admin listener, to global admins only. Off by
 	// default: profiles reveal internals and cost CPU while they run.
 	Pprof bool `yaml:"pprof"`
+	// GeneratedPasswordFile is where the first start writes the generated
+	// password of user "admin" (a new file, mode 0600) when
+	// KEYGATE_ADMIN_PASSWORD is not set. Empty: on the terminal when stderr
+	// is one, else <directory of store.bolt.path>/admin-password (bolt) or
+	// ./keygate-admin-password (redis). Never in the logs.
+	GeneratedPasswordFile string `yaml:"generated_password_file"`
 }
 
 // Limits bound what one client can make the gateway do.

@@ -28,6 +28,41 @@ var NonConfigEnv = map[string]bool{
 	"KEYGATE_BENCH_1M":       true,
 }
 
+// secretNonConfigEnv are the KEYGATE_* variables outside the configuration
+// that hold secrets: the bootstrap admin password (serve) and the
+// credentials of the CLI subcommands.
+var secretNonConfigEnv = map[string]bool{
+	"KEYGATE_ADMIN_PASSWORD":  true,
+	"KEYGATE_PASSWORD":        true,
+	"KEYGATE_API_KEY":         true,
+	"KEYGATE_UPSTREAM_SECRET": true,
+}
+
+// IsSecretEnv reports whether the environment variable name holds a secret
+// that `keygate serve` scrubs from its environment once read: a
+// configuration key whose last YAML element is password, secret or key (or
+// ends in _password, _secret or _key: store.redis.password,
+// tokens.signing.secret, authorization.external.secret, a future
+// upstream_credentials.key), or one of the secret variables read outside
+// the configuration. Paths to secret files (secret_file, key_file) are not
+// secrets.
+func IsSecretEnv(name string) bool {
+	if secretNonConfigEnv[name] {
+		return true
+	}
+	f, ok := envFields()[name]
+	if !ok {
+		return false
+	}
+	last := f.yamlPath[strings.LastIndexByte(f.yamlPath, '.')+1:]
+	for _, s := range []string{"password", "secret", "key"} {
+		if last == s || strings.HasSuffix(last, "_"+s) {
+			return true
+		}
+	}
+	return false
+}
+
 // envField is one configuration key reachable from the environment.
 type envField struct {
 	yamlPath string // e.g. "store.redis.addrs"

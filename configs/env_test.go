@@ -209,3 +209,29 @@ func TestEnvNamesCoverEveryKey(t *testing.T) {
 		}
 	}
 }
+
+func TestIsSecretEnv(t *testing.T) {
+	secret := []string{"KEYGATE_STORE_REDIS_PASSWORD", "KEYGATE_TOKENS_SIGNING_SECRET", "KEYGATE_AUTHORIZATION_EXTERNAL_SECRET",
+		"KEYGATE_ADMIN_PASSWORD", "KEYGATE_PASSWORD", "KEYGATE_API_KEY", "KEYGATE_UPSTREAM_SECRET"}
+	notSecret := []string{"KEYGATE_STORE_REDIS_KEY_PREFIX", "KEYGATE_STORE_REDIS_USERNAME", "KEYGATE_HEADERS_KEY_ID",
+		"KEYGATE_TLS_KEY_FILE", "KEYGATE_TOKENS_SIGNING_SECRET_FILE", "KEYGATE_TOKENS_SIGNING_PRIVATE_KEY_FILE",
+		"KEYGATE_ADMIN_GENERATED_PASSWORD_FILE", "KEYGATE_LISTEN", "KEYGATE_CONFIG", "KEYGATE_NOPE", "PATH"}
+	for _, n := range secret {
+		if !IsSecretEnv(n) {
+			t.Errorf("IsSecretEnv(%s) = false, want true", n)
+		}
+	}
+	for _, n := range notSecret {
+		if IsSecretEnv(n) {
+			t.Errorf("IsSecretEnv(%s) = true, want false", n)
+		}
+	}
+	// The rule works on names: every key it catches is a string.
+	for _, n := range EnvNames() {
+		if IsSecretEnv(n) {
+			if k := reflect.ValueOf(Config{}).FieldByIndex(envFields()[n].index).Kind(); k != reflect.String {
+				t.Errorf("%s is caught as a secret but is a %s", n, k)
+			}
+		}
+	}
+}

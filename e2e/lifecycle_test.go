@@ -218,7 +218,7 @@ func TestDemo(t *testing.T) {
 	if e.Method != "GET" || e.Path != "/public/hello" || e.Query != "x=1" {
 		t.Errorf("echo saw %s %s ? %s", e.Method, e.Path, e.Query)
 	}
-	stderr := p.stderr.String()
+	stderr := waitOutput(p, "keygate started")
 	for _, want := range []string{
 		"curl -i http://" + public + "/public/hello?x=1",
 		"curl -i -u admin:<password> http://" + public + "/hello?x=1",
@@ -271,15 +271,16 @@ func TestDemo(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o700 {
 		t.Errorf("store directory: %v %v", st.Mode(), err)
 	}
-	// The generated admin password is shown once, outside the JSON log.
+	// The generated admin password is never printed when stderr is not a
+	// terminal (here a pipe, as under any log collector): it is in a 0600
+	// file beside the store, whose path is printed.
 	pw := generatedPassword(t, stderr)
-	for _, line := range strings.Split(stderr, "\n") {
-		if strings.HasPrefix(line, "{") && strings.Contains(line, pw) {
-			t.Errorf("password in a log line: %s", line)
-		}
+	pwFile := filepath.Join(filepath.Dir(strings.TrimPrefix(env[2], "KEYGATE_STORE_BOLT_PATH=")), "admin-password")
+	if !strings.Contains(stderr, pwFile) {
+		t.Errorf("stderr does not name %s:\n%s", pwFile, stderr)
 	}
-	if n := strings.Count(stderr, pw); n != 1 {
-		t.Errorf("password printed %d times", n)
+	if strings.Contains(stderr, pw) || strings.Contains(p.stdout.String(), pw) {
+		t.Errorf("the generated password was printed:\n%s", stderr)
 	}
 	p.sigterm()
 	if code := p.wait(10 * time.Second); code != 0 {
@@ -292,6 +293,9 @@ func TestDemo(t *testing.T) {
 	if s := p2.stderr.String(); strings.Contains(s, "generated password") || strings.Contains(s, pw) {
 		t.Errorf("restart printed a password:\n%s", s)
 	}
+	if got, err := os.ReadFile(pwFile); err != nil || strings.TrimSpace(string(got)) != pw {
+		t.Errorf("restart changed the password file: %v", err)
+	}
 	if err := p2.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
@@ -300,23 +304,38 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-// generatedPassword finds the password Bootstrap printed: the first
-// non-empty line after the one announcing it.
+// generatedPassword returns the password of the file whose path the first
+// start printed ("… written to <path> (mode 0600 …"), after checking the
+// file's mode is 0600.
 func generatedPassword(t *testing.T, stderr string) string {
 	t.Helper()
-	lines := strings.Split(stderr, "\n")
-	for i, l := range lines {
-		if !strings.Contains(l, "generated password") {
-			continue
-		}
-		for _, next := range lines[i+1:] {
-			if pw := strings.TrimSpace(next); pw != "" {
-				return pw
-			}
-		}
+	const before, after = "written to ", " (mode 0600"
+	i := strings.Index(stderr, before)
+	if i < 0 {
+		t.Fatalf("no generated password file on stderr:\n%s", stderr)
 	}
-	t.Fatalf("no generated password on stderr:\n%s", stderr)
-	return ""
+	rest := stderr[i+len(before):]
+	j := strings.Index(rest, after)
+	if j < 0 {
+		t.Fatalf("no generated password file on stderr:\n%s", stderr)
+	}
+	path := rest[:j]
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s has mode %v, want 0600", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := strings.TrimSpace(string(b))
+	if len(pw) != 24 {
+		t.Fatalf("%s holds %d characters, want the 24 of a generated password", path, len(pw))
+	}
+	return pw
 }
 
 func TestAdminEndpoints(t *testing.T) {

@@ -155,3 +155,84 @@ func TestBootstrapStoreClosed(t *testing.T) {
 		t.Errorf("Bootstrap on a closed store = %v, want ErrUnavailable", err)
 	}
 }
+
+// recordingSink records the calls BootstrapTo makes.
+type recordingSink struct {
+	prepareErr error
+	mu         sync.Mutex
+	calls      []string
+	pw         string
+}
+
+func (r *recordingSink) Prepare(pw string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls, r.pw = append(r.calls, "prepare"), pw
+	return r.prepareErr
+}
+func (r *recordingSink) Commit() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, "commit")
+	return nil
+}
+func (r *recordingSink) Abort() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, "abort")
+}
+
+// TestBootstrapToSink: the sink hears of the password before the user
+// exists (a password it cannot keep creates no user), and after: commit for
+// the winner, abort for every loser; a given password reaches no sink.
+func TestBootstrapToSink(t *testing.T) {
+	ctx := context.Background()
+	t.Run("prepare fails", func(t *testing.T) {
+		s, _ := newBolt(t)
+		sink := &recordingSink{prepareErr: errors.New("read-only directory")}
+		if _, err := store.BootstrapTo(ctx, s, fakeHash, "", sink); err == nil {
+			t.Fatal("BootstrapTo succeeded although the password could not be delivered")
+		}
+		if _, err := s.GetUser(ctx, store.AdminUsername); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("admin created with an undeliverable password: %v", err)
+		}
+	})
+	t.Run("given password", func(t *testing.T) {
+		s, _ := newBolt(t)
+		sink := &recordingSink{}
+		if created, err := store.BootstrapTo(ctx, s, fakeHash, "pw", sink); err != nil || !created {
+			t.Fatalf("BootstrapTo = %v, %v", created, err)
+		}
+		if len(sink.calls) != 0 {
+			t.Errorf("sink calls %v for a given password, want none", sink.calls)
+		}
+	})
+	t.Run("race", func(t *testing.T) {
+		s, _ := newBolt(t)
+		const n = 6
+		sinks := make([]*recordingSink, n)
+		created := make([]bool, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			sinks[i] = &recordingSink{}
+			wg.Go(func() { created[i], _ = store.BootstrapTo(ctx, s, fakeHash, "", sinks[i]) })
+		}
+		wg.Wait()
+		u, err := s.GetUser(ctx, store.AdminUsername)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, sk := range sinks {
+			want := []string{"prepare", "abort"}
+			if created[i] {
+				want = []string{"prepare", "commit"}
+				if u.PasswordHash != "hashed:"+sk.pw {
+					t.Errorf("the winner's sink got a password that is not the admin's")
+				}
+			}
+			if len(sk.calls) > 0 && !slices.Equal(sk.calls, want) {
+				t.Errorf("instance %d (created %v): sink calls %v, want %v", i, created[i], sk.calls, want)
+			}
+		}
+	})
+}

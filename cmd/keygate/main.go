@@ -27,6 +27,9 @@ const (
 type env struct {
 	stdout, stderr io.Writer
 	environ        []string
+	// scrub removes the secret variables from the process environment
+	// once serve has read them (scrubProcessEnv); nil in-process (tests).
+	scrub func() (names []string, blockCleared bool)
 }
 
 // getenv returns the last value of name in e.environ (like os.Getenv).
@@ -76,7 +79,7 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	code := run(ctx, &env{stdout: os.Stdout, stderr: os.Stderr, environ: os.Environ()}, os.Args[1:])
+	code := run(ctx, &env{stdout: os.Stdout, stderr: os.Stderr, environ: os.Environ(), scrub: scrubProcessEnv}, os.Args[1:])
 	stop()
 	os.Exit(code)
 }

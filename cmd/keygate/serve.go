@@ -79,7 +79,18 @@ func runServe(ctx context.Context, e *env, args []string) int {
 		demoLn = ln
 		defer demoLn.Close() // no-op once the echo server owns and closes it
 	}
-	cfg, err := loadConfig(path, e.environ, demoLn)
+	// Secrets are read once, from copies, then scrubbed from the process
+	// environment: a child process, a later os.Getenv or a reader of
+	// /proc/<pid>/environ finds none of them.
+	rest, secrets := withoutSecrets(e.environ)
+	adminPassword := (&env{environ: secrets}).getenv(envAdminPassword)
+	cfg, err := loadConfig(path, append(slices.Clip(rest), secrets...), demoLn)
+	e.environ = rest
+	var scrubbed []string
+	blockCleared := true
+	if e.scrub != nil {
+		scrubbed, blockCleared = e.scrub()
+	}
 	if err != nil {
 		printConfigError(e.stderr, err)
 		return exitUsage
@@ -90,8 +101,12 @@ func runServe(ctx context.Context, e *env, args []string) int {
 		return exitUsage
 	}
 	defer func() { _ = log.Sync() }()
+	if len(scrubbed) > 0 {
+		log.Info("secret variables read and removed from the environment",
+			zap.Strings("names", scrubbed), zap.Bool("proc_environ_cleared", blockCleared))
+	}
 
-	g := &gateway{cfg: cfg, log: log, e: e, demoLn: demoLn}
+	g := &gateway{cfg: cfg, log: log, e: e, demoLn: demoLn, adminPassword: adminPassword}
 	return g.run(ctx)
 }
 
@@ -181,6 +196,9 @@ type gateway struct {
 	log    *zap.Logger
 	e      *env
 	demoLn net.Listener
+	// adminPassword is KEYGATE_ADMIN_PASSWORD, for the bootstrap only
+	// (cleared after it).
+	adminPassword string
 
 	publicLn, adminLn net.Listener
 	store             store.Store
@@ -379,11 +397,14 @@ func openStore(cfg *configs.Config, log *zap.Logger) (store.Store, error) {
 }
 
 // bootstrap creates the admin account and user on an empty store. A
-// generated password goes to stderr once, never into the log.
+// generated password goes to a 0600 file whose path is printed, or to the
+// terminal when stderr is one (passwordSink), never into the log.
 func (g *gateway) bootstrap() int {
 	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
 	defer cancel()
-	created, err := store.Bootstrap(ctx, g.store, g.hasher().Hash, g.e.getenv(envAdminPassword), g.e.stderr)
+	pw := g.adminPassword
+	g.adminPassword = ""
+	created, err := store.BootstrapTo(ctx, g.store, g.hasher().Hash, pw, passwordSink(g.cfg, g.e.stderr))
 	if err != nil {
 		fmt.Fprintf(g.e.stderr, "keygate: cannot initialise the store: %v\n", err)
 		return exitFailure

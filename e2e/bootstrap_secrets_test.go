@@ -1,0 +1,144 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBootstrapSecretsScrubbed: the secret KEYGATE_* variables are read
+// (the admin password logs in, the signing secret signs) and then gone from
+// the process environment as any other process sees it
+// (/proc/<pid>/environ), never printed; plain variables stay (issue 12
+// item 8).
+func TestBootstrapSecretsScrubbed(t *testing.T) {
+	t.Parallel()
+	public, adminAddr := freeAddr(t), freeAddr(t)
+	secrets := map[string]string{
+		"KEYGATE_ADMIN_PASSWORD":        "scrub-me-admin-Pa55word-7f3a",
+		"KEYGATE_TOKENS_SIGNING_SECRET": testSigningSecret,
+		"KEYGATE_STORE_REDIS_PASSWORD":  "scrub-me-redis-9d2e",
+		"KEYGATE_API_KEY":               "scrub-me-cli-key-41c0",
+	}
+	env := []string{
+		"KEYGATE_LISTEN=" + public,
+		"KEYGATE_ADMIN_LISTEN=" + adminAddr,
+		"KEYGATE_STORE_BOLT_PATH=" + filepath.Join(t.TempDir(), "keygate.db"),
+	}
+	for k, v := range secrets {
+		env = append(env, k+"="+v)
+	}
+	p := startProc(t, env, "serve", "--demo")
+	waitHTTP(t, p, "http://"+adminAddr+"/healthz", nil)
+
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.cmd.Process.Pid))
+	if err != nil {
+		t.Skipf("cannot read the process environment here: %v", err)
+	}
+	for k, v := range secrets {
+		if bytes.Contains(environ, []byte(v)) {
+			t.Errorf("/proc/<pid>/environ still holds the value of %s", k)
+		}
+	}
+	if !bytes.Contains(environ, []byte("KEYGATE_LISTEN="+public)) {
+		t.Errorf("/proc/<pid>/environ lost a plain variable: %q", environ)
+	}
+	// Read before the scrub: the admin password logs in; the secret
+	// signs tokens the gateway accepts.
+	req, _ := http.NewRequest("GET", "http://"+adminAddr+"/v1/user", nil)
+	req.SetBasicAuth("admin", secrets["KEYGATE_ADMIN_PASSWORD"])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("admin login with KEYGATE_ADMIN_PASSWORD: %d", resp.StatusCode)
+	}
+	out := waitOutput(p, "keygate started") + p.stdout.String()
+	for k, v := range secrets {
+		if strings.Contains(out, v) {
+			t.Errorf("the value of %s was printed", k)
+		}
+	}
+	if !strings.Contains(out, `"proc_environ_cleared":true`) {
+		t.Errorf("no log line says the environment was cleared:\n%s", out)
+	}
+}
+
+// TestBootstrapPasswordFileConfigured: admin.generated_password_file puts
+// the generated password where the operator said, replacing (never reusing)
+// a file already there, mode 0600, not on stderr; an unwritable path stops
+// the start before any admin exists.
+func TestBootstrapPasswordFileConfigured(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "data", "keygate.db")
+
+	// Unwritable: a path under a regular file. Exit 1, no admin created.
+	blocker := filepath.Join(dir, "blocker")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := startProc(t, []string{"KEYGATE_LISTEN=" + freeAddr(t), "KEYGATE_ADMIN_LISTEN=" + freeAddr(t),
+		"KEYGATE_STORE_BOLT_PATH=" + db, "KEYGATE_ADMIN_GENERATED_PASSWORD_FILE=" + filepath.Join(blocker, "pw")}, "serve", "--demo")
+	if code := bad.wait(20 * time.Second); code != 1 {
+		t.Fatalf("unwritable password file: exit %d, want 1:\n%s", code, bad.stderr.String())
+	}
+	if !strings.Contains(bad.stderr.String(), "generated_password_file") {
+		t.Errorf("stderr does not explain:\n%s", bad.stderr.String())
+	}
+
+	// A file already there with a wide mode is replaced by a 0600 one.
+	pwFile := filepath.Join(dir, "secrets", "admin-pw")
+	if err := os.MkdirAll(filepath.Dir(pwFile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pwFile, []byte("stale\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	adminAddr := freeAddr(t)
+	p := startProc(t, []string{"KEYGATE_LISTEN=" + freeAddr(t), "KEYGATE_ADMIN_LISTEN=" + adminAddr,
+		"KEYGATE_STORE_BOLT_PATH=" + db, "KEYGATE_ADMIN_GENERATED_PASSWORD_FILE=" + pwFile}, "serve", "--demo")
+	waitHTTP(t, p, "http://"+adminAddr+"/healthz", nil)
+	stderr := waitOutput(p, "keygate started")
+	if !strings.Contains(stderr, "written to "+pwFile+" (mode 0600") {
+		t.Fatalf("stderr does not name %s:\n%s", pwFile, stderr)
+	}
+	pw := generatedPassword(t, stderr) // checks mode 0600
+	if strings.Contains(stderr, pw) || strings.Contains(p.stdout.String(), pw) {
+		t.Error("the generated password was printed")
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(db), "admin-password")); !os.IsNotExist(err) {
+		t.Errorf("a default password file exists too: %v", err)
+	}
+	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(pwFile), ".admin-password-*"))
+	if len(matches) != 0 {
+		t.Errorf("temporary files left: %v", matches)
+	}
+	req, _ := http.NewRequest("GET", "http://"+adminAddr+"/v1/user", nil)
+	req.SetBasicAuth("admin", pw)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("login with the password of the file: %d", resp.StatusCode)
+	}
+}
+
+// waitOutput returns p's stderr once it holds want (or after 5 s): the
+// copy from the process's pipe may lag behind what it already served.
+func waitOutput(p *proc, want string) string {
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.stderr.String(), want) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return p.stderr.String()
+}
