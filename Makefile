@@ -6,7 +6,7 @@ GOBIN         := $(shell $(GO) env GOPATH)/bin
 STATICCHECK   := $(GOBIN)/staticcheck
 PKGS          := ./...
 
-.PHONY: all build run test unit lint vet staticcheck fuzz bench bench-micro chaos clean tools
+.PHONY: all build run test unit lint vet staticcheck fuzz bench bench-micro chaos clean tools openapi-lint-deps
 
 all: build
 
@@ -20,8 +20,24 @@ run:
 ## test: vet, staticcheck and the whole suite with the race detector (Redis tests included).
 test: lint unit
 
-unit:
+unit: openapi-lint-deps
 	$(GO) test -race -shuffle=on -timeout 12m -count=1 $(PKGS)
+
+## openapi-lint-deps: the pinned OpenAPI linter (@redocly/cli, npm ci from
+## tools/openapi-lint/package-lock.json) that admin's TestOpenAPILint runs.
+## Reinstalled only when the lock file changes; npm's cache is ./tmp/npm-cache.
+## Without npm the test skips, except under CI=true, where both fail.
+OPENAPI_LINT := tools/openapi-lint
+openapi-lint-deps: $(OPENAPI_LINT)/node_modules/.package-lock.json
+
+$(OPENAPI_LINT)/node_modules/.package-lock.json: $(OPENAPI_LINT)/package-lock.json $(OPENAPI_LINT)/package.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd $(OPENAPI_LINT) && npm ci --no-audit --no-fund --ignore-scripts --prefer-offline --cache "$(CURDIR)/tmp/npm-cache"; \
+	elif [ "$$CI" = true ]; then \
+	  echo "npm is missing: the OpenAPI lint test (admin TestOpenAPILint) needs node and npm" >&2; exit 1; \
+	else \
+	  echo "npm is missing: admin TestOpenAPILint will skip"; \
+	fi
 
 lint: vet staticcheck
 

@@ -149,7 +149,7 @@ func TestEndpoints(t *testing.T) {
 		{name: "metrics", method: "GET", uri: "/metrics", code: 200, contains: []string{"keygate_test_total 3", "go_goroutines"}},
 		{name: "unknown path", method: "GET", uri: "/nope", code: 404, body: `{"error":{"code":"not_found","message":"no such endpoint"}}`},
 		{name: "root", method: "GET", uri: "/", code: 404},
-		{name: "trailing slash", method: "GET", uri: "/healthz/", code: 400},
+		{name: "trailing slash", method: "GET", uri: "/healthz/", code: 404, body: `{"error":{"code":"not_found","message":"no such endpoint (paths take no trailing slash)"}}`},
 		{name: "double slash", method: "GET", uri: "//healthz", code: 400},
 		{name: "dot segment", method: "GET", uri: "/x/../healthz", code: 400},
 		{name: "encoded dot segment", method: "GET", uri: "/%2e%2e/healthz", code: 400},
@@ -258,7 +258,7 @@ func TestRouterParams(t *testing.T) {
 	s.Handle("GET", "/v1/accounts/{account}/users/{username}", record("user"))
 	s.Handle("DELETE", "/v1/accounts/{account}/users/{username}", record("deluser"))
 	s.Handle("GET", "/v1/user", record("me"))
-	s.Handle("GET", "/v1/dir/", record("dir"))
+	s.Handle("GET", "/v1/dir", record("dir"))
 	s.Handle("GET", "/v1/dir/{name}", record("dirent"))
 	addr := start(t, s)
 
@@ -282,15 +282,21 @@ func TestRouterParams(t *testing.T) {
 		{"GET", "/v1/accounts//users/alice", 400, "", ""},
 		{"GET", "/v1/accounts/%2e%2e/users/alice", 400, "", ""},
 		{"GET", "/v1/accounts/../accounts", 400, "", ""},
-		// A pattern ending in '/' takes that trailing slash, and only it.
-		{"GET", "/v1/dir/", 200, "dir []", ""},
-		{"GET", "/v1/dir", 404, "", ""},
+		// A trailing slash names no endpoint: 404 (not 400 malformed),
+		// whatever the method, whether or not the path without it exists.
+		{"GET", "/v1/dir", 200, "dir []", ""},
+		{"GET", "/v1/dir/", 404, "", ""},
 		{"GET", "/v1/dir/x", 200, "dirent [{name x}]", ""},
-		{"GET", "/v1/dir/x/", 400, "", ""},
+		{"GET", "/v1/dir/x/", 404, "", ""},
+		{"GET", "/v1/%64ir/", 404, "", ""},
+		{"POST", "/v1/dir/", 404, "", ""},
+		{"GET", "/v1/user/", 404, "", ""},
+		{"GET", "/v1/accounts/", 404, "", ""},
+		{"POST", "/v1/accounts/", 404, "", ""},
+		{"GET", "/v1/accounts/acme/", 404, "", ""},
+		{"GET", "/nope/", 404, "", ""},
+		// Empty segments inside are still malformed.
 		{"GET", "/v1/dir//", 400, "", ""},
-		{"GET", "/v1/%64ir/", 200, "dir []", ""},
-		{"POST", "/v1/dir/", 405, "", "GET, HEAD"},
-		{"GET", "/v1/user/", 400, "", ""},
 		{"GET", "//", 400, "", ""},
 	}
 	for _, tc := range tests {
@@ -311,7 +317,7 @@ func TestRouterParams(t *testing.T) {
 }
 
 func TestRouterBadPatternPanics(t *testing.T) {
-	for _, p := range []string{"", "v1", "/v1//x", "//", "/v1//"} {
+	for _, p := range []string{"", "v1", "/v1//x", "//", "/v1//", "/v1/", "/debug/pprof/"} {
 		t.Run(p, func(t *testing.T) {
 			defer func() {
 				if recover() == nil {

@@ -1,7 +1,8 @@
 package admin
 
 // Go runtime profiles on the admin listener (admin.pprof, off by default):
-// the endpoints of net/http/pprof under /debug/pprof/, so that operators and
+// the endpoints of net/http/pprof under /debug/pprof (the index) and
+// /debug/pprof/<profile>, so that operators and
 // the load-test tool can take CPU, heap, goroutine… profiles and execution
 // traces of a running gateway.
 //
@@ -14,6 +15,7 @@ package admin
 // otherwise), so a demotion takes effect on the next request.
 
 import (
+	"io"
 	"net/http"
 	"net/http/pprof"
 	"net/url"
@@ -60,9 +62,9 @@ type pprofRoute struct {
 func pprofRoutes() []pprofRoute {
 	const p = "/debug/pprof/"
 	rs := []pprofRoute{
-		// The index links to the others relatively: it must be served
-		// with its trailing slash.
-		{pattern: p, h: http.HandlerFunc(pprof.Index)},
+		// The index is /debug/pprof: no admin path ends in '/' (see
+		// Router).
+		{pattern: "/debug/pprof", h: http.HandlerFunc(pprofIndex)},
 		// cmdline shows os.Args. That holds no secret: `keygate serve`
 		// takes only --config and --demo as flags; secrets come from files
 		// or KEYGATE_* variables, never from the command line.
@@ -77,6 +79,42 @@ func pprofRoutes() []pprofRoute {
 	return rs
 }
 
+// pprofIndex is net/http/pprof's index served at /debug/pprof. Its links
+// are relative to /debug/pprof/ (href='heap?debug=1'), so the page gets a
+// <base> naming that directory, and the handler is shown the path it
+// expects.
+func pprofIndex(w http.ResponseWriter, r *http.Request) {
+	r2 := r.Clone(r.Context())
+	r2.URL.Path, r2.URL.RawPath = "/debug/pprof/", ""
+	rec := &pprofIndexWriter{ResponseWriter: w}
+	pprof.Index(rec, r2)
+}
+
+// pprofIndexWriter inserts <base href="/debug/pprof/"> after the index's
+// <head>.
+type pprofIndexWriter struct {
+	http.ResponseWriter
+	done bool
+}
+
+func (w *pprofIndexWriter) Write(b []byte) (int, error) {
+	if !w.done {
+		if i := strings.Index(string(b), "<head>"); i >= 0 {
+			w.done = true
+			n1, err := w.ResponseWriter.Write(b[:i+len("<head>")])
+			if err != nil {
+				return n1, err
+			}
+			if _, err := io.WriteString(w.ResponseWriter, `<base href="/debug/pprof/">`); err != nil {
+				return n1, err
+			}
+			n2, err := w.ResponseWriter.Write(b[i+len("<head>"):])
+			return n1 + n2, err
+		}
+	}
+	return w.ResponseWriter.Write(b)
+}
+
 var (
 	errPprofForbidden = errorf(fasthttp.StatusForbidden, "forbidden", "only a global admin may read runtime profiles")
 	errPprofSeconds   = errorf(fasthttp.StatusBadRequest, "bad_request",
@@ -84,7 +122,7 @@ var (
 	errPprofURI = errorf(fasthttp.StatusBadRequest, "bad_request", "malformed request URI")
 )
 
-// registerPprof adds the /debug/pprof/ routes to r.
+// registerPprof adds the /debug/pprof routes to r.
 func (a *api) registerPprof(r Registrar) {
 	for _, pr := range pprofRoutes() {
 		r.Handle(fasthttp.MethodGet, pr.pattern, a.wrap(read, "", pprofHandler(pr)))

@@ -21,24 +21,23 @@ import (
 
 // pprofPaths are every endpoint admin.pprof adds.
 var pprofPaths = []string{
-	"/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/profile", "/debug/pprof/symbol", "/debug/pprof/trace",
+	"/debug/pprof", "/debug/pprof/cmdline", "/debug/pprof/profile", "/debug/pprof/symbol", "/debug/pprof/trace",
 	"/debug/pprof/allocs", "/debug/pprof/block", "/debug/pprof/goroutine", "/debug/pprof/heap",
 	"/debug/pprof/mutex", "/debug/pprof/threadcreate",
 }
 
-// With admin.pprof off, /debug/pprof/… answers exactly what an unknown path
-// of the same shape does, to anyone: 404, except the index, whose trailing
-// slash no route then takes, which is the router's 400 for any such path
-// (as /nope/ is).
+// With admin.pprof off, /debug/pprof… answers exactly what an unknown path
+// of the same shape does, to anyone: 404 (with a trailing slash, the
+// router's 404 for any such path, as /nope/ gets).
 func TestPprofDisabled(t *testing.T) {
 	e := newAPIEnv(t, apiEnvOptions{})
 	unknown := e.do("GET", "/debug/nope", asRoot, nil).want(t, 404)
-	unknownDir := e.do("GET", "/debug/nope/", asRoot, nil).want(t, 400)
-	for _, p := range append(slices.Clone(pprofPaths), "/debug/pprof/profile?seconds=1", "/debug/pprof/heap?debug=1", "/debug/pprof/?x=1") {
+	unknownDir := e.do("GET", "/debug/nope/", asRoot, nil).want(t, 404)
+	for _, p := range append(slices.Clone(pprofPaths), "/debug/pprof/profile?seconds=1", "/debug/pprof/heap?debug=1", "/debug/pprof/?x=1", "/debug/pprof/") {
 		for _, who := range []struct{ name, auth string }{{"anonymous", ""}, {"global admin", asRoot}} {
 			t.Run(who.name+" "+p, func(t *testing.T) {
 				want := unknown
-				if p == "/debug/pprof/" || strings.HasPrefix(p, "/debug/pprof/?") {
+				if strings.HasPrefix(p, "/debug/pprof/?") || p == "/debug/pprof/" {
 					want = unknownDir
 				}
 				r := e.do("GET", p, who.auth, nil).want(t, want.status)
@@ -77,7 +76,7 @@ func TestPprofAccess(t *testing.T) {
 		{"user's API key", aliceKey.bearer(), 403, "forbidden"},
 		{"global admin", asRoot, 200, ""},
 	}
-	for _, p := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/cmdline"} {
+	for _, p := range []string{"/debug/pprof", "/debug/pprof/heap?debug=1", "/debug/pprof/cmdline"} {
 		for _, tc := range tests {
 			t.Run(tc.name+" "+p, func(t *testing.T) {
 				r := e.do("GET", p, tc.auth, nil).want(t, tc.want)
@@ -105,9 +104,9 @@ func TestPprofAccess(t *testing.T) {
 	t.Run("privileges come from the current record", func(t *testing.T) {
 		e.do("POST", "/v1/accounts/admin/users", asRoot, map[string]any{"username": "ops", "password": "Ops-root-Pa55word", "type": "admin"}).want(t, 201)
 		asOps := basicAuth("ops", "Ops-root-Pa55word")
-		e.do("GET", "/debug/pprof/", asOps, nil).want(t, 200)
+		e.do("GET", "/debug/pprof", asOps, nil).want(t, 200)
 		e.do("PATCH", "/v1/accounts/admin/users/ops", asRoot, map[string]any{"type": "user"}).want(t, 200)
-		e.do("GET", "/debug/pprof/", asOps, nil).want(t, 403)
+		e.do("GET", "/debug/pprof", asOps, nil).want(t, 403)
 	})
 	t.Run("only GET and HEAD", func(t *testing.T) {
 		r := e.do("POST", "/debug/pprof/symbol", asRoot, "0x1").want(t, 405)
@@ -117,7 +116,8 @@ func TestPprofAccess(t *testing.T) {
 	})
 	t.Run("unknown profile", func(t *testing.T) {
 		e.do("GET", "/debug/pprof/nope", asRoot, nil).want(t, 404)
-		e.do("GET", "/debug/pprof/heap/", asRoot, nil).want(t, 400)
+		e.do("GET", "/debug/pprof/heap/", asRoot, nil).want(t, 404)
+		e.do("GET", "/debug/pprof/", asRoot, nil).want(t, 404) // the index has no trailing slash
 	})
 }
 
@@ -143,9 +143,10 @@ func TestPprofEndpoints(t *testing.T) {
 		contentType string
 		check       func([]byte) bool
 	}{
-		{"/debug/pprof/", "text/html", func(b []byte) bool {
-			// Relative links: they resolve only under the trailing slash.
-			return bytes.Contains(b, []byte(`href='heap?debug=1'`)) && bytes.Contains(b, []byte(`href="goroutine?debug=2"`))
+		{"/debug/pprof", "text/html", func(b []byte) bool {
+			// Relative links, resolved against the <base> the index gets.
+			return bytes.Contains(b, []byte(`<head><base href="/debug/pprof/">`)) &&
+				bytes.Contains(b, []byte(`href='heap?debug=1'`)) && bytes.Contains(b, []byte(`href="goroutine?debug=2"`))
 		}},
 		{"/debug/pprof/heap?debug=1", "text/plain", func(b []byte) bool { return bytes.HasPrefix(b, []byte("heap profile:")) }},
 		{"/debug/pprof/heap", "application/octet-stream", gzipped},

@@ -38,11 +38,11 @@ type HandlerFunc func(ctx *fasthttp.RequestCtx, p Params)
 //
 // Paths are split on '/' in their raw (undecoded) form and each segment is then
 // percent-decoded, so "%2F" inside a segment is data, not a separator. Paths
-// with empty segments ("//", a trailing '/'), dot segments ("." or "..", raw
-// or encoded) or bad escapes never match a route (400). The one exception is
-// a pattern that itself ends in '/' (such as "/debug/pprof/", an index page
-// whose links are relative to it): it matches its path with the trailing
-// slash and only that; a trailing slash no such pattern takes is still 400.
+// with empty segments inside ("//"), dot segments ("." or "..", raw or
+// encoded) or bad escapes never match a route (400 malformed). No route
+// ends in '/' (patterns may not: OpenAPI linters refuse such paths as
+// ambiguous), so a path with a trailing '/' names no endpoint: 404, as any
+// unknown path, whether or not the path without it exists.
 type Router struct {
 	routes []route
 }
@@ -50,34 +50,30 @@ type Router struct {
 type route struct {
 	method string
 	segs   []string // literal, or "{name}" for a parameter
-	dir    bool     // the pattern ends in '/'
 	h      HandlerFunc
 }
 
 // Handle registers h for method and pattern. It panics on a malformed
-// pattern: patterns are program constants, so that is a programming error.
+// pattern (no leading '/', an empty segment, a trailing '/'): patterns are
+// program constants, so that is a programming error.
 func (r *Router) Handle(method, pattern string, h HandlerFunc) {
 	if !strings.HasPrefix(pattern, "/") || h == nil || method == "" {
 		panic("admin: bad route " + method + " " + pattern)
 	}
-	p, dir := pattern, false
-	if len(p) > 1 && strings.HasSuffix(p, "/") {
-		p, dir = p[:len(p)-1], true
-	}
-	segs := strings.Split(p[1:], "/")
+	segs := strings.Split(pattern[1:], "/")
 	for _, s := range segs {
 		if s == "" && pattern != "/" {
-			panic("admin: empty segment in route " + pattern)
+			panic("admin: empty segment (or trailing slash) in route " + pattern)
 		}
 	}
 	if pattern == "/" {
 		segs = nil
 	}
-	r.routes = append(r.routes, route{method: method, segs: segs, dir: dir, h: h})
+	r.routes = append(r.routes, route{method: method, segs: segs, h: h})
 }
 
 // Serve dispatches ctx: the matching route's handler, or a JSON 404, 405 (with
-// Allow) or 400 for an unusable path.
+// Allow) or 400 for a malformed path.
 func (r *Router) Serve(ctx *fasthttp.RequestCtx) {
 	raw := rawPath(ctx)
 	dir := len(raw) > 1 && raw[len(raw)-1] == '/'
@@ -85,8 +81,13 @@ func (r *Router) Serve(ctx *fasthttp.RequestCtx) {
 		raw = raw[:len(raw)-1]
 	}
 	segs, ok := splitPath(raw)
-	if !ok {
+	if !ok || dir && raw == "/" { // "//" is an empty segment, not a trailing slash
 		WriteError(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed request path")
+		return
+	}
+	if dir {
+		// Well-formed but for the trailing slash: no such endpoint.
+		WriteError(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint (paths take no trailing slash)")
 		return
 	}
 	method := string(ctx.Method())
@@ -94,9 +95,6 @@ func (r *Router) Serve(ctx *fasthttp.RequestCtx) {
 	var params Params
 	for i := range r.routes {
 		rt := &r.routes[i]
-		if rt.dir != dir {
-			continue
-		}
 		p, ok := rt.match(segs, params[:0])
 		if !ok {
 			continue
@@ -112,11 +110,6 @@ func (r *Router) Serve(ctx *fasthttp.RequestCtx) {
 				allow = append(allow, fasthttp.MethodHead)
 			}
 		}
-	}
-	if dir && len(allow) == 0 {
-		// A trailing slash that no pattern takes: as malformed as "//".
-		WriteError(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed request path")
-		return
 	}
 	if len(allow) > 0 {
 		slices.Sort(allow)

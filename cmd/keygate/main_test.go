@@ -333,7 +333,7 @@ func TestServeInProcess(t *testing.T) {
 	}
 }
 
-// admin.pprof reaches the admin listener: off, /debug/pprof/… is not there;
+// admin.pprof reaches the admin listener: off, /debug/pprof… is not there;
 // on, it asks for credentials (the access rules are admin's tests; a login
 // costs an argon2id hash, too slow here under -race) and start-up says so.
 func TestServePprof(t *testing.T) {
@@ -343,8 +343,8 @@ func TestServePprof(t *testing.T) {
 		heap, index int
 		logged      bool
 	}{
-		{"default off", nil, 404, 400, false},
-		{"off", []string{"KEYGATE_ADMIN_PPROF=false"}, 404, 400, false},
+		{"default off", nil, 404, 404, false},
+		{"off", []string{"KEYGATE_ADMIN_PPROF=false"}, 404, 404, false},
 		{"on", []string{"KEYGATE_ADMIN_PPROF=true"}, 401, 401, true},
 	}
 	for _, tc := range tests {
@@ -353,11 +353,14 @@ func TestServePprof(t *testing.T) {
 			if code, body := get(t, "http://"+p.admin+"/debug/pprof/heap"); code != tc.heap {
 				t.Errorf("/debug/pprof/heap: %d %s, want %d", code, body, tc.heap)
 			}
-			if code, body := get(t, "http://"+p.admin+"/debug/pprof/"); code != tc.index {
-				t.Errorf("/debug/pprof/: %d %s, want %d", code, body, tc.index)
+			if code, body := get(t, "http://"+p.admin+"/debug/pprof"); code != tc.index {
+				t.Errorf("/debug/pprof: %d %s, want %d", code, body, tc.index)
+			}
+			if code, body := get(t, "http://"+p.admin+"/debug/pprof/"); code != 404 {
+				t.Errorf("/debug/pprof/: %d %s, want 404 (no admin path ends in '/')", code, body)
 			}
 			p.stop(t)
-			line := `"msg":"admin pprof enabled on http://` + p.admin + `/debug/pprof/"`
+			line := `"msg":"admin pprof enabled on http://` + p.admin + `/debug/pprof"`
 			if s := p.errOut.String(); strings.Contains(s, line) != tc.logged || strings.Count(s, "admin pprof enabled") > 1 {
 				t.Errorf("start-up log (want %s: %v):\n%s", line, tc.logged, s)
 			}

@@ -431,7 +431,7 @@ func (g *gateway) logStarted() {
 	}
 	g.log.Info("keygate started", fields...)
 	if g.adminLn != nil && g.cfg.Admin.Pprof {
-		g.log.Info("admin pprof enabled on http://"+g.adminLn.Addr().String()+"/debug/pprof/",
+		g.log.Info("admin pprof enabled on http://"+g.adminLn.Addr().String()+"/debug/pprof",
 			zap.String("access", "global admins"), zap.Int("max_seconds", admin.MaxPprofSeconds))
 	}
 }
