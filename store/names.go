@@ -74,10 +74,8 @@ func CanonicalAccountName(name string) (string, error) {
 // without a lookup. It is for the cache-miss path: a non-canonical name costs
 // a second store round trip (small beside the password hash that follows).
 func LookupUser(ctx context.Context, s Store, name string) (*User, error) {
-	err := error(ErrNotFound)
 	if ValidateUsername(name) == nil {
-		var u *User
-		if u, err = s.GetUser(ctx, name); !errors.Is(err, ErrNotFound) {
+		if u, err := s.GetUser(ctx, name); !errors.Is(err, ErrNotFound) {
 			return u, err
 		}
 	}
