@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/testredis"
 )
 
 // TestBootstrapSecretsScrubbed: the secret KEYGATE_* variables are read
@@ -141,4 +144,65 @@ func waitOutput(p *proc, want string) string {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return p.stderr.String()
+}
+
+// TestBootstrapPasswordFileRedis: with Redis (several instances, no data
+// directory of their own) the generated password goes to
+// ./keygate-admin-password in the working directory of the instance that
+// created the admin, and nowhere for one that finds it created.
+func TestBootstrapPasswordFileRedis(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	start := func(dir string) (*proc, string) {
+		adminAddr := freeAddr(t)
+		p := &proc{t: t, done: make(chan struct{})}
+		p.cmd = exec.Command(binPath, "serve", "--demo")
+		p.cmd.Dir = dir
+		p.cmd.Env = append(cleanEnv(), "KEYGATE_LISTEN="+freeAddr(t), "KEYGATE_ADMIN_LISTEN="+adminAddr,
+			"KEYGATE_STORE_DRIVER=redis", "KEYGATE_STORE_REDIS_ADDRS="+srv.Addr())
+		p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { p.err = p.cmd.Wait(); close(p.done) }()
+		t.Cleanup(func() {
+			select {
+			case <-p.done:
+			default:
+				_ = p.cmd.Process.Kill()
+				<-p.done
+			}
+		})
+		waitHTTP(t, p, "http://"+adminAddr+"/healthz", nil)
+		return p, adminAddr
+	}
+	first, second := t.TempDir(), t.TempDir()
+	p1, adminAddr := start(first)
+	stderr := waitOutput(p1, "keygate started")
+	want := filepath.Join(first, "keygate-admin-password")
+	if !strings.Contains(stderr, "written to "+want+" (mode 0600") {
+		t.Fatalf("stderr does not name %s:\n%s", want, stderr)
+	}
+	pw := generatedPassword(t, stderr)
+	if strings.Contains(stderr, pw) {
+		t.Error("the generated password was printed")
+	}
+	req, _ := http.NewRequest("GET", "http://"+adminAddr+"/v1/user", nil)
+	req.SetBasicAuth("admin", pw)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("login with the password of the file: %d", resp.StatusCode)
+	}
+
+	p2, _ := start(second)
+	if s := waitOutput(p2, "keygate started"); strings.Contains(s, "written to") {
+		t.Errorf("a second instance wrote a password file:\n%s", s)
+	}
+	if entries, _ := os.ReadDir(second); len(entries) != 0 {
+		t.Errorf("the second instance left %v in its working directory", entries)
+	}
 }
