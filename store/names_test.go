@@ -168,3 +168,18 @@ func FuzzCanonicalUsername(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkFoldUsername: the failure limiter's key, per miss-path login:
+// a canonical ASCII name (the common case) against spellings that need the
+// PRECIS mapping.
+func BenchmarkFoldUsername(b *testing.B) {
+	for _, name := range []string{"alice.smith", "Alice.Smith", "ａｌｉｃｅ", "zoë"} {
+		b.Run(name, func(b *testing.B) {
+			in := []byte(name)
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = store.FoldUsername(in)
+			}
+		})
+	}
+}
