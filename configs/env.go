@@ -28,14 +28,17 @@ var NonConfigEnv = map[string]bool{
 	"KEYGATE_BENCH_1M":       true,
 }
 
-// secretNonConfigEnv are the KEYGATE_* variables outside the configuration
-// that hold secrets: the bootstrap admin password (serve) and the
-// credentials of the CLI subcommands.
+// secretNonConfigEnv are the KEYGATE_* variables that hold secrets whatever
+// the configuration keys: the bootstrap admin password (serve), the
+// credentials of the CLI subcommands, and the upstream-credential
+// encryption key (DESIGN.md §12), listed here whether or not it is a
+// configuration key.
 var secretNonConfigEnv = map[string]bool{
-	"KEYGATE_ADMIN_PASSWORD":  true,
-	"KEYGATE_PASSWORD":        true,
-	"KEYGATE_API_KEY":         true,
-	"KEYGATE_UPSTREAM_SECRET": true,
+	"KEYGATE_ADMIN_PASSWORD":           true,
+	"KEYGATE_PASSWORD":                 true,
+	"KEYGATE_API_KEY":                  true,
+	"KEYGATE_UPSTREAM_SECRET":          true,
+	"KEYGATE_UPSTREAM_CREDENTIALS_KEY": true,
 }
 
 // IsSecretEnv reports whether the environment variable name holds a secret
