@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/keygate/keygate/internal/testredis"
 )
@@ -204,5 +207,69 @@ func TestBootstrapPasswordFileRedis(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(second); len(entries) != 0 {
 		t.Errorf("the second instance left %v in its working directory", entries)
+	}
+}
+
+// TestBootstrapPasswordOnTerminal: when stderr is a terminal (here a
+// pseudo-terminal) and no file is configured, the generated password is
+// shown there, and no password file is written.
+func TestBootstrapPasswordOnTerminal(t *testing.T) {
+	t.Parallel()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	defer master.Close()
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Skipf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Skipf("ptsname: %v", err)
+	}
+	tty, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("open pts: %v", err)
+	}
+	defer tty.Close()
+	var screen syncBuffer
+	go func() { _, _ = io.Copy(&screen, master) }() // ends with EIO when the terminal closes
+
+	dir := t.TempDir()
+	adminAddr := freeAddr(t)
+	cmd := exec.Command(binPath, "serve", "--demo")
+	cmd.Env = append(cleanEnv(), "KEYGATE_LISTEN="+freeAddr(t), "KEYGATE_ADMIN_LISTEN="+adminAddr,
+		"KEYGATE_STORE_BOLT_PATH="+filepath.Join(dir, "keygate.db"))
+	var stdout syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, tty
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(screen.String(), "keygate started") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	out := screen.String()
+	i := strings.Index(out, "with the generated password:")
+	if i < 0 {
+		t.Fatalf("no password on the terminal:\n%s", out)
+	}
+	pw := strings.Fields(out[i+len("with the generated password:"):])[0]
+	if len(pw) != 24 {
+		t.Fatalf("terminal shows %q, want a 24-character password", pw)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "admin-password")); !os.IsNotExist(err) {
+		t.Errorf("a password file was written although stderr is a terminal: %v", err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+adminAddr+"/v1/user", nil)
+	req.SetBasicAuth("admin", pw)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("login with the password shown: %d", resp.StatusCode)
 	}
 }
