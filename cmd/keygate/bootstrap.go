@@ -135,7 +135,11 @@ func scrubProcessEnv() (names []string, blockCleared bool) {
 // clearEnvBlock overwrites with NUL bytes the values of the variables
 // secret selects in the process's initial environment block.
 func clearEnvBlock(secret func(name string) bool) error {
-	lo, hi, ok := envBlock()
+	stat, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return err
+	}
+	lo, hi, ok := parseEnvRange(stat)
 	if !ok {
 		return errors.New("no environment block in /proc/self/stat")
 	}
@@ -148,6 +152,18 @@ func clearEnvBlock(secret func(name string) bool) error {
 	if _, err := mem.ReadAt(block, int64(lo)); err != nil {
 		return err
 	}
+	if !clearSecretValues(block, secret) {
+		return nil
+	}
+	_, err = mem.WriteAt(block, int64(lo))
+	return err
+}
+
+// clearSecretValues zeroes, in place, the value of every NAME=value entry
+// of a NUL-separated environment block whose NAME secret selects, and
+// reports whether it changed anything. Names, separators and other entries
+// are left as they are.
+func clearSecretValues(block []byte, secret func(name string) bool) bool {
 	changed := false
 	for off := 0; off < len(block); {
 		end := bytes.IndexByte(block[off:], 0)
@@ -155,38 +171,31 @@ func clearEnvBlock(secret func(name string) bool) error {
 			end = len(block) - off
 		}
 		entry := block[off : off+end]
-		if name, _, ok := bytes.Cut(entry, []byte("=")); ok && secret(string(name)) {
+		if name, value, ok := bytes.Cut(entry, []byte("=")); ok && len(value) > 0 && secret(string(name)) {
 			clear(entry[len(name)+1:])
 			changed = true
 		}
 		off += end + 1
 	}
-	if !changed {
-		return nil
-	}
-	_, err = mem.WriteAt(block, int64(lo))
-	return err
+	return changed
 }
 
-// envBlock returns the address range of the process's initial environment
-// block (env_start and env_end of /proc/self/stat, fields 50 and 51).
-func envBlock() (lo, hi uintptr, ok bool) {
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return 0, 0, false
-	}
-	i := bytes.LastIndexByte(b, ')') // the command name may hold spaces
+// parseEnvRange returns the address range of the initial environment block
+// from the contents of /proc/self/stat (env_start and env_end, fields 50 and
+// 51, Linux 3.5+).
+func parseEnvRange(stat []byte) (lo, hi uint64, ok bool) {
+	i := bytes.LastIndexByte(stat, ')') // the command name may hold spaces and parentheses
 	if i < 0 {
 		return 0, 0, false
 	}
-	f := strings.Fields(string(b[i+1:])) // f[0] is field 3
+	f := strings.Fields(string(stat[i+1:])) // f[0] is field 3
 	if len(f) < 49 {
 		return 0, 0, false
 	}
 	start, err1 := strconv.ParseUint(f[47], 10, 64)
 	end, err2 := strconv.ParseUint(f[48], 10, 64)
-	if err := errors.Join(err1, err2); err != nil || start == 0 || end <= start {
+	if err1 != nil || err2 != nil || start == 0 || end <= start || end-start > 16<<20 || end > 1<<62 {
 		return 0, 0, false
 	}
-	return uintptr(start), uintptr(end), true
+	return start, end, true
 }
