@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keygate/keygate/authn/ratelimit"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/store"
 )
@@ -118,5 +119,29 @@ func TestWithoutSecrets(t *testing.T) {
 	rest, secrets := withoutSecrets([]string{"A=1", "KEYGATE_ADMIN_PASSWORD=p", "KEYGATE_LISTEN=:1", "KEYGATE_STORE_REDIS_PASSWORD=r"})
 	if strings.Join(rest, " ") != "A=1 KEYGATE_LISTEN=:1" || strings.Join(secrets, " ") != "KEYGATE_ADMIN_PASSWORD=p KEYGATE_STORE_REDIS_PASSWORD=r" {
 		t.Errorf("rest %v secrets %v", rest, secrets)
+	}
+}
+
+// TestFoldedLimiter: every spelling of a username draws on one budget, and
+// a release under another spelling gives back to it.
+func TestFoldedLimiter(t *testing.T) {
+	f := foldedLimiter{ratelimit.New(3, 100, nil)}
+	var stamps []int64
+	for _, s := range []string{"admin", "ADMIN", "ａｄｍｉｎ"} {
+		stamp, ok, _ := f.Reserve([]byte(s))
+		if !ok {
+			t.Fatalf("Reserve(%q) refused within the budget", s)
+		}
+		stamps = append(stamps, stamp)
+	}
+	if _, ok, ra := f.Reserve([]byte("Admin")); ok || ra <= 0 {
+		t.Fatalf("a 4th spelling got a 4th guess (ok %v, retry after %v)", ok, ra)
+	}
+	if _, ok, _ := f.Reserve([]byte("bob")); !ok {
+		t.Error("another user is limited too")
+	}
+	f.Release([]byte("Ａｄｍｉｎ"), stamps[0])
+	if _, ok, _ := f.Reserve([]byte("admin")); !ok {
+		t.Error("a release under another spelling gave nothing back")
 	}
 }

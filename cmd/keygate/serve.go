@@ -613,16 +613,20 @@ func (g *gateway) buildChain(ctx context.Context, reg prometheus.Registerer) (*a
 	})
 }
 
-// foldedLimiter counts the failures of a presented username under its
+// foldedLimiter counts the guesses of a presented username under its
 // canonical form (store.FoldUsername): logins find a user by any spelling
-// ("admin", "ADMIN", "ａｄｍｉｎ"), so the spellings share one budget.
-type foldedLimiter struct{ *ratelimit.Limiter }
+// ("admin", "ADMIN", "ａｄｍｉｎ"), so the spellings share one budget. It
+// does not embed the limiter: a method added to authn.FailureLimiter must
+// be folded here too, or the build fails (the guard below).
+type foldedLimiter struct{ l *ratelimit.Limiter }
 
-func (l foldedLimiter) Allow(key []byte) (bool, time.Duration) {
-	return l.Limiter.Allow(store.FoldUsername(key))
+func (f foldedLimiter) Reserve(key []byte) (int64, bool, time.Duration) {
+	return f.l.Reserve(store.FoldUsername(key))
 }
 
-func (l foldedLimiter) Fail(key []byte) { l.Limiter.Fail(store.FoldUsername(key)) }
+func (f foldedLimiter) Release(key []byte, stamp int64) { f.l.Release(store.FoldUsername(key), stamp) }
+
+var _ authn.FailureLimiter = foldedLimiter{}
 
 // tokenHandlers are the public listener's own endpoints: the OAuth2 token
 // endpoint (tokens.path and /v1/oauth/token), the JWKS and the RFC 8414
