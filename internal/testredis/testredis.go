@@ -406,6 +406,7 @@ func (c *Cluster) MasterOf(slot int) *Server {
 		}
 		cl := redis.NewClient(&redis.Options{Addr: s.Addr(), DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1, DisableIdentity: true})
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		//lint:ignore SA1019 the same view as go-redis' map reload
 		slots, err := cl.ClusterSlots(ctx).Result()
 		cancel()
 		cl.Close()
