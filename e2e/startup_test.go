@@ -154,4 +154,3 @@ func TestStoreStartupNoRetry(t *testing.T) {
 		t.Errorf("took %v to give up with startup_timeout 0", took)
 	}
 }
-

@@ -6,15 +6,19 @@ package e2e
 // dead master. Helpers start with "rr".
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/internal/testredis"
@@ -211,4 +215,146 @@ func TestReadyClusterDeadMaster(t *testing.T) {
 	if strings.Contains(fmt.Sprint(rj), c.Servers[1].Addr()) {
 		t.Error("readyz names the dead node's address")
 	}
+}
+
+const rrAdminPW = "correct-horse-battery-staple" // startGateway's
+
+// rrRecovery polls, every 25 ms after the fault, an uncached API key
+// through the proxy and an admin write on the same user, until both
+// succeed or d passes. healthyAt, called each round until it returns a
+// non-zero time, says when Redis reported itself healthy. It returns the
+// three times and the statuses seen.
+func rrRecovery(t *testing.T, g *gateway, keyValue, account, user string, d time.Duration,
+	healthyAt func() time.Time) (okAt, readAt, writeAt time.Time, statuses map[string]int) {
+	t.Helper()
+	c := newAuClient(5 * time.Second)
+	defer c.close()
+	ac := newAdmClient(t, g)
+	statuses = map[string]int{}
+	began := time.Now()
+	for i := 0; readAt.IsZero() || writeAt.IsZero() || okAt.IsZero(); i++ {
+		if time.Since(began) > d {
+			t.Fatalf("not recovered %v after the fault: healthy %v, read %v, write %v; statuses %v",
+				d, !okAt.IsZero(), !readAt.IsZero(), !writeAt.IsZero(), statuses)
+		}
+		if okAt.IsZero() {
+			okAt = healthyAt()
+		}
+		if readAt.IsZero() {
+			st := c.status(g.url("/x"), "Bearer "+keyValue)
+			statuses[fmt.Sprintf("read_%d", st)]++
+			switch st {
+			case 200:
+				readAt = time.Now()
+			case 503:
+			default:
+				t.Fatalf("uncached key during failover: status %d", st)
+			}
+		}
+		if writeAt.IsZero() {
+			code, _, body := ac.once("POST", "/v1/accounts/"+account+"/users/"+user+"/api-keys",
+				admBasic("admin", rrAdminPW), map[string]any{"name": "w" + strconv.Itoa(i)})
+			statuses[fmt.Sprintf("write_%d", code)]++
+			switch code {
+			case 201:
+				writeAt = time.Now()
+			case 503:
+			default:
+				t.Fatalf("admin write during failover: %d %s", code, body)
+			}
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return okAt, readAt, writeAt, statuses
+}
+
+// rrFailover are the figures of rrClusterFailover, measured from the moment
+// Redis is healthy again (negative: keygate served before every node said
+// so).
+type rrFailover struct {
+	okAfterKill, read, write, ready time.Duration
+	statuses                        map[string]int
+}
+
+// rrClusterFailover runs the Cluster failover scenario of issue 13 item 1
+// against the binary: 3 masters + 3 replicas with cluster-node-timeout
+// nodeTimeout, a gateway on it, kill -9 of the master of a user's slot.
+// "Healthy" is every live node reporting cluster_state:ok with the slot on
+// the promoted replica. It fails the test unless an API key never used
+// before the kill answers 200, an admin write on the user's slot succeeds
+// and /readyz is 200, each within 2 s of that, and unless /readyz reported
+// cluster_slots failed in between.
+func rrClusterFailover(t *testing.T, nodeTimeout time.Duration) rrFailover {
+	t.Helper()
+	c := testredis.StartClusterOpts(t, testredis.ClusterOptions{Masters: 3, Replicas: 1, NodeTimeout: nodeTimeout})
+	up := startEchoProc(t)
+	g := startGateway(t, serveOpts{routes: auOpsRoutes(up), store: rrRedisYAML(c.Addrs(), "1s")})
+	s := rrStore(t, c.Addrs())
+	s.account("acme")
+	s.user("alice", "acme", "")
+	id0, warmV := s.key("alice", "warm")
+	_, coldV := s.key("alice", "cold") // never used before the kill
+
+	ctx := context.Background()
+	any0 := redis.NewClient(&redis.Options{Addr: c.Addrs()[0]})
+	defer any0.Close()
+	slot, err := any0.ClusterKeySlot(ctx, "kg:{"+id0[:8]+"}").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := c.MasterOf(int(slot))
+	vc := redis.NewClient(&redis.Options{Addr: victim.Addr()})
+	if n, err := vc.Wait(ctx, 1, 5*time.Second).Result(); err != nil || n != 1 {
+		t.Fatalf("WAIT 1 on the victim = %d, %v", n, err)
+	}
+	vc.Close()
+	// The gateway holds connections to the victim and caches the admin.
+	cl := newAuClient(5 * time.Second)
+	defer cl.close()
+	cl.want(t, "warm key", g.url("/x"), "Bearer "+warmV, 200)
+	cl.want(t, "warm admin", g.url("/x"), auBasic("admin", rrAdminPW), 200)
+
+	victim.Stop()
+	killed := time.Now()
+	sawNotReady := false
+	okAt, readAt, writeAt, statuses := rrRecovery(t, g, coldV, "acme", "alice", 60*time.Second, func() time.Time {
+		if ok, _ := c.StateOK(); ok {
+			if m := c.MasterOf(int(slot)); m != nil && m != victim {
+				return time.Now()
+			}
+		}
+		if !sawNotReady {
+			if code, rj := getReady(t, g); code == 503 && rj.Checks["cluster_slots"] == "failed" {
+				sawNotReady = true
+			}
+		}
+		return time.Time{}
+	})
+	readyAt := time.Time{}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
+		if code, _ := getReady(t, g); code == 200 {
+			readyAt = time.Now()
+			break
+		}
+	}
+	f := rrFailover{okAfterKill: okAt.Sub(killed).Round(time.Millisecond), read: readAt.Sub(okAt).Round(time.Millisecond),
+		write: writeAt.Sub(okAt).Round(time.Millisecond), ready: readyAt.Sub(okAt).Round(time.Millisecond), statuses: statuses}
+	t.Logf("cluster failover (node timeout %v): healthy %v after the kill; uncached key %v, admin write %v, readyz %v after that; %v",
+		nodeTimeout, f.okAfterKill, f.read, f.write, f.ready, statuses)
+	for what, at := range map[string]time.Time{"uncached key": readAt, "admin write": writeAt, "readyz": readyAt} {
+		if at.IsZero() || at.Sub(okAt) > 2*time.Second {
+			t.Errorf("%s back %v after cluster_state:ok, want ≤ 2s", what, at.Sub(okAt))
+		}
+	}
+	if !sawNotReady {
+		t.Error("/readyz never reported cluster_slots failed during the failover")
+	}
+	return f
+}
+
+// TestClusterFailover (item 1): the failover scenario with a 1 s
+// cluster-node-timeout, in the normal suite (make chaos runs it with 3 s).
+func TestClusterFailover(t *testing.T) {
+	t.Parallel()
+	rrClusterFailover(t, time.Second)
 }

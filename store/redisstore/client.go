@@ -81,7 +81,10 @@ func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc)
 // CLUSTERDOWN, TRYAGAIN, MOVED, ASK, MASTERDOWN. A read that timed out or a
 // connection reset mid-reply is never retried (a write may have been
 // applied). The retry runs within the caller's deadline, which boundHook
-// caps at one store timeout.
+// caps at one store timeout. A pipeline is retried whole, commands that
+// succeeded on other nodes included: every pipeline of this package is
+// idempotent (reads, last-used touches that never move a time backwards,
+// invalidation publishes); a MULTI/EXEC runs on one slot, all or nothing.
 type clusterReloader struct {
 	cc          *redis.ClusterClient
 	timeout     time.Duration

@@ -193,6 +193,11 @@ func New(cfg configs.Redis, opts Options) (*Store, error) {
 		MaxRetries:         -1,
 		DialerRetries:      2,
 		DialerRetryTimeout: 50 * time.Millisecond,
+		// Cluster: follow one MOVED or ASK, or retry a failed node once
+		// (go-redis' default is 3, with growing backoff: a command for a
+		// dead master's slot took 150-380 ms to fail). clusterReloader
+		// adds one retry on a reloaded slot map.
+		MaxRedirects: 1,
 	})
 	s := &Store{
 		c:           c,
