@@ -117,9 +117,10 @@ func (r *clusterReloader) ProcessHook(next redis.ProcessHook) redis.ProcessHook 
 func (r *clusterReloader) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		start := time.Now()
-		err := next(ctx, cmds)
+		perr := next(ctx, cmds)
+		err := perr
 		if err == nil {
-			// A pipeline reports per-command errors too.
+			// A pipeline may report failures per command only.
 			for _, c := range cmds {
 				if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
 					err = e
@@ -128,7 +129,7 @@ func (r *clusterReloader) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 			}
 		}
 		if !r.recover(ctx, err, start) {
-			return err
+			return perr
 		}
 		for _, c := range cmds {
 			c.SetErr(nil)
