@@ -22,7 +22,7 @@ import (
 )
 
 // TestChaosClusterFailover: 3 masters + 3 replicas, cluster-node-timeout
-// 3 s (closer to production than the 1 s of TestClusterFailover), kill -9
+// 3 s (closer to production than the 2 s of TestClusterFailover), kill -9
 // of the master that holds a user's slot. Target: service back within 2 s
 // of Redis being healthy again (issue: 37.7 s before the fix).
 func TestChaosClusterFailover(t *testing.T) {

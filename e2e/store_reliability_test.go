@@ -352,9 +352,11 @@ func rrClusterFailover(t *testing.T, nodeTimeout time.Duration) rrFailover {
 	return f
 }
 
-// TestClusterFailover (item 1): the failover scenario with a 1 s
+// TestClusterFailover (item 1): the failover scenario with a 2 s
 // cluster-node-timeout, in the normal suite (make chaos runs it with 3 s).
+// Not 1 s: on a loaded machine a node that misses pings for 1 s is failed
+// over too.
 func TestClusterFailover(t *testing.T) {
 	t.Parallel()
-	rrClusterFailover(t, time.Second)
+	rrClusterFailover(t, 2*time.Second)
 }

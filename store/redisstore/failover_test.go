@@ -25,7 +25,7 @@ func TestClusterFailoverReload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster failover in -short mode")
 	}
-	c := testredis.StartClusterOpts(t, testredis.ClusterOptions{Masters: 3, Replicas: 1, NodeTimeout: time.Second})
+	c := testredis.StartClusterOpts(t, testredis.ClusterOptions{Masters: 3, Replicas: 1, NodeTimeout: 2 * time.Second})
 	s := newTestStore(t, c.Addrs(), nil, time.Second)
 	ctx := context.Background()
 	f := seed(t, s)
