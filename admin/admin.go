@@ -74,7 +74,7 @@ type Server struct {
 	store       store.Store
 	readyChecks []ReadyCheck
 	router      Router
-	metrics fasthttp.RequestHandler
+	metrics     fasthttp.RequestHandler
 }
 
 // New builds the admin server. cfg is read, never modified, and must stay
