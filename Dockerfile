@@ -4,6 +4,7 @@ FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
+# .dockerignore keeps .git, local databases (data/, *.db) and binaries out.
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/keygate ./cmd/keygate \
  && mkdir -p /out/data

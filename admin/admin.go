@@ -38,7 +38,28 @@ type Options struct {
 	// Auth authenticates GET /metrics when admin.metrics_roles is set
 	// (required then).
 	Auth Authenticator
+	// ReadyChecks are run by GET /readyz before the store's own checks
+	// (e.g. serve's "startup" while the store is not initialised yet).
+	ReadyChecks []ReadyCheck
 }
+
+// ReadyCheck is one named readiness check of GET /readyz.
+type ReadyCheck struct {
+	// Name is snake_case; it is the check's key in the JSON.
+	Name string
+	// Check returns nil when the check passes. A *ReadyState error sets
+	// the response's status word and reason; any other error's text goes
+	// to the log only.
+	Check func(ctx context.Context) error
+}
+
+// ReadyState is a ReadyCheck error whose Status (e.g. "starting") and
+// Reason go into the /readyz response. Both must be safe to show.
+type ReadyState struct {
+	Status, Reason string
+}
+
+func (e *ReadyState) Error() string { return e.Status + ": " + e.Reason }
 
 // Server is the admin listener's handler and routes.
 type Server struct {
@@ -48,11 +69,12 @@ type Server struct {
 	metricsRoles []string
 	realm        string
 
-	cfg     *configs.Config
-	log     *zap.Logger
-	store   store.Store
-	router  Router
-	metrics fasthttp.RequestHandler
+	cfg         *configs.Config
+	log         *zap.Logger
+	store       store.Store
+	readyChecks []ReadyCheck
+	router      Router
+	metrics     fasthttp.RequestHandler
 }
 
 // New builds the admin server. cfg is read, never modified, and must stay
@@ -72,9 +94,10 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 		log = zap.NewNop()
 	}
 	s := &Server{
-		cfg:   cfg,
-		log:   log,
-		store: opts.Store,
+		cfg:         cfg,
+		log:         log,
+		store:       opts.Store,
+		readyChecks: opts.ReadyChecks,
 		metrics: fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
 			ErrorLog: zap.NewStdLog(log),
 		})),
@@ -177,16 +200,66 @@ func (s *Server) healthz(ctx *fasthttp.RequestCtx, _ Params) {
 	writeJSON(ctx, fasthttp.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyBody is the JSON of GET /readyz. Checks maps each check's name to
+// "ok" or "failed"; Failed lists the failed ones in the order they ran.
+// Error texts (which may name an address or a path) go to the log only.
+type readyBody struct {
+	Status string            `json:"status"`
+	Store  string            `json:"store"`
+	Reason string            `json:"reason,omitempty"`
+	Failed []string          `json:"failed,omitempty"`
+	Checks map[string]string `json:"checks"`
+}
+
+// readyz runs serve's checks, then the store's (store.Readiness, else a
+// Ping as store_read), all within ReadyTimeout: 200 when every one passed,
+// else 503 naming the failed checks.
 func (s *Server) readyz(ctx *fasthttp.RequestCtx, _ Params) {
 	c, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
 	defer cancel()
-	if err := s.store.Ping(c); err != nil {
+	body := readyBody{Status: "ready", Store: "ok", Checks: map[string]string{}}
+	fail := func(name string, err error) {
+		body.Checks[name] = "failed"
+		body.Failed = append(body.Failed, name)
+		var rs *ReadyState
+		if errors.As(err, &rs) {
+			if body.Reason == "" {
+				body.Status, body.Reason = rs.Status, rs.Reason
+			}
+			return
+		}
 		// The error may name an address: log it, never send it.
-		s.log.Warn("readiness: store ping failed", zap.Error(err))
-		writeJSON(ctx, fasthttp.StatusServiceUnavailable, map[string]string{"status": "unavailable", "store": "unavailable"})
+		s.log.Warn("readiness check failed", zap.String("check", name), zap.Error(err))
+	}
+	for _, rc := range s.readyChecks {
+		if err := rc.Check(c); err != nil {
+			fail(rc.Name, err)
+		} else {
+			body.Checks[rc.Name] = "ok"
+		}
+	}
+	var checks []store.Check
+	if r, ok := s.store.(store.Readiness); ok {
+		checks = r.Ready(c)
+	} else {
+		checks = []store.Check{{Name: "store_read", Err: s.store.Ping(c)}}
+	}
+	for _, ch := range checks {
+		if ch.Err != nil {
+			body.Store = "unavailable"
+			fail(ch.Name, ch.Err)
+		} else {
+			body.Checks[ch.Name] = "ok"
+		}
+	}
+	if len(body.Failed) == 0 {
+		writeJSON(ctx, fasthttp.StatusOK, body)
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]string{"status": "ready", "store": "ok"})
+	if body.Status == "ready" {
+		body.Status = "unavailable"
+	}
+	writeJSON(ctx, fasthttp.StatusServiceUnavailable, body)
 }
 
 func (s *Server) handleMetrics(ctx *fasthttp.RequestCtx, _ Params) {

@@ -145,7 +145,7 @@ func TestEndpoints(t *testing.T) {
 		{name: "healthz", method: "GET", uri: "/healthz", code: 200, body: `{"status":"ok"}`},
 		{name: "healthz query ignored", method: "GET", uri: "/healthz?x=1", code: 200, body: `{"status":"ok"}`},
 		{name: "head healthz", method: "HEAD", uri: "/healthz", code: 200},
-		{name: "readyz", method: "GET", uri: "/readyz", code: 200, body: `{"status":"ready","store":"ok"}`},
+		{name: "readyz", method: "GET", uri: "/readyz", code: 200, body: `{"status":"ready","store":"ok","checks":{"store_read":"ok","store_write":"ok"}}`},
 		{name: "metrics", method: "GET", uri: "/metrics", code: 200, contains: []string{"keygate_test_total 3", "go_goroutines"}},
 		{name: "unknown path", method: "GET", uri: "/nope", code: 404, body: `{"error":{"code":"not_found","message":"no such endpoint"}}`},
 		{name: "root", method: "GET", uri: "/", code: 404},
@@ -210,7 +210,7 @@ func TestReadyzStoreDown(t *testing.T) {
 			if took := time.Since(began); took > ReadyTimeout+time.Second {
 				t.Errorf("readyz took %v", took)
 			}
-			if code != 503 || string(body) != `{"status":"unavailable","store":"unavailable"}` {
+			if code != 503 || string(body) != `{"status":"unavailable","store":"unavailable","failed":["store_read"],"checks":{"store_read":"failed"}}` {
 				t.Fatalf("got %d %s", code, body)
 			}
 			// Recovery: the same server reports ready again.
@@ -234,11 +234,43 @@ func TestReadyzBoltClosed(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, body := do(t, addr, "GET", "/readyz"); code != 503 || string(body) != `{"status":"unavailable","store":"unavailable"}` {
+	want := `{"status":"unavailable","store":"unavailable","failed":["store_read","store_write"],"checks":{"store_read":"failed","store_write":"failed"}}`
+	if code, _, body := do(t, addr, "GET", "/readyz"); code != 503 || string(body) != want {
 		t.Fatalf("closed store: %d %s", code, body)
 	}
 	if code, _, _ := do(t, addr, "GET", "/healthz"); code != 200 {
 		t.Errorf("healthz with the store closed: %d", code)
+	}
+}
+
+// TestReadyzChecks: serve's own checks come first; a *ReadyState sets the
+// status word and reason, any other error says only "failed" (its text,
+// which may hold a secret or an address, is not sent).
+func TestReadyzChecks(t *testing.T) {
+	starting := &ReadyState{Status: "starting", Reason: "the store is not initialised yet"}
+	tests := []struct {
+		name string
+		err  error
+		code int
+		body string
+	}{
+		{"passes", nil, 200, `{"status":"ready","store":"ok","checks":{"startup":"ok","store_read":"ok","store_write":"ok"}}`},
+		{"starting", starting, 503, `{"status":"starting","store":"ok","reason":"the store is not initialised yet","failed":["startup"],"checks":{"startup":"failed","store_read":"ok","store_write":"ok"}}`},
+		{"plain error", errors.New("dial 10.0.0.1:6379 password=hunter2"), 503, `{"status":"unavailable","store":"ok","failed":["startup"],"checks":{"startup":"failed","store_read":"ok","store_write":"ok"}}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(testConfig(), Options{Gatherer: prometheus.NewRegistry(), Store: openBolt(t),
+				ReadyChecks: []ReadyCheck{{Name: "startup", Check: func(context.Context) error { return tc.err }}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := start(t, s)
+			code, _, body := do(t, addr, "GET", "/readyz")
+			if code != tc.code || string(body) != tc.body {
+				t.Errorf("got %d %s\nwant %d %s", code, body, tc.code, tc.body)
+			}
+		})
 	}
 }
 

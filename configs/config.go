@@ -75,6 +75,9 @@ type Store struct {
 	Bolt        Bolt     `yaml:"bolt"`
 	Redis       Redis    `yaml:"redis"`
 	OutageGrace Duration `yaml:"outage_grace"`
+	// StartupTimeout bounds how long serve retries a store it cannot reach
+	// at start (0: no retry, exit at once).
+	StartupTimeout Duration `yaml:"startup_timeout"`
 }
 
 // Bolt is the embedded store.

@@ -38,7 +38,8 @@ func Default() *Config {
 				KeyPrefix: "kg:",
 				Timeout:   Duration(3 * time.Second),
 			},
-			OutageGrace: Duration(5 * time.Minute),
+			OutageGrace:    Duration(5 * time.Minute),
+			StartupTimeout: Duration(60 * time.Second),
 		},
 		Cache: Cache{
 			MaxEntries:  100000,

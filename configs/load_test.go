@@ -34,7 +34,8 @@ func TestDefaultMatchesDesign(t *testing.T) {
 				Addrs: []string{"127.0.0.1:6379"}, KeyPrefix: "kg:",
 				Timeout: Duration(3 * time.Second),
 			},
-			OutageGrace: Duration(5 * time.Minute),
+			OutageGrace:    Duration(5 * time.Minute),
+			StartupTimeout: Duration(60 * time.Second),
 		},
 		Cache: Cache{MaxEntries: 100000, TTL: Duration(60 * time.Second), NegativeTTL: Duration(5 * time.Second)},
 		Auth: Auth{

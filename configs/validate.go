@@ -212,6 +212,7 @@ func (p *problems) store(s *Store) {
 		p.add("store.driver", "%s is not one of bolt, redis", quote(s.Driver))
 	}
 	p.nonNegative("store.outage_grace", s.OutageGrace)
+	p.nonNegative("store.startup_timeout", s.StartupTimeout)
 }
 
 func (p *problems) auth(a *Auth) {

@@ -95,6 +95,7 @@ func TestValidateSingleProblems(t *testing.T) {
 		{"redis timeout", func(c *Config) { c.Store.Driver = "redis"; c.Store.Redis.Timeout = 0 }, "store.redis.timeout: must be greater than 0 (got 0s)"},
 		{"redis db", func(c *Config) { c.Store.Driver = "redis"; c.Store.Redis.DB = -1 }, "store.redis.db: must not be negative (got -1)"},
 		{"outage grace", func(c *Config) { c.Store.OutageGrace = Duration(-time.Minute) }, "store.outage_grace: must not be negative (got -1m0s)"},
+		{"startup timeout", func(c *Config) { c.Store.StartupTimeout = Duration(-time.Second) }, "store.startup_timeout: must not be negative (got -1s)"},
 		// auth
 		{"realm empty", func(c *Config) { c.Auth.Realm = "" }, "auth.realm: must not be empty"},
 		{"realm quote", func(c *Config) { c.Auth.Realm = `a"b` }, "auth.realm: must not contain quotes, backslashes or control characters"},

@@ -358,7 +358,7 @@ func TestAdminEndpoints(t *testing.T) {
 		contains     []string
 	}{
 		{"GET", "/healthz", 200, `{"status":"ok"}`, nil},
-		{"GET", "/readyz", 200, `{"status":"ready","store":"ok"}`, nil},
+		{"GET", "/readyz", 200, `{"status":"ready","store":"ok","checks":{"startup":"ok","store_read":"ok","store_write":"ok"}}`, nil},
 		{"GET", "/metrics", 200, "", []string{"keygate_requests_total{", `route="api"`, "go_goroutines ", "process_cpu_seconds_total"}},
 		{"GET", "/nope", 404, "", []string{`"code":"not_found"`}},
 		{"POST", "/healthz", 405, "", []string{`"code":"method_not_allowed"`}},

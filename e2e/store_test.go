@@ -36,7 +36,7 @@ func TestRedisReadiness(t *testing.T) {
 		store:  fmt.Sprintf("  driver: redis\n  redis:\n    addrs: [%q]\n    timeout: 300ms", r.Addr()),
 		env:    []string{"KEYGATE_STORE_REDIS_PASSWORD=" + redisPassword},
 	})
-	if code, body := getAdmin(t, g, "/readyz"); code != 200 || body != `{"status":"ready","store":"ok"}` {
+	if code, body := getAdmin(t, g, "/readyz"); code != 200 || body != `{"status":"ready","store":"ok","checks":{"startup":"ok","store_read":"ok","store_write":"ok"}}` {
 		t.Fatalf("readyz: %d %s", code, body)
 	}
 	if !strings.Contains(g.stderr.String(), `"store":"redis"`) {
@@ -46,7 +46,7 @@ func TestRedisReadiness(t *testing.T) {
 	r.Pause() // connections stay open, nothing answers
 	began := time.Now()
 	code, body := getAdmin(t, g, "/readyz")
-	if code != 503 || body != `{"status":"unavailable","store":"unavailable"}` {
+	if code != 503 || body != `{"status":"unavailable","store":"unavailable","failed":["store_read","store_write"],"checks":{"startup":"ok","store_read":"failed","store_write":"failed"}}` {
 		t.Errorf("readyz with Redis paused: %d %s", code, body)
 	}
 	if took := time.Since(began); took > 2*time.Second {
@@ -84,6 +84,7 @@ func TestStoreUnreachableAtStart(t *testing.T) {
 		"KEYGATE_STORE_REDIS_ADDRS=" + dead,
 		"KEYGATE_STORE_REDIS_PASSWORD=" + redisPassword,
 		"KEYGATE_STORE_REDIS_TIMEOUT=300ms",
+		"KEYGATE_STORE_STARTUP_TIMEOUT=0s", // no retry (TestStoreStartupRetry covers it)
 		"KEYGATE_ADMIN_PASSWORD=admin-password-not-shown",
 		"KEYGATE_STORE_BOLT_PATH=" + filepath.Join(t.TempDir(), "unused.db"),
 	}

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,9 +48,6 @@ const (
 	envConfig        = "KEYGATE_CONFIG"
 	envAdminPassword = "KEYGATE_ADMIN_PASSWORD"
 )
-
-// startupTimeout bounds the store bootstrap at start.
-const startupTimeout = 30 * time.Second
 
 func init() {
 	register(&command{name: "serve", summary: "run the gateway (public and admin listeners)", run: runServe})
@@ -219,6 +217,13 @@ type gateway struct {
 	extraWatchers     []func(store.Invalidation) // see each invalidation before the cache
 	bg                sync.WaitGroup
 	stopBG            context.CancelFunc
+
+	// Start-up (startup.go): started is set once the store is
+	// initialised; until then requests needing it get 503. retryStore says
+	// the first attempt failed and run retries until storeDeadline.
+	started       atomic.Bool
+	retryStore    bool
+	storeDeadline time.Time
 }
 
 // run starts everything, waits for a signal or a fatal serve error, then
@@ -228,7 +233,7 @@ func (g *gateway) run(ctx context.Context) int {
 	if code := g.start(); code != exitOK {
 		return code
 	}
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	serve := func(name string, ln net.Listener, fn func(net.Listener) error) {
 		g.bg.Add(1)
 		go func() {
@@ -249,6 +254,11 @@ func (g *gateway) run(ctx context.Context) int {
 		g.demoHint()
 	}
 	g.logStarted()
+	fatal := make(chan error, 1)
+	if g.retryStore {
+		g.bg.Add(1)
+		go func() { defer g.bg.Done(); g.retryStoreLoop(ctx, fatal) }()
+	}
 
 	code := exitOK
 	select {
@@ -256,6 +266,12 @@ func (g *gateway) run(ctx context.Context) int {
 		g.log.Info("shutting down", zap.Duration("timeout", g.shutdownTimeout()))
 	case err := <-errc:
 		g.log.Error("listener failed; shutting down", zap.Error(err))
+		code = exitFailure
+	case err := <-fatal:
+		// The reason goes to stderr as one clear line (as at a failed
+		// start), and to the log.
+		fmt.Fprintf(g.e.stderr, "keygate: %v\n", err)
+		g.log.Error("store not reachable; shutting down", zap.Error(err))
 		code = exitFailure
 	}
 	if !g.shutdown() {
@@ -307,7 +323,7 @@ func (g *gateway) start() int {
 	if g.store, err = openStore(cfg, g.log); err != nil {
 		return fail("cannot open the %s store: %v", cfg.Store.Driver, err)
 	}
-	if code := g.bootstrap(); code != exitOK {
+	if code := g.initStoreFirst(); code != exitOK {
 		return code
 	}
 
@@ -346,7 +362,7 @@ func (g *gateway) start() int {
 	if g.prx, err = proxy.New(cfg, proxy.Options{
 		Logger:        g.log.Named("proxy"),
 		Registerer:    reg,
-		Authenticator: proxy.NewChainAuthenticator(chain, cfg.Auth.Realm),
+		Authenticator: startGate{g: g, next: proxy.NewChainAuthenticator(chain, cfg.Auth.Realm)},
 		Authorizer:    g.authorizer,
 		Extra:         extra,
 	}); err != nil {
@@ -355,7 +371,8 @@ func (g *gateway) start() int {
 	g.publicSrv = g.prx.Server()
 
 	if g.adminLn != nil {
-		a, err := admin.New(cfg, admin.Options{Logger: g.log.Named("admin"), Gatherer: reg, Store: g.store, Auth: chain})
+		a, err := admin.New(cfg, admin.Options{Logger: g.log.Named("admin"), Gatherer: reg, Store: g.store, Auth: chain,
+			ReadyChecks: g.readyChecks()})
 		if err != nil {
 			return fail("%v", err)
 		}
@@ -373,6 +390,7 @@ func (g *gateway) start() int {
 			return fail("%v", err)
 		}
 		g.adminSrv = a.Server()
+		g.adminSrv.Handler = g.gateAdmin(g.adminSrv.Handler)
 	}
 	if g.demoLn != nil {
 		g.echoSrv = echo.NewServer()
@@ -394,25 +412,6 @@ func openStore(cfg *configs.Config, log *zap.Logger) (store.Store, error) {
 	default:
 		return nil, fmt.Errorf("unknown store.driver %q", cfg.Store.Driver)
 	}
-}
-
-// bootstrap creates the admin account and user on an empty store. A
-// generated password goes to a 0600 file whose path is printed, or to the
-// terminal when stderr is one (passwordSink), never into the log.
-func (g *gateway) bootstrap() int {
-	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
-	defer cancel()
-	pw := g.adminPassword
-	g.adminPassword = ""
-	created, err := store.BootstrapTo(ctx, g.store, g.hasher().Hash, pw, passwordSink(g.cfg, g.e.stderr))
-	if err != nil {
-		fmt.Fprintf(g.e.stderr, "keygate: cannot initialise the store: %v\n", err)
-		return exitFailure
-	}
-	if created {
-		g.log.Info("store initialised: created account and user \"admin\"")
-	}
-	return exitOK
 }
 
 func (g *gateway) logStarted() {
@@ -654,7 +653,7 @@ func (g *gateway) tokenHandlers(reg prometheus.Registerer) (map[string]fasthttp.
 	}
 	extra := map[string]fasthttp.RequestHandler{token.JWKSPath: g.signer.Verifier().JWKSHandler}
 	for _, p := range ep.Paths() {
-		extra[p] = ep.Handler
+		extra[p] = g.gateHandler(ep.Handler, startingTokenBody)
 	}
 	for _, p := range ep.MetadataPaths() {
 		extra[p] = ep.MetadataHandler

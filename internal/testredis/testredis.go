@@ -296,9 +296,33 @@ type Cluster struct {
 // every node reports cluster_state:ok.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
-	if n < 3 {
-		t.Fatalf("testredis: a cluster needs at least 3 masters, got %d", n)
+	return StartClusterOpts(t, ClusterOptions{Masters: n})
+}
+
+// ClusterOptions shape StartClusterOpts' cluster.
+type ClusterOptions struct {
+	Masters  int // ≥ 3
+	Replicas int // per master
+	// NodeTimeout is cluster-node-timeout (default 5 s): how long a master
+	// must be unreachable before it is marked failed and a replica takes
+	// over.
+	NodeTimeout time.Duration
+}
+
+// StartClusterOpts starts Masters×(1+Replicas) nodes with cluster mode on,
+// creates the cluster with redis-cli --cluster create --cluster-replicas,
+// and waits until every node reports cluster_state:ok. Servers lists every
+// node, masters first as created (redis-cli may pair them differently;
+// ask CLUSTER NODES for roles).
+func StartClusterOpts(t testing.TB, o ClusterOptions) *Cluster {
+	t.Helper()
+	if o.Masters < 3 {
+		t.Fatalf("testredis: a cluster needs at least 3 masters, got %d", o.Masters)
 	}
+	if o.NodeTimeout <= 0 {
+		o.NodeTimeout = 5 * time.Second
+	}
+	n := o.Masters * (1 + o.Replicas)
 	bin := lookBin(t, "redis-server")
 	cli := lookBin(t, "redis-cli")
 	c := &Cluster{}
@@ -308,7 +332,9 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		s.args = []string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", filepath.Join(s.dir, fmt.Sprintf("nodes-%d.conf", i)),
-			"--cluster-node-timeout", "5000",
+			"--cluster-node-timeout", strconv.FormatInt(o.NodeTimeout.Milliseconds(), 10),
+			// No diskless-sync delay: replicas sync at once.
+			"--repl-diskless-sync-delay", "0",
 		}
 		var err error
 		for attempt := 0; attempt < 10; attempt++ {
@@ -330,7 +356,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	}
 	args := []string{"--cluster", "create"}
 	args = append(args, c.Addrs()...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(o.Replicas), "--cluster-yes")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput()
@@ -350,6 +376,55 @@ func (c *Cluster) Addrs() []string {
 		a[i] = s.Addr()
 	}
 	return a
+}
+
+// StateOK reports whether every running node answers CLUSTER INFO with
+// cluster_state:ok (stopped nodes are skipped), and the first running
+// node's CLUSTER INFO first line otherwise.
+func (c *Cluster) StateOK() (bool, string) {
+	for _, s := range c.Servers {
+		if s.PID() == 0 {
+			continue
+		}
+		info, err := clusterInfo(s.Addr())
+		if err != nil {
+			return false, s.Addr() + ": " + err.Error()
+		}
+		if !strings.Contains(info, "cluster_state:ok") {
+			return false, s.Addr() + ": " + firstLine(info)
+		}
+	}
+	return true, ""
+}
+
+// MasterOf returns the node that CLUSTER NODES, asked of a running node,
+// names master of slot, or nil.
+func (c *Cluster) MasterOf(slot int) *Server {
+	for _, s := range c.Servers {
+		if s.PID() == 0 {
+			continue
+		}
+		cl := redis.NewClient(&redis.Options{Addr: s.Addr(), DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1, DisableIdentity: true})
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		//lint:ignore SA1019 the same view as go-redis' map reload
+		slots, err := cl.ClusterSlots(ctx).Result()
+		cancel()
+		cl.Close()
+		if err != nil {
+			continue
+		}
+		for _, r := range slots {
+			if slot >= int(r.Start) && slot <= int(r.End) && len(r.Nodes) > 0 {
+				for _, m := range c.Servers {
+					if m.Addr() == r.Nodes[0].Addr {
+						return m
+					}
+				}
+			}
+		}
+		return nil
+	}
+	return nil
 }
 
 // waitOK polls CLUSTER INFO on every node until each says cluster_state:ok

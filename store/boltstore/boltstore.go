@@ -72,6 +72,13 @@ type Store struct {
 
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
+
+	// Readiness (ready.go): the outcome of the last write, and the
+	// rate-limited write probe.
+	path      string
+	lastWrite atomic.Pointer[writeOutcome]
+	probeMu   sync.Mutex
+	probe     probeResult
 }
 
 // Open opens (creating if needed, with mode 0600) the bbolt file at path. If
@@ -118,7 +125,7 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: initialise %s: %w", path, err)
 	}
-	return &Store{db: db, now: opts.Now, closed: make(chan struct{}), watchers: make(map[*watcher]struct{})}, nil
+	return &Store{db: db, now: opts.Now, closed: make(chan struct{}), watchers: make(map[*watcher]struct{}), path: path}, nil
 }
 
 // Close closes the file and ends every Watch. Closing twice is fine.
@@ -179,12 +186,14 @@ func (s *Store) update(ctx context.Context, op string, fn func(tx *bolt.Tx) erro
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("boltstore: %s: %w", op, err)
 	}
-	return s.wrap(op, s.db.Update(func(tx *bolt.Tx) error {
+	err := s.wrap(op, s.db.Update(func(tx *bolt.Tx) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("boltstore: %s: %w", op, err)
 		}
 		return fn(tx)
 	}))
+	s.recordWrite(err)
+	return err
 }
 
 func getAccount(tx *bolt.Tx, name string) (*store.Account, error) {

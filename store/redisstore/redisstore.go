@@ -60,9 +60,15 @@
 // key set. DeleteUser deletes a user's keys in one script, so a user with a
 // very large number of keys blocks Redis for the time that takes.
 //
-// cfg.Timeout bounds each Redis round trip (dial, read, write, pool wait);
-// a caller's earlier ctx deadline wins. Commands are not retried: an
-// unreachable Redis turns into ErrUnavailable at once.
+// cfg.Timeout bounds each Redis round trip (dial, read, write, pool wait)
+// as a whole, pipelines included (boundHook), and GetUser's two round trips
+// together; a caller's earlier ctx deadline wins. Commands are not retried
+// on a single node or Sentinel: an unreachable Redis turns into
+// ErrUnavailable at once. On a Cluster, an error that may come from a stale
+// slot map (a dead master, CLUSTERDOWN, TRYAGAIN, MOVED) reloads the map at
+// once and retries the command once when it cannot have run
+// (clusterReloader): after a failover, service resumes as soon as Redis
+// has promoted a replica, not at the next periodic reload.
 package redisstore
 
 import (
@@ -116,6 +122,12 @@ type Store struct {
 
 	// Precomputed key names of the directory.
 	kAccts, kUnames, kAcctPfx, kMembersPfx, kChannel, kInvLog string
+	// kReady is the key of the readiness write probe (directory slot).
+	kReady string
+
+	// cluster is set on a Cluster; reloader reloads its slot map.
+	cluster  *redis.ClusterClient
+	reloader *clusterReloader
 
 	// lookups combines concurrent API key lookups into pipelines.
 	lookups lookupCombiner
@@ -181,6 +193,11 @@ func New(cfg configs.Redis, opts Options) (*Store, error) {
 		MaxRetries:         -1,
 		DialerRetries:      2,
 		DialerRetryTimeout: 50 * time.Millisecond,
+		// Cluster: follow one MOVED or ASK, or retry a failed node once
+		// (go-redis' default is 3, with growing backoff: a command for a
+		// dead master's slot took 150-380 ms to fail). clusterReloader
+		// adds one retry on a reloaded slot map.
+		MaxRedirects: 1,
 	})
 	s := &Store{
 		c:           c,
@@ -194,6 +211,21 @@ func New(cfg configs.Redis, opts Options) (*Store, error) {
 		kMembersPfx: prefix + "{a}m:",
 		kChannel:    prefix + "invalidate",
 		kInvLog:     prefix + "invlog",
+		kReady:      prefix + "{a}ready",
+	}
+	// The bound is outermost: the cluster retry shares its deadline.
+	c.AddHook(boundHook{timeout})
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		s.cluster = cc
+		s.reloader = &clusterReloader{cc: cc, timeout: timeout, reloadEvery: clusterReloadEvery,
+			onReload: func(err error) {
+				if err != nil {
+					opts.Logger.Warn("redisstore: cluster slot map reload failed", zap.Error(err))
+					return
+				}
+				opts.Logger.Debug("redisstore: cluster slot map reloaded")
+			}}
+		cc.AddHook(s.reloader)
 	}
 	s.lookups = lookupCombiner{s: s, maxInFlight: defaultLookupInFlight, maxBatch: defaultLookupBatch}
 	return s, nil

@@ -167,6 +167,9 @@ func (s *Store) readUser(ctx context.Context, username, tag string) (*store.User
 
 // GetUser reads a user: the directory, then the user hash.
 func (s *Store) GetUser(ctx context.Context, username string) (*store.User, error) {
+	// Two round trips, one timeout (a password login's store time).
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	tag, err := s.userTag(ctx, username)
 	if err != nil {
 		return nil, err
