@@ -1,0 +1,380 @@
+// The serve lifecycle: the gateway, start (bind, open, build, in that
+// order), run until a signal or a fatal error, shutdown and closeAll.
+// Start-up with an unreachable store is in startup.go; the components are
+// built in build.go.
+
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/keyauth"
+	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/authn/ratelimit"
+	"github.com/keygate/keygate/authn/token"
+	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/echo"
+	"github.com/keygate/keygate/proxy"
+	"github.com/keygate/keygate/store"
+)
+
+// gateway is one run of `keygate serve`: it owns every component and tears
+// them down in reverse order.
+type gateway struct {
+	cfg    *configs.Config
+	log    *zap.Logger
+	e      *env
+	demoLn net.Listener
+	// adminPassword is KEYGATE_ADMIN_PASSWORD, for the bootstrap only
+	// (cleared after it).
+	adminPassword string
+
+	publicLn, adminLn net.Listener
+	store             store.Store
+	publicSrv         *fasthttp.Server
+	adminSrv          *fasthttp.Server
+	echoSrv           *fasthttp.Server
+	prx               *proxy.Proxy
+	chain             *authn.Chain
+	authorizer        authz.Authorizer
+	notifier          *authz.Notifier // external handler only
+	closers           []io.Closer     // closed after the background loops stop
+	pwHasher          *password.Hasher
+	passwords         *password.Authenticator
+	signer            *token.Signer // nil when bearer is not in auth.methods
+	states            *keyauth.AccountStates
+	ipLimiter         *ratelimit.Limiter
+	userLimiter       *ratelimit.Limiter
+	extraWatchers     []func(store.Invalidation) // see each invalidation before the cache
+	bg                sync.WaitGroup
+	stopBG            context.CancelFunc
+
+	// Start-up (startup.go): started is set once the store is
+	// initialised; until then requests needing it get 503. retryStore says
+	// the first attempt failed and run retries until storeDeadline.
+	started       atomic.Bool
+	retryStore    bool
+	storeDeadline time.Time
+}
+
+// run starts everything, waits for a signal or a fatal serve error, then
+// shuts down. It returns the exit code.
+func (g *gateway) run(ctx context.Context) int {
+	defer g.closeAll()
+	if code := g.start(); code != exitOK {
+		return code
+	}
+	errc := make(chan error, 4)
+	serve := func(name string, ln net.Listener, fn func(net.Listener) error) {
+		g.bg.Add(1)
+		go func() {
+			defer g.bg.Done()
+			if err := fn(ln); err != nil {
+				errc <- fmt.Errorf("%s listener: %w", name, err)
+			}
+		}()
+	}
+	// The proxy's Serve enforces limits.concurrency with a JSON 503 and
+	// serves TLS when tls.cert_file/key_file are set.
+	serve("public", g.publicLn, g.prx.Serve)
+	if g.adminSrv != nil {
+		serve("admin", g.adminLn, g.adminSrv.Serve)
+	}
+	if g.echoSrv != nil {
+		serve("demo echo", g.demoLn, g.echoSrv.Serve)
+		g.demoHint()
+	}
+	g.logStarted()
+	fatal := make(chan error, 1)
+	if g.retryStore {
+		g.bg.Add(1)
+		go func() { defer g.bg.Done(); g.retryStoreLoop(ctx, fatal) }()
+	}
+
+	code := exitOK
+	select {
+	case <-ctx.Done():
+		g.log.Info("shutting down", zap.Duration("timeout", g.shutdownTimeout()))
+	case err := <-errc:
+		g.log.Error("listener failed; shutting down", zap.Error(err))
+		code = exitFailure
+	case err := <-fatal:
+		// The reason goes to stderr as one clear line (as at a failed
+		// start), and to the log.
+		fmt.Fprintf(g.e.stderr, "keygate: %v\n", err)
+		g.log.Error("store not reachable; shutting down", zap.Error(err))
+		code = exitFailure
+	}
+	if !g.shutdown() {
+		code = exitFailure
+	}
+	return code
+}
+
+func (g *gateway) shutdownTimeout() time.Duration {
+	if d := g.cfg.ShutdownTimeout.D(); d > 0 {
+		return d
+	}
+	return 15 * time.Second
+}
+
+// start builds and binds everything. On failure it has printed the reason
+// and returns the exit code; closeAll releases what was opened.
+func (g *gateway) start() int {
+	cfg := g.cfg
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(g.e.stderr, "keygate: "+format+"\n", args...)
+		return exitFailure
+	}
+
+	// Signing material is configuration: a missing or weak secret is a
+	// configuration error (exit 2), found before anything is bound.
+	if err := g.buildSigner(); err != nil {
+		fmt.Fprintf(g.e.stderr, "invalid configuration:\n  - %v\n", err)
+		return exitUsage
+	}
+
+	// Bind first: a busy port fails fast, before any state is touched.
+	var err error
+	if g.publicLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return fail("cannot listen on %s (listen): %v", cfg.Listen, err)
+	}
+	if cfg.Admin.Listen != "" {
+		if g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			return fail("cannot listen on %s (admin.listen): %v", cfg.Admin.Listen, err)
+		}
+	}
+	if cfg.TLS.Enabled() {
+		// ServeTLS loads the pair too; loading here gives a clear error at start.
+		if _, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			return fail("cannot load the TLS certificate or key (tls.cert_file, tls.key_file): %v", err)
+		}
+	}
+
+	if g.store, err = openStore(cfg, g.log); err != nil {
+		return fail("cannot open the %s store: %v", cfg.Store.Driver, err)
+	}
+	if code := g.initStoreFirst(); code != exitOK {
+		return code
+	}
+
+	bgCtx, cancel := context.WithCancel(context.Background())
+	g.stopBG = cancel
+	remover := store.NewRemover(g.store, cfg.APIKeys.Retention.D(), store.DefaultPurgeInterval, time.Now, g.log.Named("remover"))
+	// The first purge (a walk over every key) waits 1-2 minutes: not on
+	// top of the start-up, not at once across a fleet restarted together.
+	remover.FirstDelay = time.Minute + mrand.N(time.Minute)
+	g.bg.Add(1)
+	go func() { defer g.bg.Done(); _ = remover.Run(bgCtx) }()
+	if rp, ok := g.store.(store.RefreshPurger); ok {
+		// Redis expires refresh tokens itself; bolt needs a sweep.
+		g.bg.Add(1)
+		go func() {
+			defer g.bg.Done()
+			purgeRefreshTokens(bgCtx, rp, store.DefaultPurgeInterval, g.log.Named("remover"))
+		}()
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if err := g.buildAuthz(bgCtx, reg); err != nil {
+		return fail("%v", err)
+	}
+	chain, err := g.buildChain(bgCtx, reg)
+	if err != nil {
+		return fail("%v", err)
+	}
+	g.chain = chain
+	extra, err := g.tokenHandlers(reg)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if g.prx, err = proxy.New(cfg, proxy.Options{
+		Logger:        g.log.Named("proxy"),
+		Registerer:    reg,
+		Authenticator: startGate{g: g, next: proxy.NewChainAuthenticator(chain, cfg.Auth.Realm)},
+		Authorizer:    g.authorizer,
+		Extra:         extra,
+	}); err != nil {
+		return fail("%v", err)
+	}
+	g.publicSrv = g.prx.Server()
+
+	if g.adminLn != nil {
+		a, err := admin.New(cfg, admin.Options{Logger: g.log.Named("admin"), Gatherer: reg, Store: g.store, Auth: chain,
+			ReadyChecks: g.readyChecks()})
+		if err != nil {
+			return fail("%v", err)
+		}
+		if err := admin.RegisterAPI(a, admin.APIDeps{
+			Store:      g.store,
+			Auth:       chain,
+			Hasher:     g.hasher(),
+			Logger:     g.log.Named("audit"),
+			APIKeys:    cfg.APIKeys,
+			Realm:      cfg.Auth.Realm,
+			Authorizer: g.authorizer,
+			Notifier:   g.adminNotifier(),
+			Pprof:      cfg.Admin.Pprof,
+		}); err != nil {
+			return fail("%v", err)
+		}
+		g.adminSrv = a.Server()
+		g.adminSrv.Handler = g.gateAdmin(g.adminSrv.Handler)
+	}
+	if g.demoLn != nil {
+		g.echoSrv = echo.NewServer()
+	}
+	return exitOK
+}
+
+func (g *gateway) logStarted() {
+	fields := []zap.Field{
+		zap.String("version", version),
+		zap.String("listen", g.publicLn.Addr().String()),
+		zap.Bool("tls", g.cfg.TLS.Enabled()),
+		zap.String("store", storeDriver(g.cfg)),
+		zap.Int("routes", len(g.cfg.Routes)),
+	}
+	if g.adminLn != nil {
+		fields = append(fields, zap.String("admin_listen", g.adminLn.Addr().String()))
+	}
+	if g.demoLn != nil {
+		fields = append(fields, zap.String("demo_upstream", g.demoLn.Addr().String()))
+	}
+	g.log.Info("keygate started", fields...)
+	if g.adminLn != nil && g.cfg.Admin.Pprof {
+		g.log.Info("admin pprof enabled on http://"+g.adminLn.Addr().String()+"/debug/pprof",
+			zap.String("access", "global admins"), zap.Int("max_seconds", admin.MaxPprofSeconds))
+	}
+}
+
+func storeDriver(cfg *configs.Config) string {
+	if cfg.Store.Driver == "" {
+		return configs.DriverBolt
+	}
+	return cfg.Store.Driver
+}
+
+// demoHint tells a human how to try the demo.
+func (g *gateway) demoHint() {
+	scheme := "http"
+	if g.cfg.TLS.Enabled() {
+		scheme = "https"
+	}
+	base := scheme + "://" + dialable(g.publicLn.Addr())
+	fmt.Fprintf(g.e.stderr, "keygate demo: requests are forwarded to the echo upstream at %s, which answers with what it received\n"+
+		"  open route:   curl -i %s/public/hello?x=1\n"+
+		"  login needed: curl -i -u admin:<password> %s/hello?x=1\n",
+		g.demoLn.Addr(), base, base)
+}
+
+// dialable turns a listen address into one a client on this host can use.
+func dialable(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
+}
+
+// shutdown stops accepting, lets in-flight requests finish within the
+// shutdown timeout and reports whether it finished in time.
+func (g *gateway) shutdown() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), g.shutdownTimeout())
+	defer cancel()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := true
+	for _, s := range []struct {
+		name string
+		srv  *fasthttp.Server
+	}{{"public", g.publicSrv}, {"admin", g.adminSrv}} {
+		if s.srv == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.srv.ShutdownWithContext(ctx); err != nil {
+				g.log.Error("shutdown did not finish in time", zap.String("listener", s.name), zap.Error(err))
+				mu.Lock()
+				ok = false
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	// The demo upstream goes last: proxied requests in flight needed it.
+	if g.echoSrv != nil {
+		if err := g.echoSrv.ShutdownWithContext(ctx); err != nil {
+			ok = false
+		}
+	}
+	if ok {
+		g.log.Info("stopped")
+	}
+	return ok
+}
+
+// closeAll releases everything start opened, in reverse order. Safe after
+// a partial start.
+func (g *gateway) closeAll() {
+	if g.prx != nil {
+		g.prx.Close()
+	}
+	if g.stopBG != nil {
+		g.stopBG()
+	}
+	// Servers that never started still own their listeners.
+	for _, ln := range []net.Listener{g.publicLn, g.adminLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+	g.bg.Wait()
+	for _, c := range g.closers {
+		_ = c.Close()
+	}
+	if g.store != nil {
+		if err := g.store.Close(); err != nil {
+			g.log.Error("closing the store", zap.Error(err))
+		}
+	}
+}
+
+// purgeRefreshTokens deletes expired refresh tokens every interval until ctx
+// ends.
+func purgeRefreshTokens(ctx context.Context, rp store.RefreshPurger, interval time.Duration, log *zap.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := rp.PurgeRefreshTokens(ctx, time.Now()); err != nil {
+				log.Warn("purging refresh tokens", zap.Error(err))
+			} else if n > 0 {
+				log.Info("purged refresh tokens", zap.Int("count", n))
+			}
+		}
+	}
+}
