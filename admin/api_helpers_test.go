@@ -31,29 +31,6 @@ import (
 	"github.com/keygate/keygate/store/boltstore"
 )
 
-// apiCacheAdapter adapts *cache.Cache to authn.IdentityCache (the wiring's
-// conversion).
-type apiCacheAdapter struct{ c *cache.Cache }
-
-func (a apiCacheAdapter) KeyOf(kind byte, x, y []byte) authn.CacheKey {
-	return authn.CacheKey(a.c.KeyOf(kind, x, y))
-}
-
-func (a apiCacheAdapter) Get(k authn.CacheKey, now time.Time) (*authn.Identity, authn.CacheStatus, error) {
-	id, st, reason := a.c.Get(cache.Key(k), now)
-	return id, authn.CacheStatus(st), reason
-}
-
-func (a apiCacheAdapter) Begin() uint64 { return a.c.Begin() }
-
-func (a apiCacheAdapter) SetPositive(k authn.CacheKey, id *authn.Identity, seq uint64) bool {
-	return a.c.SetPositive(cache.Key(k), id, seq)
-}
-
-func (a apiCacheAdapter) SetNegative(k authn.CacheKey, reason error, seq uint64) bool {
-	return a.c.SetNegative(cache.Key(k), reason, seq)
-}
-
 // testClock is a settable clock shared by the store, cache, chain and API.
 type testClock struct{ ns atomic.Int64 }
 
@@ -149,7 +126,7 @@ func newAPIEnv(t *testing.T, o apiEnvOptions) *apiEnv {
 	t.Cleanup(func() { cancel(); <-done; c.Close() })
 
 	chain, err := authn.NewChain(authn.ChainConfig{
-		Cache: apiCacheAdapter{c},
+		Cache: c,
 		Authenticators: map[authn.CredKind]authn.Authenticator{
 			authn.KindAPIKey: keyauth.NewAuthenticator(raw, keyauth.AuthOptions{Now: clk.Now, Accounts: states}),
 			authn.KindBasic:  password.NewAuthenticator(raw, apiTestHasher, password.AuthOptions{Accounts: states}),

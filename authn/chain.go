@@ -43,26 +43,11 @@ type AccountStates interface {
 	Enabled(ctx context.Context, account string) (bool, error)
 }
 
-// CacheStatus is the outcome of IdentityCache.Get (same meaning and order as
-// cache.Status).
-type CacheStatus uint8
-
-// Cache statuses.
-const (
-	CacheMiss     CacheStatus = iota // nothing usable: authenticate
-	CacheHit                         // fresh identity: serve it
-	CacheNegative                    // recently refused: refuse with the reason
-	CacheStale                       // identity to revalidate; servable while the store is unavailable
-	CacheRefresh                     // fresh identity near the end of its TTL: serve it, revalidate in the background
-)
-
-// CacheKey is a 128-bit keyed MAC of a credential (cache.Key).
-type CacheKey struct{ Hi, Lo uint64 }
-
-// IdentityCache is what the Chain needs of the credential cache (package
-// cache, adapted by the wiring: authn cannot import cache). Get must not
-// allocate on a hit. See package cache for the semantics of Begin and the
-// sequence numbers.
+// IdentityCache is what the Chain needs of the credential cache: package
+// cache's *Cache implements it (authn is the leaf, so the key and status
+// types both use live here, in cachekey.go). Get must not allocate on a
+// hit. See package cache for the semantics of Begin and the sequence
+// numbers.
 type IdentityCache interface {
 	KeyOf(kind byte, a, b []byte) CacheKey
 	Get(k CacheKey, now time.Time) (*Identity, CacheStatus, error)
@@ -70,14 +55,6 @@ type IdentityCache interface {
 	SetPositive(k CacheKey, id *Identity, seq uint64) bool
 	SetNegative(k CacheKey, reason error, seq uint64) bool
 }
-
-// Cache key domains (the kind byte of IdentityCache.KeyOf; the same values
-// as cache.KindBasic, cache.KindAPIKey, cache.KindBearer).
-const (
-	cacheKindBasic  byte = 'b' // a = username, b = password
-	cacheKindAPIKey byte = 'k' // a = nil, b = whole key value (it contains the key id)
-	cacheKindBearer byte = 't' // a = token
-)
 
 // FailureLimiter counts authentication attempts that may be guesses, per
 // key (authn/ratelimit). Reserve spends one unit of key's budget when an
@@ -453,11 +430,11 @@ func (c *Chain) authenticate(ctx context.Context, authorization []byte, clientIP
 	var key CacheKey
 	switch cr.Kind {
 	case KindBasic:
-		key = c.cache.KeyOf(cacheKindBasic, cr.Username, cr.Password)
+		key = c.cache.KeyOf(CacheKindBasic, cr.Username, cr.Password)
 	case KindAPIKey:
-		key = c.cache.KeyOf(cacheKindAPIKey, nil, cr.APIKey) // the id is in the value: not hashed twice
+		key = c.cache.KeyOf(CacheKindAPIKey, nil, cr.APIKey) // the id is in the value: not hashed twice
 	default:
-		key = c.cache.KeyOf(cacheKindBearer, cr.Token, nil)
+		key = c.cache.KeyOf(CacheKindBearer, cr.Token, nil)
 	}
 	var now time.Time
 	if c.now != nil {

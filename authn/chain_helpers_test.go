@@ -23,29 +23,6 @@ import (
 	"github.com/keygate/keygate/store/boltstore"
 )
 
-// cacheAdapter is the wiring's adapter of *cache.Cache to
-// authn.IdentityCache (the same conversion cmd/keygate needs).
-type cacheAdapter struct{ c *cache.Cache }
-
-func (a cacheAdapter) KeyOf(kind byte, x, y []byte) authn.CacheKey {
-	return authn.CacheKey(a.c.KeyOf(kind, x, y))
-}
-
-func (a cacheAdapter) Get(k authn.CacheKey, now time.Time) (*authn.Identity, authn.CacheStatus, error) {
-	id, st, reason := a.c.Get(cache.Key(k), now)
-	return id, authn.CacheStatus(st), reason
-}
-
-func (a cacheAdapter) Begin() uint64 { return a.c.Begin() }
-
-func (a cacheAdapter) SetPositive(k authn.CacheKey, id *authn.Identity, seq uint64) bool {
-	return a.c.SetPositive(cache.Key(k), id, seq)
-}
-
-func (a cacheAdapter) SetNegative(k authn.CacheKey, reason error, seq uint64) bool {
-	return a.c.SetNegative(cache.Key(k), reason, seq)
-}
-
 // clock is a settable clock shared by store, cache and chain.
 type clock struct{ ns atomic.Int64 }
 
@@ -185,7 +162,7 @@ func newEnvOn(t testing.TB, clk *clock, raw store.Store, o envOptions) *env {
 	e.ipLim = ratelimit.New(o.perIP, 1000, clk.Now)
 	cfg := authn.ChainConfig{
 		Methods:        o.methods,
-		Cache:          cacheAdapter{c},
+		Cache:          c,
 		Authenticators: auths,
 		IPLimiter:      e.ipLim,
 		UserLimiter:    ratelimit.New(o.perUser, 1000, clk.Now),

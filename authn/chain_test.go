@@ -21,18 +21,14 @@ import (
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/apikey"
-	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/store"
 )
 
-func TestCacheStatusMatchesCache(t *testing.T) {
-	pairs := []struct {
-		c cache.Status
-		a authn.CacheStatus
-	}{{cache.Miss, authn.CacheMiss}, {cache.Hit, authn.CacheHit}, {cache.Negative, authn.CacheNegative}, {cache.Stale, authn.CacheStale}}
-	for _, p := range pairs {
-		if authn.CacheStatus(p.c) != p.a {
-			t.Errorf("cache.%v = %d, authn = %d", p.c, p.c, p.a)
+func TestCacheStatusString(t *testing.T) {
+	for st, want := range map[authn.CacheStatus]string{authn.CacheMiss: "miss", authn.CacheHit: "hit", authn.CacheNegative: "negative",
+		authn.CacheStale: "stale", authn.CacheRefresh: "refresh", 99: "miss"} {
+		if st.String() != want {
+			t.Errorf("%d: %q, want %q", st, st.String(), want)
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/authn"
 )
 
 // The hit path, the miss path, negative hits and key derivation do not
@@ -32,7 +34,7 @@ func TestAllocs(t *testing.T) {
 		{"Get miss", func() { _, _, _ = c.Get(miss, now) }},
 		{"Get stale", func() { _, _, _ = c.Get(hit, now.Add(testTTL)) }},
 		{"Get hit, api key entry", func() { _, _, _ = c.Get(keyHit, now) }},
-		{"KeyOf", func() { _ = c.KeyOf(KindBasic, user, pw) }},
+		{"KeyOf", func() { _ = c.KeyOf(authn.CacheKindBasic, user, pw) }},
 		{"Begin", func() { _ = c.Begin() }},
 	}
 	for _, tc := range cases {
@@ -42,7 +44,7 @@ func TestAllocs(t *testing.T) {
 			}
 		})
 	}
-	if _, st, _ := c.Get(hit, time.Unix(0, clk.ns.Load())); st != Hit {
+	if _, st, _ := c.Get(hit, time.Unix(0, clk.ns.Load())); st != authn.CacheHit {
 		t.Fatalf("fixture: %v", st)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/authn"
 )
 
 func BenchmarkKeyOf(b *testing.B) {
@@ -22,26 +24,26 @@ func BenchmarkKeyOf(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			b.SetBytes(int64(len(tc.a) + len(tc.p)))
 			b.ReportAllocs()
-			var k Key
+			var k authn.CacheKey
 			for b.Loop() {
-				k = c.KeyOf(KindAPIKey, tc.a, tc.p)
+				k = c.KeyOf(authn.CacheKindAPIKey, tc.a, tc.p)
 			}
 			_ = k
 		})
 	}
 }
 
-func benchCache(b *testing.B, n int) (*Cache, []Key, time.Time) {
+func benchCache(b *testing.B, n int) (*Cache, []authn.CacheKey, time.Time) {
 	clk := newClock()
 	c := newTestCache(b, Config{MaxEntries: 100_000, Now: clk.Now})
-	keys := make([]Key, n)
+	keys := make([]authn.CacheKey, n)
 	for i := range keys {
-		keys[i] = c.KeyOf(KindBasic, fmt.Appendf(nil, "user%d", i), []byte("pw"))
+		keys[i] = c.KeyOf(authn.CacheKindBasic, fmt.Appendf(nil, "user%d", i), []byte("pw"))
 		c.SetPositive(keys[i], ident(fmt.Sprintf("user%d", i), "acme"), c.Begin())
 		c.Wait()
 	}
 	for _, k := range keys {
-		if _, st, _ := c.Get(k, clk.Now()); st != Hit {
+		if _, st, _ := c.Get(k, clk.Now()); st != authn.CacheHit {
 			b.Fatalf("fixture: %v", st)
 		}
 	}
@@ -73,7 +75,7 @@ func BenchmarkGetHitParallel(b *testing.B) {
 
 func BenchmarkGetMiss(b *testing.B) {
 	c, _, now := benchCache(b, 1)
-	k := c.KeyOf(KindBasic, []byte("nobody"), []byte("pw"))
+	k := c.KeyOf(authn.CacheKindBasic, []byte("nobody"), []byte("pw"))
 	b.ReportAllocs()
 	for b.Loop() {
 		_, _, _ = c.Get(k, now)

@@ -6,17 +6,17 @@
 //
 // # Use on the request path
 //
-//	k := c.KeyOf(cache.KindAPIKey, nil, value)
+//	k := c.KeyOf(authn.CacheKindAPIKey, nil, value)
 //	id, st, reason := c.Get(k, now)      // 0 allocations
 //	switch st {
-//	case cache.Hit:      serve id
-//	case cache.Negative: reject with reason
-//	case cache.Miss, cache.Stale:
+//	case authn.CacheHit:      serve id
+//	case authn.CacheNegative: reject with reason
+//	case authn.CacheMiss, authn.CacheStale:
 //	    s := c.Begin()                   // BEFORE the store lookup
 //	    id, err := lookup()              // singleflight per credential
 //	    switch {
 //	    case err == nil:                 c.SetPositive(k, id, s)
-//	    case store unavailable && st == cache.Stale: serve the stale id (outage grace)
+//	    case store unavailable && st == authn.CacheStale: serve the stale id (outage grace)
 //	    case store unavailable:          503, cache nothing
 //	    default (credential invalid):    c.SetNegative(k, err, s)
 //	    }
@@ -92,47 +92,8 @@ import (
 	"github.com/keygate/keygate/store"
 )
 
-// Status is the outcome of Get.
-type Status uint8
-
-// Statuses.
-const (
-	// Miss: nothing usable is cached; look the credential up.
-	Miss Status = iota
-	// Hit: a valid, fresh identity; serve it.
-	Hit
-	// Negative: the credential was recently found invalid; reject it with
-	// the returned reason without touching the store.
-	Negative
-	// Stale: a valid identity (no invalidation touched it, the credential has
-	// not expired) that must be revalidated: it is past cache.ttl, or the
-	// invalidation subscription was lost since it was cached. Refresh it from
-	// the store; if the store is unavailable it may be served (outage grace).
-	Stale
-	// Refresh: a Hit in the last tenth of its TTL, or marked for
-	// revalidation (MarkRevalidate), returned to one caller per entry: serve
-	// it, and revalidate the credential in the background so a busy
-	// credential never waits for its lookup (or its password hash) when the
-	// entry expires. The entry's own bounds do not move: if the refresh
-	// fails or is slow, it expires at its TTL as any other.
-	Refresh
-)
-
-// String returns the status name (a metric label value).
-func (s Status) String() string {
-	switch s {
-	case Hit:
-		return "hit"
-	case Negative:
-		return "negative"
-	case Stale:
-		return "stale"
-	case Refresh:
-		return "refresh"
-	default:
-		return "miss"
-	}
-}
+// *Cache is the credential cache of the authentication chain as it is.
+var _ authn.IdentityCache = (*Cache)(nil)
 
 // Config configures a Cache.
 type Config struct {
@@ -282,45 +243,46 @@ func New(cfg Config, reg prometheus.Registerer) (*Cache, error) {
 // invalidation that happens after Begin makes that entry dead on arrival.
 func (c *Cache) Begin() uint64 { return c.seq.Load() }
 
-// Get looks k up at time now. It returns the cached identity (Hit, Stale),
-// the cached rejection reason (Negative), or nothing (Miss). The Identity is
+// Get looks k up at time now. It returns the cached identity (CacheHit,
+// CacheRefresh, CacheStale), the cached rejection reason (CacheNegative), or
+// nothing (CacheMiss); the statuses are authn's, described there. The Identity is
 // shared and read-only. Get does not allocate (see BenchmarkGetHit for
 // ristretto's amortised bookkeeping).
-func (c *Cache) Get(k Key, now time.Time) (*authn.Identity, Status, error) {
+func (c *Cache) Get(k authn.CacheKey, now time.Time) (*authn.Identity, authn.CacheStatus, error) {
 	e, ok := c.rc.Get(k.Hi)
 	if !ok || e.lo != k.Lo {
 		// A different credential with the same Hi is a miss; its entry is
 		// left alone.
 		c.misses.inc(k.Hi)
-		return nil, Miss, nil
+		return nil, authn.CacheMiss, nil
 	}
 	t := now.UnixNano()
 	if e.id == nil {
 		// Negative: dies on any invalidation and after NegativeTTL.
 		if c.seq.Load() > e.seq || t >= e.freshUntil {
 			c.misses.inc(k.Hi)
-			return nil, Miss, nil
+			return nil, authn.CacheMiss, nil
 		}
 		c.hits.inc(k.Hi)
-		return nil, Negative, e.reason
+		return nil, authn.CacheNegative, e.reason
 	}
 	if c.flushSeq.Load() > e.seq || e.key.last.Load() > e.seq || e.user.last.Load() > e.seq ||
 		e.acct.last.Load() > e.seq || (e.expiresAt != 0 && t >= e.expiresAt) {
 		c.misses.inc(k.Hi)
-		return nil, Miss, nil
+		return nil, authn.CacheMiss, nil
 	}
 	if t < e.freshUntil && c.staleSeq.Load() <= e.seq {
 		c.hits.inc(k.Hi)
 		if (t >= e.refreshAt || c.revalSeq.Load() > e.seq) && !e.refreshing.Load() && e.refreshing.CompareAndSwap(false, true) {
-			return e.id, Refresh, nil
+			return e.id, authn.CacheRefresh, nil
 		}
-		return e.id, Hit, nil
+		return e.id, authn.CacheHit, nil
 	}
 	c.misses.inc(k.Hi)
 	if t < e.staleUntil {
-		return e.id, Stale, nil
+		return e.id, authn.CacheStale, nil
 	}
-	return nil, Miss, nil
+	return nil, authn.CacheMiss, nil
 }
 
 // SetPositive caches id for k. s is the Begin() taken before the lookup that
@@ -333,7 +295,7 @@ func (c *Cache) Get(k Key, now time.Time) (*authn.Identity, Status, error) {
 //
 // The entry is fresh for TTL, then Stale for OutageGrace, and never outlives
 // id.ExpiresAt.
-func (c *Cache) SetPositive(k Key, id *authn.Identity, s uint64) bool {
+func (c *Cache) SetPositive(k authn.CacheKey, id *authn.Identity, s uint64) bool {
 	if id == nil {
 		return false
 	}
@@ -374,7 +336,7 @@ func (c *Cache) SetPositive(k Key, id *authn.Identity, s uint64) bool {
 // or cancellation) is never cached: a timeout is not "invalid". With negative
 // caching disabled, SetNegative still removes a positive entry for k, so a
 // credential the store just refused cannot be served stale later.
-func (c *Cache) SetNegative(k Key, reason error, s uint64) bool {
+func (c *Cache) SetNegative(k authn.CacheKey, reason error, s uint64) bool {
 	if reason == nil || errors.Is(reason, store.ErrUnavailable) ||
 		errors.Is(reason, context.DeadlineExceeded) || errors.Is(reason, context.Canceled) {
 		return false
@@ -395,7 +357,7 @@ func (c *Cache) SetNegative(k Key, reason error, s uint64) bool {
 }
 
 // Delete removes k's entry, if the entry is k's.
-func (c *Cache) Delete(k Key) {
+func (c *Cache) Delete(k authn.CacheKey) {
 	if e, ok := c.rc.Get(k.Hi); ok && e.lo == k.Lo {
 		c.rc.Del(k.Hi)
 	}

@@ -92,26 +92,28 @@ type env struct {
 	clk *clock
 }
 
-func (e *env) key(cred string) Key {
+func (e *env) key(cred string) authn.CacheKey {
 	user, secret, _ := strings.Cut(cred, ":")
-	return e.c.KeyOf(KindBasic, []byte(user), []byte(secret))
+	return e.c.KeyOf(authn.CacheKindBasic, []byte(user), []byte(secret))
 }
 
-func (e *env) setPos(cred string, id *authn.Identity) Key {
+func (e *env) setPos(cred string, id *authn.Identity) authn.CacheKey {
 	k := e.key(cred)
 	e.c.SetPositive(k, id, e.c.Begin())
 	e.c.Wait()
 	return k
 }
 
-func (e *env) setNeg(cred string, reason error) Key {
+func (e *env) setNeg(cred string, reason error) authn.CacheKey {
 	k := e.key(cred)
 	e.c.SetNegative(k, reason, e.c.Begin())
 	e.c.Wait()
 	return k
 }
 
-func (e *env) get(k Key) (*authn.Identity, Status, error) { return e.c.Get(k, e.clk.Now()) }
+func (e *env) get(k authn.CacheKey) (*authn.Identity, authn.CacheStatus, error) {
+	return e.c.Get(k, e.clk.Now())
+}
 
 func TestGet(t *testing.T) {
 	alice := ident("alice", "acme")
@@ -121,227 +123,229 @@ func TestGet(t *testing.T) {
 		cfg  Config
 		// run prepares the cache and returns the key to look up; Get is
 		// called at the clock's time after run.
-		run        func(e *env) Key
-		want       Status
+		run        func(e *env) authn.CacheKey
+		want       authn.CacheStatus
 		wantUser   string
 		wantReason error
 	}{
 		{
 			name: "unknown credential misses",
-			run:  func(e *env) Key { return e.key("alice:pw") },
-			want: Miss,
+			run:  func(e *env) authn.CacheKey { return e.key("alice:pw") },
+			want: authn.CacheMiss,
 		},
 		{
 			name:     "positive hit",
-			run:      func(e *env) Key { return e.setPos("alice:pw", alice) },
-			want:     Hit,
+			run:      func(e *env) authn.CacheKey { return e.setPos("alice:pw", alice) },
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name:       "negative hit returns the reason",
-			run:        func(e *env) Key { return e.setNeg("alice:bad", errBadSecret) },
-			want:       Negative,
+			run:        func(e *env) authn.CacheKey { return e.setNeg("alice:bad", errBadSecret) },
+			want:       authn.CacheNegative,
 			wantReason: errBadSecret,
 		},
 		{
 			name: "negative entry dies after negative_ttl",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setNeg("alice:bad", errBadSecret)
 				e.clk.Advance(testNeg)
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "negative entry just before negative_ttl",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setNeg("alice:bad", errBadSecret)
 				e.clk.Advance(testNeg - time.Nanosecond)
 				return k
 			},
-			want:       Negative,
+			want:       authn.CacheNegative,
 			wantReason: errBadSecret,
 		},
 		{
 			name: "negative caching disabled",
 			cfg:  Config{NegativeTTL: -1},
-			run:  func(e *env) Key { return e.setNeg("alice:bad", errBadSecret) },
-			want: Miss,
+			run:  func(e *env) authn.CacheKey { return e.setNeg("alice:bad", errBadSecret) },
+			want: authn.CacheMiss,
 		},
 		{
 			name: "store unavailable is never cached as invalid",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				return e.setNeg("alice:pw", fmt.Errorf("lookup: %w", store.ErrUnavailable))
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "store timeout is never cached as invalid",
-			run:  func(e *env) Key { return e.setNeg("alice:pw", fmt.Errorf("lookup: %w", context.DeadlineExceeded)) },
-			want: Miss,
+			run: func(e *env) authn.CacheKey {
+				return e.setNeg("alice:pw", fmt.Errorf("lookup: %w", context.DeadlineExceeded))
+			},
+			want: authn.CacheMiss,
 		},
 		{
 			name: "store unavailable leaves the positive entry serving",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				e.setPos("alice:pw", alice)
 				return e.setNeg("alice:pw", store.ErrUnavailable)
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "any invalidation kills negative entries (new password works at once)",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setNeg("alice:newpw", errBadSecret)
 				e.c.Invalidate(store.Invalidation{Username: "alice"})
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "unrelated invalidation kills negative entries too",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setNeg("alice:bad", errBadSecret)
 				e.c.Invalidate(store.Invalidation{Username: "bob"})
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "fresh until just before ttl (in its last tenth: due for refresh)",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.clk.Advance(testTTL - time.Nanosecond)
 				return k
 			},
-			want:     Refresh,
+			want:     authn.CacheRefresh,
 			wantUser: "alice",
 		},
 		{
 			name: "plain hit before the last tenth of the ttl",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.clk.Advance(testTTL - testTTL/10 - time.Nanosecond)
 				return k
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "refresh is returned to one caller per entry",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.clk.Advance(testTTL - testTTL/10)
-				if _, st, _ := e.get(k); st != Refresh {
+				if _, st, _ := e.get(k); st != authn.CacheRefresh {
 					e.t.Fatalf("first get in the refresh window: %v, want refresh", st)
 				}
 				return k
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "a refreshed entry starts a new ttl",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.clk.Advance(testTTL - testTTL/20)
-				if _, st, _ := e.get(k); st != Refresh {
+				if _, st, _ := e.get(k); st != authn.CacheRefresh {
 					e.t.Fatalf("first get in the refresh window: %v, want refresh", st)
 				}
 				e.setPos("alice:pw", alice) // what the chain's background refresh does
 				e.clk.Advance(testTTL / 2)  // past the first entry's ttl
 				return k
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "no refresh when the credential expires before the ttl",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", identExp("alice", "acme", e.clk.Now().Add(testTTL/2)))
 				e.clk.Advance(testTTL/2 - time.Nanosecond)
 				return k
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "stale at ttl",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.clk.Advance(testTTL)
 				return k
 			},
-			want:     Stale,
+			want:     authn.CacheStale,
 			wantUser: "alice",
 		},
 		{
 			name: "stale until just before ttl + outage grace",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.clk.Advance(testTTL + testGrace - time.Nanosecond)
 				return k
 			},
-			want:     Stale,
+			want:     authn.CacheStale,
 			wantUser: "alice",
 		},
 		{
 			name: "miss after outage grace",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.clk.Advance(testTTL + testGrace)
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "credential expiry while cached stops at once",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", identExp("alice", "acme", t0.Add(10*time.Second)))
 				e.clk.Advance(10 * time.Second)
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "credential valid just before its expiry",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", identExp("alice", "acme", t0.Add(10*time.Second)))
 				e.clk.Advance(10*time.Second - time.Nanosecond)
 				return k
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "expired credential is never served stale",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", identExp("alice", "acme", t0.Add(2*testTTL)))
 				e.c.MarkStale()
 				e.clk.Advance(2 * testTTL)
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "credential already expired is not cached",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				return e.setPos("alice:pw", identExp("alice", "acme", t0))
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "invalidation by user",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.c.Invalidate(store.Invalidation{Username: "alice"})
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "invalidation of another user leaves the entry",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.setPos("bob:pw", ident("bob", "acme"))
 				e.c.Invalidate(store.Invalidation{Username: "bob"})
@@ -349,115 +353,115 @@ func TestGet(t *testing.T) {
 				e.c.Invalidate(store.Invalidation{Account: "other"})
 				return k
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "invalidation by account",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.c.Invalidate(store.Invalidation{Account: "acme"})
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "invalidation by flush",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.c.Invalidate(store.Invalidation{Flush: true})
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		// Per credential (DESIGN.md §13): an invalidation naming a key
 		// kills that key's entry only; one naming its user or account
 		// kills it too.
 		{
 			name: "key invalidation kills that key's entry",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:k1", aliceK1)
 				e.c.Invalidate(store.Invalidation{Username: "alice", KeyID: "k1"})
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "key invalidation leaves the owner's password",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.setPos("alice:k1", aliceK1)
 				e.c.Invalidate(store.Invalidation{Username: "alice", KeyID: "k1"})
 				return k
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "key invalidation leaves the owner's other key",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				e.setPos("alice:k1", aliceK1)
 				k := e.setPos("alice:k2", aliceK2)
 				e.c.Invalidate(store.Invalidation{Username: "alice", KeyID: "k1"})
 				return k
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "key id alone kills that key's entry only",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.c.Invalidate(store.Invalidation{KeyID: "k1"})
 				return k
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "key invalidation leaves the owner's tokens (user level)",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				tok := ident("alice", "acme")
 				tok.Method = authn.MethodBearer
 				k := e.setPos("alice:jwt", tok)
 				e.c.Invalidate(store.Invalidation{Username: "alice", KeyID: "k1"})
 				return k
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "user invalidation kills the user's tokens",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				tok := ident("alice", "acme")
 				tok.Method = authn.MethodBearer
 				k := e.setPos("alice:jwt", tok)
 				e.c.Invalidate(store.Invalidation{Username: "alice"})
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "user invalidation kills the user's keys",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:k1", aliceK1)
 				e.c.Invalidate(store.Invalidation{Username: "alice"})
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "account invalidation kills the account's keys",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:k1", aliceK1)
 				e.c.Invalidate(store.Invalidation{Account: "acme"})
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "key invalidation during the lookup: dead on arrival",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.key("alice:k1")
 				s := e.c.Begin()
 				e.c.Invalidate(store.Invalidation{Username: "alice", KeyID: "k1"})
@@ -465,11 +469,11 @@ func TestGet(t *testing.T) {
 				e.c.Wait()
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "key invalidation during another key's lookup leaves it",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				e.setPos("alice:k2", aliceK2) // its counter exists
 				k := e.key("alice:k2")
 				s := e.c.Begin()
@@ -478,85 +482,85 @@ func TestGet(t *testing.T) {
 				e.c.Wait()
 				return k
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "revalidate: a fresh entry is refreshed in the background, drops nothing",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:k1", aliceK1)
 				e.c.Invalidate(store.Invalidation{Revalidate: true})
 				return k
 			},
-			want:     Refresh,
+			want:     authn.CacheRefresh,
 			wantUser: "alice",
 		},
 		{
 			name: "revalidate: one caller refreshes, the others hit",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:k1", aliceK1)
 				e.c.Invalidate(store.Invalidation{Revalidate: true})
-				if _, st, _ := e.get(k); st != Refresh {
+				if _, st, _ := e.get(k); st != authn.CacheRefresh {
 					e.t.Fatalf("first Get after Revalidate: %v, want refresh", st)
 				}
 				return k
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "revalidate: the refreshed entry is fresh",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				e.setPos("alice:k1", aliceK1)
 				e.c.Invalidate(store.Invalidation{Revalidate: true})
 				k := e.setPos("alice:k1", aliceK1) // the refresh's result
 				return k
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "revalidate: past cache.ttl the entry is stale (revalidated first)",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:k1", aliceK1)
 				e.c.Invalidate(store.Invalidation{Revalidate: true})
 				e.clk.Advance(testTTL)
 				return k
 			},
-			want:     Stale,
+			want:     authn.CacheStale,
 			wantUser: "alice",
 		},
 		{
 			name: "revalidate kills negative entries",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setNeg("alice:bad", errBadSecret)
 				e.c.Invalidate(store.Invalidation{Revalidate: true})
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "empty invalidation is treated as a flush",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.c.Invalidate(store.Invalidation{})
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "invalidation before the lookup began does not hurt",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				e.setPos("alice:old", alice)
 				e.c.Invalidate(store.Invalidation{Username: "alice"})
 				return e.setPos("alice:pw", alice)
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "invalidation during lookup (user with a counter)",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				e.setPos("alice:other", alice) // alice has a counter
 				k := e.key("alice:pw")
 				s := e.c.Begin()
@@ -565,11 +569,11 @@ func TestGet(t *testing.T) {
 				e.c.Wait()
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "invalidation during lookup (first entry of the user)",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.key("alice:pw")
 				s := e.c.Begin()
 				e.c.Invalidate(store.Invalidation{Username: "alice"}) // no counter yet
@@ -577,11 +581,11 @@ func TestGet(t *testing.T) {
 				e.c.Wait()
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "account invalidation during lookup",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				e.setPos("bob:pw", ident("bob", "acme")) // acme has a counter
 				k := e.key("alice:pw")
 				s := e.c.Begin()
@@ -590,11 +594,11 @@ func TestGet(t *testing.T) {
 				e.c.Wait()
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "flush during lookup",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.key("alice:pw")
 				s := e.c.Begin()
 				e.c.Invalidate(store.Invalidation{Flush: true})
@@ -602,11 +606,11 @@ func TestGet(t *testing.T) {
 				e.c.Wait()
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "invalidation during a negative lookup",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.key("alice:newpw")
 				s := e.c.Begin()
 				e.c.Invalidate(store.Invalidation{Username: "alice"}) // password changed
@@ -614,11 +618,11 @@ func TestGet(t *testing.T) {
 				e.c.Wait()
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "unrelated invalidation during lookup keeps existing counters precise",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				e.setPos("alice:other", alice)
 				k := e.key("alice:pw")
 				s := e.c.Begin()
@@ -627,80 +631,80 @@ func TestGet(t *testing.T) {
 				e.c.Wait()
 				return k
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "refresh after invalidation hits again",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				e.setPos("alice:pw", alice)
 				e.c.Invalidate(store.Invalidation{Username: "alice"})
 				return e.setPos("alice:pw", ident("alice", "acme"))
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "mark stale: revalidate before serving fresh",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.c.MarkStale()
 				return k
 			},
-			want:     Stale,
+			want:     authn.CacheStale,
 			wantUser: "alice",
 		},
 		{
 			name: "mark stale then refresh hits",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				e.setPos("alice:pw", alice)
 				e.c.MarkStale()
 				return e.setPos("alice:pw", alice)
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "mark stale kills negative entries",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setNeg("alice:bad", errBadSecret)
 				e.c.MarkStale()
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "invalidated entry is not served stale",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.c.Invalidate(store.Invalidation{Username: "alice"})
 				e.clk.Advance(testTTL)
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "negative result replaces the positive entry",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				e.setPos("alice:pw", alice)
 				return e.setNeg("alice:pw", errBadSecret)
 			},
-			want:       Negative,
+			want:       authn.CacheNegative,
 			wantReason: errBadSecret,
 		},
 		{
 			name: "negative result removes the positive entry when negative caching is off",
 			cfg:  Config{NegativeTTL: -1},
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				e.setPos("alice:pw", alice)
 				e.c.MarkStale() // would be served during an outage
 				return e.setNeg("alice:pw", errBadSecret)
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "an older lookup does not replace a newer entry",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.key("alice:pw")
 				old := e.c.Begin()
 				e.c.Invalidate(store.Invalidation{Username: "bob"})
@@ -709,26 +713,26 @@ func TestGet(t *testing.T) {
 				e.c.Wait()
 				return k
 			},
-			want:     Hit,
+			want:     authn.CacheHit,
 			wantUser: "alice",
 		},
 		{
 			name: "clear",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.c.Clear()
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 		{
 			name: "closed cache misses",
-			run: func(e *env) Key {
+			run: func(e *env) authn.CacheKey {
 				k := e.setPos("alice:pw", alice)
 				e.c.Close()
 				return k
 			},
-			want: Miss,
+			want: authn.CacheMiss,
 		},
 	}
 	for _, tc := range cases {
@@ -766,31 +770,31 @@ func TestWrongCredentialDoesNotEvict(t *testing.T) {
 
 	cases := []struct {
 		name string
-		k    Key
-		set  func(k Key)
+		k    authn.CacheKey
+		set  func(k authn.CacheKey)
 	}{
-		{"wrong secret, positive set", e.key("alice:wrong"), func(k Key) { c.SetPositive(k, ident("mallory", "evil"), c.Begin()) }},
-		{"wrong secret, negative set", e.key("alice:wrong"), func(k Key) { c.SetNegative(k, errBadSecret, c.Begin()) }},
-		{"same Hi other Lo, positive set", Key{Hi: good.Hi, Lo: good.Lo ^ 1}, func(k Key) { c.SetPositive(k, ident("mallory", "evil"), c.Begin()) }},
-		{"same Hi other Lo, negative set", Key{Hi: good.Hi, Lo: good.Lo ^ 1}, func(k Key) { c.SetNegative(k, errBadSecret, c.Begin()) }},
-		{"same Hi other Lo, delete", Key{Hi: good.Hi, Lo: good.Lo ^ 1}, func(k Key) { c.Delete(k) }},
+		{"wrong secret, positive set", e.key("alice:wrong"), func(k authn.CacheKey) { c.SetPositive(k, ident("mallory", "evil"), c.Begin()) }},
+		{"wrong secret, negative set", e.key("alice:wrong"), func(k authn.CacheKey) { c.SetNegative(k, errBadSecret, c.Begin()) }},
+		{"same Hi other Lo, positive set", authn.CacheKey{Hi: good.Hi, Lo: good.Lo ^ 1}, func(k authn.CacheKey) { c.SetPositive(k, ident("mallory", "evil"), c.Begin()) }},
+		{"same Hi other Lo, negative set", authn.CacheKey{Hi: good.Hi, Lo: good.Lo ^ 1}, func(k authn.CacheKey) { c.SetNegative(k, errBadSecret, c.Begin()) }},
+		{"same Hi other Lo, delete", authn.CacheKey{Hi: good.Hi, Lo: good.Lo ^ 1}, func(k authn.CacheKey) { c.Delete(k) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.k.Hi == good.Hi && tc.k.Lo != good.Lo {
-				if _, st, _ := e.get(tc.k); st != Miss {
+				if _, st, _ := e.get(tc.k); st != authn.CacheMiss {
 					t.Fatalf("forged key: %v before set", st)
 				}
 			}
 			tc.set(tc.k)
 			c.Wait()
 			if tc.k.Hi == good.Hi {
-				if _, st, _ := e.get(tc.k); st != Miss {
+				if _, st, _ := e.get(tc.k); st != authn.CacheMiss {
 					t.Fatalf("forged key: %v after set", st)
 				}
 			}
 			id, st, _ := e.get(good)
-			if st != Hit || id.Username != "alice" {
+			if st != authn.CacheHit || id.Username != "alice" {
 				t.Fatalf("good entry: %v %+v", st, id)
 			}
 		})
@@ -821,7 +825,7 @@ func TestBoundedMemory(t *testing.T) {
 			var buf [8]byte
 			for i := range flood {
 				buf = [8]byte{byte(i), byte(i >> 8), byte(i >> 16), byte(i >> 24)}
-				k := c.KeyOf(KindAPIKey, buf[:], []byte("secret"))
+				k := c.KeyOf(authn.CacheKindAPIKey, buf[:], []byte("secret"))
 				if tc.positive {
 					u := fmt.Sprintf("u%d", i)
 					c.SetPositive(k, ident(u, "acct"+u), c.Begin())
@@ -869,16 +873,16 @@ func TestCounterOverflowFlushes(t *testing.T) {
 	if users, _ := c.Counters(); users > c.users.max {
 		t.Fatalf("%d user counters, bound %d", users, c.users.max)
 	}
-	if _, st, _ := e.get(k); st != Miss {
+	if _, st, _ := e.get(k); st != authn.CacheMiss {
 		t.Fatalf("entry whose counter was dropped: %v, want miss", st)
 	}
 	// After the reset the cache works as before.
 	k = e.setPos("alice:pw", ident("alice", "acme"))
-	if _, st, _ := e.get(k); st != Hit {
+	if _, st, _ := e.get(k); st != authn.CacheHit {
 		t.Fatalf("after reset: %v", st)
 	}
 	c.Invalidate(store.Invalidation{Username: "alice"})
-	if _, st, _ := e.get(k); st != Miss {
+	if _, st, _ := e.get(k); st != authn.CacheMiss {
 		t.Fatalf("invalidation after reset: %v", st)
 	}
 }
@@ -908,7 +912,7 @@ func TestKeyCounters(t *testing.T) {
 	// A key swept and cached again still hears its invalidations.
 	k := e.setPos("alice:k1", identKey("alice", "acme", "k1"))
 	c.Invalidate(store.Invalidation{KeyID: "k1", Username: "alice"})
-	if _, st, _ := e.get(k); st != Miss {
+	if _, st, _ := e.get(k); st != authn.CacheMiss {
 		t.Fatalf("invalidation of a re-cached key: %v", st)
 	}
 	e.setPos("alice:k2", identKey("alice", "acme", "k2"))
@@ -947,16 +951,16 @@ func TestSweep(t *testing.T) {
 			t.Fatalf("%s: counters %d/%d, want %d/%d", s.name, u, a, s.wantU, s.wantAc)
 		}
 	}
-	if _, st, _ := e.get(recent); st != Miss {
+	if _, st, _ := e.get(recent); st != authn.CacheMiss {
 		t.Fatalf("entry older than its counter's retention: %v", st)
 	}
 	// A new entry for a swept user gets a new counter that invalidations reach.
 	k := e.setPos("new:pw", ident("new", "acme"))
-	if _, st, _ := e.get(k); st != Hit {
+	if _, st, _ := e.get(k); st != authn.CacheHit {
 		t.Fatalf("after sweep: %v", st)
 	}
 	c.Invalidate(store.Invalidation{Username: "new"})
-	if _, st, _ := e.get(k); st != Miss {
+	if _, st, _ := e.get(k); st != authn.CacheMiss {
 		t.Fatalf("invalidation after sweep: %v", st)
 	}
 }
@@ -969,15 +973,15 @@ func TestConcurrentInvalidation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var violations atomic.Int64
-	keys := make([]Key, 16)
+	keys := make([]authn.CacheKey, 16)
 	for i := range keys {
-		keys[i] = c.KeyOf(KindBasic, []byte("alice"), fmt.Appendf(nil, "pw%d", i))
+		keys[i] = c.KeyOf(authn.CacheKindBasic, []byte("alice"), fmt.Appendf(nil, "pw%d", i))
 	}
 	for w := range 4 {
 		wg.Go(func() {
 			for i := 0; ctx.Err() == nil; i++ {
 				k := keys[(i+w)%len(keys)]
-				if id, st, _ := c.Get(k, time.Now()); st == Hit {
+				if id, st, _ := c.Get(k, time.Now()); st == authn.CacheHit {
 					_ = id.Username
 				}
 				s := c.Begin()
@@ -1007,7 +1011,7 @@ func TestConcurrentInvalidation(t *testing.T) {
 				before, _ := c.rc.Get(k.Hi)
 				_, st, _ := c.Get(k, time.Now())
 				after, _ := c.rc.Get(k.Hi)
-				if st == Hit && before != nil && before == after && before.seq < inv {
+				if st == authn.CacheHit && before != nil && before == after && before.seq < inv {
 					violations.Add(1)
 				}
 			}
@@ -1022,7 +1026,7 @@ func TestConcurrentInvalidation(t *testing.T) {
 	}
 	c.Invalidate(store.Invalidation{Username: "alice"})
 	for _, k := range keys {
-		if _, st, _ := c.Get(k, time.Now()); st == Hit {
+		if _, st, _ := c.Get(k, time.Now()); st == authn.CacheHit {
 			t.Fatal("hit after the final invalidation")
 		}
 	}
@@ -1088,13 +1092,5 @@ func TestNewValidates(t *testing.T) {
 				t.Fatal("accepted")
 			}
 		})
-	}
-}
-
-func TestStatusString(t *testing.T) {
-	for st, want := range map[Status]string{Miss: "miss", Hit: "hit", Negative: "negative", Stale: "stale", 99: "miss"} {
-		if st.String() != want {
-			t.Errorf("%d: %q, want %q", st, st.String(), want)
-		}
 	}
 }

@@ -3,28 +3,8 @@ package cache
 import (
 	"encoding/binary"
 	"math/bits"
-)
 
-// Key identifies a credential in the cache. It is a 128-bit keyed MAC
-// (SipHash-2-4-128 under a random per-Cache key) of the domain-separated
-// credential, never the secret itself: a heap dump or a debugger shows no
-// password or key value, and keys of one process mean nothing in another.
-//
-// Hi indexes the ristretto map (a uint64 key: ristretto does no hashing of its
-// own); Lo is kept in the entry and compared on every hit, so two credentials
-// must agree on all 128 bits to share an entry. SipHash is a PRF: without the
-// per-Cache key nobody can choose a credential whose Hi lands on another's
-// entry, so such collisions are 2^-64 accidents; even then a Set for the
-// other credential does not replace the entry (ristretto's ShouldUpdate hook
-// compares Lo) and a Get for it misses without touching it.
-type Key struct{ Hi, Lo uint64 }
-
-// Credential kinds, the domain-separation byte of KeyOf. Callers may use
-// other values; two kinds never share keys.
-const (
-	KindBasic  byte = 'b' // a = username, b = password
-	KindAPIKey byte = 'k' // a = key id or nil, b = the whole key value (or secret)
-	KindBearer byte = 't' // a = token, b = nil
+	"github.com/keygate/keygate/authn"
 )
 
 // KeyOf derives the cache key of a credential made of kind and the two parts a
@@ -34,11 +14,11 @@ const (
 //
 // KeyOf does not allocate and does not retain a or b: fasthttp buffers may be
 // passed directly.
-func (c *Cache) KeyOf(kind byte, a, b []byte) Key {
+func (c *Cache) KeyOf(kind byte, a, b []byte) authn.CacheKey {
 	return keyOf(c.k0, c.k1, kind, a, b)
 }
 
-func keyOf(k0, k1 uint64, kind byte, a, b []byte) Key {
+func keyOf(k0, k1 uint64, kind byte, a, b []byte) authn.CacheKey {
 	// SipHash-2-4 with 128-bit output (Aumasson and Bernstein, reference
 	// siphash.c with outlen 16) over hdr || a || b, hdr being the two words
 	// kind<<56|len(a) and len(b). Written out with locals so that the state
@@ -123,7 +103,7 @@ func keyOf(k0, k1 uint64, kind byte, a, b []byte) Key {
 	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
 	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
 	lo := v0 ^ v1 ^ v2 ^ v3
-	return Key{Hi: hi, Lo: lo}
+	return authn.CacheKey{Hi: hi, Lo: lo}
 }
 
 // sipRound is one SipRound (inlined by the compiler).

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"testing"
+
+	"github.com/keygate/keygate/authn"
 )
 
 // vectorsSip128 are the SipHash-2-4-128 vectors of the reference
@@ -214,17 +216,17 @@ func TestKeyOf(t *testing.T) {
 		name string
 		x, y in
 	}{
-		{"colon moved between parts", in{KindBasic, "x:", "y"}, in{KindBasic, "x", ":y"}},
-		{"byte moved between parts", in{KindBasic, "alice", "pw"}, in{KindBasic, "alicep", "w"}},
-		{"all in a vs all in b", in{KindBasic, "ab", ""}, in{KindBasic, "", "ab"}},
-		{"kind", in{KindBasic, "alice", "pw"}, in{KindAPIKey, "alice", "pw"}},
-		{"bearer vs api key", in{KindBearer, "kg_x", ""}, in{KindAPIKey, "kg_x", ""}},
-		{"password case", in{KindBasic, "alice", "pw"}, in{KindBasic, "alice", "PW"}},
-		{"user case", in{KindBasic, "alice", "pw"}, in{KindBasic, "Alice", "pw"}},
-		{"trailing NUL", in{KindBasic, "alice", "pw"}, in{KindBasic, "alice", "pw\x00"}},
-		{"empty vs NUL", in{KindBasic, "", ""}, in{KindBasic, "\x00", ""}},
-		{"near-miss key", in{KindAPIKey, "id1", "kg_id1_secretA"}, in{KindAPIKey, "id1", "kg_id1_secretB"}},
-		{"id of A with secret of B", in{KindAPIKey, "idA", "secretB"}, in{KindAPIKey, "idB", "secretB"}},
+		{"colon moved between parts", in{authn.CacheKindBasic, "x:", "y"}, in{authn.CacheKindBasic, "x", ":y"}},
+		{"byte moved between parts", in{authn.CacheKindBasic, "alice", "pw"}, in{authn.CacheKindBasic, "alicep", "w"}},
+		{"all in a vs all in b", in{authn.CacheKindBasic, "ab", ""}, in{authn.CacheKindBasic, "", "ab"}},
+		{"kind", in{authn.CacheKindBasic, "alice", "pw"}, in{authn.CacheKindAPIKey, "alice", "pw"}},
+		{"bearer vs api key", in{authn.CacheKindBearer, "kg_x", ""}, in{authn.CacheKindAPIKey, "kg_x", ""}},
+		{"password case", in{authn.CacheKindBasic, "alice", "pw"}, in{authn.CacheKindBasic, "alice", "PW"}},
+		{"user case", in{authn.CacheKindBasic, "alice", "pw"}, in{authn.CacheKindBasic, "Alice", "pw"}},
+		{"trailing NUL", in{authn.CacheKindBasic, "alice", "pw"}, in{authn.CacheKindBasic, "alice", "pw\x00"}},
+		{"empty vs NUL", in{authn.CacheKindBasic, "", ""}, in{authn.CacheKindBasic, "\x00", ""}},
+		{"near-miss key", in{authn.CacheKindAPIKey, "id1", "kg_id1_secretA"}, in{authn.CacheKindAPIKey, "id1", "kg_id1_secretB"}},
+		{"id of A with secret of B", in{authn.CacheKindAPIKey, "idA", "secretB"}, in{authn.CacheKindAPIKey, "idB", "secretB"}},
 	}
 	for _, tc := range distinct {
 		t.Run(tc.name, func(t *testing.T) {
@@ -237,20 +239,20 @@ func TestKeyOf(t *testing.T) {
 	}
 
 	t.Run("deterministic, nil equals empty", func(t *testing.T) {
-		a := c.KeyOf(KindBasic, []byte("alice"), []byte("pw"))
-		b := c.KeyOf(KindBasic, []byte("alice"), []byte("pw"))
+		a := c.KeyOf(authn.CacheKindBasic, []byte("alice"), []byte("pw"))
+		b := c.KeyOf(authn.CacheKindBasic, []byte("alice"), []byte("pw"))
 		if a != b {
 			t.Fatalf("same input, different keys %+v %+v", a, b)
 		}
-		if c.KeyOf(KindBearer, []byte("t"), nil) != c.KeyOf(KindBearer, []byte("t"), []byte{}) {
+		if c.KeyOf(authn.CacheKindBearer, []byte("t"), nil) != c.KeyOf(authn.CacheKindBearer, []byte("t"), []byte{}) {
 			t.Fatal("nil and empty b differ")
 		}
 	})
 
 	t.Run("per-instance key", func(t *testing.T) {
 		other := newTestCache(t, Config{})
-		a := c.KeyOf(KindBasic, []byte("alice"), []byte("pw"))
-		b := other.KeyOf(KindBasic, []byte("alice"), []byte("pw"))
+		a := c.KeyOf(authn.CacheKindBasic, []byte("alice"), []byte("pw"))
+		b := other.KeyOf(authn.CacheKindBasic, []byte("alice"), []byte("pw"))
 		if a == b || a.Hi == b.Hi || a.Lo == b.Lo {
 			t.Fatalf("two caches derive the same key %+v", a)
 		}
@@ -258,9 +260,9 @@ func TestKeyOf(t *testing.T) {
 
 	t.Run("does not keep the input", func(t *testing.T) {
 		buf := []byte("alice:pw")
-		k := c.KeyOf(KindBasic, buf[:5], buf[6:])
+		k := c.KeyOf(authn.CacheKindBasic, buf[:5], buf[6:])
 		copy(buf, "XXXXXXXX")
-		if c.KeyOf(KindBasic, []byte("alice"), []byte("pw")) != k {
+		if c.KeyOf(authn.CacheKindBasic, []byte("alice"), []byte("pw")) != k {
 			t.Fatal("key changed with the caller's buffer")
 		}
 	})
@@ -269,8 +271,8 @@ func TestKeyOf(t *testing.T) {
 // FuzzKeyOf: never panics, deterministic, and equal to SipHash-2-4-128 over
 // the documented encoding (16-byte header, a, b) computed in one piece.
 func FuzzKeyOf(f *testing.F) {
-	f.Add(KindBasic, []byte("alice"), []byte("correct horse"))
-	f.Add(KindAPIKey, []byte("2x9"), []byte("kg_2x9_0123456789abcdefghijABCDEFGHIJ012345"))
+	f.Add(authn.CacheKindBasic, []byte("alice"), []byte("correct horse"))
+	f.Add(authn.CacheKindAPIKey, []byte("2x9"), []byte("kg_2x9_0123456789abcdefghijABCDEFGHIJ012345"))
 	f.Add(byte(0), []byte{}, []byte{})
 	f.Add(byte(255), bytes.Repeat([]byte{0xff}, 300), []byte("\x00"))
 	k0, k1 := uint64(0x0123456789abcdef), uint64(0xfedcba9876543210)

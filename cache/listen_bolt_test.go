@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/boltstore"
 )
@@ -72,7 +73,7 @@ func TestListenBoltstore(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, st, _ := e.get(probe)
-		return st == Miss
+		return st == authn.CacheMiss
 	})
 
 	newPW := "$argon2id$new"
@@ -129,10 +130,10 @@ func TestListenBoltstore(t *testing.T) {
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
-			keys := map[string]Key{}
+			keys := map[string]authn.CacheKey{}
 			for cred, o := range owners {
 				keys[cred] = e.setPos(cred, identKey(o.user, o.account, o.keyID))
-				if _, st, _ := e.get(keys[cred]); st != Hit {
+				if _, st, _ := e.get(keys[cred]); st != authn.CacheHit {
 					t.Fatalf("%s: %v before the write", cred, st)
 				}
 			}
@@ -142,11 +143,11 @@ func TestListenBoltstore(t *testing.T) {
 			for _, cred := range s.dead {
 				eventually(t, cred+" invalidated", func() bool {
 					_, st, _ := e.get(keys[cred])
-					return st == Miss
+					return st == authn.CacheMiss
 				})
 			}
 			for _, cred := range s.alive {
-				if _, st, _ := e.get(keys[cred]); st != Hit {
+				if _, st, _ := e.get(keys[cred]); st != authn.CacheHit {
 					t.Fatalf("%s: %v, want hit", cred, st)
 				}
 			}
@@ -162,10 +163,10 @@ func TestListenBoltstore(t *testing.T) {
 		// stays servable for the outage grace.
 		eventually(t, "marked stale", func() bool {
 			_, st, _ := e.get(k)
-			return st == Stale
+			return st == authn.CacheStale
 		})
 		clk.Advance(testTTL + testGrace)
-		if _, st, _ := e.get(k); st != Miss {
+		if _, st, _ := e.get(k); st != authn.CacheMiss {
 			t.Fatalf("after the outage grace: %v", st)
 		}
 	})

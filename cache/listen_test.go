@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/store"
 )
 
@@ -57,7 +58,7 @@ func TestListen(t *testing.T) {
 			return nil
 		}
 	}
-	expect := func(step string, k Key, want Status) {
+	expect := func(step string, k authn.CacheKey, want authn.CacheStatus) {
 		t.Helper()
 		if _, st, _ := e.get(k); st != want {
 			t.Fatalf("%s: %v, want %v", step, st, want)
@@ -70,19 +71,19 @@ func TestListen(t *testing.T) {
 	neg := e.setNeg("carol:bad", errBadSecret)
 
 	fn(store.Invalidation{Username: "alice"})
-	expect("delivered invalidation", alice, Miss)
-	expect("other user untouched", bob, Hit)
-	expect("negative entry dies on any invalidation", neg, Miss)
+	expect("delivered invalidation", alice, authn.CacheMiss)
+	expect("other user untouched", bob, authn.CacheHit)
+	expect("negative entry dies on any invalidation", neg, authn.CacheMiss)
 	if got := counterValue(c.invalidations); got != 1 {
 		t.Fatalf("invalidations_total %v, want 1", got)
 	}
 	// The store re-established its subscription and replayed what was
 	// missed: entries are marked for revalidation, not dropped.
 	fn(store.Invalidation{Revalidate: true})
-	expect("revalidate after a resubscription: refreshed in the background", bob, Refresh)
-	expect("served to the others meanwhile", bob, Hit)
+	expect("revalidate after a resubscription: refreshed in the background", bob, authn.CacheRefresh)
+	expect("served to the others meanwhile", bob, authn.CacheHit)
 	bob = e.setPos("bob:pw", ident("bob", "acme"))
-	expect("revalidated", bob, Hit)
+	expect("revalidated", bob, authn.CacheHit)
 
 	steps := []struct {
 		name string
@@ -94,21 +95,21 @@ func TestListen(t *testing.T) {
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
 			k := e.setPos("bob:pw", ident("bob", "acme"))
-			expect("before", k, Hit)
+			expect("before", k, authn.CacheHit)
 			before := logs.Len()
 			ws.fail <- s.err
 			fn = subscribe()
 			// Lost subscription: revalidate before serving fresh, but keep
 			// serving during an outage (Stale, not Miss).
-			expect("after lost subscription", k, Stale)
+			expect("after lost subscription", k, authn.CacheStale)
 			if logs.Len() <= before {
 				t.Fatal("no warning logged")
 			}
 			// The new subscription delivers.
 			k = e.setPos("bob:pw", ident("bob", "acme"))
-			expect("refreshed", k, Hit)
+			expect("refreshed", k, authn.CacheHit)
 			fn(store.Invalidation{Flush: true})
-			expect("flush on the new subscription", k, Miss)
+			expect("flush on the new subscription", k, authn.CacheMiss)
 		})
 	}
 

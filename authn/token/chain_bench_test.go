@@ -69,7 +69,7 @@ func jwtChain(tb testing.TB) (*authn.Chain, []byte) {
 	}
 	tb.Cleanup(c.Close)
 	chain, err := authn.NewChain(authn.ChainConfig{
-		Cache: c.ForChain(),
+		Cache: c,
 		Authenticators: map[authn.CredKind]authn.Authenticator{
 			authn.KindBearer: token.NewAuthenticator(signer.Verifier(), st, token.AuthOptions{}),
 		},

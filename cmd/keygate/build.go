@@ -124,7 +124,7 @@ func (g *gateway) buildChain(ctx context.Context, reg prometheus.Registerer) (*a
 	}
 	return authn.NewChain(authn.ChainConfig{
 		Methods:        methods,
-		Cache:          c.ForChain(),
+		Cache:          c,
 		Authenticators: auths,
 		IPLimiter:      g.ipLimiter,
 		UserLimiter:    foldedLimiter{g.userLimiter},
