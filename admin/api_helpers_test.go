@@ -23,6 +23,7 @@ import (
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/authn/principal"
 	"github.com/keygate/keygate/authn/ratelimit"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/cache"
@@ -119,7 +120,7 @@ func newAPIEnv(t *testing.T, o apiEnvOptions) *apiEnv {
 		OutageGrace: 5 * time.Minute, Now: clk.Now}, nil)
 	mustOK(t, err)
 	e.cache = c
-	states := keyauth.NewAccountStates(raw, time.Hour, clk.Now)
+	states := principal.NewAccountStates(raw, time.Hour, clk.Now)
 	lctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); c.Listen(lctx, states.WatchFirst(raw), nil) }()

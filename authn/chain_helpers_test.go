@@ -17,6 +17,7 @@ import (
 	"github.com/keygate/keygate/authn/apikey"
 	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/authn/principal"
 	"github.com/keygate/keygate/authn/ratelimit"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/store"
@@ -114,7 +115,7 @@ type env struct {
 	raw    store.Store
 	st     *countingStore
 	cache  *cache.Cache
-	states *keyauth.AccountStates
+	states *principal.AccountStates
 	chain  *authn.Chain
 	ipLim  *ratelimit.Limiter
 
@@ -154,7 +155,7 @@ func newEnvOn(t testing.TB, clk *clock, raw store.Store, o envOptions) *env {
 	must(t, err)
 	t.Cleanup(c.Close)
 	e.cache = c
-	e.states = keyauth.NewAccountStates(e.st, time.Hour, clk.Now)
+	e.states = principal.NewAccountStates(e.st, time.Hour, clk.Now)
 	auths := map[authn.CredKind]authn.Authenticator{
 		authn.KindAPIKey: keyauth.NewAuthenticator(e.st, keyauth.AuthOptions{Now: clk.Now, Accounts: e.states}),
 		authn.KindBasic:  password.NewAuthenticator(e.st, hasherOnce(), password.AuthOptions{Accounts: e.states}),

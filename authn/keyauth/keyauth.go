@@ -1,6 +1,7 @@
 // Package keyauth is the authn.Authenticator of API keys (the miss path of
-// "Basic _api_key", "ApiKey" and "Bearer kg_…") and the in-memory account
-// states shared with the password authenticator.
+// "Basic _api_key", "ApiKey" and "Bearer kg_…"). What it shares with the
+// other authenticators (roles, identities, account states) is in
+// authn/principal.
 //
 // It is not part of package authn/apikey because authn imports authn/apikey
 // (to parse keys) and an authenticator must import authn.
@@ -10,12 +11,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/apikey"
+	"github.com/keygate/keygate/authn/principal"
 	"github.com/keygate/keygate/store"
 )
 
@@ -64,7 +64,7 @@ func NewAuthenticator(s store.Store, opts AuthOptions) *Authenticator {
 		a.timeout = DefaultTimeout
 	}
 	if a.accounts == nil {
-		a.accounts = storeAccounts{s}
+		a.accounts = principal.StoreAccounts(s)
 	}
 	return a
 }
@@ -130,19 +130,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) 
 	if !ok {
 		return nil, errAccount
 	}
-	roles := Intersect(k.Roles, u.Roles)
-	ident := &authn.Identity{
-		Username:    u.Username,
-		Account:     u.Account,
-		UserType:    string(u.Type),
-		Roles:       roles,
-		RolesHeader: strings.Join(roles, ","),
-		Method:      authn.MethodAPIKey,
-		KeyID:       k.ID,
-		KeyName:     k.Name,
-		Generation:  u.Generation,
-		ExpiresAt:   k.ExpiresAt,
-	}
+	ident := principal.KeyIdentity(k, u)
 	if a.touch != nil {
 		a.touch.Touch(k.ID, now)
 	}
@@ -153,49 +141,6 @@ func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) 
 // wrong, the credential was not found invalid.
 func unavailable(err error) error {
 	return fmt.Errorf("%w: %w", authn.ErrUnavailable, err)
-}
-
-// Intersect returns the roles in both a and b, sorted and without
-// duplicates, in a new slice (nil when there are none).
-func Intersect(a, b []string) []string {
-	var out []string
-	for _, r := range a {
-		if slices.Contains(b, r) {
-			out = append(out, r)
-		}
-	}
-	return SortedRoles(out)
-}
-
-// SortedRoles returns roles sorted, without duplicates or empty names, in a
-// new slice (nil when empty).
-func SortedRoles(roles []string) []string {
-	var out []string
-	for _, r := range roles {
-		if r != "" {
-			out = append(out, r)
-		}
-	}
-	slices.Sort(out)
-	return slices.Clip(slices.Compact(out))
-}
-
-// StoreAccounts is an authn.AccountStates that asks the store every time:
-// the fallback of the authenticators when no cached AccountStates is given.
-func StoreAccounts(s store.Store) authn.AccountStates { return storeAccounts{s} }
-
-// storeAccounts asks the store every time (AuthOptions.Accounts unset).
-type storeAccounts struct{ s store.Store }
-
-func (sa storeAccounts) Enabled(ctx context.Context, account string) (bool, error) {
-	acc, err := sa.s.GetAccount(ctx, account)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return false, nil
-	case err != nil:
-		return false, err
-	}
-	return acc.State == store.StateEnabled, nil
 }
 
 var _ authn.Authenticator = (*Authenticator)(nil)

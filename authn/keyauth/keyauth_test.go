@@ -13,6 +13,7 @@ import (
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/apikey"
+	"github.com/keygate/keygate/authn/principal"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/boltstore"
 )
@@ -72,7 +73,7 @@ type fixture struct {
 	clk    *clock
 	st     *countingStore
 	a      *Authenticator
-	states *AccountStates
+	states *principal.AccountStates
 	touch  *touches
 	key    *store.APIKey
 	secret string
@@ -91,7 +92,7 @@ func newFixture(t testing.TB) *fixture {
 	must(t, raw.CreateUser(ctx, &store.User{Username: "alice", Account: "acme", Roles: []string{"write", "read", "ops"}, PasswordHash: "x"}))
 	f := &fixture{t: t, clk: clk, st: &countingStore{Store: raw}, touch: &touches{}}
 	f.key, f.secret = f.newKey("ci", []string{"read", "write", "ghost"}, time.Time{})
-	f.states = NewAccountStates(f.st, time.Minute, clk.Now)
+	f.states = principal.NewAccountStates(f.st, time.Minute, clk.Now)
 	f.a = NewAuthenticator(f.st, AuthOptions{Now: clk.Now, Touch: f.touch, Accounts: f.states})
 	return f
 }
@@ -247,25 +248,6 @@ func TestDefaultAccounts(t *testing.T) {
 	}
 	if n := f.st.accounts.Load(); n != 3 {
 		t.Fatalf("%d account reads", n)
-	}
-}
-
-func TestIntersect(t *testing.T) {
-	cases := []struct{ a, b, want []string }{
-		{nil, nil, nil},
-		{[]string{"a"}, nil, nil},
-		{[]string{"b", "a", "c", "a"}, []string{"a", "c", "d"}, []string{"a", "c"}},
-		{[]string{"x"}, []string{"y"}, nil},
-		{[]string{"", "a"}, []string{"", "a"}, []string{"a"}},
-	}
-	for _, tc := range cases {
-		if got := Intersect(tc.a, tc.b); !slices.Equal(got, tc.want) {
-			t.Errorf("Intersect(%v, %v) = %v, want %v", tc.a, tc.b, got, tc.want)
-		}
-	}
-	in := []string{"b", "a", "b"}
-	if got := SortedRoles(in); !slices.Equal(got, []string{"a", "b"}) || !slices.Equal(in, []string{"b", "a", "b"}) {
-		t.Errorf("SortedRoles: %v (input now %v)", got, in)
 	}
 }
 

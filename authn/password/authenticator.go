@@ -5,13 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/authn"
-	"github.com/keygate/keygate/authn/keyauth"
+	"github.com/keygate/keygate/authn/principal"
 	"github.com/keygate/keygate/store"
 )
 
@@ -85,7 +84,7 @@ func NewAuthenticator(s store.Store, h *Hasher, opts AuthOptions) *Authenticator
 		a.timeout = DefaultAuthTimeout
 	}
 	if a.accounts == nil {
-		a.accounts = keyauth.StoreAccounts(s)
+		a.accounts = principal.StoreAccounts(s)
 	}
 	if a.log == nil {
 		a.log = zap.NewNop()
@@ -112,16 +111,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) 
 	if err != nil {
 		return nil, err
 	}
-	roles := keyauth.SortedRoles(u.Roles)
-	return &authn.Identity{
-		Username:    u.Username,
-		Account:     u.Account,
-		UserType:    string(u.Type),
-		Roles:       roles,
-		RolesHeader: strings.Join(roles, ","),
-		Method:      authn.MethodBasic,
-		Generation:  u.Generation,
-	}, nil
+	return principal.UserIdentity(u, authn.MethodBasic), nil
 }
 
 // Check verifies username and password and returns the user: the one

@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/keygate/keygate/authn"
-	"github.com/keygate/keygate/authn/keyauth"
+	"github.com/keygate/keygate/authn/principal"
 	"github.com/keygate/keygate/store"
 )
 
@@ -20,7 +19,7 @@ const DefaultTimeout = 3 * time.Second
 type AuthOptions struct {
 	// Accounts tells whether the user's account is enabled (nil: the
 	// account is read from the store on every miss). Share the
-	// keyauth.AccountStates of the other authenticators.
+	// principal.AccountStates of the other authenticators.
 	Accounts authn.AccountStates
 	// Timeout bounds the store calls of one authentication (default
 	// DefaultTimeout).
@@ -44,7 +43,7 @@ type Authenticator struct {
 func NewAuthenticator(v *Verifier, s store.Store, opts AuthOptions) *Authenticator {
 	a := &Authenticator{v: v, s: s, accounts: opts.Accounts, timeout: opts.Timeout}
 	if a.accounts == nil {
-		a.accounts = keyauth.StoreAccounts(s)
+		a.accounts = principal.StoreAccounts(s)
 	}
 	if a.timeout <= 0 {
 		a.timeout = DefaultTimeout
@@ -97,17 +96,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) 
 	if !ok {
 		return nil, &authn.TokenError{Err: errAcctDisabled}
 	}
-	roles := keyauth.SortedRoles(u.Roles)
-	return &authn.Identity{
-		Username:    u.Username,
-		Account:     u.Account,
-		UserType:    string(u.Type),
-		Roles:       roles,
-		RolesHeader: strings.Join(roles, ","),
-		Method:      authn.MethodBearer,
-		Generation:  u.Generation,
-		ExpiresAt:   claims.ExpiresAt.Time,
-	}, nil
+	id := principal.UserIdentity(u, authn.MethodBearer)
+	id.ExpiresAt = claims.ExpiresAt.Time
+	return id, nil
 }
 
 // currentFor reports whether a token (or refresh token) issued for account

@@ -22,8 +22,8 @@ import (
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/apikey"
-	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/authn/principal"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/store"
 )
@@ -178,7 +178,7 @@ func NewEndpoint(cfg configs.Tokens, signer *Signer, opts EndpointOptions) (*End
 		refreshLifetime: cfg.RefreshLifetime.D(),
 	}
 	if e.accounts == nil {
-		e.accounts = keyauth.StoreAccounts(e.s)
+		e.accounts = principal.StoreAccounts(e.s)
 	}
 	if e.clientIP == nil {
 		e.clientIP = peerAddr
@@ -716,7 +716,7 @@ type tokenResponse struct {
 // issue signs an access token for u and, with a refresh store, a refresh
 // token of family (a new family when "").
 func (e *Endpoint) issue(ctx context.Context, r *tokenRequest, u *store.User, family string) ([]byte, time.Duration, *oauthError) {
-	roles := keyauth.SortedRoles(u.Roles)
+	roles := principal.SortedRoles(u.Roles)
 	at, _, err := e.signer.Issue(Subject{ClientID: r.client, Username: u.Username, Account: u.Account, Roles: roles,
 		Generation: u.Generation, UserCreated: u.CreatedAt})
 	if err != nil {

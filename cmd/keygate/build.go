@@ -24,6 +24,7 @@ import (
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/authn/principal"
 	"github.com/keygate/keygate/authn/ratelimit"
 	"github.com/keygate/keygate/authn/token"
 	"github.com/keygate/keygate/authz"
@@ -102,7 +103,7 @@ func (g *gateway) buildChain(ctx context.Context, reg prometheus.Registerer) (*a
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	states := keyauth.NewAccountStates(g.store, cfg.Cache.TTL.D(), nil)
+	states := principal.NewAccountStates(g.store, cfg.Cache.TTL.D(), nil)
 	touch := store.NewTouchBatcher(g.store, store.DefaultTouchInterval, g.log.Named("last_used"))
 	g.states = states
 	g.ipLimiter = ratelimit.New(cfg.Auth.Failures.PerIPPerMinute, failureLimiterKeys, nil)

@@ -23,8 +23,8 @@ import (
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/authn"
-	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/authn/principal"
 	"github.com/keygate/keygate/authn/ratelimit"
 	"github.com/keygate/keygate/authn/token"
 	"github.com/keygate/keygate/authz"
@@ -58,7 +58,7 @@ type gateway struct {
 	pwHasher          *password.Hasher
 	passwords         *password.Authenticator
 	signer            *token.Signer // nil when bearer is not in auth.methods
-	states            *keyauth.AccountStates
+	states            *principal.AccountStates
 	ipLimiter         *ratelimit.Limiter
 	userLimiter       *ratelimit.Limiter
 	extraWatchers     []func(store.Invalidation) // see each invalidation before the cache

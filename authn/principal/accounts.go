@@ -1,4 +1,4 @@
-package keyauth
+package principal
 
 import (
 	"context"
@@ -19,6 +19,9 @@ const (
 	DefaultAccountTTL = time.Minute
 	// maxAccounts bounds the map; past it, it is emptied.
 	maxAccounts = 100000
+	// accountTimeout bounds one GetAccount of AccountStates (the same
+	// bound as the authenticators' own store calls).
+	accountTimeout = 3 * time.Second
 )
 
 // AccountStates is an authn.AccountStates: a small in-memory map of account
@@ -55,7 +58,7 @@ func NewAccountStates(s store.Store, ttl time.Duration, now func() time.Time) *A
 	if now == nil {
 		now = time.Now
 	}
-	return &AccountStates{s: s, ttl: ttl, now: now, timeout: DefaultTimeout, m: make(map[string]accountState)}
+	return &AccountStates{s: s, ttl: ttl, now: now, timeout: accountTimeout, m: make(map[string]accountState)}
 }
 
 // Enabled reports whether account exists and is enabled. It costs a store
@@ -155,6 +158,24 @@ func (w watchFirst) Watch(ctx context.Context, fn func(store.Invalidation)) erro
 	})
 	w.a.Flush()
 	return err
+}
+
+// StoreAccounts is an authn.AccountStates that asks the store every time:
+// the fallback of the authenticators when no cached AccountStates is given.
+func StoreAccounts(s store.Store) authn.AccountStates { return storeAccounts{s} }
+
+// storeAccounts asks the store every time (no AccountStates given).
+type storeAccounts struct{ s store.Store }
+
+func (sa storeAccounts) Enabled(ctx context.Context, account string) (bool, error) {
+	acc, err := sa.s.GetAccount(ctx, account)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return acc.State == store.StateEnabled, nil
 }
 
 var _ authn.AccountStates = (*AccountStates)(nil)

@@ -1,4 +1,4 @@
-package keyauth
+package principal
 
 import (
 	"context"
