@@ -80,12 +80,12 @@ type APIDeps struct {
 	Realm string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Authorizer, when it is not the native one (authorization.handler:
-	// external), is asked about every write after the API's own role checks
-	// pass: one (action, "admin:<path>") tuple with the target account as
-	// domain. A denial is 403, an unavailable plugin 503. The rule that an
-	// API-key caller cannot write holds whatever it answers (it is checked
-	// first). nil or *authz.Native: the API's own rules only.
+	// Authorizer (authorization.handler: external) is asked about every
+	// write after the API's own role checks pass: one (action,
+	// "admin:<path>") tuple with the target account as domain. A denial is
+	// 403, an unavailable plugin 503. The rule that an API-key caller cannot
+	// write holds whatever it answers (it is checked first). nil (the native
+	// handler): the API's own rules only.
 	Authorizer authz.Authorizer
 	// Notifier, when set, is told about users and accounts created or
 	// deleted (after the store write succeeded), for the external plugin's
@@ -152,7 +152,7 @@ type api struct {
 	basicChal   string
 	bearerChal  string
 	now         func() time.Time
-	ext         authz.Authorizer // external authorizer, nil for native
+	ext         authz.Authorizer // external authorizer; nil: none
 	notifier    Notifier
 	// adminMu serialises the changes that can remove an enabled global
 	// admin, so that two concurrent ones cannot remove the last (within
@@ -203,9 +203,7 @@ func RegisterAPI(r Registrar, d APIDeps) error {
 		basicChal:   `Basic realm=` + quote(realm),
 		bearerChal:  `Bearer realm=` + quote(realm),
 		now:         d.Now,
-	}
-	if _, native := d.Authorizer.(*authz.Native); d.Authorizer != nil && !native {
-		a.ext = d.Authorizer
+		ext:         d.Authorizer,
 	}
 	a.notifier = d.Notifier
 	if a.audit == nil {

@@ -10,16 +10,14 @@ import (
 	"github.com/keygate/keygate/authz"
 )
 
-// The hot paths do not allocate: the native fast path, native Authorize with
-// a pooled Request, and an external decision served from a warm cache.
+// The hot paths do not allocate: the native rule (counted or not) and an
+// external decision served from a warm cache with a pooled Request.
 // (ristretto's Get hands a full 64-slot access stripe to its policy once in
 // 64 calls and allocates a new one: below one allocation per call, see
 // BenchmarkExternalWarmCache.)
 func TestAllocs(t *testing.T) {
-	n, err := authz.NewNative([]authz.RouteRule{{Name: "api", Roles: []string{"ops"}, Methods: []string{"GET"}}}, authz.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := authz.NewNative(authz.Options{})
+	var uncounted *authz.Native
 	_, endpoint := startPlugin(t, testRules, "")
 	ext := newExternal(t, externalCfg(endpoint, "", 5*time.Second, time.Hour), authz.Options{})
 	id := ident("alice", "acme", "dev", "ops")
@@ -45,9 +43,9 @@ func TestAllocs(t *testing.T) {
 		name string
 		fn   func()
 	}{
-		{"AllowRoute", func() { authz.AllowRoute(id, roles) }},
-		{"Native.AllowRoute", func() { n.AllowRoute(id, roles) }},
-		{"Native.Authorize", pooled(n)},
+		{"Native.Allow", func() { n.Allow(id, roles) }},
+		{"Native.Allow anonymous", func() { n.Allow(nil, roles) }},
+		{"nil Native.Allow", func() { uncounted.Allow(id, roles) }},
 		{"External.Authorize warm", pooled(ext)},
 	}
 	for _, tc := range cases {

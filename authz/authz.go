@@ -2,20 +2,22 @@
 // request has been authenticated, an Authorizer decides whether the identity
 // may perform every action the request carries.
 //
-// Two handlers exist, selected by authorization.handler:
+// Every proxied request passes the native rule of its route (Native): the
+// route's roles, the caller needs any of them (none configured means any
+// caller). Account and user state are not checked here: they are enforced
+// by authentication (a disabled user or account does not authenticate, and
+// an invalidation evicts its cached identities), and the effective roles of
+// an API key (key roles ∩ the owner's current roles) are already in
+// Identity.Roles. authorization.handler selects what comes on top:
 //
-//   - native (default, Native): a route's roles (the caller needs any of
-//     them; none configured means any authenticated caller) and methods.
-//     Account and user state are not checked here: they are enforced by
-//     authentication (a disabled user or account does not authenticate, and
-//     an invalidation evicts its cached identities), and the effective roles
-//     of an API key (key roles ∩ the owner's current roles) are already in
-//     Identity.Roles.
-//   - external (External): an HTTP sidecar ("plugin") at
-//     authorization.external.endpoint answers POST /v1/authorize; decisions
-//     are cached for cache_ttl. The plugin is told about principals and
-//     domains being created and deleted by a Notifier that delivers from a
-//     durable Outbox (at least once, in order per name).
+//   - native (default): nothing; Native counts its decisions.
+//   - external (External, the one Authorizer): an HTTP sidecar ("plugin")
+//     at authorization.external.endpoint answers POST /v1/authorize for the
+//     proxy's requests that passed the route's roles and for the admin
+//     API's writes that passed its own rules; decisions are cached for
+//     cache_ttl. The plugin is told about principals and domains being
+//     created and deleted by a Notifier that delivers from a durable Outbox
+//     (at least once, in order per name).
 //
 // The interface of the plugin is documented in
 // configs/authz-plugin.openapi.yaml; authz/plugin is the reference
@@ -31,10 +33,10 @@
 //
 // # Use on the request path
 //
-//	// native (cfg.Authorization.Handler == "native"): no Request at all
-//	if !nat.AllowRoute(ident, route.Roles) { 403 }
+//	// every request; nat is nil with the external handler (not counted)
+//	if !nat.Allow(ident, route.Roles) { 403 }  // no Request at all
 //
-//	// external
+//	// then, with the external handler only
 //	r := authz.AcquireRequest()
 //	r.Identity, r.Domain, r.Now = ident, ident.Account, start
 //	r.AddRouteAction(method, route.Name, forwardedRawPath) // copies the bytes
@@ -53,12 +55,12 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/authn"
-	"github.com/keygate/keygate/configs"
 )
 
 // Sentinel errors. Authorizers wrap them with %w; match with errors.Is.
@@ -87,8 +89,11 @@ func Status(err error) int {
 	}
 }
 
-// Authorizer decides whether an authenticated identity may perform actions.
-// Implementations are safe for concurrent use.
+// Authorizer decides whether an authenticated identity may perform actions:
+// the seam of the external handler (External; tests fake it), asked by the
+// proxy and the admin API after their own rules allowed the request. With the
+// native handler there is none (the route's roles are Native's, asked
+// directly). Implementations are safe for concurrent use.
 type Authorizer interface {
 	// Authorize allows the request only if every action in req.Actions is
 	// allowed; an empty list or a nil identity is denied. On a denial the
@@ -222,24 +227,6 @@ func (o *Options) fill() {
 	}
 }
 
-// New builds the authorizer selected by cfg.Authorization.Handler: a Native
-// over cfg.Routes or an External for cfg.Authorization.External. An External
-// holds a connection pool and a cache: release it with its Close method (it
-// implements io.Closer) at shutdown.
-func New(cfg *configs.Config, opts Options) (Authorizer, error) {
-	if cfg == nil {
-		return nil, errors.New("authz: nil config")
-	}
-	switch cfg.Authorization.Handler {
-	case configs.HandlerNative, "":
-		return NewNative(NativeRoutes(cfg.Routes), opts)
-	case configs.HandlerExternal:
-		return NewExternal(cfg.Authorization.External, opts)
-	default:
-		return nil, fmt.Errorf("authz: unknown handler %q", cfg.Authorization.Handler)
-	}
-}
-
 // metrics are the authorizers' Prometheus collectors, children resolved once.
 type metrics struct {
 	allow, deny, errs prometheus.Counter
@@ -306,4 +293,13 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 		panic(fmt.Sprintf("authz: registering metrics: %v", err))
 	}
 	return c
+}
+
+// b2s returns b as a string without copying; b must not change while the
+// string is in use.
+func b2s(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }

@@ -178,6 +178,17 @@ func TestAuthzLimOptionalRoutes(t *testing.T) {
 		})
 	}
 
+	// Issue 20.4: with the native handler every route-role decision is
+	// counted, the anonymous callers' too (7 allowed, 3 refused above).
+	for series, want := range map[string]float64{
+		`keygate_authz_decisions_total{handler="native",result="allow"}`: 7,
+		`keygate_authz_decisions_total{handler="native",result="deny"}`:  3,
+	} {
+		if got := auMetric(t, g, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+
 	// The external plugin decides for anonymous callers too.
 	pluginAddr := startPlugin(t, `rules:
   - effect: allow
@@ -213,6 +224,17 @@ func TestAuthzLimOptionalRoutes(t *testing.T) {
 		}
 		if r.status != tc.want {
 			t.Errorf("external, %s (auth %v): %d, want %d: %s", tc.path, tc.auth != "", r.status, tc.want, r.body)
+		}
+	}
+	// With the external handler the plugin's decisions are counted; the
+	// route roles it comes after are not (no native series).
+	for series, want := range map[string]float64{
+		`keygate_authz_decisions_total{handler="external",result="allow"}`: 2,
+		`keygate_authz_decisions_total{handler="external",result="deny"}`:  1,
+		`keygate_authz_decisions_total{handler="native",result="allow"}`:   -1,
+	} {
+		if got := auMetric(t, g2, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
 		}
 	}
 }

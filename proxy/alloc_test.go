@@ -7,6 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/configs"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
 
@@ -53,5 +57,39 @@ func TestPipelineZeroAlloc(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(200, run); n != 0 {
 		t.Fatalf("%v allocs per request", n)
+	}
+}
+
+// TestAuthorizeNativeZeroAlloc: the native route decision (counted, as with
+// the native handler, or not) allocates nothing, allowed or denied,
+// authenticated or anonymous.
+func TestAuthorizeNativeZeroAlloc(t *testing.T) {
+	route := configs.Route{Name: "api", PathPrefix: "/api", Upstreams: []string{"http://127.0.0.1:1"}, Auth: configs.AuthOptional,
+		Roles: []string{"billing", "ops"}}
+	alice := &authn.Identity{Username: "alice", Account: "acme", Roles: []string{"dev", "ops"}, Method: authn.MethodBearer}
+	bob := &authn.Identity{Username: "bob", Account: "acme", Roles: []string{"dev"}, Method: authn.MethodBearer}
+	var ctx fasthttp.RequestCtx
+	path := []byte("/api/x")
+	for _, nat := range []*authz.Native{authz.NewNative(authz.Options{Registerer: prometheus.NewRegistry()}), nil} {
+		p, err := New(baseConfig(route), Options{Native: nat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := p.routes[0]
+		for _, tc := range []struct {
+			name    string
+			id      *authn.Identity
+			allowed bool
+		}{{"allowed", alice, true}, {"denied", bob, false}, {"anonymous", nil, false}} {
+			run := func() {
+				if err := p.authorize(&ctx, r, tc.id, path); (err == nil) != tc.allowed {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+			}
+			if n := testing.AllocsPerRun(200, run); n != 0 {
+				t.Fatalf("%s (counted %v): %v allocs per decision", tc.name, nat != nil, n)
+			}
+		}
+		p.Close()
 	}
 }

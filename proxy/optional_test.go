@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -36,40 +37,59 @@ func TestOptionalRouteRules(t *testing.T) {
 		{Name: "opt-dev", PathPrefix: "/dev", Upstreams: []string{up.url()}, Auth: configs.AuthOptional, Roles: []string{"dev"}},
 		{Name: "opt-open", PathPrefix: "/open", Upstreams: []string{up.url()}, Auth: configs.AuthOptional},
 	}
-	t.Run("native", func(t *testing.T) {
-		nat, err := authz.NewNative(nil, authz.Options{Registerer: prometheus.NewRegistry()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, addr := startProxy(t, baseConfig(routes...), Options{Authenticator: testAuth{}, Authorizer: nat})
-		for _, tc := range []struct {
-			name, path, auth string
-			want             int
-		}{
-			{"anonymous, route with roles", "/roles/x", "", 401},
-			{"alice without the role", "/roles/x", "Authorization: Bearer good", 403},
-			{"anonymous, route with dev", "/dev/x", "", 401},
-			{"alice with dev", "/dev/x", "Authorization: ApiKey good", 200},
-			{"anonymous, route without roles", "/open/x", "", 200},
-			{"alice, route without roles", "/open/x", "Authorization: Bearer good", 200},
-			{"Connection: Authorization keeps alice alice", "/dev/x", "Authorization: ApiKey good\r\nConnection: Authorization", 200},
-			{"Connection: Authorization does not make alice anonymous", "/roles/x", "Authorization: Bearer good\r\nConnection: Authorization", 403},
-		} {
-			t.Run(tc.name, func(t *testing.T) {
-				var lines []string
-				if tc.auth != "" {
-					lines = strings.Split(tc.auth, "\r\n")
+	for _, counted := range []bool{true, false} {
+		// The native handler counts the route-role decisions; with the
+		// external handler (Native nil) the same rule holds, uncounted.
+		t.Run(fmt.Sprintf("native counted=%v", counted), func(t *testing.T) {
+			reg := prometheus.NewPedanticRegistry()
+			var nat *authz.Native
+			if counted {
+				nat = authz.NewNative(authz.Options{Registerer: reg})
+			}
+			_, addr := startProxy(t, baseConfig(routes...), Options{Authenticator: testAuth{}, Native: nat})
+			allow, deny := 0.0, 0.0
+			for _, tc := range []struct {
+				name, path, auth string
+				want             int
+			}{
+				{"anonymous, route with roles", "/roles/x", "", 401},
+				{"alice without the role", "/roles/x", "Authorization: Bearer good", 403},
+				{"anonymous, route with dev", "/dev/x", "", 401},
+				{"alice with dev", "/dev/x", "Authorization: ApiKey good", 200},
+				{"anonymous, route without roles", "/open/x", "", 200},
+				{"alice, route without roles", "/open/x", "Authorization: Bearer good", 200},
+				{"Connection: Authorization keeps alice alice", "/dev/x", "Authorization: ApiKey good\r\nConnection: Authorization", 200},
+				{"Connection: Authorization does not make alice anonymous", "/roles/x", "Authorization: Bearer good\r\nConnection: Authorization", 403},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					var lines []string
+					if tc.auth != "" {
+						lines = strings.Split(tc.auth, "\r\n")
+					}
+					r := rawDo(t, addr, get(tc.path, lines...))
+					if r.Status != tc.want {
+						t.Fatalf("status %d, want %d (%s)", r.Status, tc.want, r.Body)
+					}
+					if tc.want == 401 && len(r.Header["Www-Authenticate"]) == 0 {
+						t.Fatalf("401 without challenges: %v", r.Header)
+					}
+				})
+				if tc.want == 200 {
+					allow++
+				} else {
+					deny++
 				}
-				r := rawDo(t, addr, get(tc.path, lines...))
-				if r.Status != tc.want {
-					t.Fatalf("status %d, want %d (%s)", r.Status, tc.want, r.Body)
+			}
+			if !counted {
+				allow, deny = 0, 0
+			}
+			for result, want := range map[string]float64{"allow": allow, "deny": deny} {
+				if got := decisions(t, reg, "native", result); got != want {
+					t.Errorf("keygate_authz_decisions_total{handler=native,result=%s} = %v, want %v", result, got, want)
 				}
-				if tc.want == 401 && len(r.Header["Www-Authenticate"]) == 0 {
-					t.Fatalf("401 without challenges: %v", r.Header)
-				}
-			})
-		}
-	})
+			}
+		})
+	}
 	t.Run("external", func(t *testing.T) {
 		ext := &recordingAuthorizer{asked: make(chan string, 16), allow: func(r *authz.Request) bool {
 			return !strings.Contains(r.Actions[0].Target, "/private")
@@ -134,4 +154,29 @@ func TestConnectionAuthorizationForwardAuthorization(t *testing.T) {
 			}
 		})
 	}
+}
+
+// decisions reads keygate_authz_decisions_total{handler, result} from reg (0
+// when the series does not exist).
+func decisions(t *testing.T, reg prometheus.Gatherer, handler, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "keygate_authz_decisions_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["handler"] == handler && labels["result"] == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

@@ -74,11 +74,13 @@ type Options struct {
 	Logger        *zap.Logger           // nil: zap.NewNop()
 	Registerer    prometheus.Registerer // nil: no metrics registered
 	Authenticator Authenticator         // nil: auth required → 401, optional → anonymous
-	// Authorizer decides, after authentication, whether the identity may
-	// make the request. nil or *authz.Native: the route's roles (any of) are
-	// checked natively. Any other Authorizer (the external plugin) is asked
-	// with one (method, "<route>:<forwarded path>") tuple after the route's
-	// roles pass; its failures are 403 or 503, never an allow.
+	// Native is the route rule every request passes after authentication:
+	// the route's roles (any of). Set (the native handler), it counts the
+	// decisions; nil, the roles are enforced all the same, uncounted.
+	Native *authz.Native
+	// Authorizer (the external handler; nil: none) is asked after the
+	// route's roles pass, with one (method, "<route>:<forwarded path>")
+	// tuple; its failures are 403 or 503, never an allow.
 	Authorizer authz.Authorizer
 	// Extra are exact raw paths served by keygate itself before routing
 	// (after the framing, Host and duplicate-Authorization checks).
@@ -91,8 +93,8 @@ type Proxy struct {
 	cfg     *configs.Config
 	log     *zap.Logger
 	authr   Authenticator
-	native  *authz.Native    // native route-role decisions (counted)
-	ext     authz.Authorizer // external decisions, nil for native
+	native  *authz.Native    // route roles; nil: not counted
+	ext     authz.Authorizer // asked after the route roles; nil: none
 	extra   map[string]fasthttp.RequestHandler
 	routes  []*Route
 	router  *router
@@ -128,6 +130,8 @@ func New(cfg *configs.Config, opts Options) (*Proxy, error) {
 		cfg:       cfg,
 		log:       opts.Logger,
 		authr:     opts.Authenticator,
+		native:    opts.Native,
+		ext:       opts.Authorizer,
 		extra:     opts.Extra,
 		accessLog: cfg.Log.Access,
 		sample:    uint64(max(cfg.Log.AccessSample, 1)),
@@ -148,13 +152,6 @@ func New(cfg *configs.Config, opts Options) (*Proxy, error) {
 		p.log = zap.NewNop()
 	}
 	p.untrusted.log = p.log
-	switch a := opts.Authorizer.(type) {
-	case nil:
-	case *authz.Native:
-		p.native = a
-	default:
-		p.ext = a
-	}
 	p.pool.New = func() any { return new(scratch) }
 	var errs []error
 
@@ -722,19 +719,7 @@ func (p *Proxy) authorize(ctx *fasthttp.RequestCtx, route *Route, ident *authn.I
 	if ident == nil {
 		denied = ErrUnauthorized
 	}
-	allowed := false
-	switch {
-	case ident == nil:
-		allowed = len(route.Roles) == 0
-		if p.native != nil {
-			p.native.Count(allowed)
-		}
-	case p.native != nil:
-		allowed = p.native.AllowRoute(ident, route.Roles)
-	default:
-		allowed = authz.AllowRoute(ident, route.Roles)
-	}
-	if !allowed {
+	if !p.native.Allow(ident, route.Roles) {
 		return denied
 	}
 	if p.ext == nil {

@@ -208,20 +208,23 @@ func (g *gateway) buildSigner() error {
 	return nil
 }
 
-// buildAuthz builds the authorizer of authorization.handler. The external
-// one also gets the store's invalidations (its decision cache) and a
-// notifier that delivers principal/domain lifecycle events from a durable
-// outbox in the store (with Redis, one queue shared by every instance).
+// buildAuthz builds what authorization.handler adds to the route roles the
+// proxy always enforces: with native, the Native that counts those
+// decisions; with external, the External authorizer, which also gets the
+// store's invalidations (its decision cache) and a notifier that delivers
+// principal/domain lifecycle events from a durable outbox in the store
+// (with Redis, one queue shared by every instance).
 func (g *gateway) buildAuthz(ctx context.Context, reg prometheus.Registerer) error {
-	a, err := authz.New(g.cfg, authz.Options{Logger: g.log.Named("authz"), Registerer: reg})
+	opts := authz.Options{Logger: g.log.Named("authz"), Registerer: reg}
+	if g.cfg.Authorization.Handler != configs.HandlerExternal { // validated: native
+		g.native = authz.NewNative(opts)
+		return nil
+	}
+	ext, err := authz.NewExternal(g.cfg.Authorization.External, opts)
 	if err != nil {
 		return err
 	}
-	g.authorizer = a
-	ext, ok := a.(*authz.External)
-	if !ok {
-		return nil
-	}
+	g.authorizer = ext
 	g.closers = append(g.closers, ext)
 	g.extraWatchers = append(g.extraWatchers, ext.Invalidate)
 	so, ok := g.store.(store.Outbox)

@@ -52,9 +52,10 @@ type gateway struct {
 	echoSrv           *fasthttp.Server
 	prx               *proxy.Proxy
 	chain             *authn.Chain
-	authorizer        authz.Authorizer
-	notifier          *authz.Notifier // external handler only
-	closers           []io.Closer     // closed after the background loops stop
+	native            *authz.Native    // native handler only: counts the route-role decisions
+	authorizer        authz.Authorizer // external handler only
+	notifier          *authz.Notifier  // external handler only
+	closers           []io.Closer      // closed after the background loops stop
 	pwHasher          *password.Hasher
 	passwords         *password.Authenticator
 	signer            *token.Signer // nil when bearer is not in auth.methods
@@ -210,6 +211,7 @@ func (g *gateway) start() int {
 		Logger:        g.log.Named("proxy"),
 		Registerer:    reg,
 		Authenticator: startGate{g: g, next: proxy.NewChainAuthenticator(chain, cfg.Auth.Realm)},
+		Native:        g.native,
 		Authorizer:    g.authorizer,
 		Extra:         extra,
 	}); err != nil {
