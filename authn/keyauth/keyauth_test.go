@@ -33,15 +33,10 @@ type countingStore struct {
 	store.Store
 	accounts atomic.Int64
 	down     atomic.Bool
-	// onGetAccount runs inside GetAccount (tests of races).
-	onGetAccount func()
 }
 
 func (s *countingStore) GetAccount(ctx context.Context, name string) (*store.Account, error) {
 	s.accounts.Add(1)
-	if s.onGetAccount != nil {
-		s.onGetAccount()
-	}
 	if s.down.Load() {
 		return nil, store.ErrUnavailable
 	}
@@ -73,7 +68,6 @@ type fixture struct {
 	clk    *clock
 	st     *countingStore
 	a      *Authenticator
-	states *principal.AccountStates
 	touch  *touches
 	key    *store.APIKey
 	secret string
@@ -92,8 +86,8 @@ func newFixture(t testing.TB) *fixture {
 	must(t, raw.CreateUser(ctx, &store.User{Username: "alice", Account: "acme", Roles: []string{"write", "read", "ops"}, PasswordHash: "x"}))
 	f := &fixture{t: t, clk: clk, st: &countingStore{Store: raw}, touch: &touches{}}
 	f.key, f.secret = f.newKey("ci", []string{"read", "write", "ghost"}, time.Time{})
-	f.states = principal.NewAccountStates(f.st, time.Minute, clk.Now)
-	f.a = NewAuthenticator(f.st, AuthOptions{Now: clk.Now, Touch: f.touch, Accounts: f.states})
+	states := principal.NewAccountStates(f.st, time.Minute, clk.Now)
+	f.a = NewAuthenticator(f.st, AuthOptions{Now: clk.Now, Touch: f.touch, Accounts: states})
 	return f
 }
 
