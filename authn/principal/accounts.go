@@ -135,29 +135,21 @@ func (a *AccountStates) Len() int {
 	return len(a.m)
 }
 
+// Subscriber is the states' place in the store's invalidation fan-out: each
+// invalidation drops what it names, and a subscription that starts or ends
+// (invalidations may have been missed) drops every state.
+func (a *AccountStates) Subscriber() store.Subscriber {
+	return store.Subscriber{Name: "account states", Apply: a.Invalidate, Reset: a.Flush}
+}
+
 // WatchFirst returns s with its Watch changed so that every invalidation is
 // applied to a before being passed on, and a is flushed whenever the
-// subscription ends (invalidations may have been missed). Give it to
-// cache.Listen:
+// subscription starts or ends (store.WatchThrough with Subscriber). Give it
+// to cache.Listen:
 //
 //	go c.Listen(ctx, states.WatchFirst(s), logger)
 func (a *AccountStates) WatchFirst(s store.Store) store.Store {
-	return watchFirst{Store: s, a: a}
-}
-
-type watchFirst struct {
-	store.Store
-	a *AccountStates
-}
-
-func (w watchFirst) Watch(ctx context.Context, fn func(store.Invalidation)) error {
-	w.a.Flush()
-	err := w.Store.Watch(ctx, func(inv store.Invalidation) {
-		w.a.Invalidate(inv)
-		fn(inv)
-	})
-	w.a.Flush()
-	return err
+	return store.WatchThrough(s, a.Subscriber())
 }
 
 // StoreAccounts is an authn.AccountStates that asks the store every time:

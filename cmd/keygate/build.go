@@ -81,8 +81,8 @@ func effectiveHashConcurrency(configured, cpus int) int {
 const failureLimiterKeys = 100_000
 
 // buildChain wires authentication (DESIGN.md §1): the identity cache in
-// front of the store, invalidated by the store's Watch (account states see
-// each invalidation first), the API key and password authenticators, the
+// front of the store, invalidated by the store's Watch after everything
+// invalidationSubscribers lists), the API key and password authenticators, the
 // failure limiters, and last-used batching. Background loops stop with ctx.
 func (g *gateway) buildChain(ctx context.Context, reg prometheus.Registerer) (*authn.Chain, error) {
 	cfg := g.cfg
@@ -108,11 +108,9 @@ func (g *gateway) buildChain(ctx context.Context, reg prometheus.Registerer) (*a
 	g.states = states
 	g.ipLimiter = ratelimit.New(cfg.Auth.Failures.PerIPPerMinute, failureLimiterKeys, nil)
 	g.userLimiter = ratelimit.New(cfg.Auth.Failures.PerUserPerMinute, failureLimiterKeys, nil)
+	watched := store.WatchThrough(g.store, g.invalidationSubscribers()...)
 	g.bg.Add(2)
-	go func() {
-		defer g.bg.Done()
-		c.Listen(ctx, withWatchers(states.WatchFirst(g.store), g.extraWatchers...), g.log.Named("cache"))
-	}()
+	go func() { defer g.bg.Done(); c.Listen(ctx, watched, g.log.Named("cache")) }()
 	go func() { defer g.bg.Done(); _ = touch.Run(ctx) }()
 
 	g.passwords = password.NewAuthenticator(g.store, g.hasher(), password.AuthOptions{Accounts: states, Logger: g.log.Named("password")})
@@ -226,7 +224,7 @@ func (g *gateway) buildAuthz(ctx context.Context, reg prometheus.Registerer) err
 	}
 	g.authorizer = ext
 	g.closers = append(g.closers, ext)
-	g.extraWatchers = append(g.extraWatchers, ext.Invalidate)
+	g.external = ext
 	so, ok := g.store.(store.Outbox)
 	if !ok {
 		return fmt.Errorf("authorization: the %s store keeps no notification outbox", g.cfg.Store.Driver)
@@ -238,29 +236,6 @@ func (g *gateway) buildAuthz(ctx context.Context, reg prometheus.Registerer) err
 	g.bg.Add(1)
 	go func() { defer g.bg.Done(); _ = g.notifier.Run(ctx) }()
 	return nil
-}
-
-// withWatchers returns s whose Watch also hands every invalidation to fns
-// (before the caller's function).
-func withWatchers(s store.Store, fns ...func(store.Invalidation)) store.Store {
-	if len(fns) == 0 {
-		return s
-	}
-	return teeStore{Store: s, fns: fns}
-}
-
-type teeStore struct {
-	store.Store
-	fns []func(store.Invalidation)
-}
-
-func (t teeStore) Watch(ctx context.Context, fn func(store.Invalidation)) error {
-	return t.Store.Watch(ctx, func(inv store.Invalidation) {
-		for _, f := range t.fns {
-			f(inv)
-		}
-		fn(inv)
-	})
 }
 
 // adminNotifier is the admin API's lifecycle notifier: the external

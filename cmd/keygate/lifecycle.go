@@ -62,7 +62,7 @@ type gateway struct {
 	states            *principal.AccountStates
 	ipLimiter         *ratelimit.Limiter
 	userLimiter       *ratelimit.Limiter
-	extraWatchers     []func(store.Invalidation) // see each invalidation before the cache
+	external          *authz.External // external handler only (its decision cache is invalidated)
 	bg                sync.WaitGroup
 	stopBG            context.CancelFunc
 
