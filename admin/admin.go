@@ -24,7 +24,7 @@ import (
 	"github.com/keygate/keygate/store"
 )
 
-// ReadyTimeout bounds the store ping of GET /readyz.
+// ReadyTimeout bounds the checks of GET /readyz.
 const ReadyTimeout = time.Second
 
 // Options are the admin server's collaborators.
@@ -33,8 +33,8 @@ type Options struct {
 	Logger *zap.Logger
 	// Gatherer is what GET /metrics exposes. Required.
 	Gatherer prometheus.Gatherer
-	// Store is pinged by GET /readyz. Required.
-	Store store.Store
+	// Store's readiness checks are run by GET /readyz. Required.
+	Store store.Readiness
 	// Auth authenticates GET /metrics when admin.metrics_roles is set
 	// (required then).
 	Auth Authenticator
@@ -71,7 +71,7 @@ type Server struct {
 
 	cfg         *configs.Config
 	log         *zap.Logger
-	store       store.Store
+	store       store.Readiness
 	readyChecks []ReadyCheck
 	router      Router
 	metrics     fasthttp.RequestHandler
@@ -211,8 +211,8 @@ type readyBody struct {
 	Checks map[string]string `json:"checks"`
 }
 
-// readyz runs serve's checks, then the store's (store.Readiness, else a
-// Ping as store_read), all within ReadyTimeout: 200 when every one passed,
+// readyz runs serve's checks, then the store's (store.Readiness), all
+// within ReadyTimeout: 200 when every one passed,
 // else 503 naming the failed checks.
 func (s *Server) readyz(ctx *fasthttp.RequestCtx, _ Params) {
 	c, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
@@ -238,13 +238,7 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx, _ Params) {
 			body.Checks[rc.Name] = "ok"
 		}
 	}
-	var checks []store.Check
-	if r, ok := s.store.(store.Readiness); ok {
-		checks = r.Ready(c)
-	} else {
-		checks = []store.Check{{Name: "store_read", Err: s.store.Ping(c)}}
-	}
-	for _, ch := range checks {
+	for _, ch := range s.store.Ready(c) {
 		if ch.Err != nil {
 			body.Store = "unavailable"
 			fail(ch.Name, ch.Err)

@@ -33,14 +33,19 @@ func openBolt(t *testing.T) *boltstore.Store {
 	return st
 }
 
-// pingStore is a store.Store whose Ping is controllable, for failures the
-// real stores cannot produce on demand (a ping that hangs, an error text that
-// names an address). Only Ping is implemented; the other tests use the real
-// bolt store.
+// pingStore is a store.Readiness whose one check (store_read, its Ping) is
+// controllable, for failures the real stores cannot produce on demand (a
+// ping that hangs, an error text that names an address). Only Ready and
+// Ping are implemented; the other tests use the real bolt store.
 type pingStore struct {
 	store.Store
 	err   atomic.Pointer[error]
 	delay time.Duration
+}
+
+// Ready is the one check store_read, the Ping.
+func (p *pingStore) Ready(ctx context.Context) []store.Check {
+	return []store.Check{{Name: "store_read", Err: p.Ping(ctx)}}
 }
 
 func (p *pingStore) Ping(ctx context.Context) error {
@@ -97,7 +102,7 @@ func do(t *testing.T, addr, method, uri string) (int, *fasthttp.ResponseHeader, 
 	return resp.StatusCode(), &h, append([]byte(nil), resp.Body()...)
 }
 
-func newServer(t *testing.T, st store.Store, g prometheus.Gatherer) *Server {
+func newServer(t *testing.T, st store.Readiness, g prometheus.Gatherer) *Server {
 	t.Helper()
 	s, err := New(testConfig(), Options{Gatherer: g, Store: st})
 	if err != nil {

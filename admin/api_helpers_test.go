@@ -61,7 +61,7 @@ const (
 type apiEnv struct {
 	t       *testing.T
 	clk     *testClock
-	st      store.Store
+	st      *boltstore.Store
 	base    string
 	routes  []string // "METHOD /pattern" as registered
 	audit   *observer.ObservedLogs

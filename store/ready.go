@@ -2,9 +2,9 @@ package store
 
 import "context"
 
-// Readiness is implemented by stores whose readiness is more than Ping:
-// Ready runs every check the store has (bounded by ctx) and returns one
-// result per check, in a fixed order. GET /readyz reports them by name.
+// Readiness is part of every Driver: Ready runs every check the store has
+// (at least store_read; bounded by ctx) and returns one result per check, in
+// a fixed order. GET /readyz reports them by name.
 type Readiness interface {
 	Ready(ctx context.Context) []Check
 }

@@ -57,9 +57,9 @@ type RefreshStore interface {
 	RevokeUserRefreshTokens(ctx context.Context, username string) error
 }
 
-// RefreshPurger is implemented by stores whose refresh token records do not
-// expire by themselves (boltstore; Redis expires them): call it
-// periodically, e.g. next to PurgeAPIKeys. It deletes tokens expired at or
+// RefreshPurger is called periodically, e.g. next to PurgeAPIKeys: a store
+// whose refresh token records do not expire by themselves (boltstore)
+// sweeps them; one whose records do (Redis) does nothing. It deletes tokens expired at or
 // before `before`, and families none of whose tokens is still valid, and
 // returns how many tokens went.
 type RefreshPurger interface {

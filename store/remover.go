@@ -20,7 +20,7 @@ const (
 // Remover purges API keys that have been revoked or expired for longer than
 // the retention (DESIGN.md §5, api_keys.retention).
 type Remover struct {
-	s         Store
+	s         KeyPurger
 	retention time.Duration
 	interval  time.Duration
 	now       func() time.Time
@@ -34,12 +34,18 @@ type Remover struct {
 	FirstDelay time.Duration
 }
 
-// Leaser is implemented by stores that several instances share (Redis):
-// TryLease takes the lease called name for ttl, unless another owner holds
+// Leaser takes the lease called name for ttl, unless another owner holds
 // it, and reports whether it did. The Remover takes one per purge so that
-// one instance, not every instance, walks the store each interval.
+// one instance, not every instance sharing a store (Redis), walks the store
+// each interval; a store one process owns (bolt) always grants it.
 type Leaser interface {
 	TryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
+}
+
+// KeyPurger is what the Remover needs of a store (every Driver has it).
+type KeyPurger interface {
+	PurgeAPIKeys(ctx context.Context, before time.Time) (int, error)
+	Leaser
 }
 
 // PurgeLease is the Leaser lease the Remover takes.
@@ -48,7 +54,7 @@ const PurgeLease = "purge-api-keys"
 // NewRemover returns a Remover that purges keys out of use for longer than
 // retention (default 7 days) every interval (default 1 hour). now defaults
 // to time.Now and logger to a no-op.
-func NewRemover(s Store, retention, interval time.Duration, now func() time.Time, logger *zap.Logger) *Remover {
+func NewRemover(s KeyPurger, retention, interval time.Duration, now func() time.Time, logger *zap.Logger) *Remover {
 	if retention <= 0 {
 		retention = DefaultRetention
 	}
@@ -72,16 +78,14 @@ func (r *Remover) RunOnce(ctx context.Context) (int, error) {
 	return r.s.PurgeAPIKeys(ctx, r.now().Add(-r.retention))
 }
 
-// RunShared purges like RunOnce, unless the store is a Leaser and another
-// instance purged within this interval: then it does nothing and ran is
-// false. The lease is never released: it lapses 90% of an interval after
+// RunShared purges like RunOnce, unless another instance sharing the store
+// holds the purge lease (it purged within this interval): then it does
+// nothing and ran is false. The lease is never released: it lapses 90% of an interval after
 // it was taken, so at most one instance purges per interval.
 func (r *Remover) RunShared(ctx context.Context) (n int, ran bool, err error) {
-	if l, ok := r.s.(Leaser); ok {
-		got, err := l.TryLease(ctx, PurgeLease, r.owner, r.interval-r.interval/10)
-		if err != nil || !got {
-			return 0, false, err
-		}
+	got, err := r.s.TryLease(ctx, PurgeLease, r.owner, r.interval-r.interval/10)
+	if err != nil || !got {
+		return 0, false, err
 	}
 	n, err = r.RunOnce(ctx)
 	return n, true, err

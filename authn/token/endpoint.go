@@ -46,7 +46,7 @@ type EndpointOptions struct {
 	Store store.Store
 	// Refresh stores refresh tokens; nil disables them (no refresh_token in
 	// responses, and the refresh_token grant is unsupported_grant_type).
-	// Both keygate stores implement it: pass Store.(store.RefreshStore).
+	// serve passes its store.Driver, which always has them.
 	Refresh store.RefreshStore
 	// Passwords verifies the password grant (required): give the Basic
 	// authenticator of the Chain, so both check passwords the same way

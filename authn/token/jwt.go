@@ -48,13 +48,13 @@
 // # Wiring (cmd/keygate serve)
 //
 //	signer, err := token.NewSigner(cfg.Tokens) // error: refuse to start
+//	// st is a store.Driver (store.AsDriver at start): it keeps refresh tokens
 //	basic := password.NewAuthenticator(st, hasher, password.AuthOptions{Accounts: accountStates})
 //	chainCfg.Authenticators[authn.KindBasic] = basic
 //	chainCfg.Authenticators[authn.KindBearer] = token.NewAuthenticator(
 //		signer.Verifier(), st, token.AuthOptions{Accounts: accountStates})
-//	rs, _ := st.(store.RefreshStore) // both stores implement it
 //	ep, err := token.NewEndpoint(cfg.Tokens, signer, token.EndpointOptions{
-//		Store: st, Refresh: rs, Passwords: basic, Accounts: accountStates,
+//		Store: st, Refresh: st, Passwords: basic, Accounts: accountStates,
 //		IPLimiter: ipLim, UserLimiter: userLim, Realm: cfg.Auth.Realm,
 //		Logger: log, Registerer: reg})
 //	for _, p := range ep.Paths() { extra[p] = ep.Handler }

@@ -35,20 +35,39 @@ import (
 	"github.com/keygate/keygate/store/redisstore"
 )
 
-// openStore opens the configured store.
-func openStore(cfg *configs.Config, log *zap.Logger) (store.Store, error) {
+// openStore opens the configured store and checks it has every capability
+// serve wires (store.Driver): a missing one is a start-up error, never a
+// feature silently left out.
+func openStore(cfg *configs.Config, log *zap.Logger) (store.Driver, error) {
+	var s store.Store
+	var err error
 	switch cfg.Store.Driver {
 	case configs.DriverRedis:
-		return redisstore.New(cfg.Store.Redis, redisstore.Options{Logger: log.Named("store")})
+		s, err = redisstore.New(cfg.Store.Redis, redisstore.Options{Logger: log.Named("store")})
 	case configs.DriverBolt, "":
 		path := cfg.Store.Bolt.Path
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, err
 		}
-		return boltstore.Open(path, boltstore.Options{})
+		s, err = boltstore.Open(path, boltstore.Options{})
 	default:
 		return nil, fmt.Errorf("unknown store.driver %q", cfg.Store.Driver)
 	}
+	if err != nil {
+		return nil, err
+	}
+	return requireDriver(s)
+}
+
+// requireDriver returns s as a store.Driver, or closes it and returns the
+// capabilities it lacks.
+func requireDriver(s store.Store) (store.Driver, error) {
+	d, err := store.AsDriver(s)
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return d, nil
 }
 
 // hasher is the process's one argon2id hasher: its semaphore bounds hashing
@@ -155,10 +174,9 @@ func (g *gateway) tokenHandlers(reg prometheus.Registerer) (map[string]fasthttp.
 	if g.signer == nil {
 		return nil, nil
 	}
-	rs, _ := g.store.(store.RefreshStore)
 	ep, err := token.NewEndpoint(g.cfg.Tokens, g.signer, token.EndpointOptions{
 		Store:       g.store,
-		Refresh:     rs,
+		Refresh:     g.store,
 		Passwords:   g.passwords,
 		Accounts:    g.states,
 		IPLimiter:   g.ipLimiter,
@@ -225,11 +243,7 @@ func (g *gateway) buildAuthz(ctx context.Context, reg prometheus.Registerer) err
 	g.authorizer = ext
 	g.closers = append(g.closers, ext)
 	g.external = ext
-	so, ok := g.store.(store.Outbox)
-	if !ok {
-		return fmt.Errorf("authorization: the %s store keeps no notification outbox", g.cfg.Store.Driver)
-	}
-	out := authz.NewStoreOutbox(so)
+	out := authz.NewStoreOutbox(g.store)
 	if g.notifier, err = authz.NewNotifier(g.cfg.Authorization.External, out, authz.NotifierOptions{Logger: g.log.Named("authz_notifier"), Registerer: reg}); err != nil {
 		return err
 	}

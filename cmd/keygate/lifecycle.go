@@ -46,7 +46,7 @@ type gateway struct {
 	adminPassword string
 
 	publicLn, adminLn net.Listener
-	store             store.Store
+	store             store.Driver // every capability checked at open (store.AsDriver)
 	publicSrv         *fasthttp.Server
 	adminSrv          *fasthttp.Server
 	echoSrv           *fasthttp.Server
@@ -183,14 +183,12 @@ func (g *gateway) start() int {
 	remover.FirstDelay = time.Minute + mrand.N(time.Minute)
 	g.bg.Add(1)
 	go func() { defer g.bg.Done(); _ = remover.Run(bgCtx) }()
-	if rp, ok := g.store.(store.RefreshPurger); ok {
-		// Redis expires refresh tokens itself; bolt needs a sweep.
-		g.bg.Add(1)
-		go func() {
-			defer g.bg.Done()
-			purgeRefreshTokens(bgCtx, rp, store.DefaultPurgeInterval, g.log.Named("remover"))
-		}()
-	}
+	// Bolt sweeps expired refresh tokens; Redis expires them itself.
+	g.bg.Add(1)
+	go func() {
+		defer g.bg.Done()
+		purgeRefreshTokens(bgCtx, g.store, store.DefaultPurgeInterval, g.log.Named("remover"))
+	}()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

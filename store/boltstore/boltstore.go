@@ -799,4 +799,17 @@ func (s *Store) Watch(ctx context.Context, fn func(store.Invalidation)) error {
 	}
 }
 
-var _ store.Store = (*Store)(nil)
+// TryLease implements store.Leaser: one process holds the file (bbolt's
+// lock), so no other instance shares this store and the lease is always
+// granted.
+func (s *Store) TryLease(_ context.Context, name, _ string, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return false, fmt.Errorf("boltstore: lease %q: ttl must be positive: %w", name, store.ErrInvalid)
+	}
+	return true, nil
+}
+
+var (
+	_ store.Store  = (*Store)(nil)
+	_ store.Driver = (*Store)(nil)
+)

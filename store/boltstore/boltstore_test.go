@@ -28,7 +28,7 @@ func open(t testing.TB, path string, now func() time.Time) *boltstore.Store {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store {
+	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Driver {
 		return open(t, filepath.Join(t.TempDir(), "kg.db"), now)
 	})
 }
@@ -280,5 +280,20 @@ func BenchmarkLookupAPIKey(b *testing.B) {
 		if _, _, err := s.LookupAPIKey(ctx, ids[i%len(ids)]); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestTryLease: one process owns the file, so the purge lease is granted to
+// every owner that asks; a non-positive ttl is refused like Redis's.
+func TestTryLease(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "kg.db"), time.Now)
+	ctx := context.Background()
+	for _, owner := range []string{"A", "B", "A"} {
+		if got, err := s.TryLease(ctx, store.PurgeLease, owner, time.Minute); err != nil || !got {
+			t.Errorf("TryLease(%s) = %v, %v; want true", owner, got, err)
+		}
+	}
+	if _, err := s.TryLease(ctx, store.PurgeLease, "A", 0); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("TryLease with ttl 0 = %v, want ErrInvalid", err)
 	}
 }

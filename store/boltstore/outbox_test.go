@@ -12,7 +12,7 @@ import (
 )
 
 func TestOutboxConformance(t *testing.T) {
-	storetest.RunOutbox(t, func(t *testing.T, now func() time.Time) store.Store {
+	storetest.RunOutbox(t, func(t *testing.T, now func() time.Time) store.Driver {
 		return open(t, filepath.Join(t.TempDir(), "kg.db"), now)
 	})
 }

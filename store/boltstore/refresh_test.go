@@ -12,7 +12,7 @@ import (
 )
 
 func TestRefreshConformance(t *testing.T) {
-	storetest.RunRefresh(t, func(t *testing.T, now func() time.Time) store.Store {
+	storetest.RunRefresh(t, func(t *testing.T, now func() time.Time) store.Driver {
 		return open(t, filepath.Join(t.TempDir(), "kg.db"), now)
 	})
 }

@@ -14,7 +14,7 @@ import (
 
 func TestOutboxConformance(t *testing.T) {
 	srv := testredis.Start(t)
-	storetest.RunOutbox(t, func(t *testing.T, now func() time.Time) store.Store {
+	storetest.RunOutbox(t, func(t *testing.T, now func() time.Time) store.Driver {
 		return newTestStore(t, []string{srv.Addr()}, now, 0)
 	})
 }
@@ -24,7 +24,7 @@ func TestOutboxConformanceCluster(t *testing.T) {
 		t.Skip("cluster in -short mode")
 	}
 	c := testredis.StartCluster(t, 3)
-	storetest.RunOutbox(t, func(t *testing.T, now func() time.Time) store.Store {
+	storetest.RunOutbox(t, func(t *testing.T, now func() time.Time) store.Driver {
 		return newTestStore(t, c.Addrs(), now, 0)
 	})
 }

@@ -424,4 +424,7 @@ func parsePacked(s string, dst []field) ([]field, error) {
 }
 
 // Interface guard.
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store  = (*Store)(nil)
+	_ store.Driver = (*Store)(nil)
+)

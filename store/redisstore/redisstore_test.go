@@ -36,7 +36,7 @@ func newTestStore(t testing.TB, addrs []string, now func() time.Time, timeout ti
 
 func TestConformance(t *testing.T) {
 	srv := testredis.Start(t)
-	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store {
+	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Driver {
 		return newTestStore(t, []string{srv.Addr()}, now, 0)
 	})
 }
@@ -46,7 +46,7 @@ func TestConformanceCluster(t *testing.T) {
 		t.Skip("cluster in -short mode")
 	}
 	c := testredis.StartCluster(t, 3)
-	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store {
+	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Driver {
 		return newTestStore(t, c.Addrs(), now, 0)
 	})
 }

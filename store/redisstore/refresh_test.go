@@ -12,7 +12,7 @@ import (
 
 func TestRefreshConformance(t *testing.T) {
 	srv := testredis.Start(t)
-	storetest.RunRefresh(t, func(t *testing.T, now func() time.Time) store.Store {
+	storetest.RunRefresh(t, func(t *testing.T, now func() time.Time) store.Driver {
 		return newTestStore(t, []string{srv.Addr()}, now, 0)
 	})
 }
@@ -22,7 +22,7 @@ func TestRefreshConformanceCluster(t *testing.T) {
 		t.Skip("cluster in -short mode")
 	}
 	c := testredis.StartCluster(t, 3)
-	storetest.RunRefresh(t, func(t *testing.T, now func() time.Time) store.Store {
+	storetest.RunRefresh(t, func(t *testing.T, now func() time.Time) store.Driver {
 		return newTestStore(t, c.Addrs(), now, 0)
 	})
 }

@@ -28,6 +28,7 @@ func RunRefresh(t *testing.T, newStore Factory) {
 		{"CreateUse", testRefreshCreateUse},
 		{"Rotation/ReuseRevokesFamily", testRefreshReuse},
 		{"Expiry", testRefreshExpiry},
+		{"Purge", testRefreshPurge},
 		{"NotFound", testRefreshNotFound},
 		{"Validation", testRefreshValidation},
 		{"RevokeFamily", testRefreshRevokeFamily},
@@ -40,18 +41,14 @@ func RunRefresh(t *testing.T, newStore Factory) {
 			t.Parallel()
 			clock := NewClock(time.Now().UTC().Truncate(time.Second))
 			s := newStore(t, clock.Now)
-			rs, ok := s.(store.RefreshStore)
-			if !ok {
-				t.Fatalf("%T does not implement store.RefreshStore", s)
-			}
-			tc.fn(&refreshEnv{t: t, s: rs, clock: clock, ctx: context.Background()})
+			tc.fn(&refreshEnv{t: t, s: s, clock: clock, ctx: context.Background()})
 		})
 	}
 }
 
 type refreshEnv struct {
 	t     *testing.T
-	s     store.RefreshStore
+	s     store.Driver
 	clock *Clock
 	ctx   context.Context
 }
@@ -156,6 +153,22 @@ func testRefreshExpiry(e *refreshEnv) {
 	// A new token in the family still works after an expired one was swept.
 	next := e.newToken(fam, "alice")
 	e.mustUse(next)
+}
+
+// testRefreshPurge: the periodic purge (a sweep in bolt, nothing in Redis,
+// whose records expire by themselves) leaves live tokens usable, and an
+// expired one stays unusable.
+func testRefreshPurge(e *refreshEnv) {
+	expired := e.newToken(randomFamily(), "alice")
+	e.clock.Advance(30 * time.Minute)
+	live := e.newToken(randomFamily(), "alice")
+	e.clock.Set(expired.ExpiresAt.Add(time.Second))
+	n, err := e.s.PurgeRefreshTokens(e.ctx, e.clock.Now())
+	if err != nil || n < 0 || n > 1 {
+		e.t.Fatalf("PurgeRefreshTokens = %d, %v; want 0 or 1 (the expired token), no error", n, err)
+	}
+	e.wantUseErr("expired, after the purge", expired, store.ErrNotFound)
+	e.mustUse(live)
 }
 
 func testRefreshNotFound(e *refreshEnv) {

@@ -2,7 +2,7 @@
 // implementation runs it from its own tests:
 //
 //	func TestConformance(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store {
+//		storetest.Run(t, func(t *testing.T, now func() time.Time) store.Driver {
 //			s, err := mystore.Open(..., mystore.Options{Now: now})
 //			if err != nil {
 //				t.Fatal(err)
@@ -37,14 +37,15 @@ import (
 )
 
 // Factory returns a fresh, empty store reading time through now. It registers
-// its own cleanup with t.
-type Factory = func(t *testing.T, now func() time.Time) store.Store
+// its own cleanup with t. A store.Driver: the suites exercise every
+// capability serve requires.
+type Factory = func(t *testing.T, now func() time.Time) store.Driver
 
 // waitFor bounds how long the suite waits for an invalidation.
 const waitFor = 3 * time.Second
 
 // Run runs the conformance suite against the stores newStore makes.
-func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) store.Store) {
+func Run(t *testing.T, newStore Factory) {
 	t.Helper()
 	tests := []struct {
 		name string

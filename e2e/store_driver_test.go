@@ -1,0 +1,60 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/keygate/keygate/internal/testredis"
+)
+
+// TestStoreDriverCapabilities (issue 20 item 7): with either store driver,
+// serve wires every capability of store.Driver instead of leaving one out
+// when a type assertion fails: the password grant issues a refresh token and
+// the refresh grant rotates it (refresh tokens), and /readyz runs the
+// store's own checks (store_read and store_write, not a bare ping).
+func TestStoreDriverCapabilities(t *testing.T) {
+	t.Parallel()
+	echoAddr := startEchoProc(t)
+	routes := "  - name: api\n    path_prefix: /\n    upstreams: [\"http://" + echoAddr + "\"]\n    auth: required\n"
+	tests := []struct {
+		name  string
+		store func(t *testing.T) string
+	}{
+		{"bolt", func(*testing.T) string { return "" }},
+		{"redis", func(t *testing.T) string { return auRedisYAML(testredis.Start(t).Addr()) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g := startGateway(t, serveOpts{routes: routes, store: tc.store(t)})
+			grant := func(form url.Values) (int, map[string]any) {
+				t.Helper()
+				resp, err := http.PostForm(g.url("/oauth/token"), form)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				var body map[string]any
+				if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+					t.Fatalf("token response is not JSON: %v", err)
+				}
+				return resp.StatusCode, body
+			}
+			code, body := grant(url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {"correct-horse-battery-staple"}})
+			refresh, _ := body["refresh_token"].(string)
+			if code != 200 || refresh == "" {
+				t.Fatalf("password grant: %d %v; want 200 with a refresh_token", code, body)
+			}
+			if code, body = grant(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}); code != 200 || body["refresh_token"] == nil {
+				t.Errorf("refresh grant: %d %v; want 200 with a new refresh_token", code, body)
+			}
+			code, ready := getAdmin(t, g, "/readyz")
+			if code != 200 || !strings.Contains(ready, `"store_read":"ok"`) || !strings.Contains(ready, `"store_write":"ok"`) {
+				t.Errorf("/readyz: %d %s; want 200 with store_read and store_write", code, ready)
+			}
+		})
+	}
+}
