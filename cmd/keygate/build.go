@@ -1,4 +1,5 @@
-// Construction of serve's components: the store, the password hasher, the
+// The gateway and the construction of serve's components: the store, the
+// password hasher, the
 // authentication chain and its cache, the token endpoint and signer, the
 // authorizer and its notifier.
 
@@ -9,11 +10,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,10 +35,51 @@ import (
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/proxy"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/boltstore"
 	"github.com/keygate/keygate/store/redisstore"
 )
+
+// gateway is one run of `keygate serve`: it owns every component and tears
+// them down in reverse order.
+type gateway struct {
+	cfg    *configs.Config
+	log    *zap.Logger
+	e      *env
+	demoLn net.Listener
+	// adminPassword is KEYGATE_ADMIN_PASSWORD, for the bootstrap only
+	// (cleared after it).
+	adminPassword string
+
+	publicLn, adminLn net.Listener
+	store             store.Driver // every capability checked at open (store.AsDriver)
+	publicSrv         *fasthttp.Server
+	adminSrv          *fasthttp.Server
+	echoSrv           *fasthttp.Server
+	prx               *proxy.Proxy
+	chain             *authn.Chain
+	native            *authz.Native    // native handler only: counts the route-role decisions
+	authorizer        authz.Authorizer // external handler only
+	notifier          *authz.Notifier  // external handler only
+	closers           []io.Closer      // closed after the background loops stop
+	pwHasher          *password.Hasher
+	passwords         *password.Authenticator
+	signer            *token.Signer // nil when bearer is not in auth.methods
+	states            *principal.AccountStates
+	ipLimiter         *ratelimit.Limiter
+	userLimiter       *ratelimit.Limiter
+	external          *authz.External // external handler only (its decision cache is invalidated)
+	bg                sync.WaitGroup
+	stopBG            context.CancelFunc
+
+	// Start-up (startup.go): started is set once the store is
+	// initialised; until then requests needing it get 503. retryStore says
+	// the first attempt failed and run retries until storeDeadline.
+	started       atomic.Bool
+	retryStore    bool
+	storeDeadline time.Time
+}
 
 // openStore opens the configured store and checks it has every capability
 // serve wires (store.Driver): a missing one is a start-up error, never a

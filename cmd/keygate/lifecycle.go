@@ -1,6 +1,6 @@
-// The serve lifecycle: the gateway, start (bind, open, build, in that
-// order), run until a signal or a fatal error, shutdown and closeAll.
-// Start-up with an unreachable store is in startup.go; the components are
+// The serve lifecycle: start (bind, open, build, in that order), run until a
+// signal or a fatal error, shutdown and closeAll. Start-up with an
+// unreachable store is in startup.go; the gateway and its components are
 // built in build.go.
 
 package main
@@ -9,11 +9,9 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,57 +20,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/admin"
-	"github.com/keygate/keygate/authn"
-	"github.com/keygate/keygate/authn/password"
-	"github.com/keygate/keygate/authn/principal"
-	"github.com/keygate/keygate/authn/ratelimit"
-	"github.com/keygate/keygate/authn/token"
-	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/internal/echo"
 	"github.com/keygate/keygate/proxy"
 	"github.com/keygate/keygate/store"
 )
-
-// gateway is one run of `keygate serve`: it owns every component and tears
-// them down in reverse order.
-type gateway struct {
-	cfg    *configs.Config
-	log    *zap.Logger
-	e      *env
-	demoLn net.Listener
-	// adminPassword is KEYGATE_ADMIN_PASSWORD, for the bootstrap only
-	// (cleared after it).
-	adminPassword string
-
-	publicLn, adminLn net.Listener
-	store             store.Driver // every capability checked at open (store.AsDriver)
-	publicSrv         *fasthttp.Server
-	adminSrv          *fasthttp.Server
-	echoSrv           *fasthttp.Server
-	prx               *proxy.Proxy
-	chain             *authn.Chain
-	native            *authz.Native    // native handler only: counts the route-role decisions
-	authorizer        authz.Authorizer // external handler only
-	notifier          *authz.Notifier  // external handler only
-	closers           []io.Closer      // closed after the background loops stop
-	pwHasher          *password.Hasher
-	passwords         *password.Authenticator
-	signer            *token.Signer // nil when bearer is not in auth.methods
-	states            *principal.AccountStates
-	ipLimiter         *ratelimit.Limiter
-	userLimiter       *ratelimit.Limiter
-	external          *authz.External // external handler only (its decision cache is invalidated)
-	bg                sync.WaitGroup
-	stopBG            context.CancelFunc
-
-	// Start-up (startup.go): started is set once the store is
-	// initialised; until then requests needing it get 503. retryStore says
-	// the first attempt failed and run retries until storeDeadline.
-	started       atomic.Bool
-	retryStore    bool
-	storeDeadline time.Time
-}
 
 // run starts everything, waits for a signal or a fatal serve error, then
 // shuts down. It returns the exit code.
