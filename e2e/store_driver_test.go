@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/internal/testredis"
 )
@@ -57,4 +60,51 @@ func TestStoreDriverCapabilities(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStoreOpenFailureExits: a store that cannot be opened (the bolt path
+// is a directory; the file is held by another running gateway) is one clear
+// line and exit 1. Before, openStore returned a nil *boltstore.Store inside
+// a non-nil store.Store and the clean-up's Close on it panicked (exit 2, a
+// stack trace).
+func TestStoreOpenFailureExits(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	held := filepath.Join(dir, "held.db")
+	startProc(t, []string{"KEYGATE_STORE_BOLT_PATH=" + held, "KEYGATE_LISTEN=127.0.0.1:0", "KEYGATE_ADMIN_LISTEN=" + freeAddr(t)},
+		"serve", "--demo")
+	isDir := filepath.Join(dir, "isdir.db")
+	if err := os.Mkdir(isDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, path, want string
+	}{
+		{"path is a directory", isDir, "is a directory"},
+		{"file held by another gateway", held, "locked by another process"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.path == held {
+				waitFile(t, held)
+			}
+			code, _, stderr := run(t, []string{"KEYGATE_STORE_BOLT_PATH=" + tc.path, "KEYGATE_LISTEN=127.0.0.1:0",
+				"KEYGATE_ADMIN_LISTEN=" + freeAddr(t)}, "serve", "--demo")
+			if code != 1 || !strings.Contains(stderr, "keygate: cannot open the bolt store:") || !strings.Contains(stderr, tc.want) ||
+				strings.Contains(stderr, "panic") {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and one line naming %q, no panic", code, stderr, tc.want)
+			}
+		})
+	}
+}
+
+// waitFile waits until path exists (a gateway opened its store).
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+	}
+	t.Fatalf("%s was not created", path)
 }
