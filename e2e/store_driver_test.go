@@ -35,16 +35,8 @@ func TestStoreDriverCapabilities(t *testing.T) {
 			g := startGateway(t, serveOpts{routes: routes, store: tc.store(t)})
 			grant := func(form url.Values) (int, map[string]any) {
 				t.Helper()
-				resp, err := http.PostForm(g.url("/oauth/token"), form)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
-				var body map[string]any
-				if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-					t.Fatalf("token response is not JSON: %v", err)
-				}
-				return resp.StatusCode, body
+				code, _, body := tokenGrant(t, g, form)
+				return code, body
 			}
 			code, body := grant(url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {"correct-horse-battery-staple"}})
 			refresh, _ := body["refresh_token"].(string)
@@ -107,4 +99,20 @@ func waitFile(t *testing.T, path string) {
 		}
 	}
 	t.Fatalf("%s was not created", path)
+}
+
+// tokenGrant posts form to g's token endpoint and returns the status, the
+// headers and the JSON body.
+func tokenGrant(t *testing.T, g *gateway, form url.Values) (int, http.Header, map[string]any) {
+	t.Helper()
+	resp, err := http.PostForm(g.url("/oauth/token"), form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("token response is not JSON: %v", err)
+	}
+	return resp.StatusCode, resp.Header, body
 }

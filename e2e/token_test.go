@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,16 +22,7 @@ func TestTokenEndpoint(t *testing.T) {
 	})
 	grant := func(form url.Values) (int, http.Header, map[string]any) {
 		t.Helper()
-		resp, err := http.PostForm(g.url("/oauth/token"), form)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-			t.Fatalf("token response is not JSON: %v", err)
-		}
-		return resp.StatusCode, resp.Header, body
+		return tokenGrant(t, g, form)
 	}
 	bearerGet := func(tok string) (int, string) {
 		t.Helper()
