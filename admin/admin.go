@@ -4,7 +4,6 @@
 package admin
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -107,7 +106,7 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 			return nil, errors.New("admin: admin.metrics_roles needs an authenticator")
 		}
 		s.metricsAuth, s.metricsRoles = opts.Auth, cfg.Admin.MetricsRoles
-		s.realm = `Basic realm=` + quote(cmp.Or(cfg.Auth.Realm, "keygate"))
+		s.realm = `Basic realm=` + quote(cfg.Auth.Realm)
 	}
 	s.routes()
 	return s, nil

@@ -62,13 +62,16 @@ func (p *pingStore) Ping(ctx context.Context) error {
 	return nil
 }
 
+// testConfig is configs.Default() with test-sized limits.
 func testConfig() *configs.Config {
-	return &configs.Config{Limits: configs.Limits{
+	c := configs.Default()
+	c.Limits = configs.Limits{
 		MaxBody: 1 << 20, MaxHeader: 16 << 10, Concurrency: 100,
 		ReadTimeout:  configs.Duration(5 * time.Second),
 		WriteTimeout: configs.Duration(5 * time.Second),
 		IdleTimeout:  configs.Duration(5 * time.Second),
-	}}
+	}
+	return c
 }
 
 // start serves s on a real 127.0.0.1 listener and returns its address.

@@ -75,8 +75,8 @@ type APIDeps struct {
 	Logger *zap.Logger
 	// APIKeys are the key lifetime rules (api_keys.max_lifetime).
 	APIKeys configs.APIKeys
-	// Realm is the realm of the WWW-Authenticate challenges (auth.realm;
-	// default "keygate").
+	// Realm is the realm of the WWW-Authenticate challenges (auth.realm of
+	// the normalised config).
 	Realm string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -191,9 +191,6 @@ func RegisterAPI(r Registrar, d APIDeps) error {
 		return errors.New("admin: RegisterAPI: negative api_keys.max_lifetime")
 	}
 	realm := d.Realm
-	if realm == "" {
-		realm = "keygate"
-	}
 	a := &api{
 		st:          d.Store,
 		auth:        d.Auth,

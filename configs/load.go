@@ -119,9 +119,15 @@ func yamlErrorText(err error) string {
 }
 
 // Normalize fills the per-route defaults (auth "required", timeout 30s, name
-// "route<index>"), upper-cases route methods and lower-cases route hosts.
-// Load calls it; call it yourself before Validate on a Config built in code.
+// "route<index>"), upper-cases route methods and lower-cases route hosts,
+// and reads limits.max_body_in_flight 0 as its default. Load calls it; call
+// it yourself before Validate on a Config built in code. Components (proxy,
+// admin, the token endpoint) trust a normalised, valid Config and apply no
+// default of their own.
 func (c *Config) Normalize() {
+	if c.Limits.MaxBodyInFlight == 0 {
+		c.Limits.MaxBodyInFlight = Default().Limits.MaxBodyInFlight
+	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		if r.Name == "" {

@@ -329,3 +329,30 @@ func TestAdminPprofKey(t *testing.T) {
 		})
 	}
 }
+
+// Normalize reads a zero limits.max_body_in_flight as its default (the proxy
+// applies none of its own), from YAML and from the environment alike, and
+// keeps a value that is set.
+func TestNormalizeBodyInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		yaml    string
+		environ []string
+		want    ByteSize
+	}{
+		{"unset", minimal, nil, 64 * MiB},
+		{"zero in yaml", minimal + "limits:\n  max_body_in_flight: 0\n", nil, 64 * MiB},
+		{"zero in env", minimal, []string{"KEYGATE_LIMITS_MAX_BODY_IN_FLIGHT=0"}, 64 * MiB},
+		{"set", minimal + "limits:\n  max_body_in_flight: 1MiB\n", nil, MiB},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := LoadBytes([]byte(tc.yaml), tc.environ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Limits.MaxBodyInFlight != tc.want {
+				t.Fatalf("max_body_in_flight %v, want %v", c.Limits.MaxBodyInFlight, tc.want)
+			}
+		})
+	}
+}

@@ -235,12 +235,12 @@ func TestHeadAndFramingHeadersInConnection(t *testing.T) {
 	}
 }
 
-// Server() alone (as cmd/keygate may wire it) serves the pipeline and keeps
-// every limit set.
+// Server() alone (as cmd/keygate may wire it) serves the pipeline with the
+// limits of the (normalised) config as they are: no default of its own.
 func TestServerAlone(t *testing.T) {
 	up := newUpstream(t)
 	cfg := baseConfig(stdRoutes(up.url())...)
-	cfg.Limits.IdleTimeout = 0
+	cfg.Limits.IdleTimeout = configs.Duration(7 * time.Second)
 	p, err := New(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -249,7 +249,7 @@ func TestServerAlone(t *testing.T) {
 	if s != p.Server() {
 		t.Fatal("Server not built once")
 	}
-	if s.ReadTimeout <= 0 || s.WriteTimeout <= 0 || s.IdleTimeout <= 0 || s.Concurrency != 64 ||
+	if s.ReadTimeout != 5*time.Second || s.WriteTimeout != 5*time.Second || s.IdleTimeout != 7*time.Second || s.Concurrency != 64 ||
 		s.MaxRequestBodySize != 64<<10 || s.ReadBufferSize != 16<<10 || !s.NoDefaultServerHeader || !s.StreamRequestBody || s.ExpectHandler == nil {
 		t.Fatalf("server settings %+v", s)
 	}

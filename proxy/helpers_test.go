@@ -138,7 +138,8 @@ func (testAuth) Authenticate(ctx *fasthttp.RequestCtx, _ *Route, _ netip.Addr) (
 	return nil, &HTTPError{Status: 401, Code: "invalid_credentials", Message: "bad credentials"}
 }
 
-// baseConfig is configs.Default() with test-sized limits and routes.
+// baseConfig is configs.Default() with test-sized limits and routes,
+// normalised as Load does (components trust a normalised config).
 func baseConfig(routes ...configs.Route) *configs.Config {
 	c := configs.Default()
 	c.Listen = "127.0.0.1:0"
@@ -149,6 +150,7 @@ func baseConfig(routes ...configs.Route) *configs.Config {
 		IdleTimeout:  configs.Duration(5 * time.Second),
 	}
 	c.Routes = routes
+	c.Normalize()
 	return c
 }
 

@@ -134,20 +134,13 @@ func New(cfg *configs.Config, opts Options) (*Proxy, error) {
 		ext:       opts.Authorizer,
 		extra:     opts.Extra,
 		accessLog: cfg.Log.Access,
-		sample:    uint64(max(cfg.Log.AccessSample, 1)),
+		sample:    uint64(cfg.Log.AccessSample),
 		maxConns:  cfg.Limits.Concurrency,
 		maxBody:   cfg.Limits.MaxBody.Int(),
 		maxResp:   cfg.Limits.MaxResponse.Int(),
 	}
-	if p.maxBody <= 0 {
-		p.maxBody = 10 << 20
-	}
 	// The budget holds at least one body of max_body.
-	p.bodies.max = int64(cfg.Limits.MaxBodyInFlight)
-	if p.bodies.max <= 0 {
-		p.bodies.max = 64 << 20
-	}
-	p.bodies.max = max(p.bodies.max, int64(p.maxBody))
+	p.bodies.max = max(int64(cfg.Limits.MaxBodyInFlight), int64(p.maxBody))
 	if p.log == nil {
 		p.log = zap.NewNop()
 	}
@@ -156,19 +149,13 @@ func New(cfg *configs.Config, opts Options) (*Proxy, error) {
 	var errs []error
 
 	h := cfg.Headers
-	name := func(v, def string) []byte {
-		if strings.TrimSpace(v) == "" {
-			v = def
-		}
-		return []byte(v)
-	}
-	p.ridName = name(h.RequestID, "X-Request-Id")
-	p.hUser = name(h.User, "X-Auth-User")
-	p.hAccount = name(h.Account, "X-Auth-Account")
-	p.hRoles = name(h.Roles, "X-Auth-Roles")
-	p.hMethod = name(h.Method, "X-Auth-Method")
-	p.hKeyID = name(h.KeyID, "X-Auth-Key-Id")
-	p.hKeyNm = name(h.KeyName, "X-Auth-Key-Name")
+	p.ridName = []byte(h.RequestID)
+	p.hUser = []byte(h.User)
+	p.hAccount = []byte(h.Account)
+	p.hRoles = []byte(h.Roles)
+	p.hMethod = []byte(h.Method)
+	p.hKeyID = []byte(h.KeyID)
+	p.hKeyNm = []byte(h.KeyName)
 	for _, n := range [][]byte{p.ridName, p.hUser, p.hAccount, p.hRoles, p.hMethod, p.hKeyID, p.hKeyNm} {
 		if !validHeaderName(n) {
 			errs = append(errs, fmt.Errorf("headers: %q is not a valid header name", n))
@@ -181,11 +168,7 @@ func New(cfg *configs.Config, opts Options) (*Proxy, error) {
 	if normHasPrefix(p.ridName, identityPrefix) || normEqual(p.ridName, normalizeName(string(p.hUser))) {
 		errs = append(errs, errors.New("headers.request_id must not look like an identity header"))
 	}
-	realm := cfg.Auth.Realm
-	if realm == "" {
-		realm = "keygate"
-	}
-	realm = strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(realm)
+	realm := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(cfg.Auth.Realm)
 	p.wwwBasic = `Basic realm="` + realm + `"`
 	p.wwwBearer = `Bearer realm="` + realm + `"`
 

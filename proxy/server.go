@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"time"
 	"unsafe"
 
 	"github.com/valyala/fasthttp"
@@ -48,25 +47,6 @@ func (p *Proxy) Server() *fasthttp.Server {
 		ExpectHandler:     p.expect,
 		HeaderReceived:    p.headerReceived,
 	}
-	// Unset means unlimited in fasthttp: never leave a limit unset.
-	if s.ReadTimeout <= 0 {
-		s.ReadTimeout = 30 * time.Second
-	}
-	if s.WriteTimeout <= 0 {
-		s.WriteTimeout = 30 * time.Second
-	}
-	if s.IdleTimeout <= 0 {
-		s.IdleTimeout = 60 * time.Second
-	}
-	if s.Concurrency <= 0 {
-		s.Concurrency = 10000
-	}
-	if s.MaxRequestBodySize <= 0 {
-		s.MaxRequestBodySize = 10 << 20
-	}
-	if s.ReadBufferSize <= 0 {
-		s.ReadBufferSize = 16 << 10
-	}
 	p.server = s
 	return s
 }
@@ -79,17 +59,12 @@ func (p *Proxy) Server() *fasthttp.Server {
 func (p *Proxy) Serve(ln net.Listener) error {
 	s := p.Server()
 	limit := p.maxConns
-	if limit <= 0 {
-		limit = s.Concurrency
-	}
-	if limit > 0 {
-		// The listener enforces the limit; fasthttp's own bound is kept a
-		// little higher so the few microseconds between a connection's
-		// Close and its worker going idle never produce its text 503.
-		p.serverMu.Lock()
-		s.Concurrency = limit + limit/8 + 8
-		p.serverMu.Unlock()
-	}
+	// The listener enforces the limit; fasthttp's own bound is kept a
+	// little higher so the few microseconds between a connection's Close
+	// and its worker going idle never produce its text 503.
+	p.serverMu.Lock()
+	s.Concurrency = limit + limit/8 + 8
+	p.serverMu.Unlock()
 	ll := newLimitListener(ln, int64(limit), s.IdleTimeout, p.cfg.TLS.Enabled())
 	p.serverMu.Lock()
 	s.ConnState = ll.connState

@@ -62,7 +62,7 @@ type EndpointOptions struct {
 	// Give the proxy's trusted-proxy-aware function when there is one.
 	ClientIP func(*fasthttp.RequestCtx) netip.Addr
 	// Realm is the realm of the WWW-Authenticate challenge of
-	// invalid_client (default "keygate").
+	// invalid_client (auth.realm of the normalised config).
 	Realm string
 	// Timeout bounds the store calls and the wait for a hashing slot of one
 	// request (default DefaultTimeout).
@@ -192,11 +192,7 @@ func NewEndpoint(cfg configs.Tokens, signer *Signer, opts EndpointOptions) (*End
 	if e.log == nil {
 		e.log = zap.NewNop()
 	}
-	realm := opts.Realm
-	if realm == "" {
-		realm = "keygate"
-	}
-	e.challenge = `Basic realm=` + strconv.Quote(realm)
+	e.challenge = `Basic realm=` + strconv.Quote(opts.Realm)
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keygate_token_requests_total",
 		Help: "Token endpoint requests by grant type and result.",

@@ -80,12 +80,7 @@ func (g *gateway) run(ctx context.Context) int {
 	return code
 }
 
-func (g *gateway) shutdownTimeout() time.Duration {
-	if d := g.cfg.ShutdownTimeout.D(); d > 0 {
-		return d
-	}
-	return 15 * time.Second
-}
+func (g *gateway) shutdownTimeout() time.Duration { return g.cfg.ShutdownTimeout.D() }
 
 // start builds and binds everything. On failure it has printed the reason
 // and returns the exit code; closeAll releases what was opened.
@@ -218,12 +213,7 @@ func (g *gateway) logStarted() {
 	}
 }
 
-func storeDriver(cfg *configs.Config) string {
-	if cfg.Store.Driver == "" {
-		return configs.DriverBolt
-	}
-	return cfg.Store.Driver
-}
+func storeDriver(cfg *configs.Config) string { return cfg.Store.Driver }
 
 // demoHint tells a human how to try the demo.
 func (g *gateway) demoHint() {
