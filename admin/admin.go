@@ -7,8 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"net"
 	"slices"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/httpx"
 	"github.com/keygate/keygate/store"
 )
 
@@ -106,7 +105,7 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 			return nil, errors.New("admin: admin.metrics_roles needs an authenticator")
 		}
 		s.metricsAuth, s.metricsRoles = opts.Auth, cfg.Admin.MetricsRoles
-		s.realm = `Basic realm=` + quote(cfg.Auth.Realm)
+		s.realm = httpx.Challenge("Basic", cfg.Auth.Realm, "")
 	}
 	s.routes()
 	return s, nil
@@ -132,67 +131,11 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 }
 
 // Server returns a new fasthttp server for the admin listener, with the
-// limits and timeouts of cfg.Limits.
+// limits and timeouts of cfg.Limits (internal/httpx.NewServer).
 func (s *Server) Server() *fasthttp.Server {
-	l := s.cfg.Limits
-	return &fasthttp.Server{
-		Handler:                       s.Handler,
-		Name:                          "keygate",
-		ReadTimeout:                   l.ReadTimeout.D(),
-		WriteTimeout:                  l.WriteTimeout.D(),
-		IdleTimeout:                   l.IdleTimeout.D(),
-		MaxRequestBodySize:            int(l.MaxBody),
-		ReadBufferSize:                readBufferSize(int64(l.MaxHeader)),
-		Concurrency:                   l.Concurrency,
-		DisableHeaderNamesNormalizing: false,
-		NoDefaultContentType:          true,
-		CloseOnShutdown:               true,
-		SecureErrorLogMessage:         true,
-		ErrorHandler:                  errorHandler,
-		Logger:                        fasthttpLogger{s.log},
-	}
-}
-
-// errorHandler answers requests fasthttp could not parse with the JSON error
-// shape: 431 header too large, 413 body too large, 408 timeout, else 400.
-func errorHandler(ctx *fasthttp.RequestCtx, err error) {
-	var sb *fasthttp.ErrSmallBuffer
-	var ne net.Error
-	ctx.Response.Reset()
-	switch {
-	case errors.As(err, &sb):
-		WriteError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "header_too_large", "request header too large")
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		WriteError(ctx, fasthttp.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
-	case errors.As(err, &ne) && ne.Timeout():
-		WriteError(ctx, fasthttp.StatusRequestTimeout, "request_timeout", "request not received in time")
-	default:
-		WriteError(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed request")
-	}
-}
-
-// fasthttpLogger sends fasthttp's own messages to zap at debug level.
-type fasthttpLogger struct{ l *zap.Logger }
-
-func (f fasthttpLogger) Printf(format string, args ...any) {
-	if ce := f.l.Check(zap.DebugLevel, "fasthttp"); ce != nil {
-		ce.Write(zap.String("detail", fmt.Sprintf(format, args...)))
-	}
-}
-
-// readBufferSize turns limits.max_header into fasthttp's ReadBufferSize (which
-// bounds the request line plus headers); fasthttp's default when unset.
-func readBufferSize(maxHeader int64) int {
-	const lo, hi = 4 << 10, 16 << 20
-	switch {
-	case maxHeader <= 0:
-		return 0
-	case maxHeader < lo:
-		return lo
-	case maxHeader > hi:
-		return hi
-	}
-	return int(maxHeader)
+	srv := httpx.NewServer(s.cfg.Limits, s.Handler, s.log)
+	srv.Name = "keygate"
+	return srv
 }
 
 func (s *Server) healthz(ctx *fasthttp.RequestCtx, _ Params) {
@@ -267,7 +210,7 @@ func (s *Server) handleMetrics(ctx *fasthttp.RequestCtx, _ Params) {
 func (s *Server) metricsAllowed(ctx *fasthttp.RequestCtx) bool {
 	c, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
 	defer cancel()
-	id, err := s.metricsAuth.Authenticate(c, ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), clientIP(ctx))
+	id, err := s.metricsAuth.Authenticate(c, ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), httpx.PeerAddr(ctx))
 	if err != nil || id == nil {
 		status, code, _ := authn.Status(err)
 		if id == nil && err == nil {
@@ -276,7 +219,7 @@ func (s *Server) metricsAllowed(ctx *fasthttp.RequestCtx) bool {
 		if status == fasthttp.StatusUnauthorized {
 			ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, s.realm)
 		}
-		WriteError(ctx, status, code, "GET /metrics needs a caller holding one of admin.metrics_roles")
+		httpx.Write(ctx, status, code, "GET /metrics needs a caller holding one of admin.metrics_roles")
 		return false
 	}
 	if id.UserType == string(store.TypeAdmin) {
@@ -287,24 +230,8 @@ func (s *Server) metricsAllowed(ctx *fasthttp.RequestCtx) bool {
 			return true
 		}
 	}
-	WriteError(ctx, fasthttp.StatusForbidden, "forbidden", "GET /metrics needs one of the roles in admin.metrics_roles")
+	httpx.Write(ctx, fasthttp.StatusForbidden, "forbidden", "GET /metrics needs one of the roles in admin.metrics_roles")
 	return false
-}
-
-// errorBody is the admin API's error shape: {"error":{"code","message"}}.
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-// WriteError writes the JSON error {"error":{"code","message"}} with status.
-// message must not contain secrets: it goes to the client as is.
-func WriteError(ctx *fasthttp.RequestCtx, status int, code, message string) {
-	var b errorBody
-	b.Error.Code, b.Error.Message = code, message
-	writeJSON(ctx, status, b)
 }
 
 // writeJSON writes v as the JSON response body with status.

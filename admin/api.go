@@ -40,7 +40,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +51,7 @@ import (
 	"github.com/keygate/keygate/authn/password"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/httpx"
 	"github.com/keygate/keygate/store"
 )
 
@@ -149,8 +149,7 @@ type api struct {
 	hasher      *password.Hasher
 	audit       *zap.Logger
 	maxLifetime time.Duration
-	basicChal   string
-	bearerChal  string
+	realm       string // auth.realm, of the WWW-Authenticate challenges
 	now         func() time.Time
 	ext         authz.Authorizer // external authorizer; nil: none
 	notifier    Notifier
@@ -190,15 +189,13 @@ func RegisterAPI(r Registrar, d APIDeps) error {
 	case d.APIKeys.MaxLifetime < 0:
 		return errors.New("admin: RegisterAPI: negative api_keys.max_lifetime")
 	}
-	realm := d.Realm
 	a := &api{
 		st:          d.Store,
 		auth:        d.Auth,
 		hasher:      d.Hasher,
 		audit:       d.Logger,
 		maxLifetime: d.APIKeys.MaxLifetime.D(),
-		basicChal:   `Basic realm=` + quote(realm),
-		bearerChal:  `Bearer realm=` + quote(realm),
+		realm:       d.Realm,
 		now:         d.Now,
 		ext:         d.Authorizer,
 	}
@@ -259,24 +256,6 @@ func RegisterAPI(r Registrar, d APIDeps) error {
 	return nil
 }
 
-// quote returns s as an RFC 7230 quoted-string.
-func quote(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '"' || c == '\\' {
-			b.WriteByte('\\')
-		}
-		if c < 0x20 || c == 0x7f {
-			continue
-		}
-		b.WriteByte(c)
-	}
-	b.WriteByte('"')
-	return b.String()
-}
-
 // request is one admin API request being served.
 type request struct {
 	ctx *fasthttp.RequestCtx
@@ -327,7 +306,7 @@ func (a *api) authorizeExternal(r *request, action string) error {
 	}
 	err := a.askExternal(r, action, domain, "admin:"+target)
 	if err == errExternalUnavailable {
-		r.ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+		httpx.SetRetryAfter(&r.ctx.Response.Header, time.Second)
 	}
 	return err
 }
@@ -369,17 +348,9 @@ func (a *api) notify(r *request) {
 // itself and returns an error for anything else (see writeErr).
 type apiHandler func(r *request) error
 
-// apiError is an error with its response.
-type apiError struct {
-	status  int
-	code    string
-	message string
-}
-
-func (e *apiError) Error() string { return e.message }
-
-func errorf(status int, code, format string, args ...any) *apiError {
-	return &apiError{status: status, code: code, message: fmt.Sprintf(format, args...)}
+// errorf is an error with its response (the listeners' one error type).
+func errorf(status int, code, format string, args ...any) *httpx.Error {
+	return &httpx.Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 // authFailure carries an error of the Authenticator (mapped by authn.Status).
@@ -399,7 +370,7 @@ func (a *api) wrap(acc access, action string, h apiHandler) HandlerFunc {
 	return func(ctx *fasthttp.RequestCtx, p Params) {
 		c, cancel := context.WithTimeout(context.Background(), APITimeout)
 		defer cancel()
-		r := &request{ctx: ctx, p: p, c: c, now: a.now().UTC(), ip: clientIP(ctx)}
+		r := &request{ctx: ctx, p: p, c: c, now: a.now().UTC(), ip: httpx.PeerAddr(ctx)}
 		err := a.authenticate(r)
 		if err == nil && acc != selfRead && r.id.Method == authn.MethodAPIKey {
 			err = errKeyForbidden
@@ -419,13 +390,6 @@ func (a *api) wrap(acc access, action string, h apiHandler) HandlerFunc {
 			a.auditLog(r, action, err)
 		}
 	}
-}
-
-// clientIP is the peer's address (the admin listener trusts no proxy
-// header).
-func clientIP(ctx *fasthttp.RequestCtx) netip.Addr {
-	ip, _ := netip.AddrFromSlice(ctx.RemoteIP())
-	return ip.Unmap()
 }
 
 // authenticate sets r.id and r.user.
@@ -462,11 +426,11 @@ func (a *api) authenticate(r *request) error {
 // writeErr writes the response for err.
 func (a *api) writeErr(r *request, err error) {
 	ctx := r.ctx
-	var ae *apiError
+	var ae *httpx.Error
 	var af *authFailure
 	switch {
 	case errors.As(err, &ae):
-		WriteError(ctx, ae.status, ae.code, ae.message)
+		httpx.WriteError(ctx, ae)
 	case errors.As(err, &af):
 		status, code, tokenErr := authn.Status(af.err)
 		msg := "invalid credentials"
@@ -475,12 +439,8 @@ func (a *api) writeErr(r *request, err error) {
 			if code == "unauthorized" {
 				msg = "authentication required: send Basic, ApiKey or Bearer credentials"
 			}
-			ctx.Response.Header.Add(fasthttp.HeaderWWWAuthenticate, a.basicChal)
-			if tokenErr != "" {
-				ctx.Response.Header.Add(fasthttp.HeaderWWWAuthenticate, a.bearerChal+`, error="`+tokenErr+`"`)
-			} else {
-				ctx.Response.Header.Add(fasthttp.HeaderWWWAuthenticate, a.bearerChal)
-			}
+			ctx.Response.Header.Add(fasthttp.HeaderWWWAuthenticate, httpx.Challenge("Basic", a.realm, ""))
+			ctx.Response.Header.Add(fasthttp.HeaderWWWAuthenticate, httpx.Challenge("Bearer", a.realm, tokenErr))
 		case fasthttp.StatusTooManyRequests:
 			msg = "too many failed authentication attempts; retry later"
 			setRetryAfter(ctx, authn.RetryAfter(af.err))
@@ -493,22 +453,22 @@ func (a *api) writeErr(r *request, err error) {
 			status, code, msg = fasthttp.StatusServiceUnavailable, "unavailable", "authentication is temporarily unavailable; retry later"
 			setRetryAfter(ctx, authn.UnavailableRetryAfter)
 		}
-		WriteError(ctx, status, code, msg)
+		httpx.Write(ctx, status, code, msg)
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, password.ErrBusy),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		setRetryAfter(ctx, authn.UnavailableRetryAfter)
-		WriteError(ctx, fasthttp.StatusServiceUnavailable, "unavailable", "the store is temporarily unavailable; retry later")
+		httpx.Write(ctx, fasthttp.StatusServiceUnavailable, "unavailable", "the store is temporarily unavailable; retry later")
 	case errors.Is(err, store.ErrNotFound):
-		WriteError(ctx, fasthttp.StatusNotFound, "not_found", "not found")
+		httpx.Write(ctx, fasthttp.StatusNotFound, "not_found", "not found")
 	case errors.Is(err, store.ErrConflict):
-		WriteError(ctx, fasthttp.StatusConflict, "conflict", storeMessage(err))
+		httpx.Write(ctx, fasthttp.StatusConflict, "conflict", storeMessage(err))
 	case errors.Is(err, store.ErrInvalid):
-		WriteError(ctx, fasthttp.StatusUnprocessableEntity, "invalid", storeMessage(err))
+		httpx.Write(ctx, fasthttp.StatusUnprocessableEntity, "invalid", storeMessage(err))
 	default:
 		// Not the client's fault; the error may name an address: log it,
 		// never send it.
 		a.audit.Error("admin api: internal error", zap.Error(err), zap.String("path", string(ctx.Path())))
-		WriteError(ctx, fasthttp.StatusInternalServerError, "internal", "internal error")
+		httpx.Write(ctx, fasthttp.StatusInternalServerError, "internal", "internal error")
 	}
 }
 
@@ -526,12 +486,13 @@ func storeMessage(err error) string {
 	return msg
 }
 
+// setRetryAfter sets Retry-After to d, or to authn.UnavailableRetryAfter
+// when the error named no delay.
 func setRetryAfter(ctx *fasthttp.RequestCtx, d time.Duration) {
 	if d <= 0 {
 		d = authn.UnavailableRetryAfter
 	}
-	secs := int64((d + time.Second - 1) / time.Second)
-	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.FormatInt(secs, 10))
+	httpx.SetRetryAfter(&ctx.Response.Header, d)
 }
 
 // auditLog writes the audit line of a write: who, what, on what, from where,

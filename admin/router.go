@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/keygate/keygate/internal/httpx"
 	"github.com/valyala/fasthttp"
 )
 
@@ -82,12 +83,12 @@ func (r *Router) Serve(ctx *fasthttp.RequestCtx) {
 	}
 	segs, ok := splitPath(raw)
 	if !ok || dir && raw == "/" { // "//" is an empty segment, not a trailing slash
-		WriteError(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed request path")
+		httpx.Write(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed request path")
 		return
 	}
 	if dir {
 		// Well-formed but for the trailing slash: no such endpoint.
-		WriteError(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint (paths take no trailing slash)")
+		httpx.Write(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint (paths take no trailing slash)")
 		return
 	}
 	method := string(ctx.Method())
@@ -114,10 +115,10 @@ func (r *Router) Serve(ctx *fasthttp.RequestCtx) {
 	if len(allow) > 0 {
 		slices.Sort(allow)
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, strings.Join(allow, ", "))
-		WriteError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method "+safeMethod(method)+" is not allowed here")
+		httpx.Write(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method "+safeMethod(method)+" is not allowed here")
 		return
 	}
-	WriteError(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint")
+	httpx.Write(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint")
 }
 
 func (rt *route) match(segs []string, p Params) (Params, bool) {

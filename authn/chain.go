@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keygate/keygate/internal/httpx/hdr"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
@@ -813,20 +814,27 @@ func methodOf(k CredKind) Method {
 // hasSchemeBearer reports whether the Authorization value uses the Bearer
 // scheme (any case, after optional whitespace).
 func hasSchemeBearer(h []byte) bool {
-	h = trimOWS(h)
-	return len(h) >= 6 && asciiEqualFold(h[:6], "bearer") && (len(h) == 6 || h[6] == ' ' || h[6] == '\t')
+	h = hdr.TrimOWS(h)
+	return len(h) >= 6 && hdr.EqualFold(h[:6], "bearer") && (len(h) == 6 || h[6] == ' ' || h[6] == '\t')
 }
 
 // setIPKey sets rs.ipKey to the failure-limiter key of a client address
-// (once per request): the 16-byte form of an IPv4 address, the /64 of an
-// IPv6 one (a client usually controls a whole /64). It reports false for an
-// invalid address, which is not limited.
+// (LimiterKey), once per request. It reports false for an invalid address,
+// which is not limited.
 func (rs *reqState) setIPKey(a netip.Addr) bool {
-	if rs.hasIP {
-		return true
+	if !rs.hasIP {
+		rs.ipKey, rs.hasIP = LimiterKey(a)
 	}
+	return rs.hasIP
+}
+
+// LimiterKey is the failure limiters' key of a client address: the 16-byte
+// form of an IPv4 address, the /64 of an IPv6 one (a client usually
+// controls a whole /64). ok is false for an invalid address, which is not
+// limited. Every caller of a FailureLimiter keyed by address uses it.
+func LimiterKey(a netip.Addr) (key [16]byte, ok bool) {
 	if !a.IsValid() {
-		return false
+		return key, false
 	}
 	a = a.Unmap()
 	if a.Is6() {
@@ -834,8 +842,7 @@ func (rs *reqState) setIPKey(a netip.Addr) bool {
 			a = p.Addr()
 		}
 	}
-	rs.ipKey, rs.hasIP = a.As16(), true
-	return true
+	return a.As16(), true
 }
 
 // cloneCredentials copies the credential parts of c into one new buffer.

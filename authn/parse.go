@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/keygate/keygate/authn/apikey"
+	"github.com/keygate/keygate/internal/httpx/hdr"
 )
 
 // CredKind is the kind of credential an Authorization header carries.
@@ -127,7 +128,7 @@ func ParseAuthorization(h []byte, c *Credentials) error {
 	if len(h) > MaxAuthorizationLen {
 		return errTooLong
 	}
-	h = trimOWS(h)
+	h = hdr.TrimOWS(h)
 	if len(h) == 0 {
 		return ErrNoCredentials // only spaces: an empty field value
 	}
@@ -151,23 +152,23 @@ func ParseAuthorization(h []byte, c *Credentials) error {
 	}
 	cred := h[i:] // not empty: h has no trailing space
 	switch {
-	case asciiEqualFold(scheme, "basic"):
+	case hdr.EqualFold(scheme, "basic"):
 		return c.parseBasic(cred)
-	case asciiEqualFold(scheme, "apikey"):
+	case hdr.EqualFold(scheme, "apikey"):
 		return c.parseAPIKeyScheme(cred)
-	case asciiEqualFold(scheme, "bearer"):
+	case hdr.EqualFold(scheme, "bearer"):
 		return c.parseBearer(cred)
 	}
 	return errUnknownScheme
 }
 
 func knownScheme(s []byte) bool {
-	return asciiEqualFold(s, "basic") || asciiEqualFold(s, "apikey") || asciiEqualFold(s, "bearer")
+	return hdr.EqualFold(s, "basic") || hdr.EqualFold(s, "apikey") || hdr.EqualFold(s, "bearer")
 }
 
 func knownSchemePrefix(s []byte) bool {
-	return len(s) > 5 && asciiEqualFold(s[:5], "basic") ||
-		len(s) > 6 && (asciiEqualFold(s[:6], "apikey") || asciiEqualFold(s[:6], "bearer"))
+	return len(s) > 5 && hdr.EqualFold(s[:5], "basic") ||
+		len(s) > 6 && (hdr.EqualFold(s[:6], "apikey") || hdr.EqualFold(s[:6], "bearer"))
 }
 
 // maxEncodedLen is the longest base64 payload decoded: the padded encoding
@@ -341,35 +342,6 @@ func (c *Credentials) setKey(v []byte) error {
 	}
 	c.Kind, c.APIKey, c.KeyID, c.Secret = KindAPIKey, v, id, secret
 	return nil
-}
-
-// trimOWS trims spaces and tabs around a header value (RFC 9110 OWS).
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// asciiEqualFold compares b with the lower-case ASCII word s, ignoring ASCII
-// case only (unlike bytes.EqualFold, "ſ" or "K" never match).
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // notToken68 is 1 for the bytes that are not token68 characters other than

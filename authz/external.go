@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/httpx"
 	"github.com/keygate/keygate/store"
 )
 
@@ -49,46 +50,23 @@ func newPlugin(endpoint, secret string, timeout time.Duration) (*plugin, error) 
 	if timeout <= 0 {
 		return nil, fmt.Errorf("authz: authorization.external.timeout must be positive (got %s)", timeout)
 	}
-	addr := u.Host
-	if u.Port() == "" {
-		port := "80"
-		if u.Scheme == "https" {
-			port = "443"
-		}
-		addr = net.JoinHostPort(u.Hostname(), port)
-	}
 	p := &plugin{
 		host:   u.Host,
 		base:   strings.TrimSuffix(u.EscapedPath(), "/"),
 		secret: secret,
 		scheme: u.Scheme,
 	}
-	p.hc = &fasthttp.HostClient{
-		Addr: addr,
-		Dial: func(a string) (net.Conn, error) {
-			return fasthttp.DialTimeout(a, timeout)
-		},
-		IsTLS:                         u.Scheme == "https",
-		ReadTimeout:                   timeout,
-		WriteTimeout:                  timeout,
-		MaxConnWaitTimeout:            timeout,
-		MaxIdleConnDuration:           pluginIdleConn,
-		MaxConns:                      pluginMaxConns,
-		MaxResponseBodySize:           MaxPluginBody,
-		NoDefaultUserAgentHeader:      true,
-		DisablePathNormalizing:        true,
-		DisableHeaderNamesNormalizing: false,
-		SecureErrorLogMessage:         true,
-		// A stale keep-alive connection that fails before anything was
-		// read is retried once (authorize and lifecycle calls are safe to
-		// repeat: the plugin treats them idempotently). Never after a
-		// timeout.
-		MaxIdemponentCallAttempts: 2,
-		RetryIfErr: func(_ *fasthttp.Request, _ int, err error) (bool, bool) {
-			var nothing fasthttp.ErrNothingRead
-			return false, errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed) || errors.As(err, &nothing)
-		},
-	}
+	// Authorize and lifecycle calls are safe to repeat (the plugin treats
+	// them idempotently): any may be retried once on a stale connection.
+	p.hc = httpx.NewHostClient(u, httpx.HostClientConfig{
+		DialTimeout:         timeout,
+		ReadTimeout:         timeout,
+		WriteTimeout:        timeout,
+		MaxConnWaitTimeout:  timeout,
+		MaxIdleConnDuration: pluginIdleConn,
+		MaxConns:            pluginMaxConns,
+		MaxResponseBodySize: MaxPluginBody,
+	})
 	return p, nil
 }
 

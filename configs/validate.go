@@ -724,7 +724,7 @@ func validPort(s string) bool {
 // no credentials, query or fragment, else the problem. The message repeats s
 // with any credentials redacted.
 func checkHTTPURL(s string) string {
-	shown := quote(redactURL(s))
+	shown := quote(RedactURL(s))
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" {
 		return shown + " is not an http(s) URL"
@@ -744,8 +744,9 @@ func checkHTTPURL(s string) string {
 	return ""
 }
 
-// redactURL hides the userinfo of a URL (or of anything that looks like one).
-func redactURL(s string) string {
+// RedactURL hides the password of a URL (or of anything that looks like one)
+// so that it can be shown in an error message or a log line.
+func RedactURL(s string) string {
 	if u, err := url.Parse(s); err == nil {
 		return u.Redacted()
 	}

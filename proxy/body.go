@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/internal/httpx"
 )
 
 // Request bodies (issue 13 item 2, 12). fasthttp streams request bodies
@@ -130,7 +131,7 @@ func (p *Proxy) readBody(ctx *fasthttp.RequestCtx, s *scratch) error {
 		return nil
 	case cl > 0:
 		if !p.bodies.reserve(int64(cl)) {
-			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+			httpx.SetRetryAfter(&ctx.Response.Header, time.Second)
 			return errBodyBudget
 		}
 		s.reserved += int64(cl)
@@ -154,7 +155,7 @@ func (p *Proxy) readBody(ctx *fasthttp.RequestCtx, s *scratch) error {
 				return ErrBodyTooLarge
 			}
 			if !p.bodies.reserve(int64(grow)) {
-				ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+				httpx.SetRetryAfter(&ctx.Response.Header, time.Second)
 				return errBodyBudget
 			}
 			s.reserved += int64(grow)

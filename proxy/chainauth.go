@@ -3,11 +3,11 @@ package proxy
 import (
 	"errors"
 	"net/netip"
-	"strconv"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/internal/httpx"
 )
 
 // ChainAuthenticator adapts an authn.Chain to the proxy's Authenticator seam:
@@ -25,12 +25,11 @@ type ChainAuthenticator struct {
 // NewChainAuthenticator returns the seam for chain with realm in its
 // WWW-Authenticate challenges.
 func NewChainAuthenticator(chain *authn.Chain, realm string) *ChainAuthenticator {
-	q := strconv.Quote(realm)
 	return &ChainAuthenticator{
 		chain:         chain,
-		basic:         "Basic realm=" + q,
-		bearer:        "Bearer realm=" + q,
-		bearerInvalid: "Bearer realm=" + q + `, error="invalid_token"`,
+		basic:         httpx.Challenge("Basic", realm, ""),
+		bearer:        httpx.Challenge("Bearer", realm, ""),
+		bearerInvalid: httpx.Challenge("Bearer", realm, "invalid_token"),
 		// Fixed messages per code: the chain's error text (which may name a
 		// username or key id) never reaches the client.
 		errs: map[string]*HTTPError{
@@ -59,18 +58,14 @@ func (a *ChainAuthenticator) Authenticate(ctx *fasthttp.RequestCtx, _ *Route, cl
 	switch status {
 	case fasthttp.StatusUnauthorized:
 		h.Add(fasthttp.HeaderWWWAuthenticate, a.basic)
-		if wwwErr != "" {
+		if wwwErr != "" { // always invalid_token (authn.Status)
 			h.Add(fasthttp.HeaderWWWAuthenticate, a.bearerInvalid)
 		} else {
 			h.Add(fasthttp.HeaderWWWAuthenticate, a.bearer)
 		}
 	case fasthttp.StatusTooManyRequests, fasthttp.StatusServiceUnavailable:
 		if d := authn.RetryAfter(err); d > 0 {
-			secs := int(d.Seconds())
-			if d > 0 && secs == 0 {
-				secs = 1
-			}
-			h.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(secs))
+			httpx.SetRetryAfter(h, d) // rounded up, as authn documents
 		}
 	}
 	if he := a.errs[code]; he != nil {

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/keygate/keygate/internal/httpx/hdr"
 )
 
 // checkRawHeaders scans the raw header block as the client sent it (as kept
@@ -53,13 +55,13 @@ func checkRawHeaders(raw []byte) error {
 			}
 		}
 		switch {
-		case asciiEqualFold(key, fasthttp.HeaderContentLength):
+		case hdr.EqualFold(key, fasthttp.HeaderContentLength):
 			nCL++
-		case asciiEqualFold(key, fasthttp.HeaderTransferEncoding):
+		case hdr.EqualFold(key, fasthttp.HeaderTransferEncoding):
 			nTE++
-		case asciiEqualFold(key, fasthttp.HeaderAuthorization):
+		case hdr.EqualFold(key, fasthttp.HeaderAuthorization):
 			nAuth++
-		case asciiEqualFold(key, fasthttp.HeaderHost):
+		case hdr.EqualFold(key, fasthttp.HeaderHost):
 			nHost++
 		}
 	}
@@ -197,39 +199,17 @@ func (s *scratch) inConnection(k []byte) bool {
 		} else {
 			tok, v = v[:i], v[i+1:]
 		}
-		tok = trimOWS(tok)
-		if len(tok) > 0 && len(tok) == len(k) && asciiEqualFoldBytes(tok, k) {
+		tok = hdr.TrimOWS(tok)
+		if len(tok) > 0 && len(tok) == len(k) && hdr.EqualFold(tok, k) {
 			return true
 		}
 	}
 	return false
 }
 
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-func asciiEqualFoldBytes(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if lower(a[i]) != lower(b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
 func isHopByHop(k []byte) bool {
 	for _, h := range hopByHop {
-		if asciiEqualFold(k, h) {
+		if hdr.EqualFold(k, h) {
 			return true
 		}
 	}
@@ -250,7 +230,7 @@ func isHopByHop(k []byte) bool {
 func (z *sanitizer) sanitizeRequest(h *fasthttp.RequestHeader, s *scratch, trusted bool) {
 	s.close = h.ConnectionClose()
 	for k, v := range h.All() {
-		if asciiEqualFold(k, fasthttp.HeaderConnection) {
+		if hdr.EqualFold(k, fasthttp.HeaderConnection) {
 			if len(s.conn) > 0 {
 				s.conn = append(s.conn, ',')
 			}
@@ -261,8 +241,8 @@ func (z *sanitizer) sanitizeRequest(h *fasthttp.RequestHeader, s *scratch, trust
 		switch {
 		case isHopByHop(k), z.isIdentityHeader(k), z.isOverrideHeader(k):
 		case len(s.conn) > 0 && s.inConnection(k) &&
-			!asciiEqualFold(k, fasthttp.HeaderHost) && !asciiEqualFold(k, fasthttp.HeaderContentLength):
-			if asciiEqualFold(k, fasthttp.HeaderAuthorization) {
+			!hdr.EqualFold(k, fasthttp.HeaderHost) && !hdr.EqualFold(k, fasthttp.HeaderContentLength):
+			if hdr.EqualFold(k, fasthttp.HeaderAuthorization) {
 				s.connAuth = true
 				continue
 			}
@@ -291,7 +271,7 @@ func (z *sanitizer) sanitizeRequest(h *fasthttp.RequestHeader, s *scratch, trust
 func sanitizeResponse(h *fasthttp.ResponseHeader, s *scratch) {
 	s.conn, s.keys, s.ends = s.conn[:0], s.keys[:0], s.ends[:0]
 	for k, v := range h.All() {
-		if asciiEqualFold(k, fasthttp.HeaderConnection) {
+		if hdr.EqualFold(k, fasthttp.HeaderConnection) {
 			if len(s.conn) > 0 {
 				s.conn = append(s.conn, ',')
 			}
@@ -300,7 +280,7 @@ func sanitizeResponse(h *fasthttp.ResponseHeader, s *scratch) {
 	}
 	for k := range h.All() {
 		if isHopByHop(k) || (len(s.conn) > 0 && s.inConnection(k) &&
-			!asciiEqualFold(k, fasthttp.HeaderContentLength) && !asciiEqualFold(k, fasthttp.HeaderContentType)) {
+			!hdr.EqualFold(k, fasthttp.HeaderContentLength) && !hdr.EqualFold(k, fasthttp.HeaderContentType)) {
 			s.drop(k)
 		}
 	}

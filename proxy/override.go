@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/httpx/hdr"
 )
 
 // overrideHeaders are configs.OverrideHeaders normalised (lower case, '_'
@@ -163,9 +164,9 @@ func hasFormMethodParam(contentType, body []byte) bool {
 	}
 	media = bytes.TrimSpace(media)
 	switch {
-	case asciiEqualFoldBytes(media, mediaForm):
+	case hdr.EqualFold(media, mediaForm):
 		return hasMethodParam(body)
-	case asciiEqualFoldBytes(media, mediaMultipart):
+	case hdr.EqualFold(media, mediaMultipart):
 		_, params, err := mime.ParseMediaType(string(contentType))
 		if err != nil || params["boundary"] == "" {
 			return false // the upstream cannot parse it as a form either

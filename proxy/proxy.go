@@ -50,6 +50,7 @@ import (
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/httpx"
 	"github.com/keygate/keygate/internal/reqtarget"
 )
 
@@ -168,9 +169,8 @@ func New(cfg *configs.Config, opts Options) (*Proxy, error) {
 	if normHasPrefix(p.ridName, identityPrefix) || normEqual(p.ridName, normalizeName(string(p.hUser))) {
 		errs = append(errs, errors.New("headers.request_id must not look like an identity header"))
 	}
-	realm := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(cfg.Auth.Realm)
-	p.wwwBasic = `Basic realm="` + realm + `"`
-	p.wwwBearer = `Bearer realm="` + realm + `"`
+	p.wwwBasic = httpx.Challenge("Basic", cfg.Auth.Realm, "")
+	p.wwwBearer = httpx.Challenge("Bearer", cfg.Auth.Realm, "")
 
 	for i, s := range cfg.TrustedProxies {
 		s = strings.TrimSpace(s)
@@ -537,7 +537,7 @@ func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
 
 	// 4. Header hygiene: strip first (Authorization, even when named in
 	// Connection, stays until authentication has read it).
-	peer := peerAddr(ctx)
+	peer := httpx.PeerAddr(ctx)
 	trusted := p.isTrusted(peer)
 	p.san.sanitizeRequest(&req.Header, s, trusted)
 	if s.untrustedFwd {
@@ -636,16 +636,6 @@ func (p *Proxy) setForwarded(ctx *fasthttp.RequestCtx, s *scratch, peer netip.Ad
 	}
 }
 
-// peerAddr is the IP of the TCP peer (unmapped), or the zero Addr.
-func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
-	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
-	}
-	ip, _ := netip.AddrFromSlice(ctx.RemoteIP())
-	return ip.Unmap()
-}
-
 // clientAddr is the address failures are counted against: the peer, unless
 // the peer is a trusted proxy, then the rightmost X-Forwarded-For hop that is
 // not itself trusted (hops left of it are the client's own claims). It does
@@ -723,7 +713,7 @@ func (p *Proxy) authorize(ctx *fasthttp.RequestCtx, route *Route, ident *authn.I
 	case err == nil:
 		return nil
 	case authz.Status(err) == fasthttp.StatusServiceUnavailable:
-		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+		httpx.SetRetryAfter(&ctx.Response.Header, time.Second)
 		return errAuthzUnavailable
 	case ident == nil:
 		return denied
@@ -741,7 +731,7 @@ var slashPath = []byte("/")
 // forwarding header from an untrusted peer is noted (see
 // untrustedForwarded) as in the pipeline.
 func (p *Proxy) ClientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
-	peer := peerAddr(ctx)
+	peer := httpx.PeerAddr(ctx)
 	trusted := p.isTrusted(peer)
 	s := p.pool.Get().(*scratch)
 	s.xff = s.xff[:0]

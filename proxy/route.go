@@ -3,8 +3,6 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/httpx"
 	"github.com/keygate/keygate/internal/reqtarget"
 )
 
@@ -114,7 +113,7 @@ func compileRoute(i int, rc *configs.Route) (*Route, error) {
 	for _, u := range rc.Upstreams {
 		hc, scheme, err := newHostClient(u, r.Timeout)
 		if err != nil {
-			bad("upstream %q: %v", redactURL(u), err)
+			bad("upstream %q: %v", configs.RedactURL(u), err)
 			continue
 		}
 		if r.scheme != nil && string(r.scheme) != scheme {
@@ -152,16 +151,6 @@ func cleanPrefix(p, def string) (string, error) {
 	return p, nil
 }
 
-// redactURL drops userinfo so no password reaches an error message.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable)"
-	}
-	u.User = nil
-	return u.String()
-}
-
 // newHostClient builds the pool for one upstream base URL.
 func newHostClient(raw string, timeout time.Duration) (*fasthttp.HostClient, string, error) {
 	u, err := url.Parse(raw)
@@ -174,43 +163,22 @@ func newHostClient(raw string, timeout time.Duration) (*fasthttp.HostClient, str
 	if u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		return nil, "", errors.New("must be scheme://host[:port] with no path, query or credentials")
 	}
-	addr := u.Host
-	if u.Port() == "" {
-		if u.Scheme == "https" {
-			addr = net.JoinHostPort(u.Hostname(), "443")
-		} else {
-			addr = net.JoinHostPort(u.Hostname(), "80")
-		}
-	}
-	hc := &fasthttp.HostClient{
-		Addr: addr,
-		Dial: func(a string) (net.Conn, error) {
-			return fasthttp.DialTimeout(a, upstreamDialTimeout)
-		},
-		IsTLS:                         u.Scheme == "https",
-		ReadTimeout:                   timeout,
-		WriteTimeout:                  upstreamWriteTimeout,
-		MaxIdleConnDuration:           upstreamIdleConn,
-		MaxConnWaitTimeout:            upstreamConnWait,
-		MaxConns:                      upstreamMaxConns,
-		ReadBufferSize:                upstreamReadBufferSize,
-		NoDefaultUserAgentHeader:      true,
-		DisablePathNormalizing:        true,
-		DisableHeaderNamesNormalizing: false,
-		SecureErrorLogMessage:         true,
-		// Responses are streamed to the client, never held whole (issue 13
-		// item 2); the upstream connection is released when the stream ends.
+	hc := httpx.NewHostClient(u, httpx.HostClientConfig{
+		DialTimeout:         upstreamDialTimeout,
+		ReadTimeout:         timeout,
+		WriteTimeout:        upstreamWriteTimeout,
+		MaxIdleConnDuration: upstreamIdleConn,
+		MaxConnWaitTimeout:  upstreamConnWait,
+		MaxConns:            upstreamMaxConns,
+		ReadBufferSize:      upstreamReadBufferSize,
+		// Responses are streamed to the client, never held whole (issue
+		// 13 item 2); the upstream connection is released when the stream
+		// ends.
 		StreamResponseBody: true,
-		// One retry, and only for requests that are safe to repeat and
-		// only when the connection failed before any response (stale
-		// keep-alive connection). Never for POST, PATCH, ...
-		MaxIdemponentCallAttempts: 2,
-		RetryIfErr: func(req *fasthttp.Request, _ int, err error) (bool, bool) {
-			var nothing fasthttp.ErrNothingRead
-			return false, safeMethod(req.Header.Method()) &&
-				(errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed) || errors.As(err, &nothing))
-		},
-	}
+		// A stale keep-alive connection is retried once, and only for
+		// requests that are safe to repeat. Never for POST, PATCH, ...
+		Retryable: func(req *fasthttp.Request) bool { return safeMethod(req.Header.Method()) },
+	})
 	return hc, u.Scheme, nil
 }
 
@@ -344,19 +312,6 @@ func (rt *router) match(host, path []byte) *Route {
 		}
 	}
 	return nil
-}
-
-// asciiEqualFold compares b and s ignoring ASCII case.
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		if lower(b[i]) != lower(s[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 func lower(c byte) byte {

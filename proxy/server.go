@@ -1,14 +1,14 @@
 package proxy
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"unsafe"
 
 	"github.com/valyala/fasthttp"
-	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/internal/httpx"
 )
 
 // Server returns the fasthttp server for the public listener, built once:
@@ -25,28 +25,15 @@ func (p *Proxy) Server() *fasthttp.Server {
 	if p.server != nil {
 		return p.server
 	}
-	l := p.cfg.Limits
-	s := &fasthttp.Server{
-		Handler:                      p.Handler,
-		ErrorHandler:                 p.errorHandler,
-		NoDefaultServerHeader:        true,
-		NoDefaultContentType:         true,
-		DisablePreParseMultipartForm: true,
-		SecureErrorLogMessage:        true,
-		CloseOnShutdown:              true,
-		MaxRequestBodySize:           int(l.MaxBody),
-		ReadBufferSize:               int(l.MaxHeader),
-		ReadTimeout:                  l.ReadTimeout.D(),
-		WriteTimeout:                 l.WriteTimeout.D(),
-		IdleTimeout:                  l.IdleTimeout.D(),
-		Concurrency:                  l.Concurrency,
-		Logger:                       fasthttpLogger{p.log},
-		// Bodies are read by the pipeline after authentication (body.go);
-		// Expect: 100-continue is answered only once the headers passed.
-		StreamRequestBody: true,
-		ExpectHandler:     p.expect,
-		HeaderReceived:    p.headerReceived,
-	}
+	s := httpx.NewServer(p.cfg.Limits, p.Handler, p.log)
+	s.ErrorHandler = p.errorHandler
+	s.NoDefaultServerHeader = true
+	s.DisablePreParseMultipartForm = true
+	// Bodies are read by the pipeline after authentication (body.go);
+	// Expect: 100-continue is answered only once the headers passed.
+	s.StreamRequestBody = true
+	s.ExpectHandler = p.expect
+	s.HeaderReceived = p.headerReceived
 	p.server = s
 	return s
 }
@@ -77,19 +64,9 @@ func (p *Proxy) Serve(ln net.Listener) error {
 
 // errorHandler answers requests fasthttp could not read.
 func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
-	var sb *fasthttp.ErrSmallBuffer
-	var ne net.Error
-	out := ErrBadRequest
-	switch {
-	case errors.As(err, &sb):
-		out = ErrHeaderTooLarge
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		out = ErrBodyTooLarge
-	case errors.As(err, &ne) && ne.Timeout():
-		out = ErrRequestTimeout
-	}
+	out := httpx.ReadError(err)
 	ctx.Response.Reset()
-	WriteError(ctx, out)
+	httpx.WriteError(ctx, out)
 	s := p.pool.Get().(*scratch)
 	s.reset()
 	s.rid = appendNewRequestID(s.rid, s)
@@ -97,16 +74,6 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	p.pool.Put(s)
 	if p.noRoute != nil {
 		p.noRoute.counter(out.Status).Inc()
-	}
-}
-
-// fasthttpLogger sends fasthttp's own messages to zap at debug level
-// (SecureErrorLogMessage keeps request content out of them).
-type fasthttpLogger struct{ l *zap.Logger }
-
-func (f fasthttpLogger) Printf(format string, args ...any) {
-	if ce := f.l.Check(zap.DebugLevel, "fasthttp"); ce != nil {
-		ce.Write(zap.String("detail", sprintf(format, args...)))
 	}
 }
 

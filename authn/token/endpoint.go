@@ -10,10 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +23,7 @@ import (
 	"github.com/keygate/keygate/authn/password"
 	"github.com/keygate/keygate/authn/principal"
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/httpx"
 	"github.com/keygate/keygate/store"
 )
 
@@ -181,7 +180,7 @@ func NewEndpoint(cfg configs.Tokens, signer *Signer, opts EndpointOptions) (*End
 		e.accounts = principal.StoreAccounts(e.s)
 	}
 	if e.clientIP == nil {
-		e.clientIP = peerAddr
+		e.clientIP = httpx.PeerAddr
 	}
 	if e.timeout <= 0 {
 		e.timeout = DefaultTimeout
@@ -192,7 +191,7 @@ func NewEndpoint(cfg configs.Tokens, signer *Signer, opts EndpointOptions) (*End
 	if e.log == nil {
 		e.log = zap.NewNop()
 	}
-	e.challenge = `Basic realm=` + strconv.Quote(opts.Realm)
+	e.challenge = httpx.Challenge("Basic", opts.Realm, "")
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keygate_token_requests_total",
 		Help: "Token endpoint requests by grant type and result.",
@@ -293,7 +292,7 @@ func (e *Endpoint) Handler(ctx *fasthttp.RequestCtx) {
 	h.Set(fasthttp.HeaderPragma, "no-cache")
 	h.SetContentType("application/json;charset=UTF-8")
 	r := &tokenRequest{ip: e.clientIP(ctx)}
-	r.hasIP = setIPKey(r.ip, &r.ipKey)
+	r.ipKey, r.hasIP = authn.LimiterKey(r.ip)
 	res, ra, err := e.serve(ctx, r)
 	if !r.counted {
 		e.giveBack(r) // not a guess: issued, unavailable, refused before any check
@@ -339,9 +338,9 @@ func (e *Endpoint) fail(ctx *fasthttp.RequestCtx, err *oauthError, ra time.Durat
 	case err == errClient:
 		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, e.challenge)
 	case err.retry:
-		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "5")
+		httpx.SetRetryAfter(&ctx.Response.Header, authn.UnavailableRetryAfter)
 	case err == errRateLimited:
-		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.FormatInt(int64((ra+time.Second-1)/time.Second), 10))
+		httpx.SetRetryAfter(&ctx.Response.Header, ra)
 	}
 	ctx.SetBody(err.body)
 }
@@ -754,33 +753,6 @@ func randomB64(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// peerAddr is the TCP peer of ctx.
-func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
-	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
-	}
-	ip, _ := netip.AddrFromSlice(ctx.RemoteIP())
-	return ip.Unmap()
-}
-
-// setIPKey sets key to the failure-limiter key of a client address (as
-// authn.Chain does): the 16-byte form of an IPv4 address, the /64 of an
-// IPv6 one. It reports false for an invalid address, which is not limited.
-func setIPKey(a netip.Addr, key *[16]byte) bool {
-	if !a.IsValid() {
-		return false
-	}
-	a = a.Unmap()
-	if a.Is6() {
-		if p, err := a.Prefix(64); err == nil {
-			a = p.Addr()
-		}
-	}
-	*key = a.As16()
-	return true
 }
 
 // JWKSHandler serves the JWKS at JWKSPath: 200 with the public keys for

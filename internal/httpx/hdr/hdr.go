@@ -1,0 +1,38 @@
+// Package hdr holds the small byte-level helpers of HTTP header values that
+// the listeners and the authn leaf share. It imports nothing but the
+// standard library, so authn (which imports no other keygate package but
+// its own) can use it; everything else of the shared HTTP layer is in
+// internal/httpx. Nothing here allocates.
+package hdr
+
+// TrimOWS trims spaces and tabs around a header value (RFC 9110 OWS).
+func TrimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// EqualFold reports whether b and s are equal ignoring ASCII case only
+// (unlike bytes.EqualFold, "ſ" never matches "s" nor "K" "k").
+func EqualFold[T ~string | ~[]byte](b []byte, s T) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		if lower(b[i]) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
