@@ -67,7 +67,7 @@ type Server struct {
 	metricsRoles []string
 	realm        string
 
-	cfg         *configs.Config
+	limits      configs.Limits
 	log         *zap.Logger
 	store       store.Readiness
 	readyChecks []ReadyCheck
@@ -75,12 +75,23 @@ type Server struct {
 	metrics     fasthttp.RequestHandler
 }
 
+// Config is what the admin server reads of keygate's configuration,
+// normalised and validated by configs.
+type Config struct {
+	Limits       configs.Limits
+	MetricsRoles []string // admin.metrics_roles; empty: GET /metrics is open
+	Realm        string   // auth.realm, of the /metrics challenge
+}
+
+// ConfigOf is the admin server's part of c. It shares c's slices: c must
+// stay unchanged while the server runs.
+func ConfigOf(c *configs.Config) Config {
+	return Config{Limits: c.Limits, MetricsRoles: c.Admin.MetricsRoles, Realm: c.Auth.Realm}
+}
+
 // New builds the admin server. cfg is read, never modified, and must stay
 // unchanged while the server runs.
-func New(cfg *configs.Config, opts Options) (*Server, error) {
-	if cfg == nil {
-		return nil, errors.New("admin: nil config")
-	}
+func New(cfg Config, opts Options) (*Server, error) {
 	if opts.Gatherer == nil {
 		return nil, errors.New("admin: a metrics gatherer is required")
 	}
@@ -92,7 +103,7 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 		log = zap.NewNop()
 	}
 	s := &Server{
-		cfg:         cfg,
+		limits:      cfg.Limits,
 		log:         log,
 		store:       opts.Store,
 		readyChecks: opts.ReadyChecks,
@@ -100,12 +111,12 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 			ErrorLog: zap.NewStdLog(log),
 		})),
 	}
-	if len(cfg.Admin.MetricsRoles) > 0 {
+	if len(cfg.MetricsRoles) > 0 {
 		if opts.Auth == nil {
 			return nil, errors.New("admin: admin.metrics_roles needs an authenticator")
 		}
-		s.metricsAuth, s.metricsRoles = opts.Auth, cfg.Admin.MetricsRoles
-		s.realm = httpx.Challenge("Basic", cfg.Auth.Realm, "")
+		s.metricsAuth, s.metricsRoles = opts.Auth, cfg.MetricsRoles
+		s.realm = httpx.Challenge("Basic", cfg.Realm, "")
 	}
 	s.routes()
 	return s, nil
@@ -131,9 +142,9 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 }
 
 // Server returns a new fasthttp server for the admin listener, with the
-// limits and timeouts of cfg.Limits (internal/httpx.NewServer).
+// limits and timeouts of Config.Limits (internal/httpx.NewServer).
 func (s *Server) Server() *fasthttp.Server {
-	srv := httpx.NewServer(s.cfg.Limits, s.Handler, s.log)
+	srv := httpx.NewServer(s.limits, s.Handler, s.log)
 	srv.Name = "keygate"
 	return srv
 }

@@ -107,7 +107,7 @@ func do(t *testing.T, addr, method, uri string) (int, *fasthttp.ResponseHeader, 
 
 func newServer(t *testing.T, st store.Readiness, g prometheus.Gatherer) *Server {
 	t.Helper()
-	s, err := New(testConfig(), Options{Gatherer: g, Store: st})
+	s, err := New(ConfigOf(testConfig()), Options{Gatherer: g, Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,13 +122,12 @@ func TestNewRejectsMissingCollaborators(t *testing.T) {
 		cfg  *configs.Config
 		opts Options
 	}{
-		{"nil config", nil, Options{Gatherer: reg, Store: st}},
 		{"nil gatherer", testConfig(), Options{Store: st}},
 		{"nil store", testConfig(), Options{Gatherer: reg}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if s, err := New(tc.cfg, tc.opts); err == nil || s != nil {
+			if s, err := New(ConfigOf(tc.cfg), tc.opts); err == nil || s != nil {
 				t.Fatalf("New = %v, %v; want error", s, err)
 			}
 		})
@@ -268,7 +267,7 @@ func TestReadyzChecks(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := New(testConfig(), Options{Gatherer: prometheus.NewRegistry(), Store: openBolt(t),
+			s, err := New(ConfigOf(testConfig()), Options{Gatherer: prometheus.NewRegistry(), Store: openBolt(t),
 				ReadyChecks: []ReadyCheck{{Name: "startup", Check: func(context.Context) error { return tc.err }}}})
 			if err != nil {
 				t.Fatal(err)
@@ -417,7 +416,7 @@ func FuzzSplitPath(f *testing.F) {
 
 func TestServerLimits(t *testing.T) {
 	cfg := testConfig()
-	s, err := New(cfg, Options{Gatherer: prometheus.NewRegistry(), Store: &pingStore{}})
+	s, err := New(ConfigOf(cfg), Options{Gatherer: prometheus.NewRegistry(), Store: &pingStore{}})
 	if err != nil {
 		t.Fatal(err)
 	}

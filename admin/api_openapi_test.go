@@ -62,7 +62,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 
 	// The whole admin listener: admin.New's routes plus the API's, with
 	// every optional endpoint on.
-	s, err := New(testConfig(), Options{Gatherer: prometheus.NewRegistry(), Store: openBolt(t)})
+	s, err := New(ConfigOf(testConfig()), Options{Gatherer: prometheus.NewRegistry(), Store: openBolt(t)})
 	mustOK(t, err)
 	deps := APIDeps{Store: openBolt(t), Auth: anonymousOnly{}, Hasher: apiTestHasher, APIKeys: configs.APIKeys{}, Pprof: true}
 	mustOK(t, RegisterAPI(s, deps))

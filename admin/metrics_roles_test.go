@@ -20,10 +20,10 @@ func TestMetricsRoles(t *testing.T) {
 	cfg.Admin.MetricsRoles = []string{"write"}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "probe_total", Help: "probe"}))
-	if _, err := New(cfg, Options{Gatherer: reg, Store: e.st}); err == nil {
+	if _, err := New(ConfigOf(cfg), Options{Gatherer: reg, Store: e.st}); err == nil {
 		t.Fatal("metrics_roles without an authenticator was accepted")
 	}
-	s, err := New(cfg, Options{Gatherer: reg, Store: e.st, Auth: e.chain})
+	s, err := New(ConfigOf(cfg), Options{Gatherer: reg, Store: e.st, Auth: e.chain})
 	mustOK(t, err)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	mustOK(t, err)

@@ -126,7 +126,7 @@ func TestPprofAccess(t *testing.T) {
 // returns e pointed at it.
 func onServer(t *testing.T, e *apiEnv, cfg *configs.Config) *apiEnv {
 	t.Helper()
-	s, err := New(cfg, Options{Gatherer: prometheus.NewRegistry(), Store: e.st})
+	s, err := New(ConfigOf(cfg), Options{Gatherer: prometheus.NewRegistry(), Store: e.st})
 	mustOK(t, err)
 	mustOK(t, RegisterAPI(s, APIDeps{Store: e.st, Auth: e.chain, Hasher: apiTestHasher, Realm: "keygate", Pprof: true}))
 	full := *e

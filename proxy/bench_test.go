@@ -30,7 +30,7 @@ func BenchmarkProxyHandler(b *testing.B) {
 	go us.Serve(ln)     //nolint:errcheck
 	defer us.Shutdown() //nolint:errcheck
 	id := &authn.Identity{Username: "alice", Account: "acme", Roles: []string{"dev"}, RolesHeader: "dev", Method: authn.MethodBearer}
-	p, err := New(baseConfig(configs.Route{Name: "api", PathPrefix: "/api", Upstreams: []string{"http://" + ln.Addr().String()}, Auth: configs.AuthRequired}),
+	p, err := New(ConfigOf(baseConfig(configs.Route{Name: "api", PathPrefix: "/api", Upstreams: []string{"http://" + ln.Addr().String()}, Auth: configs.AuthRequired})),
 		Options{Authenticator: fixedAuth{id}})
 	if err != nil {
 		b.Fatal(err)

@@ -241,7 +241,7 @@ func TestServerAlone(t *testing.T) {
 	up := newUpstream(t)
 	cfg := baseConfig(stdRoutes(up.url())...)
 	cfg.Limits.IdleTimeout = configs.Duration(7 * time.Second)
-	p, err := New(cfg, Options{})
+	p, err := New(ConfigOf(cfg), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func TestForwardedIPv6Peer(t *testing.T) {
 	} {
 		cfg := baseConfig(stdRoutes(up.url())...)
 		cfg.TrustedProxies = tt.trusted
-		p, err := New(cfg, Options{})
+		p, err := New(ConfigOf(cfg), Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

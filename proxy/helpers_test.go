@@ -157,7 +157,7 @@ func baseConfig(routes ...configs.Route) *configs.Config {
 // startProxy runs p.Serve on 127.0.0.1:0 and returns its address.
 func startProxy(t *testing.T, cfg *configs.Config, opts Options) (*Proxy, string) {
 	t.Helper()
-	p, err := New(cfg, opts)
+	p, err := New(ConfigOf(cfg), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

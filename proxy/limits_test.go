@@ -227,7 +227,7 @@ func TestMetricsAndAccessLog(t *testing.T) {
 	rawDo(t, addr, get("/public/%2e%2e"))
 	cfg2 := *cfg
 	cfg2.Routes = cfg.Routes[:1]
-	p2, err := New(&cfg2, Options{Registerer: prometheus.NewRegistry()})
+	p2, err := New(ConfigOf(&cfg2), Options{Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := baseConfig(stdRoutes("http://127.0.0.1:1")...)
 			tt.mut(cfg)
-			_, err := New(cfg, Options{})
+			_, err := New(ConfigOf(cfg), Options{})
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -355,16 +355,16 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New(nil, Options{}); err == nil {
-		t.Fatal("nil config accepted")
+	if _, err := New(Config{}, Options{}); err == nil || !strings.Contains(err.Error(), "access_sample") {
+		t.Fatalf("zero Config accepted: %v", err)
 	}
 	// Registering twice on one registry is reported, not a panic.
 	reg := prometheus.NewRegistry()
 	cfg := baseConfig(stdRoutes("http://127.0.0.1:1")...)
-	if _, err := New(cfg, Options{Registerer: reg}); err != nil {
+	if _, err := New(ConfigOf(cfg), Options{Registerer: reg}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(cfg, Options{Registerer: reg}); err == nil {
+	if _, err := New(ConfigOf(cfg), Options{Registerer: reg}); err == nil {
 		t.Fatal("duplicate registration not reported")
 	}
 }

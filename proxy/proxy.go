@@ -88,10 +88,38 @@ type Options struct {
 	Extra map[string]fasthttp.RequestHandler
 }
 
+// Config is what the proxy reads of keygate's configuration, normalised and
+// validated by configs (the proxy applies no default of its own).
+type Config struct {
+	Routes         []configs.Route
+	Limits         configs.Limits
+	Headers        configs.Headers
+	TLS            configs.TLS
+	TrustedProxies []string // trusted_proxies
+	Realm          string   // auth.realm, of the WWW-Authenticate challenges
+	AccessLog      bool     // log.access
+	AccessSample   int      // log.access_sample: one request in N is logged
+}
+
+// ConfigOf is the proxy's part of c. It shares c's slices: c must stay
+// unchanged while the proxy runs.
+func ConfigOf(c *configs.Config) Config {
+	return Config{
+		Routes:         c.Routes,
+		Limits:         c.Limits,
+		Headers:        c.Headers,
+		TLS:            c.TLS,
+		TrustedProxies: c.TrustedProxies,
+		Realm:          c.Auth.Realm,
+		AccessLog:      c.Log.Access,
+		AccessSample:   c.Log.AccessSample,
+	}
+}
+
 // Proxy is the public listener's handler pipeline. It is safe for
 // concurrent use.
 type Proxy struct {
-	cfg     *configs.Config
+	cfg     Config
 	log     *zap.Logger
 	authr   Authenticator
 	native  *authz.Native    // route roles; nil: not counted
@@ -123,10 +151,7 @@ type Proxy struct {
 
 // New compiles cfg into a Proxy. It reports every configuration problem it
 // finds at once. Metrics are registered on opts.Registerer (if any).
-func New(cfg *configs.Config, opts Options) (*Proxy, error) {
-	if cfg == nil {
-		return nil, errors.New("proxy: nil config")
-	}
+func New(cfg Config, opts Options) (*Proxy, error) {
 	p := &Proxy{
 		cfg:       cfg,
 		log:       opts.Logger,
@@ -134,8 +159,8 @@ func New(cfg *configs.Config, opts Options) (*Proxy, error) {
 		native:    opts.Native,
 		ext:       opts.Authorizer,
 		extra:     opts.Extra,
-		accessLog: cfg.Log.Access,
-		sample:    uint64(cfg.Log.AccessSample),
+		accessLog: cfg.AccessLog,
+		sample:    uint64(cfg.AccessSample),
 		maxConns:  cfg.Limits.Concurrency,
 		maxBody:   cfg.Limits.MaxBody.Int(),
 		maxResp:   cfg.Limits.MaxResponse.Int(),
@@ -148,6 +173,9 @@ func New(cfg *configs.Config, opts Options) (*Proxy, error) {
 	p.untrusted.log = p.log
 	p.pool.New = func() any { return new(scratch) }
 	var errs []error
+	if cfg.AccessSample < 1 {
+		errs = append(errs, fmt.Errorf("log.access_sample must be at least 1 (got %d)", cfg.AccessSample))
+	}
 
 	h := cfg.Headers
 	p.ridName = []byte(h.RequestID)
@@ -169,8 +197,8 @@ func New(cfg *configs.Config, opts Options) (*Proxy, error) {
 	if normHasPrefix(p.ridName, identityPrefix) || normEqual(p.ridName, normalizeName(string(p.hUser))) {
 		errs = append(errs, errors.New("headers.request_id must not look like an identity header"))
 	}
-	p.wwwBasic = httpx.Challenge("Basic", cfg.Auth.Realm, "")
-	p.wwwBearer = httpx.Challenge("Bearer", cfg.Auth.Realm, "")
+	p.wwwBasic = httpx.Challenge("Basic", cfg.Realm, "")
+	p.wwwBearer = httpx.Challenge("Bearer", cfg.Realm, "")
 
 	for i, s := range cfg.TrustedProxies {
 		s = strings.TrimSpace(s)

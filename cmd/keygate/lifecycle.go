@@ -152,7 +152,7 @@ func (g *gateway) start() int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	if g.prx, err = proxy.New(cfg, proxy.Options{
+	if g.prx, err = proxy.New(proxy.ConfigOf(cfg), proxy.Options{
 		Logger:        g.log.Named("proxy"),
 		Registerer:    reg,
 		Authenticator: startGate{g: g, next: proxy.NewChainAuthenticator(chain, cfg.Auth.Realm)},
@@ -165,7 +165,7 @@ func (g *gateway) start() int {
 	g.publicSrv = g.prx.Server()
 
 	if g.adminLn != nil {
-		a, err := admin.New(cfg, admin.Options{Logger: g.log.Named("admin"), Gatherer: reg, Store: g.store, Auth: chain,
+		a, err := admin.New(admin.ConfigOf(cfg), admin.Options{Logger: g.log.Named("admin"), Gatherer: reg, Store: g.store, Auth: chain,
 			ReadyChecks: g.readyChecks()})
 		if err != nil {
 			return fail("%v", err)
