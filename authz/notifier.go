@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/httpx"
 )
 
 // NotifierOptions tune a Notifier. Zero values take the defaults.
@@ -241,7 +242,7 @@ func (n *Notifier) deliver(x *Notification) error {
 	if x.Op == OpDelete {
 		method = fasthttp.MethodDelete
 	} else {
-		body = appendJSONString([]byte(`{"name":`), x.Name)
+		body = httpx.AppendJSONString([]byte(`{"name":`), x.Name)
 		body = append(body, '}')
 	}
 	req := fasthttp.AcquireRequest()

@@ -3,7 +3,8 @@ package authz
 import (
 	"encoding/json"
 	"errors"
-	"unicode/utf8"
+
+	"github.com/keygate/keygate/internal/httpx"
 )
 
 // Paths of the plugin interface (configs/authz-plugin.openapi.yaml), relative
@@ -44,11 +45,11 @@ type AuthorizeResponse struct {
 // of req selected by sel (nil: all).
 func appendAuthorizeBody(dst []byte, req *Request, sel func(i int) bool) []byte {
 	dst = append(dst, `{"principal":{"name":`...)
-	dst = appendJSONString(dst, req.Identity.Username)
+	dst = httpx.AppendJSONString(dst, req.Identity.Username)
 	dst = append(dst, `,"type":`...)
-	dst = appendJSONString(dst, req.Identity.UserType)
+	dst = httpx.AppendJSONString(dst, req.Identity.UserType)
 	dst = append(dst, `},"domain":`...)
-	dst = appendJSONString(dst, req.Domain)
+	dst = httpx.AppendJSONString(dst, req.Domain)
 	dst = append(dst, `,"actions":[`...)
 	first := true
 	for i := range req.Actions {
@@ -66,55 +67,10 @@ func appendAuthorizeBody(dst []byte, req *Request, sel func(i int) bool) []byte 
 
 func appendActionJSON(dst []byte, a *Action) []byte {
 	dst = append(dst, `{"action":`...)
-	dst = appendJSONString(dst, a.Action)
+	dst = httpx.AppendJSONString(dst, a.Action)
 	dst = append(dst, `,"target":`...)
-	dst = appendJSONString(dst, a.Target)
+	dst = httpx.AppendJSONString(dst, a.Target)
 	return append(dst, '}')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
-// as encoding/json does; '<', '>' and '&' are left alone.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // Why a plugin answer was rejected (log field "kind").

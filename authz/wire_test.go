@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/internal/httpx"
 )
 
 func TestAppendJSONString(t *testing.T) {
@@ -26,10 +27,10 @@ func FuzzAppendJSONString(f *testing.F) {
 }
 
 func checkJSONString(t *testing.T, s string) {
-	b := appendJSONString(nil, s)
+	b := httpx.AppendJSONString(nil, s)
 	var got string
 	if err := json.Unmarshal(b, &got); err != nil {
-		t.Fatalf("appendJSONString(%q) = %s: %v", s, b, err)
+		t.Fatalf("AppendJSONString(%q) = %s: %v", s, b, err)
 	}
 	want := s
 	if !utf8.ValidString(s) {

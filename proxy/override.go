@@ -114,7 +114,7 @@ func isMethodName(pair []byte) bool {
 		if c == ' ' || c == '.' || c == '[' {
 			c = '_'
 		}
-		if j >= len(methodParam) || lower(c) != methodParam[j] {
+		if j >= len(methodParam) || hdr.Lower(c) != methodParam[j] {
 			return false
 		}
 		j++
@@ -134,7 +134,7 @@ func plainMethodName(name string) bool {
 		if c == ' ' || c == '.' || c == '[' {
 			c = '_'
 		}
-		if lower(c) != methodParam[i] {
+		if hdr.Lower(c) != methodParam[i] {
 			return false
 		}
 	}

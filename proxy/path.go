@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/keygate/keygate/internal/reqtarget"
+
+	"github.com/keygate/keygate/internal/httpx/hdr"
 )
 
 // splitTarget splits an origin-form request target into its raw path and raw
@@ -84,12 +86,12 @@ func foldSegmentPrefix(path []byte, prefix string) (int, bool) {
 	}
 	i := 0
 	for j := 0; j < len(prefix); j++ {
-		c := lower(prefix[j])
+		c := hdr.Lower(prefix[j])
 		if i >= len(path) {
 			return 0, false
 		}
 		if path[i] != '%' {
-			if lower(path[i]) != c {
+			if hdr.Lower(path[i]) != c {
 				return 0, false
 			}
 			i++

@@ -314,13 +314,6 @@ func (rt *router) match(host, path []byte) *Route {
 	return nil
 }
 
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
-}
-
 // routeMetrics are one route's metric children, built at start-up.
 type routeMetrics struct {
 	vec      *prometheus.CounterVec

@@ -23,14 +23,15 @@ func EqualFold[T ~string | ~[]byte](b []byte, s T) bool {
 		return false
 	}
 	for i := range b {
-		if lower(b[i]) != lower(s[i]) {
+		if Lower(b[i]) != Lower(s[i]) {
 			return false
 		}
 	}
 	return true
 }
 
-func lower(c byte) byte {
+// Lower is c in ASCII lower case.
+func Lower(c byte) byte {
 	if 'A' <= c && c <= 'Z' {
 		return c + 'a' - 'A'
 	}
