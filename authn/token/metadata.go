@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/keygate/keygate/internal/httpx"
 	"github.com/valyala/fasthttp"
 )
 
@@ -147,44 +148,20 @@ func validHost(h []byte) bool {
 	return true
 }
 
-// apiError is an error answered with keygate's JSON error shape
-// {"error":{"code":"…","message":"…"}} (DESIGN.md §6), as every error of
-// the public listener outside the OAuth token endpoint (whose errors are
-// RFC 6749 §5.2's).
-type apiError struct {
-	status int
-	allow  string // Allow header of a 405
-	body   []byte
-}
-
-func newAPIError(status int, code, msg string) *apiError {
-	var e struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	e.Error.Code, e.Error.Message = code, msg
-	b, _ := json.Marshal(e)
-	return &apiError{status: status, body: b}
-}
-
+// Errors of the JWKS and metadata handlers, in keygate's JSON error shape
+// (DESIGN.md §6), as every error of the public listener outside the OAuth
+// token endpoint (whose errors are RFC 6749 §5.2's).
 var (
-	errGetOnly = func() *apiError {
-		e := newAPIError(fasthttp.StatusMethodNotAllowed, "method_not_allowed", "use GET or HEAD")
-		e.allow = "GET, HEAD"
-		return e
-	}()
-	errBadHost = newAPIError(fasthttp.StatusBadRequest, "bad_request", "missing or malformed Host header")
-	errNoJWKS  = newAPIError(fasthttp.StatusNotFound, "not_found",
-		"no JWKS: tokens are signed with HS256, a shared secret that has no public key")
+	errGetOnly = &httpx.Error{Status: fasthttp.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "use GET or HEAD"}
+	errBadHost = &httpx.Error{Status: fasthttp.StatusBadRequest, Code: "bad_request", Message: "missing or malformed Host header"}
+	errNoJWKS  = &httpx.Error{Status: fasthttp.StatusNotFound, Code: "not_found",
+		Message: "no JWKS: tokens are signed with HS256, a shared secret that has no public key"}
 )
 
-func writeAPIError(ctx *fasthttp.RequestCtx, e *apiError) {
-	if e.allow != "" {
-		ctx.Response.Header.Set(fasthttp.HeaderAllow, e.allow)
+// writeAPIError answers with e; a 405 names the methods allowed.
+func writeAPIError(ctx *fasthttp.RequestCtx, e *httpx.Error) {
+	if e == errGetOnly {
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
 	}
-	ctx.SetStatusCode(e.status)
-	ctx.SetContentType("application/json")
-	ctx.SetBody(e.body)
+	httpx.WriteError(ctx, e)
 }
