@@ -17,7 +17,6 @@ type HTTPError = httpx.Error
 // Errors the pipeline answers with. Match them with errors.Is (they are
 // pointers, so identity comparison works) or errors.As for the status.
 var (
-	ErrBadRequest        = httpx.ErrBadRequest
 	ErrBadPath           = &HTTPError{Status: fasthttp.StatusBadRequest, Code: "bad_path", Message: "ambiguous or malformed request path"}
 	ErrDuplicateAuth     = &HTTPError{Status: fasthttp.StatusBadRequest, Code: "bad_request", Message: "more than one Authorization header"}
 	ErrBadHost           = &HTTPError{Status: fasthttp.StatusBadRequest, Code: "bad_request", Message: "missing or duplicate Host header"}
@@ -28,15 +27,17 @@ var (
 	ErrForbidden         = &HTTPError{Status: fasthttp.StatusForbidden, Code: "forbidden", Message: "not allowed"}
 	ErrNotFound          = &HTTPError{Status: fasthttp.StatusNotFound, Code: "not_found", Message: "no route for this request"}
 	ErrMethodNotAllowed  = &HTTPError{Status: fasthttp.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed on this route"}
-	ErrRequestTimeout    = httpx.ErrRequestTimeout
-	ErrBodyTooLarge      = httpx.ErrBodyTooLarge
-	ErrHeaderTooLarge    = httpx.ErrHeaderTooLarge
 	ErrInternal          = &HTTPError{Status: fasthttp.StatusInternalServerError, Code: "internal_error", Message: "internal error"}
 	ErrBadGateway        = &HTTPError{Status: fasthttp.StatusBadGateway, Code: "bad_gateway", Message: "upstream unavailable"}
 	ErrOverloaded        = &HTTPError{Status: fasthttp.StatusServiceUnavailable, Code: "overloaded", Message: "too many concurrent connections"}
 	ErrUpstreamBusy      = &HTTPError{Status: fasthttp.StatusServiceUnavailable, Code: "upstream_busy", Message: "no free upstream connection"}
 	ErrUpstreamTimeout   = &HTTPError{Status: fasthttp.StatusGatewayTimeout, Code: "upstream_timeout", Message: "upstream did not answer in time"}
 	errNoAvailableClient = &HTTPError{Status: fasthttp.StatusBadGateway, Code: "bad_gateway", Message: "no upstream available"}
+	// fasthttp could not read the request (internal/httpx.ReadError).
+	ErrBadRequest     = httpx.ErrBadRequest
+	ErrRequestTimeout = httpx.ErrRequestTimeout
+	ErrBodyTooLarge   = httpx.ErrBodyTooLarge
+	ErrHeaderTooLarge = httpx.ErrHeaderTooLarge
 )
 
 // WriteError writes err as the JSON error body with its status. Any error is
