@@ -370,6 +370,7 @@ func (a *api) wrap(acc access, action string, h apiHandler) HandlerFunc {
 	return func(ctx *fasthttp.RequestCtx, p Params) {
 		c, cancel := context.WithTimeout(context.Background(), APITimeout)
 		defer cancel()
+		// The peer's address: the admin listener trusts no proxy header.
 		r := &request{ctx: ctx, p: p, c: c, now: a.now().UTC(), ip: httpx.PeerAddr(ctx)}
 		err := a.authenticate(r)
 		if err == nil && acc != selfRead && r.id.Method == authn.MethodAPIKey {
