@@ -207,7 +207,7 @@ func NewEndpoint(cfg configs.Tokens, signer *Signer, opts EndpointOptions) (*End
 		}
 	}
 	e.paths = []string{V1Path}
-	if cfg.Path != "" && cfg.Path != V1Path {
+	if cfg.Path != V1Path {
 		e.paths = []string{cfg.Path, V1Path}
 	}
 	e.meta = newServerMetadata(signer.issuer, e.paths[0], signer.Verifier().JWKS() != nil, e.refresh != nil)
