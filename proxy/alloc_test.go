@@ -71,7 +71,7 @@ func TestAuthorizeNativeZeroAlloc(t *testing.T) {
 	var ctx fasthttp.RequestCtx
 	path := []byte("/api/x")
 	for _, nat := range []*authz.Native{authz.NewNative(authz.Options{Registerer: prometheus.NewRegistry()}), nil} {
-		p, err := New(baseConfig(route), Options{Native: nat})
+		p, err := New(ConfigOf(baseConfig(route)), Options{Native: nat})
 		if err != nil {
 			t.Fatal(err)
 		}
