@@ -8,6 +8,7 @@ import (
 
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/internal/httpx/hdr"
+	"github.com/keygate/keygate/internal/reqtarget"
 )
 
 // overrideHeaders are configs.OverrideHeaders normalised (lower case, '_'
@@ -99,8 +100,8 @@ func isMethodName(pair []byte) bool {
 			c = ' '
 		case '%':
 			if i+2 < len(pair) {
-				hi, ok1 := unhexByte(pair[i+1])
-				lo, ok2 := unhexByte(pair[i+2])
+				hi, ok1 := reqtarget.Unhex(pair[i+1])
+				lo, ok2 := reqtarget.Unhex(pair[i+2])
 				if ok1 && ok2 {
 					c = hi<<4 | lo
 					i += 2

@@ -116,8 +116,8 @@ func foldedLetter(p []byte) (int, byte) {
 	var b [3]byte
 	n := 0
 	for n < 3 && len(p) >= 3*(n+1) && p[3*n] == '%' {
-		hi, ok1 := unhexByte(p[3*n+1])
-		lo, ok2 := unhexByte(p[3*n+2])
+		hi, ok1 := reqtarget.Unhex(p[3*n+1])
+		lo, ok2 := reqtarget.Unhex(p[3*n+2])
 		if !ok1 || !ok2 {
 			break
 		}
@@ -133,18 +133,6 @@ func foldedLetter(p []byte) (int, byte) {
 		return 9, 'k'
 	}
 	return 0, 0
-}
-
-func unhexByte(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 // validPrefix reports whether a configured path prefix is a plain absolute

@@ -134,8 +134,8 @@ func CheckPath(p []byte) error {
 			if i+2 >= len(p) {
 				return ErrBadEscape
 			}
-			hi, ok1 := unhex(p[i+1])
-			lo, ok2 := unhex(p[i+2])
+			hi, ok1 := Unhex(p[i+1])
+			lo, ok2 := Unhex(p[i+2])
 			if !ok1 || !ok2 {
 				return ErrBadEscape
 			}
@@ -324,9 +324,10 @@ func unreserved(c byte) bool {
 		c == '-' || c == '.' || c == '_' || c == '~'
 }
 
-func isHex(c byte) bool { _, ok := unhex(c); return ok }
+func isHex(c byte) bool { _, ok := Unhex(c); return ok }
 
-func unhex(c byte) (byte, bool) {
+// Unhex is the value of the hex digit c (either case) of a %XX escape.
+func Unhex(c byte) (byte, bool) {
 	switch {
 	case '0' <= c && c <= '9':
 		return c - '0', true
