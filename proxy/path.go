@@ -21,43 +21,32 @@ func splitTarget(target []byte) (path, query []byte, hasQuery bool, err error) {
 	return path, query, hasQuery, nil
 }
 
-// badPathErrs are the 400 bad_path answers, one per reqtarget reason, built
-// once so that refusing a request allocates nothing.
-var badPathErrs = func() map[error]*HTTPError {
-	m := map[error]*HTTPError{}
-	for _, e := range []*reqtarget.Error{
-		reqtarget.ErrNotOriginForm, reqtarget.ErrBadByte, reqtarget.ErrBadEscape, reqtarget.ErrEncodedDelim,
-		reqtarget.ErrEncodedPlain, reqtarget.ErrEmptySegment, reqtarget.ErrDotSegment, reqtarget.ErrTrailingDot,
-		reqtarget.ErrPathParam, reqtarget.ErrDoubleEncoding, reqtarget.ErrBadUTF8, reqtarget.ErrCompatibility,
-		reqtarget.ErrDataStream, reqtarget.ErrBadQuery, reqtarget.ErrShortName,
-	} {
-		m[e] = &HTTPError{Status: ErrBadPath.Status, Code: ErrBadPath.Code, Message: ErrBadPath.Message + ": " + e.Reason}
+// reasonErrors builds, once, one answer per reqtarget reason: base's status
+// and code, its message followed by the reason, so that refusing a request
+// allocates nothing. The returned func answers base for any other error.
+func reasonErrors(base *HTTPError, reasons ...*reqtarget.Error) func(error) *HTTPError {
+	m := make(map[error]*HTTPError, len(reasons))
+	for _, e := range reasons {
+		m[e] = &HTTPError{Status: base.Status, Code: base.Code, Message: base.Message + ": " + e.Reason}
 	}
-	return m
-}()
-
-func badPath(err error) *HTTPError {
-	if he, ok := badPathErrs[err]; ok {
-		return he
+	return func(err error) *HTTPError {
+		if he, ok := m[err]; ok {
+			return he
+		}
+		return base
 	}
-	return ErrBadPath
 }
 
-// badHostErrs are the 400 bad_host answers, one per reqtarget reason.
-var badHostErrs = func() map[error]*HTTPError {
-	m := map[error]*HTTPError{}
-	for _, e := range []*reqtarget.Error{reqtarget.ErrHostChars, reqtarget.ErrHostName, reqtarget.ErrHostIP, reqtarget.ErrHostPort} {
-		m[e] = &HTTPError{Status: ErrMalformedHost.Status, Code: ErrMalformedHost.Code, Message: ErrMalformedHost.Message + ": " + e.Reason}
-	}
-	return m
-}()
+// badPath is the 400 bad_path answer for a reqtarget path error.
+var badPath = reasonErrors(ErrBadPath,
+	reqtarget.ErrNotOriginForm, reqtarget.ErrBadByte, reqtarget.ErrBadEscape, reqtarget.ErrEncodedDelim,
+	reqtarget.ErrEncodedPlain, reqtarget.ErrEmptySegment, reqtarget.ErrDotSegment, reqtarget.ErrTrailingDot,
+	reqtarget.ErrPathParam, reqtarget.ErrDoubleEncoding, reqtarget.ErrBadUTF8, reqtarget.ErrCompatibility,
+	reqtarget.ErrDataStream, reqtarget.ErrBadQuery, reqtarget.ErrShortName)
 
-func badHost(err error) *HTTPError {
-	if he, ok := badHostErrs[err]; ok {
-		return he
-	}
-	return ErrMalformedHost
-}
+// badHost is the 400 bad_host answer for a reqtarget host error.
+var badHost = reasonErrors(ErrMalformedHost,
+	reqtarget.ErrHostChars, reqtarget.ErrHostName, reqtarget.ErrHostIP, reqtarget.ErrHostPort)
 
 // hasSegmentPrefix reports whether path starts with prefix at a segment
 // boundary: "/api" matches "/api" and "/api/x", not "/apix"; "/" matches

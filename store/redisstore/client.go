@@ -188,18 +188,25 @@ func (r *clusterReloader) reload(ctx context.Context, start time.Time) bool {
 	}
 }
 
-// staleMapError reports whether err may mean the slot map is out of date.
-func staleMapError(err error) bool {
-	if errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
-		return false
-	}
+// redirectOrDown reports a MOVED or ASK redirection, or a node that says
+// the cluster, the slot or its master is down: answers given instead of
+// running the command, which also mean the slot map may be out of date.
+func redirectOrDown(err error) bool {
 	if _, ok := redis.IsMovedError(err); ok {
 		return true
 	}
 	if _, ok := redis.IsAskError(err); ok {
 		return true
 	}
-	if redis.IsClusterDownError(err) || redis.IsTryAgainError(err) || redis.IsMasterDownError(err) {
+	return redis.IsClusterDownError(err) || redis.IsTryAgainError(err) || redis.IsMasterDownError(err)
+}
+
+// staleMapError reports whether err may mean the slot map is out of date.
+func staleMapError(err error) bool {
+	if errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if redirectOrDown(err) {
 		return true
 	}
 	var ne net.Error
@@ -210,13 +217,7 @@ func staleMapError(err error) bool {
 
 // neverRan reports whether err proves the command was not executed.
 func neverRan(err error) bool {
-	if _, ok := redis.IsMovedError(err); ok {
-		return true
-	}
-	if _, ok := redis.IsAskError(err); ok {
-		return true
-	}
-	if redis.IsClusterDownError(err) || redis.IsTryAgainError(err) || redis.IsMasterDownError(err) {
+	if redirectOrDown(err) {
 		return true
 	}
 	if errors.Is(err, syscall.ECONNREFUSED) {
