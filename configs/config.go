@@ -21,8 +21,30 @@ type Config struct {
 	Headers         Headers       `yaml:"headers"`
 	TrustedProxies  []string      `yaml:"trusted_proxies"`
 	Authorization   Authorization `yaml:"authorization"`
+	ForwardAuth     ForwardAuth   `yaml:"forward_auth"`
 	Log             Log           `yaml:"log"`
 	Routes          []Route       `yaml:"routes"`
+}
+
+// ForwardAuth is keygate as the auth service of another proxy (DESIGN.md
+// §11): a listener where every request is a check of an original request,
+// and the Envoy ext_authz gRPC server.
+type ForwardAuth struct {
+	// Listen is the HTTP check listener (nginx auth_request, Caddy
+	// forward_auth, Traefik ForwardAuth, Envoy HTTP ext_authz). Empty: off.
+	Listen string `yaml:"listen"`
+	// GRPCListen serves envoy.service.auth.v3.Authorization/Check and the
+	// gRPC health service. Empty: off.
+	GRPCListen string `yaml:"grpc_listen"`
+	// PathPrefix is what Envoy's HTTP ext_authz prepends (path_prefix) to the
+	// original path; it is removed from the request line of a check that
+	// carries no X-Forwarded-Uri/X-Original-URI.
+	PathPrefix string `yaml:"path_prefix"`
+	// TrustedProxies may send checks (IPs or CIDRs). Default loopback.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// VerifyRoles: a caller of POST /v1/verify needs one of these roles
+	// (global admins always may).
+	VerifyRoles []string `yaml:"verify_roles"`
 }
 
 // Admin is the admin listener.

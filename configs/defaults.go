@@ -65,6 +65,9 @@ func Default() *Config {
 			Path:            "/oauth/token",
 			Signing:         Signing{Algorithm: AlgHS256},
 		},
+		ForwardAuth: ForwardAuth{
+			TrustedProxies: []string{"127.0.0.0/8", "::1"},
+		},
 		Headers: Headers{
 			User:      "X-Auth-User",
 			Account:   "X-Auth-Account",

@@ -153,6 +153,8 @@ func (c *Config) Clone() *Config {
 	n.Store.Redis.Addrs = slices.Clone(c.Store.Redis.Addrs)
 	n.Auth.Methods = slices.Clone(c.Auth.Methods)
 	n.TrustedProxies = slices.Clone(c.TrustedProxies)
+	n.ForwardAuth.TrustedProxies = slices.Clone(c.ForwardAuth.TrustedProxies)
+	n.ForwardAuth.VerifyRoles = slices.Clone(c.ForwardAuth.VerifyRoles)
 	n.Headers.KeepOverrideHeaders = slices.Clone(c.Headers.KeepOverrideHeaders)
 	if c.Routes != nil {
 		n.Routes = make([]Route, len(c.Routes))

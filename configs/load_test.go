@@ -60,7 +60,8 @@ func TestDefaultMatchesDesign(t *testing.T) {
 				CacheTTL: Duration(10 * time.Second),
 			},
 		},
-		Log: Log{Level: "info", Access: false, AccessSample: 1},
+		ForwardAuth: ForwardAuth{TrustedProxies: []string{"127.0.0.0/8", "::1"}},
+		Log:         Log{Level: "info", Access: false, AccessSample: 1},
 	}
 	got := Default()
 	if !reflect.DeepEqual(got, want) {
@@ -105,6 +106,7 @@ func TestLoadExampleFile(t *testing.T) {
 	want.Admin.MetricsRoles = []string{}
 	want.TrustedProxies = []string{}
 	want.Headers.KeepOverrideHeaders = []string{}
+	want.ForwardAuth.VerifyRoles = []string{}
 	want.Routes = []Route{{
 		Name: "api", PathPrefix: "/", Upstreams: []string{"http://127.0.0.1:9000"},
 		Auth: AuthRequired, Roles: []string{}, Methods: []string{}, Timeout: Duration(30 * time.Second),

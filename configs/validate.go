@@ -142,16 +142,8 @@ func (c *Config) Validate() error {
 	p.tokens(&c.Tokens)
 	p.headers(&c.Headers)
 
-	for i, tp := range c.TrustedProxies {
-		s := strings.TrimSpace(tp)
-		if _, err := netip.ParsePrefix(s); err == nil {
-			continue
-		}
-		if _, err := netip.ParseAddr(s); err == nil {
-			continue
-		}
-		p.add(fmt.Sprintf("trusted_proxies[%d]", i), "%s is not an IP address or CIDR", quote(tp))
-	}
+	p.ipList("trusted_proxies", c.TrustedProxies)
+	p.forwardAuth(c, pubHost, pubPort, pubOK, admHost, admPort, admOK)
 
 	a := c.Authorization
 	switch a.Handler {
@@ -181,6 +173,54 @@ func (c *Config) Validate() error {
 		return &ValidationError{Problems: p}
 	}
 	return nil
+}
+
+// ipList checks a list of IPs or CIDRs.
+func (p *problems) ipList(path string, list []string) {
+	for i, tp := range list {
+		s := strings.TrimSpace(tp)
+		if _, err := netip.ParsePrefix(s); err == nil {
+			continue
+		}
+		if _, err := netip.ParseAddr(s); err == nil {
+			continue
+		}
+		p.add(fmt.Sprintf("%s[%d]", path, i), "%s is not an IP address or CIDR", quote(tp))
+	}
+}
+
+// forwardAuth checks forward_auth (§11): its listeners must not share a
+// port with the public or admin listener, nor with each other.
+func (p *problems) forwardAuth(c *Config, pubHost string, pubPort int, pubOK bool, admHost string, admPort int, admOK bool) {
+	f := &c.ForwardAuth
+	type lis struct {
+		path, addr, host string
+		port             int
+		ok               bool
+	}
+	all := []lis{{"listen", c.Listen, pubHost, pubPort, pubOK}, {"admin.listen", c.Admin.Listen, admHost, admPort, admOK}}
+	for _, x := range []struct{ path, addr string }{{"forward_auth.listen", f.Listen}, {"forward_auth.grpc_listen", f.GRPCListen}} {
+		if x.addr == "" {
+			continue
+		}
+		h, port, ok := p.listenAddr(x.path, x.addr)
+		if !ok {
+			continue
+		}
+		for _, o := range all {
+			if o.ok && port != 0 && port == o.port && hostsOverlap(h, o.host) {
+				p.add(x.path, "%s overlaps %s %s (same port on the same or a wildcard address)", quote(x.addr), o.path, quote(o.addr))
+			}
+		}
+		all = append(all, lis{x.path, x.addr, h, port, true})
+	}
+	if f.PathPrefix != "" && (f.PathPrefix[0] != '/' || strings.ContainsAny(f.PathPrefix, "?#") || strings.HasSuffix(f.PathPrefix, "/")) {
+		p.add("forward_auth.path_prefix", "%s must start with / and not end with / nor contain ? or #", quote(f.PathPrefix))
+	}
+	p.ipList("forward_auth.trusted_proxies", f.TrustedProxies)
+	for i, r := range f.VerifyRoles {
+		p.role(fmt.Sprintf("forward_auth.verify_roles[%d]", i), r)
+	}
 }
 
 func (p *problems) store(s *Store) {

@@ -125,6 +125,19 @@ func TestValidateSingleProblems(t *testing.T) {
 		{"proxies ok", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "::1", "fd00::/8"} }, ""},
 		{"proxy bad", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "proxy.local"} }, `trusted_proxies[1]: "proxy.local" is not an IP address or CIDR`},
 		{"proxy bad cidr", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/33"} }, `trusted_proxies[0]: "10.0.0.0/33" is not an IP address or CIDR`},
+		// forward_auth (§11)
+		{"fwd ok", func(c *Config) {
+			c.ForwardAuth.Listen = "127.0.0.1:8082"
+			c.ForwardAuth.GRPCListen = "127.0.0.1:8083"
+			c.ForwardAuth.PathPrefix = "/check"
+			c.ForwardAuth.VerifyRoles = []string{"verifier"}
+		}, ""},
+		{"fwd listen bad", func(c *Config) { c.ForwardAuth.Listen = "nope" }, `forward_auth.listen: "nope" is not host:port`},
+		{"fwd listen overlaps admin", func(c *Config) { c.ForwardAuth.Listen = "127.0.0.1:8081" }, `forward_auth.listen: "127.0.0.1:8081" overlaps admin.listen "127.0.0.1:8081" (same port on the same or a wildcard address)`},
+		{"fwd grpc overlaps fwd", func(c *Config) { c.ForwardAuth.Listen = ":9100"; c.ForwardAuth.GRPCListen = "127.0.0.1:9100" }, `forward_auth.grpc_listen: "127.0.0.1:9100" overlaps forward_auth.listen ":9100" (same port on the same or a wildcard address)`},
+		{"fwd prefix", func(c *Config) { c.ForwardAuth.PathPrefix = "check/" }, `forward_auth.path_prefix: "check/" must start with / and not end with / nor contain ? or #`},
+		{"fwd proxy bad", func(c *Config) { c.ForwardAuth.TrustedProxies = []string{"nginx"} }, `forward_auth.trusted_proxies[0]: "nginx" is not an IP address or CIDR`},
+		{"fwd verify role", func(c *Config) { c.ForwardAuth.VerifyRoles = []string{"a b"} }, `forward_auth.verify_roles[0]: "a b" must not contain commas, spaces or control characters`},
 		// authorization
 		{"handler", func(c *Config) { c.Authorization.Handler = "opa" }, `authorization.handler: "opa" is not one of native, external`},
 		{"external ok", func(c *Config) { c.Authorization.Handler = "external" }, ""},
