@@ -76,6 +76,7 @@ type reqState struct {
 	sampled  bool
 	hasQuery bool
 	trusted  bool
+	check    bool  // a forward-auth check (Check): never served, never forwarded
 	bodyRead bool  // the request body was read whole (or there is none to read)
 	reserved int64 // bytes held in the in-flight body budget
 	route    *Route

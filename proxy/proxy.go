@@ -131,6 +131,7 @@ type Proxy struct {
 	trusted []netip.Prefix
 
 	ridName                                          []byte
+	ridNorm                                          string // ridName normalised (normalizeName)
 	hUser, hAccount, hRoles, hMethod, hKeyID, hKeyNm []byte
 	wwwBasic, wwwBearer                              string
 
@@ -179,6 +180,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 
 	h := cfg.Headers
 	p.ridName = []byte(h.RequestID)
+	p.ridNorm = normalizeName(string(p.ridName))
 	p.hUser = []byte(h.User)
 	p.hAccount = []byte(h.Account)
 	p.hRoles = []byte(h.Roles)
@@ -513,14 +515,14 @@ func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
 		return err
 	}
 	// A declared body over limits.max_body: 413 before anything is read.
-	if cl := req.Header.ContentLength(); cl > p.maxBody {
+	if cl := req.Header.ContentLength(); cl > p.maxBody && !s.check {
 		return ErrBodyTooLarge
 	}
 
 	// 2. Request target: origin-form only ("*" only for OPTIONS).
 	target := req.Header.RequestURI()
 	if len(target) == 1 && target[0] == '*' {
-		if req.Header.IsOptions() {
+		if req.Header.IsOptions() && !s.check {
 			ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
 			ctx.SetStatusCode(fasthttp.StatusNoContent)
 			return nil
@@ -531,7 +533,7 @@ func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
 	if err != nil {
 		return err
 	}
-	if p.extra != nil {
+	if p.extra != nil && !s.check {
 		if h, ok := p.extra[string(path)]; ok {
 			if probe {
 				s.phase = phaseExtra
@@ -565,8 +567,9 @@ func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
 
 	// 4. Header hygiene: strip first (Authorization, even when named in
 	// Connection, stays until authentication has read it).
+	// A forward-auth check comes from a peer Check's caller trusts.
 	peer := httpx.PeerAddr(ctx)
-	trusted := p.isTrusted(peer)
+	trusted := s.check || p.isTrusted(peer)
 	p.san.sanitizeRequest(&req.Header, s, trusted)
 	if s.untrustedFwd {
 		p.untrusted.note(peer)

@@ -72,6 +72,7 @@ type gateway struct {
 	external          *authz.External // external handler only (its decision cache is invalidated)
 	bg                sync.WaitGroup
 	stopBG            context.CancelFunc
+	fwd               fwdState // forward-auth listeners (forwardauth.go)
 
 	// Start-up (startup.go): started is set once the store is
 	// initialised; until then requests needing it get 503. retryStore says

@@ -33,7 +33,7 @@ func (g *gateway) run(ctx context.Context) int {
 	if code := g.start(); code != exitOK {
 		return code
 	}
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	serve := func(name string, ln net.Listener, fn func(net.Listener) error) {
 		g.bg.Add(1)
 		go func() {
@@ -49,6 +49,7 @@ func (g *gateway) run(ctx context.Context) int {
 	if g.adminSrv != nil {
 		serve("admin", g.adminLn, g.adminSrv.Serve)
 	}
+	g.serveForwardAuth(serve)
 	if g.echoSrv != nil {
 		serve("demo echo", g.demoLn, g.echoSrv.Serve)
 		g.demoHint()
@@ -108,6 +109,9 @@ func (g *gateway) start() int {
 			return fail("cannot listen on %s (admin.listen): %v", cfg.Admin.Listen, err)
 		}
 	}
+	if err := g.bindForwardAuth(); err != nil {
+		return fail("%v", err)
+	}
 	if cfg.TLS.Enabled() {
 		// ServeTLS loads the pair too; loading here gives a clear error at start.
 		if _, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
@@ -163,6 +167,9 @@ func (g *gateway) start() int {
 		return fail("%v", err)
 	}
 	g.publicSrv = g.prx.Server()
+	if err := g.buildForwardAuth(reg); err != nil {
+		return fail("%v", err)
+	}
 
 	if g.adminLn != nil {
 		a, err := admin.New(admin.ConfigOf(cfg), admin.Options{Logger: g.log.Named("admin"), Gatherer: reg, Store: g.store, Auth: chain,
@@ -203,6 +210,7 @@ func (g *gateway) logStarted() {
 	if g.adminLn != nil {
 		fields = append(fields, zap.String("admin_listen", g.adminLn.Addr().String()))
 	}
+	fields = append(fields, g.forwardAuthFields()...)
 	if g.demoLn != nil {
 		fields = append(fields, zap.String("demo_upstream", g.demoLn.Addr().String()))
 	}
@@ -264,6 +272,9 @@ func (g *gateway) shutdown() bool {
 		}()
 	}
 	wg.Wait()
+	if !g.shutdownForwardAuth(ctx) {
+		ok = false
+	}
 	// The demo upstream goes last: proxied requests in flight needed it.
 	if g.echoSrv != nil {
 		if err := g.echoSrv.ShutdownWithContext(ctx); err != nil {
@@ -291,6 +302,7 @@ func (g *gateway) closeAll() {
 			_ = ln.Close()
 		}
 	}
+	g.closeForwardAuth()
 	g.bg.Wait()
 	for _, c := range g.closers {
 		_ = c.Close()

@@ -1,0 +1,407 @@
+// Package forwardauth is keygate as the auth service of another proxy
+// (DESIGN.md §11): an HTTP listener where every request is a check of an
+// original request (nginx auth_request, Caddy forward_auth, Traefik
+// ForwardAuth, Envoy HTTP ext_authz) and an Envoy ext_authz gRPC v3 server.
+//
+// It only translates: the front proxy's request into the original request,
+// handed to the proxy's decision (proxy.Proxy.Check: the same ambiguity
+// checks, route match, authentication, cache, failure limits, route roles
+// and authorizer as a proxied request), and the decision into the front
+// proxy's answer. Allowed: 200, empty body, every configured identity
+// header in the response (empty when anonymous). Denied: 401 with the
+// challenges, 403, 429 or 503 with Retry-After, a JSON error body; never any
+// other status (nginx turns them into 500s).
+//
+// Where the original request is read from, by the first matching rule:
+//
+//   - X-Forwarded-Uri (Traefik, Caddy): method from X-Forwarded-Method, host
+//     from X-Forwarded-Host, each falling back to the check's own;
+//   - X-Original-URI (nginx auth_request): method from X-Original-Method,
+//     host from the check's Host (proxy_set_header Host $host);
+//   - neither (Envoy HTTP ext_authz): the check's request line, minus
+//     forward_auth.path_prefix, and its Host.
+//
+// A check carrying both X-Forwarded-Uri and X-Original-URI, or any of them
+// twice, is refused (403): a client could have added the one its front
+// proxy does not set. Every check from a peer outside
+// forward_auth.trusted_proxies is refused (403 untrusted_peer).
+package forwardauth
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/proxy"
+)
+
+// Mode is how a check described its original request (the mode label of
+// keygate_forward_auth_checks_total).
+type Mode uint8
+
+// Modes.
+const (
+	ModeForwarded Mode = iota // X-Forwarded-Method/-Host/-Uri (Traefik, Caddy)
+	ModeOriginal              // X-Original-Method/-URI (nginx auth_request)
+	ModeEnvoyHTTP             // request line minus path_prefix (Envoy HTTP ext_authz)
+	ModeEnvoyGRPC             // envoy.service.auth.v3.Authorization/Check
+	numModes
+)
+
+var modeNames = [numModes]string{"forwarded", "original", "envoy_http", "envoy_grpc"}
+
+func (m Mode) String() string { return modeNames[m] }
+
+// result labels, by answer status.
+const (
+	resAllowed = iota
+	resUnauthorized
+	resForbidden
+	resRateLimited
+	resUnavailable
+	numResults
+)
+
+var resultNames = [numResults]string{"allowed", "unauthorized", "forbidden", "rate_limited", "unavailable"}
+
+func resultOf(status int) int {
+	switch status {
+	case fasthttp.StatusOK:
+		return resAllowed
+	case fasthttp.StatusUnauthorized:
+		return resUnauthorized
+	case fasthttp.StatusTooManyRequests:
+		return resRateLimited
+	case fasthttp.StatusServiceUnavailable:
+		return resUnavailable
+	}
+	return resForbidden
+}
+
+// Options are the collaborators of a Server.
+type Options struct {
+	Logger     *zap.Logger           // nil: zap.NewNop()
+	Registerer prometheus.Registerer // nil: no metrics
+}
+
+// Server answers checks over HTTP (Handler, Server) and Envoy ext_authz
+// gRPC (GRPCServer). It is safe for concurrent use.
+type Server struct {
+	cfg     *configs.Config
+	prx     *proxy.Proxy
+	log     *zap.Logger
+	trusted []netip.Prefix
+	prefix  []byte
+	names   proxy.HeaderNames
+	// identity header names in Envoy's spelling (lower case), for gRPC.
+	lowerNames [6]string
+	checks     [numModes][numResults]prometheus.Counter
+	server     *fasthttp.Server
+}
+
+// New builds the forward-auth server deciding with prx. Metrics are
+// registered on opts.Registerer.
+func New(cfg *configs.Config, prx *proxy.Proxy, opts Options) (*Server, error) {
+	if cfg == nil || prx == nil {
+		return nil, errors.New("forwardauth: nil config or proxy")
+	}
+	f := &Server{cfg: cfg, prx: prx, log: opts.Logger, names: prx.HeaderNames(), prefix: []byte(cfg.ForwardAuth.PathPrefix)}
+	if f.log == nil {
+		f.log = zap.NewNop()
+	}
+	var errs []error
+	for i, s := range cfg.ForwardAuth.TrustedProxies {
+		s = strings.TrimSpace(s)
+		if pf, err := netip.ParsePrefix(s); err == nil {
+			f.trusted = append(f.trusted, pf.Masked())
+		} else if a, err := netip.ParseAddr(s); err == nil {
+			a = a.Unmap()
+			f.trusted = append(f.trusted, netip.PrefixFrom(a, a.BitLen()))
+		} else {
+			errs = append(errs, fmt.Errorf("forward_auth.trusted_proxies[%d]: %q is not an IP or CIDR", i, s))
+		}
+	}
+	n := f.names
+	for i, b := range [][]byte{n.User, n.Account, n.Roles, n.Method, n.KeyID, n.KeyName} {
+		f.lowerNames[i] = strings.ToLower(string(b))
+	}
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keygate_forward_auth_checks_total",
+		Help: "Forward-auth checks by mode (forwarded, original, envoy_http, envoy_grpc) and result.",
+	}, []string{"mode", "result"})
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(vec); err != nil {
+			errs = append(errs, fmt.Errorf("metrics: %w", err))
+		}
+	}
+	for m := range numModes {
+		for r := range numResults {
+			f.checks[m][r] = vec.WithLabelValues(modeNames[m], resultNames[r])
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("forwardauth: invalid configuration: %w", errors.Join(errs...))
+	}
+	return f, nil
+}
+
+func (f *Server) isTrusted(a netip.Addr) bool {
+	if !a.IsValid() {
+		return false
+	}
+	a = a.Unmap()
+	for _, pf := range f.trusted {
+		if pf.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+var (
+	hXFMethod   = []byte("X-Forwarded-Method")
+	hXFHost     = []byte("X-Forwarded-Host")
+	hXFURI      = []byte("X-Forwarded-Uri")
+	hXOMethod   = []byte("X-Original-Method")
+	hXOURI      = []byte("X-Original-URI")
+	hEnvoyRm    = []byte("X-Envoy-Auth-Headers-To-Remove")
+	authzLower  = []byte("authorization")
+	emptyValue  = []byte{}
+	slash       = []byte("/")
+	retryAfter1 = "1"
+)
+
+// Errors of the translation itself (all 403: nothing else is allowed).
+var (
+	errAmbiguousOriginal = &proxy.HTTPError{Status: fasthttp.StatusForbidden, Code: "ambiguous_original",
+		Message: "the check names its original request more than once (X-Forwarded-Uri and X-Original-URI, or one of them twice)"}
+	errNoPrefix = &proxy.HTTPError{Status: fasthttp.StatusForbidden, Code: "bad_path",
+		Message: "the check path does not start with forward_auth.path_prefix"}
+	errBadOriginal = &proxy.HTTPError{Status: fasthttp.StatusForbidden, Code: "bad_request",
+		Message: "malformed original method or host"}
+)
+
+// mode tells how the check describes its original request, refusing
+// repeated or conflicting descriptions. It allocates nothing.
+func mode(h *fasthttp.RequestHeader) (Mode, error) {
+	var nFU, nFM, nFH, nOU, nOM int
+	for k := range h.All() {
+		switch {
+		case bytes.EqualFold(k, hXFURI):
+			nFU++
+		case bytes.EqualFold(k, hXFMethod):
+			nFM++
+		case bytes.EqualFold(k, hXFHost):
+			nFH++
+		case bytes.EqualFold(k, hXOURI):
+			nOU++
+		case bytes.EqualFold(k, hXOMethod):
+			nOM++
+		}
+	}
+	switch {
+	case nFU > 1 || nFM > 1 || nFH > 1 || nOU > 1 || nOM > 1, nFU > 0 && nOU > 0:
+		return ModeForwarded, errAmbiguousOriginal
+	case nFU > 0:
+		return ModeForwarded, nil
+	case nOU > 0:
+		return ModeOriginal, nil
+	}
+	return ModeEnvoyHTTP, nil
+}
+
+// rewrite puts the original method, request URI and Host into the check's
+// request, which the decision then reads as if it had been sent to the
+// proxy. The header values are copied by fasthttp (method, URI and Host
+// are kept in their own buffers).
+func (f *Server) rewrite(h *fasthttp.RequestHeader, m Mode) error {
+	var method, host, uri []byte
+	switch m {
+	case ModeForwarded:
+		method, host, uri = h.PeekBytes(hXFMethod), h.PeekBytes(hXFHost), h.PeekBytes(hXFURI)
+	case ModeOriginal:
+		method, uri = h.PeekBytes(hXOMethod), h.PeekBytes(hXOURI)
+	case ModeEnvoyHTTP:
+		uri = h.RequestURI()
+		if len(f.prefix) > 0 {
+			if !bytes.HasPrefix(uri, f.prefix) {
+				return errNoPrefix
+			}
+			uri = uri[len(f.prefix):]
+			switch {
+			case len(uri) == 0:
+				uri = slash
+			case uri[0] == '?':
+				// "/check?x" is "/?x" (rare: Envoy always appends a path).
+				h.SetRequestURIBytes(append([]byte{'/'}, uri...))
+				return nil
+			case uri[0] != '/':
+				return errNoPrefix
+			}
+			h.SetRequestURIBytes(uri)
+		}
+		return nil
+	}
+	if len(method) > 0 {
+		if !validToken(method) {
+			return errBadOriginal
+		}
+		h.SetMethodBytes(method)
+	}
+	if len(host) > 0 {
+		h.SetHostBytes(host)
+	}
+	h.SetRequestURIBytes(uri)
+	return nil
+}
+
+func validToken(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f || bytes.IndexByte([]byte(`"(),/:;<=>?@[\]{}`), c) >= 0 {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// Handler answers one check on the HTTP listener.
+func (f *Server) Handler(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Request.Header
+	m, err := mode(h)
+	if err == nil && !f.isTrusted(peerAddr(ctx)) {
+		err = proxy.ErrUntrustedPeer
+	}
+	if err == nil {
+		err = f.rewrite(h, m)
+	}
+	var route *proxy.Route
+	var ident *authn.Identity
+	if err == nil {
+		route, ident, err = f.prx.Check(ctx)
+	}
+	if err != nil {
+		f.deny(ctx, m, err)
+		return
+	}
+	f.allow(ctx, m, route, ident)
+}
+
+// allow answers 200 with every identity header (empty when anonymous).
+func (f *Server) allow(ctx *fasthttp.RequestCtx, m Mode, route *proxy.Route, id *authn.Identity) {
+	r := &ctx.Response
+	r.ResetBody()
+	r.SetStatusCode(fasthttp.StatusOK)
+	h := &r.Header
+	n := &f.names
+	if id == nil {
+		for _, k := range [][]byte{n.User, n.Account, n.Roles, n.Method, n.KeyID, n.KeyName} {
+			h.SetBytesKV(k, emptyValue)
+		}
+	} else {
+		h.SetBytesKV(n.User, s2b(id.Username))
+		h.SetBytesKV(n.Account, s2b(id.Account))
+		h.SetBytesKV(n.Roles, s2b(id.RolesHeader))
+		h.SetBytesKV(n.Method, s2b(id.Method.String()))
+		if id.Method == authn.MethodAPIKey {
+			h.SetBytesKV(n.KeyID, s2b(id.KeyID))
+			h.SetBytesKV(n.KeyName, s2b(id.KeyName))
+		} else {
+			h.SetBytesKV(n.KeyID, emptyValue)
+			h.SetBytesKV(n.KeyName, emptyValue)
+		}
+	}
+	if m == ModeEnvoyHTTP && !route.ForwardAuthorization {
+		// Envoy's HTTP ext_authz removes the headers named here from the
+		// request it forwards.
+		h.SetBytesKV(hEnvoyRm, authzLower)
+	}
+	f.checks[m][resAllowed].Inc()
+}
+
+// deny answers a refusal: 401, 403, 429 or 503 (with Retry-After), JSON.
+func (f *Server) deny(ctx *fasthttp.RequestCtx, m Mode, err error) {
+	he, retry := proxy.CheckError(err)
+	h := &ctx.Response.Header
+	if he.Status != fasthttp.StatusUnauthorized {
+		h.Del(fasthttp.HeaderWWWAuthenticate)
+	}
+	if retry {
+		if len(h.Peek(fasthttp.HeaderRetryAfter)) == 0 {
+			h.Set(fasthttp.HeaderRetryAfter, retryAfter1)
+		}
+	} else {
+		h.Del(fasthttp.HeaderRetryAfter)
+	}
+	proxy.WriteError(ctx, he)
+	f.checks[m][resultOf(he.Status)].Inc()
+}
+
+// Server returns the fasthttp server of the HTTP check listener, built
+// once, with the limits of the public listener. Malformed requests are
+// answered 403 (a front proxy must see nothing but 200/401/403/429/503).
+func (f *Server) Server() *fasthttp.Server {
+	if f.server != nil {
+		return f.server
+	}
+	l := f.cfg.Limits
+	s := &fasthttp.Server{
+		Handler:                      f.Handler,
+		ErrorHandler:                 f.errorHandler,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		NoDefaultDate:                true,
+		DisablePreParseMultipartForm: true,
+		SecureErrorLogMessage:        true,
+		CloseOnShutdown:              true,
+		MaxRequestBodySize:           64 << 10, // checks carry no body (Envoy's with_request_body is not used)
+		ReadBufferSize:               int(l.MaxHeader),
+		ReadTimeout:                  l.ReadTimeout.D(),
+		WriteTimeout:                 l.WriteTimeout.D(),
+		IdleTimeout:                  l.IdleTimeout.D(),
+		Concurrency:                  l.Concurrency,
+		Logger:                       zap.NewStdLog(f.log),
+	}
+	if s.ReadTimeout <= 0 {
+		s.ReadTimeout = 30 * time.Second
+	}
+	if s.WriteTimeout <= 0 {
+		s.WriteTimeout = 30 * time.Second
+	}
+	if s.IdleTimeout <= 0 {
+		s.IdleTimeout = 60 * time.Second
+	}
+	if s.Concurrency <= 0 {
+		s.Concurrency = 10000
+	}
+	if s.ReadBufferSize <= 0 {
+		s.ReadBufferSize = 16 << 10
+	}
+	f.server = s
+	return s
+}
+
+var errMalformedCheck = &proxy.HTTPError{Status: fasthttp.StatusForbidden, Code: "bad_request", Message: "malformed check request"}
+
+func (f *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
+	ctx.SetConnectionClose()
+	proxy.WriteError(ctx, errMalformedCheck)
+	f.checks[ModeForwarded][resForbidden].Inc()
+}
