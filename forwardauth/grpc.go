@@ -86,7 +86,6 @@ func (x *extAuthz) Check(gctx context.Context, in *authv3.CheckRequest) (*authv3
 	}
 
 	req := &ctx.Request
-	req.Header.DisableNormalizing()
 	req.Header.SetMethod(hr.GetMethod())
 	req.Header.SetRequestURI(hr.GetPath())
 	req.Header.SetHost(hr.GetHost())

@@ -40,15 +40,23 @@ func (p *Proxy) Check(ctx *fasthttp.RequestCtx) (*Route, *authn.Identity, error)
 	if err == nil && s.phase != phaseForward {
 		err = ErrBadPath // unreachable: decide serves nothing for a check
 	}
+	if err != nil {
+		p.challenge(ctx, err)
+	}
+	s.route, s.ident = nil, nil
+	p.pool.Put(s)
+	return route, ident, err
+}
+
+// challenge adds the Basic and Bearer challenges to a 401 whose seam set
+// none. Kept out of Check: errors.As makes its target escape.
+func (p *Proxy) challenge(ctx *fasthttp.RequestCtx, err error) {
 	var he *HTTPError
 	if errors.As(err, &he) && he.Status == fasthttp.StatusUnauthorized &&
 		len(ctx.Response.Header.Peek(fasthttp.HeaderWWWAuthenticate)) == 0 {
 		ctx.Response.Header.Add(fasthttp.HeaderWWWAuthenticate, p.wwwBasic)
 		ctx.Response.Header.Add(fasthttp.HeaderWWWAuthenticate, p.wwwBearer)
 	}
-	s.route, s.ident = nil, nil
-	p.pool.Put(s)
-	return route, ident, err
 }
 
 // HeaderNames are the configured identity header names (DESIGN.md §4), in

@@ -1,0 +1,45 @@
+//go:build !race
+
+package forwardauth
+
+import (
+	"bufio"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// An allowed check on a cache hit allocates nothing, in each HTTP mode and
+// for each credential form (the decision is the proxy's, shared).
+func TestCheckHitZeroAlloc(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := basic("alice", testPassword)
+	for _, c := range []struct{ name, raw string }{
+		{"nginx basic", "GET /auth HTTP/1.1\r\nHost: svc.example\r\nX-Original-Method: GET\r\nX-Original-URI: /api/users/42?x=1\r\nAuthorization: " + alice + "\r\nX-Auth-User: mallory\r\n\r\n"},
+		{"traefik api key", "GET / HTTP/1.1\r\nHost: keygate\r\nX-Forwarded-Method: POST\r\nX-Forwarded-Host: svc.example\r\nX-Forwarded-Uri: /api/users\r\nX-Forwarded-For: 198.51.100.2\r\nAuthorization: Bearer " + e.key + "\r\n\r\n"},
+		{"envoy http", "GET /check/api/users/42 HTTP/1.1\r\nHost: svc.example\r\nAuthorization: " + alice + "\r\n\r\n"},
+		{"public", "GET / HTTP/1.1\r\nHost: svc.example\r\nX-Forwarded-Uri: /public/x\r\n\r\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var tmpl fasthttp.Request
+			if err := tmpl.Read(bufio.NewReader(strings.NewReader(c.raw))); err != nil {
+				t.Fatal(err)
+			}
+			var ctx fasthttp.RequestCtx
+			ctx.Init(&tmpl, loopback, nil)
+			run := func() {
+				tmpl.CopyTo(&ctx.Request)
+				ctx.Response.Reset()
+				e.f.Handler(&ctx)
+				if ctx.Response.StatusCode() != 200 {
+					t.Fatalf("status %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+				}
+			}
+			run() // fills the cache
+			if n := testing.AllocsPerRun(500, run); n != 0 {
+				t.Fatalf("%v allocations per check, want 0", n)
+			}
+		})
+	}
+}
