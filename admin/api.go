@@ -95,6 +95,9 @@ type APIDeps struct {
 	// for global admins (see pprof.go). false: nothing is registered there,
 	// so those paths answer as any unknown path does.
 	Pprof bool
+	// VerifyRoles (forward_auth.verify_roles): a caller of POST /v1/verify
+	// needs one of them (global admins always may).
+	VerifyRoles []string
 }
 
 // Notifier receives lifecycle events (authz.Notifier implements it).
@@ -153,6 +156,7 @@ type api struct {
 	now         func() time.Time
 	ext         authz.Authorizer // external authorizer; nil: none
 	notifier    Notifier
+	verifyRoles []string
 	// adminMu serialises the changes that can remove an enabled global
 	// admin, so that two concurrent ones cannot remove the last (within
 	// one instance; instances sharing a store can still race).
@@ -198,6 +202,7 @@ func RegisterAPI(r Registrar, d APIDeps) error {
 		realm:       d.Realm,
 		now:         d.Now,
 		ext:         d.Authorizer,
+		verifyRoles: d.VerifyRoles,
 	}
 	a.notifier = d.Notifier
 	if a.audit == nil {
@@ -241,6 +246,9 @@ func RegisterAPI(r Registrar, d APIDeps) error {
 
 		{get, "/v1/api-keys", read, "", a.searchKeys},
 		{del, "/v1/api-keys", write, ActionBulkRevokeAPIKeys, a.bulkRevoke},
+
+		// selfRead: an API key may call it; verify checks the roles.
+		{post, "/v1/verify", selfRead, "", a.verify},
 	}
 	for _, rt := range routes {
 		r.Handle(rt.method, rt.pattern, a.wrap(rt.acc, rt.action, rt.h))

@@ -78,6 +78,7 @@ type apiEnvOptions struct {
 	authorizer  authz.Authorizer
 	notifier    Notifier
 	pprof       bool // admin.pprof
+	verifyRoles []string
 }
 
 // routeRecorder records the routes registered through it.
@@ -152,7 +153,7 @@ func newAPIEnv(t *testing.T, o apiEnvOptions) *apiEnv {
 	mustOK(t, RegisterAPI(rr, APIDeps{
 		Store: st, Auth: chain, Hasher: apiTestHasher, Logger: zap.New(core),
 		APIKeys: configs.APIKeys{MaxLifetime: configs.Duration(maxLife)}, Realm: "keygate", Now: clk.Now,
-		Authorizer: o.authorizer, Notifier: o.notifier, Pprof: o.pprof,
+		Authorizer: o.authorizer, Notifier: o.notifier, Pprof: o.pprof, VerifyRoles: o.verifyRoles,
 	}))
 	e.routes = rr.routes
 

@@ -178,15 +178,16 @@ func (g *gateway) start() int {
 			return fail("%v", err)
 		}
 		if err := admin.RegisterAPI(a, admin.APIDeps{
-			Store:      g.store,
-			Auth:       chain,
-			Hasher:     g.hasher(),
-			Logger:     g.log.Named("audit"),
-			APIKeys:    cfg.APIKeys,
-			Realm:      cfg.Auth.Realm,
-			Authorizer: g.authorizer,
-			Notifier:   g.adminNotifier(),
-			Pprof:      cfg.Admin.Pprof,
+			Store:       g.store,
+			Auth:        chain,
+			Hasher:      g.hasher(),
+			Logger:      g.log.Named("audit"),
+			APIKeys:     cfg.APIKeys,
+			Realm:       cfg.Auth.Realm,
+			Authorizer:  g.authorizer,
+			Notifier:    g.adminNotifier(),
+			Pprof:       cfg.Admin.Pprof,
+			VerifyRoles: cfg.ForwardAuth.VerifyRoles,
 		}); err != nil {
 			return fail("%v", err)
 		}
