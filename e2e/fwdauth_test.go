@@ -7,16 +7,23 @@ package e2e
 // with a real gRPC client, the HTTP ext_authz shape there and below.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // faTool returns the path of a front proxy binary, or skips the test
@@ -363,5 +370,64 @@ func TestForwardAuthDirect(t *testing.T) {
 	}
 	if r := c.get(t, "http://"+fwd2+"/ext_authz/ops/x", ""); r.status != 401 || len(r.header.Values("WWW-Authenticate")) != 2 {
 		t.Fatalf("envoy http anonymous: %d %v", r.status, r.header)
+	}
+}
+
+// The binary's Envoy ext_authz gRPC listener: a real gRPC client (the
+// go-control-plane protos) gets OK with the identity to set, a denial with
+// status and challenges, and the health service answers.
+func TestForwardAuthGRPCBinary(t *testing.T) {
+	echo := startEchoProc(t)
+	grpcAddr := freeAddr(t)
+	storeYAML := auBoltFixture(t, t.TempDir(), func(s auStore) {
+		s.account("acme")
+		s.user("alice", "acme", "", "ops")
+	})
+	startGateway(t, serveOpts{
+		routes: auOpsRoutes(echo),
+		store:  storeYAML,
+		extra:  fmt.Sprintf("forward_auth:\n  grpc_listen: %q\n", grpcAddr),
+	})
+	cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health: %v %v", h, err)
+	}
+	check := func(path, authz string) *authv3.CheckResponse {
+		hdr := map[string]string{":method": "GET", ":path": path, "x-auth-user": "mallory"}
+		if authz != "" {
+			hdr["authorization"] = authz
+		}
+		r, err := authv3.NewAuthorizationClient(cc).Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+				Method: "GET", Host: "svc.example", Path: path, Headers: hdr,
+			}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	ok := check("/ops/x", auBasic("alice", auPassword)).GetOkResponse()
+	got := map[string]string{}
+	for _, h := range ok.GetHeaders() {
+		got[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+	}
+	if got["x-auth-user"] != "alice" || got["x-auth-roles"] != "ops" || got["x-auth-method"] != "basic" ||
+		!slices.Contains(ok.GetHeadersToRemove(), "authorization") {
+		t.Fatalf("ok response %v", ok)
+	}
+	d := check("/ops/x", "").GetDeniedResponse()
+	if d.GetStatus().GetCode() != 401 || errorCode([]byte(d.GetBody())) != "unauthorized" {
+		t.Fatalf("denied %v", d)
+	}
+	if d := check("/ops/%2e%2e/x", auBasic("alice", auPassword)).GetDeniedResponse(); d.GetStatus().GetCode() != 403 {
+		t.Fatalf("ambiguous %v", d)
 	}
 }
