@@ -17,6 +17,7 @@ import (
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/apikey"
 	"github.com/keygate/keygate/authn/keyauth"
+	"github.com/keygate/keygate/authn/principal"
 	"github.com/keygate/keygate/authn/password"
 	"github.com/keygate/keygate/authn/ratelimit"
 	"github.com/keygate/keygate/cache"
@@ -85,9 +86,9 @@ func newEnv(t testing.TB, edit func(*configs.Config)) *env {
 	c, err := cache.New(cache.Config{MaxEntries: 1000, TTL: time.Minute, NegativeTTL: 5 * time.Second, OutageGrace: time.Minute}, reg)
 	must(t, err)
 	t.Cleanup(c.Close)
-	states := keyauth.NewAccountStates(st, time.Minute, nil)
+	states := principal.NewAccountStates(st, time.Minute, nil)
 	chain, err := authn.NewChain(authn.ChainConfig{
-		Cache: c.ForChain(),
+		Cache: c,
 		Authenticators: map[authn.CredKind]authn.Authenticator{
 			authn.KindBasic:  password.NewAuthenticator(st, hasherOnce(), password.AuthOptions{Accounts: states}),
 			authn.KindAPIKey: keyauth.NewAuthenticator(st, keyauth.AuthOptions{Accounts: states}),
