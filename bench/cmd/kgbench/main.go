@@ -248,6 +248,9 @@ func (r *runner) run() error {
 			jobs = append(jobs, r.hitJobs(kg)...)
 		}
 	}
+	if r.phase("hits") && strings.Contains(r.only, "nginx") {
+		jobs = append(jobs, r.authRequestJobs(bolt)...)
+	}
 	// Progress: the rounds, then the scenarios measured once.
 	for name, n := range map[string]int{"hits": len(jobs) * max(r.rounds, 1), "flood": 2 * 3, "ws": 2, "authz": 1} {
 		if r.phase(name) {
@@ -262,6 +265,7 @@ func (r *runner) run() error {
 	}
 	if r.phase("hits") {
 		r.runRounds(jobs)
+		r.annotateForwardAuth(bolt)
 	}
 
 	// 3. Flood of wrong passwords beside cached traffic (embedded store).
@@ -318,6 +322,7 @@ type keygate struct {
 	base     string // public listener
 	admin    string // admin listener
 	boltPath string
+	fwd      string // forward-auth listener host:port
 	fx       *fixture
 }
 
@@ -338,7 +343,7 @@ var tokenSecret = func() string {
 }()
 
 func (r *runner) startKeygate(name string, o kgOptions) (*keygate, error) {
-	pub, adm := mustFreePort(), mustFreePort()
+	pub, adm, fwd := mustFreePort(), mustFreePort(), mustFreePort()
 	if o.hashConc == 0 {
 		o.hashConc = 2
 	}
@@ -354,6 +359,7 @@ func (r *runner) startKeygate(name string, o kgOptions) (*keygate, error) {
 	}
 	conf := fmt.Sprintf(`listen: "127.0.0.1:%d"
 admin: { listen: "127.0.0.1:%d", pprof: %t }
+forward_auth: { listen: "127.0.0.1:%d" }
 store:
   driver: %s
   bolt: { path: %q }
@@ -365,7 +371,7 @@ auth:
 %sroutes:
   - { name: open, path_prefix: /open, upstreams: ["http://%s"], auth: none, timeout: 30s }
   - { name: api, path_prefix: /, upstreams: ["http://%s"], auth: required, timeout: 30s }
-`, pub, adm, os.Getenv("BENCH_PROFILE") == "1", o.driver, o.boltPath, o.redisAddr, o.hashConc, o.perIP, o.perUser, authz, r.echoAddr, r.echoAddr)
+`, pub, adm, os.Getenv("BENCH_PROFILE") == "1", fwd, o.driver, o.boltPath, o.redisAddr, o.hashConc, o.perIP, o.perUser, authz, r.echoAddr, r.echoAddr)
 	if o.redisAddr == "" {
 		conf = strings.Replace(conf, `  redis: { addrs: [""], key_prefix: "kg:", pool_size: 64 }`+"\n", "", 1)
 	}
@@ -384,7 +390,7 @@ auth:
 	}
 	r.adminOf[p] = fmt.Sprintf("http://127.0.0.1:%d", adm)
 	kg := &keygate{name: name, p: p, base: fmt.Sprintf("http://127.0.0.1:%d", pub), admin: fmt.Sprintf("http://127.0.0.1:%d", adm),
-		boltPath: o.boltPath}
+		boltPath: o.boltPath, fwd: fmt.Sprintf("127.0.0.1:%d", fwd)}
 	if err := waitTCP(p, kg.base[len("http://"):], 20*time.Second); err != nil {
 		return nil, err
 	}
