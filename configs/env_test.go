@@ -37,6 +37,10 @@ func TestEnvOverrides(t *testing.T) {
 		{"list yaml flow", "KEYGATE_AUTH_METHODS= [basic, bearer]", func(c *Config) any { return c.Auth.Methods }, []string{"basic", "bearer"}},
 		{"list one", "KEYGATE_AUTH_METHODS=bearer", func(c *Config) any { return c.Auth.Methods }, []string{"bearer"}},
 		{"list cidrs", "KEYGATE_TRUSTED_PROXIES=10.0.0.0/8,192.168.1.1", func(c *Config) any { return c.TrustedProxies }, []string{"10.0.0.0/8", "192.168.1.1"}},
+		{"forward auth listen", "KEYGATE_FORWARD_AUTH_LISTEN=127.0.0.1:8082", func(c *Config) any { return c.ForwardAuth.Listen }, "127.0.0.1:8082"},
+		{"forward auth grpc", "KEYGATE_FORWARD_AUTH_GRPC_LISTEN=127.0.0.1:8083", func(c *Config) any { return c.ForwardAuth.GRPCListen }, "127.0.0.1:8083"},
+		{"forward auth proxies", "KEYGATE_FORWARD_AUTH_TRUSTED_PROXIES=10.0.0.0/8", func(c *Config) any { return c.ForwardAuth.TrustedProxies }, []string{"10.0.0.0/8"}},
+		{"forward auth verify roles", "KEYGATE_FORWARD_AUTH_VERIFY_ROLES=verifier,ops", func(c *Config) any { return c.ForwardAuth.VerifyRoles }, []string{"verifier", "ops"}},
 		{"empty value ignored", "KEYGATE_LISTEN=", func(c *Config) any { return c.Listen }, ":8080"},
 		{"routes json", `KEYGATE_ROUTES=[{"name":"a","path_prefix":"/a","upstreams":["http://127.0.0.1:1"],"methods":["get"]},{"path_prefix":"/b","upstreams":["https://127.0.0.1:2"],"auth":"none"}]`,
 			func(c *Config) any { return c.Routes }, []Route{
