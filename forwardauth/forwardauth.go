@@ -31,10 +31,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
@@ -42,6 +40,7 @@ import (
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/httpx"
 	"github.com/keygate/keygate/proxy"
 )
 
@@ -168,14 +167,6 @@ func (f *Server) isTrusted(a netip.Addr) bool {
 	return false
 }
 
-func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
-	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
-	}
-	return netip.Addr{}
-}
-
 var (
 	hXFMethod   = []byte("X-Forwarded-Method")
 	hXFHost     = []byte("X-Forwarded-Host")
@@ -286,7 +277,7 @@ func validToken(b []byte) bool {
 func (f *Server) Handler(ctx *fasthttp.RequestCtx) {
 	h := &ctx.Request.Header
 	m, err := mode(h)
-	if err == nil && !f.isTrusted(peerAddr(ctx)) {
+	if err == nil && !f.isTrusted(httpx.PeerAddr(ctx)) {
 		err = proxy.ErrUntrustedPeer
 	}
 	if err == nil {
@@ -361,39 +352,13 @@ func (f *Server) Server() *fasthttp.Server {
 	if f.server != nil {
 		return f.server
 	}
-	l := f.cfg.Limits
-	s := &fasthttp.Server{
-		Handler:                      f.Handler,
-		ErrorHandler:                 f.errorHandler,
-		NoDefaultServerHeader:        true,
-		NoDefaultContentType:         true,
-		NoDefaultDate:                true,
-		DisablePreParseMultipartForm: true,
-		SecureErrorLogMessage:        true,
-		CloseOnShutdown:              true,
-		MaxRequestBodySize:           64 << 10, // checks carry no body (Envoy's with_request_body is not used)
-		ReadBufferSize:               int(l.MaxHeader),
-		ReadTimeout:                  l.ReadTimeout.D(),
-		WriteTimeout:                 l.WriteTimeout.D(),
-		IdleTimeout:                  l.IdleTimeout.D(),
-		Concurrency:                  l.Concurrency,
-		Logger:                       zap.NewStdLog(f.log),
-	}
-	if s.ReadTimeout <= 0 {
-		s.ReadTimeout = 30 * time.Second
-	}
-	if s.WriteTimeout <= 0 {
-		s.WriteTimeout = 30 * time.Second
-	}
-	if s.IdleTimeout <= 0 {
-		s.IdleTimeout = 60 * time.Second
-	}
-	if s.Concurrency <= 0 {
-		s.Concurrency = 10000
-	}
-	if s.ReadBufferSize <= 0 {
-		s.ReadBufferSize = 16 << 10
-	}
+	s := httpx.NewServer(f.cfg.Limits, f.Handler, f.log)
+	s.ErrorHandler = f.errorHandler
+	s.NoDefaultServerHeader = true
+	s.NoDefaultDate = true
+	s.DisablePreParseMultipartForm = true
+	// Checks carry no body (Envoy's with_request_body is not used).
+	s.MaxRequestBodySize = 64 << 10
 	f.server = s
 	return s
 }

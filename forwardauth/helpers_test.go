@@ -17,8 +17,8 @@ import (
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/apikey"
 	"github.com/keygate/keygate/authn/keyauth"
-	"github.com/keygate/keygate/authn/principal"
 	"github.com/keygate/keygate/authn/password"
+	"github.com/keygate/keygate/authn/principal"
 	"github.com/keygate/keygate/authn/ratelimit"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/configs"
@@ -98,7 +98,7 @@ func newEnv(t testing.TB, edit func(*configs.Config)) *env {
 		Registerer:  reg,
 	})
 	must(t, err)
-	prx, err := proxy.New(cfg, proxy.Options{Registerer: reg, Authenticator: proxy.NewChainAuthenticator(chain, cfg.Auth.Realm)})
+	prx, err := proxy.New(proxy.ConfigOf(cfg), proxy.Options{Registerer: reg, Authenticator: proxy.NewChainAuthenticator(chain, cfg.Auth.Realm)})
 	must(t, err)
 	f, err := New(cfg, prx, Options{Registerer: reg})
 	must(t, err)
