@@ -187,7 +187,7 @@ var (
 	errNoPrefix = &proxy.HTTPError{Status: fasthttp.StatusForbidden, Code: "bad_path",
 		Message: "the check path does not start with forward_auth.path_prefix"}
 	errBadOriginal = &proxy.HTTPError{Status: fasthttp.StatusForbidden, Code: "bad_request",
-		Message: "malformed original method or host"}
+		Message: "malformed or empty original method, host or URI"}
 )
 
 // mode tells how the check describes its original request, refusing
@@ -250,6 +250,10 @@ func (f *Server) rewrite(h *fasthttp.RequestHeader, m Mode) error {
 			h.SetRequestURIBytes(uri)
 		}
 		return nil
+	}
+	if len(uri) == 0 {
+		// Present but empty: fasthttp would read it as "/".
+		return errBadOriginal
 	}
 	if len(method) > 0 {
 		if !validToken(method) {

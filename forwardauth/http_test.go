@@ -83,6 +83,8 @@ func TestHTTPCheckShapes(t *testing.T) {
 		{name: "forwarded double slash", method: "GET", uri: "/", hdr: []string{"X-Forwarded-Uri", "//api/x", "Authorization", alice}, status: 403, code: "bad_path"},
 		{name: "forwarded absolute uri", method: "GET", uri: "/", hdr: []string{"X-Forwarded-Uri", "http://evil/public", "Authorization", alice}, status: 403, code: "bad_path"},
 		{name: "forwarded bad host", method: "GET", uri: "/", hdr: []string{"X-Forwarded-Host", "a b", "X-Forwarded-Uri", "/api/x", "Authorization", alice}, status: 403, code: "bad_host"},
+		{name: "forwarded empty uri", method: "GET", uri: "/", hdr: []string{"X-Forwarded-Uri", "", "Authorization", alice}, status: 403, code: "bad_request"},
+		{name: "original empty uri", method: "GET", uri: "/", hdr: []string{"X-Original-URI", "", "Authorization", alice}, status: 403, code: "bad_request"},
 		{name: "forwarded twice", method: "GET", uri: "/", hdr: []string{"X-Forwarded-Uri", "/public/a", "X-Forwarded-Uri", "/api/x"}, status: 403, code: "ambiguous_original"},
 		{name: "forwarded and original", method: "GET", uri: "/", hdr: []string{"X-Original-URI", "/api/x", "X-Forwarded-Uri", "/public/a"}, status: 403, code: "ambiguous_original"},
 		// nginx auth_request: X-Original-*.
