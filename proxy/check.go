@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"sync"
 
 	"github.com/valyala/fasthttp"
 
@@ -89,29 +90,23 @@ var errCheckUnavailable = &HTTPError{Status: fasthttp.StatusServiceUnavailable, 
 
 // checkErrs maps the pipeline's answers that a front proxy must not see
 // (nginx turns any code but 2xx/401/403 into a 500) to 403 with the same
-// code and message; no route is "no_route". Built once: refusing a check
-// allocates nothing.
-var checkErrs = func() map[*HTTPError]*HTTPError {
-	m := map[*HTTPError]*HTTPError{}
-	add := func(e *HTTPError) {
-		code := e.Code
-		if e == ErrNotFound {
-			code = "no_route"
-		}
-		m[e] = &HTTPError{Status: fasthttp.StatusForbidden, Code: code, Message: e.Message}
+// code and message; no route is "no_route". The pipeline's answers are a
+// finite set of values built once (per-reason bad_path/bad_host included),
+// so each is translated once and reused: refusing a check allocates
+// nothing after the first refusal of its kind.
+var checkErrs sync.Map // *HTTPError → *HTTPError
+
+func checkErr(he *HTTPError) *HTTPError {
+	if v, ok := checkErrs.Load(he); ok {
+		return v.(*HTTPError)
 	}
-	for _, e := range []*HTTPError{ErrBadRequest, ErrBadPath, ErrDuplicateAuth, ErrBadHost, ErrMalformedHost,
-		ErrMethodOverride, ErrSmuggling, ErrNotFound, ErrMethodNotAllowed, ErrBodyTooLarge, ErrHeaderTooLarge, ErrRequestTimeout} {
-		add(e)
+	code := he.Code
+	if he == ErrNotFound {
+		code = "no_route"
 	}
-	for _, e := range badPathErrs {
-		add(e)
-	}
-	for _, e := range badHostErrs {
-		add(e)
-	}
-	return m
-}()
+	v, _ := checkErrs.LoadOrStore(he, &HTTPError{Status: fasthttp.StatusForbidden, Code: code, Message: he.Message})
+	return v.(*HTTPError)
+}
 
 // CheckError is the answer of a refused check: 401, 403, 429 and 503 stay;
 // every other refusal of the pipeline (400 ambiguous or malformed, 404 no
@@ -129,11 +124,8 @@ func CheckError(err error) (he *HTTPError, needsRetryAfter bool) {
 	case fasthttp.StatusTooManyRequests, fasthttp.StatusServiceUnavailable:
 		return he, true
 	}
-	if m := checkErrs[he]; m != nil {
-		return m, false
-	}
 	if he.Status >= 400 && he.Status < 500 {
-		return &HTTPError{Status: fasthttp.StatusForbidden, Code: he.Code, Message: he.Message}, false
+		return checkErr(he), false
 	}
 	return errCheckUnavailable, true
 }
