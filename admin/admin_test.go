@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/valyala/fasthttp"
 
+	"github.com/keygate/keygate/admin/adminapi"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/boltstore"
@@ -183,7 +184,7 @@ func TestEndpoints(t *testing.T) {
 				t.Errorf("Allow = %q, want %q", got, tc.allow)
 			}
 			if tc.code >= 400 {
-				var e errorBody
+				var e adminapi.ErrorBody
 				if err := json.Unmarshal(body, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
 					t.Errorf("error body %s is not {error:{code,message}}: %v", body, err)
 				}
@@ -455,7 +456,7 @@ func TestAdminMalformedRequests(t *testing.T) {
 			if err := resp.Read(bufio.NewReader(c)); err != nil {
 				t.Fatal(err)
 			}
-			var e errorBody
+			var e adminapi.ErrorBody
 			if resp.StatusCode() != tc.code || json.Unmarshal(resp.Body(), &e) != nil || e.Error.Code != tc.ec {
 				t.Errorf("got %d %s, want %d %s", resp.StatusCode(), resp.Body(), tc.code, tc.ec)
 			}

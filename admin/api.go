@@ -593,31 +593,6 @@ func noContent(r *request) error {
 
 func (r *request) isGlobalAdmin() bool { return r.user.Type == store.TypeAdmin }
 
-// holds reports whether the caller holds role (global admins hold every
-// role for granting purposes).
-func (r *request) holds(role string) bool {
-	if r.isGlobalAdmin() {
-		return true
-	}
-	for _, h := range r.user.Roles {
-		if h == role {
-			return true
-		}
-	}
-	return false
-}
-
-// checkGrant refuses roles the caller does not hold.
-func (r *request) checkGrant(roles []string, what string) error {
-	for _, role := range roles {
-		if !r.holds(role) {
-			return errorf(fasthttp.StatusForbidden, "forbidden",
-				"%s role %q, which you do not hold: you may only grant roles you hold", what, role)
-		}
-	}
-	return nil
-}
-
 var errAccountNotFound = errorf(fasthttp.StatusNotFound, "not_found", "account not found")
 
 // manageAccount checks the caller may manage the users and keys of account:
@@ -663,15 +638,6 @@ func (a *api) pathUser(r *request) (*store.User, error) {
 		return nil, errUserNotFound
 	}
 	return u, nil
-}
-
-// checkTouchUser refuses changes to a global admin by anyone but a global
-// admin (an account admin of account "admin" must not take it over).
-func (r *request) checkTouchUser(u *store.User) error {
-	if u.Type == store.TypeAdmin && !r.isGlobalAdmin() {
-		return errorf(fasthttp.StatusForbidden, "forbidden", "only a global admin may change a global admin or their keys")
-	}
-	return nil
 }
 
 // nonNil returns s, or an empty slice for nil (JSON [] rather than null).

@@ -6,14 +6,10 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/keygate/keygate/admin/adminapi"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/store"
 )
-
-// accountsJSON is GET /v1/accounts.
-type accountsJSON struct {
-	Accounts []store.Account `json:"accounts"`
-}
 
 var errGlobalAdminOnly = errorf(fasthttp.StatusForbidden, "forbidden", "only a global admin may manage accounts")
 
@@ -28,18 +24,14 @@ func (a *api) listAccounts(r *request) error {
 	if list == nil {
 		list = []store.Account{}
 	}
-	return respond(r, fasthttp.StatusOK, accountsJSON{list})
-}
-
-type createAccountBody struct {
-	Name string `json:"name"`
+	return respond(r, fasthttp.StatusOK, adminapi.Accounts{Accounts: list})
 }
 
 func (a *api) createAccount(r *request) error {
 	if !r.isGlobalAdmin() {
 		return errGlobalAdminOnly
 	}
-	var b createAccountBody
+	var b adminapi.CreateAccount
 	if err := decode(r, &b); err != nil {
 		return err
 	}
@@ -89,10 +81,6 @@ func (a *api) getAccount(r *request) error {
 	return respond(r, fasthttp.StatusOK, acc)
 }
 
-type updateAccountBody struct {
-	State *store.State `json:"state"`
-}
-
 func (a *api) updateAccount(r *request) error {
 	name := r.p.Get("account")
 	r.target = "account:" + name
@@ -102,7 +90,7 @@ func (a *api) updateAccount(r *request) error {
 		}
 		return errGlobalAdminOnly
 	}
-	var b updateAccountBody
+	var b adminapi.UpdateAccount
 	if err := decode(r, &b); err != nil {
 		return err
 	}

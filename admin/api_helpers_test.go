@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/keygate/keygate/admin/adminapi"
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/authn/password"
@@ -224,7 +225,7 @@ type resp struct {
 }
 
 func (r resp) code() string {
-	var e errorBody
+	var e adminapi.ErrorBody
 	_ = json.Unmarshal(r.body, &e)
 	return e.Error.Code
 }

@@ -11,24 +11,10 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/keygate/keygate/admin/adminapi"
 	"github.com/keygate/keygate/authn/apikey"
 	"github.com/keygate/keygate/store"
 )
-
-// keyJSON is an API key as the API shows it: never the hash or the value.
-type keyJSON struct {
-	ID          string          `json:"id"`
-	Name        string          `json:"name"`
-	Description string          `json:"description"`
-	Account     string          `json:"account"`
-	Username    string          `json:"username"`
-	Roles       []string        `json:"roles"`
-	CreatedAt   time.Time       `json:"created_at"`
-	ExpiresAt   *time.Time      `json:"expires_at"`
-	RevokedAt   *time.Time      `json:"revoked_at"`
-	LastUsedAt  *time.Time      `json:"last_used_at"`
-	Status      store.KeyStatus `json:"status"`
-}
 
 func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
@@ -38,40 +24,14 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func toKeyJSON(k *store.APIKey, now time.Time) keyJSON {
-	return keyJSON{ID: k.ID, Name: k.Name, Description: k.Description, Account: k.Account, Username: k.Username,
+func toKeyJSON(k *store.APIKey, now time.Time) adminapi.Key {
+	return adminapi.Key{ID: k.ID, Name: k.Name, Description: k.Description, Account: k.Account, Username: k.Username,
 		Roles: nonNil(k.Roles), CreatedAt: k.CreatedAt.UTC(), ExpiresAt: timePtr(k.ExpiresAt),
 		RevokedAt: timePtr(k.RevokedAt), LastUsedAt: timePtr(k.LastUsedAt), Status: k.Status(now)}
 }
 
-// keyPageJSON is a page of keys.
-type keyPageJSON struct {
-	APIKeys    []keyJSON `json:"api_keys"`
-	NextCursor string    `json:"next_cursor"`
-}
-
-// createdKeyJSON is the 201 of a key creation: the only response that holds
-// the key value.
-type createdKeyJSON struct {
-	ID        string     `json:"id"`
-	Name      string     `json:"name"`
-	APIKey    string     `json:"api_key"`
-	Encoded   string     `json:"encoded"`
-	Roles     []string   `json:"roles"`
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at"`
-}
-
-type createKeyBody struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	ExpiresAt   *string   `json:"expires_at"`
-	ExpiresIn   *string   `json:"expires_in"`
-	Roles       *[]string `json:"roles"`
-}
-
 // expiry computes a new key's expires_at (zero: never).
-func (a *api) expiry(b *createKeyBody, now time.Time) (time.Time, error) {
+func (a *api) expiry(b *adminapi.CreateKey, now time.Time) (time.Time, error) {
 	maxTxt := a.maxLifetime.String()
 	var exp time.Time
 	switch {
@@ -106,7 +66,7 @@ func (a *api) expiry(b *createKeyBody, now time.Time) (time.Time, error) {
 
 // createKey creates a key for owner.
 func (a *api) createKey(r *request, owner *store.User) error {
-	var b createKeyBody
+	var b adminapi.CreateKey
 	if err := decode(r, &b); err != nil {
 		return err
 	}
@@ -142,7 +102,7 @@ func (a *api) createKey(r *request, owner *store.User) error {
 	// Whoever holds the new key acts with its roles: the caller must hold
 	// them (the owner does by construction).
 	if owner.Username != r.user.Username {
-		if err := r.checkGrant(roles, "cannot create a key with"); err != nil {
+		if err := checkGrant(r.user, roles, "cannot create a key with"); err != nil {
 			return err
 		}
 	}
@@ -167,7 +127,7 @@ func (a *api) createKey(r *request, owner *store.User) error {
 	}
 	r.fields = append(r.fields, zap.String("key_id", k.ID), zap.String("key_name", k.Name))
 	value := apikey.Format(k.ID, secret)
-	return respond(r, fasthttp.StatusCreated, createdKeyJSON{
+	return respond(r, fasthttp.StatusCreated, adminapi.CreatedKey{
 		ID: k.ID, Name: k.Name, APIKey: value,
 		Encoded: base64.StdEncoding.EncodeToString([]byte(k.ID + ":" + value)),
 		Roles:   roles, CreatedAt: k.CreatedAt.UTC(), ExpiresAt: timePtr(k.ExpiresAt),
@@ -257,7 +217,7 @@ func (a *api) listKeys(r *request, f store.KeyFilter) error {
 	if err != nil {
 		return err
 	}
-	out := keyPageJSON{APIKeys: make([]keyJSON, 0, len(page.Keys)), NextCursor: page.NextCursor}
+	out := adminapi.KeyPage{APIKeys: make([]adminapi.Key, 0, len(page.Keys)), NextCursor: page.NextCursor}
 	for i := range page.Keys {
 		out.APIKeys = append(out.APIKeys, toKeyJSON(&page.Keys[i], r.now))
 	}
@@ -318,7 +278,7 @@ func (a *api) createUserKey(r *request) error {
 	if err != nil {
 		return err
 	}
-	if err := r.checkTouchUser(u); err != nil {
+	if err := checkTouch(r.user, u); err != nil {
 		return err
 	}
 	return a.createKey(r, u)
@@ -346,7 +306,7 @@ func (a *api) revokeUserKey(r *request) error {
 	if err != nil {
 		return err
 	}
-	if err := r.checkTouchUser(u); err != nil {
+	if err := checkTouch(r.user, u); err != nil {
 		return err
 	}
 	return a.revoke(r, k)
@@ -354,55 +314,15 @@ func (a *api) revokeUserKey(r *request) error {
 
 // Search and bulk revocation: /v1/api-keys.
 
-// searchScope applies the caller's scope to an account filter: a global
-// admin sees everything; an account admin only their account (another
-// account answers 404, as if it did not exist); others are refused.
-func (r *request) searchScope(account string) (string, error) {
-	switch r.user.Type {
-	case store.TypeAdmin:
-		return account, nil
-	case store.TypeAccountAdmin:
-		if account != "" && account != r.user.Account {
-			return "", errAccountNotFound
-		}
-		return r.user.Account, nil
-	}
-	return "", errorf(fasthttp.StatusForbidden, "forbidden",
-		"only a global admin or an account admin may search keys; use /v1/user/api-keys for your own")
-}
-
 func (a *api) searchKeys(r *request) error {
 	f, err := keyFilter(r, "account", "username", "name", "status", "limit", "cursor")
 	if err != nil {
 		return err
 	}
-	if f.Account, err = r.searchScope(f.Account); err != nil {
+	if f.Account, err = searchScope(r.user, f.Account); err != nil {
 		return err
 	}
 	return a.listKeys(r, f)
-}
-
-type bulkRevokeBody struct {
-	IDs      []string `json:"ids"`
-	Name     string   `json:"name"`
-	Username string   `json:"username"`
-	Account  string   `json:"account"`
-}
-
-// bulkError is one entry of a bulk revocation's errors.
-type bulkError struct {
-	ID      string `json:"id,omitempty"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-// bulkJSON is the answer of DELETE /v1/api-keys (Elasticsearch's
-// invalidate API key response).
-type bulkJSON struct {
-	Invalidated           []string    `json:"invalidated"`
-	PreviouslyInvalidated []string    `json:"previously_invalidated"`
-	ErrorCount            int         `json:"error_count"`
-	Errors                []bulkError `json:"errors"`
 }
 
 // bulkRevoke revokes the keys named by ids (each must also match the
@@ -411,89 +331,37 @@ type bulkJSON struct {
 // caller's scope are reported as not found and left alone.
 func (a *api) bulkRevoke(r *request) error {
 	r.target = "api_keys"
-	var b bulkRevokeBody
+	var b adminapi.BulkRevoke
 	if err := decode(r, &b); err != nil {
 		return err
 	}
-	if len(b.IDs) == 0 && b.Name == "" && b.Username == "" && b.Account == "" {
-		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", `say which keys to revoke: "ids", or one or more of "name", "username", "account"`)
-	}
-	if len(b.IDs) > MaxBulkIDs {
-		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", "at most %d ids per request", MaxBulkIDs)
-	}
-	account, err := r.searchScope(b.Account)
+	scope, err := decideBulkScope(r.user, &b)
 	if err != nil {
 		return err
 	}
-	out := bulkJSON{Invalidated: []string{}, PreviouslyInvalidated: []string{}, Errors: []bulkError{}}
-	match := func(k *store.APIKey) bool {
-		return (account == "" || k.Account == account) &&
-			(b.Username == "" || k.Username == b.Username) && (b.Name == "" || k.Name == b.Name)
-	}
+	out := adminapi.BulkResult{Invalidated: []string{}, PreviouslyInvalidated: []string{}, Errors: []adminapi.BulkError{}}
 	var keys []store.APIKey
 	if len(b.IDs) > 0 {
-		seen := map[string]bool{}
-		for _, id := range b.IDs {
-			if seen[id] {
-				continue
-			}
-			seen[id] = true
-			if !store.IsBase62ID(id) {
-				out.Errors = append(out.Errors, bulkError{ID: clip(id, 40), Code: "not_found", Message: "api key not found"})
-				continue
-			}
-			k, err := a.st.GetAPIKey(r.c, id)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				out.Errors = append(out.Errors, bulkError{ID: id, Code: "not_found", Message: "api key not found"})
-				continue
-			case err != nil:
-				return err
-			case !match(k):
-				out.Errors = append(out.Errors, bulkError{ID: id, Code: "not_found", Message: "api key not found"})
-				continue
-			}
-			keys = append(keys, *k)
-		}
+		keys, err = a.bulkKeysByID(r, b.IDs, scope, &out)
 	} else {
-		f := store.KeyFilter{Account: account, Username: b.Username, Name: b.Name, Status: store.StatusAll, Limit: store.MaxPageLimit}
-		for {
-			page, err := a.st.ListAPIKeys(r.c, f)
-			if err != nil {
-				return err
-			}
-			keys = append(keys, page.Keys...)
-			if page.NextCursor == "" || len(keys) >= MaxBulkKeys {
-				if page.NextCursor != "" {
-					out.Errors = append(out.Errors, bulkError{Code: "too_many",
-						Message: "more keys matched than one request handles (" + strconv.Itoa(MaxBulkKeys) + "); repeat the request"})
-				}
-				break
-			}
-			f.Cursor = page.NextCursor
-		}
+		keys, err = a.bulkKeysByFilter(r, scope, &out)
 	}
-	// Keys of a global admin are a global admin's to revoke.
-	var owners map[string]store.UserType
+	if err != nil {
+		return err
+	}
+	var owners map[string]store.UserType // owner types, looked up once each
 	if !r.isGlobalAdmin() {
 		owners = map[string]store.UserType{}
 	}
 	for i := range keys {
 		k := &keys[i]
 		if owners != nil {
-			t, ok := owners[k.Username]
-			if !ok {
-				u, err := a.st.GetUser(r.c, k.Username)
-				if err != nil && !errors.Is(err, store.ErrNotFound) {
-					return err
-				}
-				if u != nil {
-					t = u.Type
-				}
-				owners[k.Username] = t
+			t, err := a.ownerType(r, owners, k.Username)
+			if err != nil {
+				return err
 			}
-			if t == store.TypeAdmin {
-				out.Errors = append(out.Errors, bulkError{ID: k.ID, Code: "forbidden", Message: "only a global admin may revoke a global admin's keys"})
+			if e := bulkOwnerDenied(r.user, k.ID, t); e != nil {
+				out.Errors = append(out.Errors, *e)
 				continue
 			}
 		}
@@ -503,30 +371,85 @@ func (a *api) bulkRevoke(r *request) error {
 			// domain, not in every account its keys belong to.
 			target := "admin:/v1/accounts/" + url.PathEscape(k.Account) + "/users/" + url.PathEscape(k.Username) +
 				"/api-keys/" + url.PathEscape(k.ID)
-			switch err := a.askExternal(r, ActionRevokeAPIKey, k.Account, target); {
-			case err == errExternalUnavailable:
-				out.Errors = append(out.Errors, bulkError{ID: k.ID, Code: "authorizer_unavailable", Message: "the authorization service is unavailable; retry"})
-				continue
-			case err != nil:
-				out.Errors = append(out.Errors, bulkError{ID: k.ID, Code: "forbidden", Message: "the authorization service does not allow revoking this key"})
+			if e := bulkExternalDenied(k.ID, a.askExternal(r, ActionRevokeAPIKey, k.Account, target)); e != nil {
+				out.Errors = append(out.Errors, *e)
 				continue
 			}
 		}
 		_, already, err := a.st.RevokeAPIKey(r.c, k.ID, r.now)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			out.Errors = append(out.Errors, bulkError{ID: k.ID, Code: "not_found", Message: "api key not found"})
-		case errors.Is(err, store.ErrUnavailable):
-			out.Errors = append(out.Errors, bulkError{ID: k.ID, Code: "unavailable", Message: "the store is unavailable; retry"})
-		case err != nil:
-			out.Errors = append(out.Errors, bulkError{ID: k.ID, Code: "internal", Message: "internal error"})
-		case already:
-			out.PreviouslyInvalidated = append(out.PreviouslyInvalidated, k.ID)
-		default:
-			out.Invalidated = append(out.Invalidated, k.ID)
-		}
+		recordRevoke(&out, k.ID, already, err)
 	}
 	out.ErrorCount = len(out.Errors)
 	r.fields = append(r.fields, zap.Strings("invalidated", out.Invalidated), zap.Int("error_count", out.ErrorCount))
 	return respond(r, fasthttp.StatusOK, out)
+}
+
+// bulkKeysByID fetches the keys named by ids (once each) that match scope;
+// the others are "not_found" entries of out, malformed, missing or outside
+// the scope alike.
+func (a *api) bulkKeysByID(r *request, ids []string, scope bulkScope, out *adminapi.BulkResult) ([]store.APIKey, error) {
+	var keys []store.APIKey
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if !store.IsBase62ID(id) {
+			out.Errors = append(out.Errors, bulkNotFound(clip(id, 40)))
+			continue
+		}
+		k, err := a.st.GetAPIKey(r.c, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			out.Errors = append(out.Errors, bulkNotFound(id))
+		case err != nil:
+			return nil, err
+		case !scope.match(k):
+			out.Errors = append(out.Errors, bulkNotFound(id))
+		default:
+			keys = append(keys, *k)
+		}
+	}
+	return keys, nil
+}
+
+// bulkKeysByFilter lists the keys matching scope, at most about
+// MaxBulkKeys (a "too_many" entry of out says when more matched).
+func (a *api) bulkKeysByFilter(r *request, scope bulkScope, out *adminapi.BulkResult) ([]store.APIKey, error) {
+	var keys []store.APIKey
+	f := store.KeyFilter{Account: scope.account, Username: scope.username, Name: scope.name, Status: store.StatusAll, Limit: store.MaxPageLimit}
+	for {
+		page, err := a.st.ListAPIKeys(r.c, f)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, page.Keys...)
+		if page.NextCursor == "" {
+			return keys, nil
+		}
+		if len(keys) >= MaxBulkKeys {
+			out.Errors = append(out.Errors, bulkTooMany())
+			return keys, nil
+		}
+		f.Cursor = page.NextCursor
+	}
+}
+
+// ownerType is the type of user username (zero when gone), looked up in
+// the store once per request (cache).
+func (a *api) ownerType(r *request, cache map[string]store.UserType, username string) (store.UserType, error) {
+	if t, ok := cache[username]; ok {
+		return t, nil
+	}
+	u, err := a.st.GetUser(r.c, username)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", err
+	}
+	var t store.UserType
+	if u != nil {
+		t = u.Type
+	}
+	cache[username] = t
+	return t, nil
 }

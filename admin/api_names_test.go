@@ -2,6 +2,8 @@ package admin
 
 import (
 	"testing"
+
+	"github.com/keygate/keygate/admin/adminapi"
 )
 
 // TestCreateUserCanonicalName: a new username is stored in its canonical
@@ -12,14 +14,14 @@ func TestCreateUserCanonicalName(t *testing.T) {
 	e := newAPIEnv(t, apiEnvOptions{})
 	const pw = "Carl-Pa55word-long"
 
-	var u userJSON
+	var u adminapi.User
 	e.do("POST", "/v1/accounts/acme/users", asAAdmin, map[string]any{"username": "Ｃａｒｌ.Smith", "password": pw}).
 		want(t, 201).decode(t, &u)
 	if u.Username != "carl.smith" {
 		t.Fatalf("created username %q, want the canonical carl.smith", u.Username)
 	}
 	for _, spelling := range []string{"carl.smith", "CARL.SMITH", "Carl.Smith", "ｃａｒｌ．ｓｍｉｔｈ"} {
-		var self selfJSON
+		var self adminapi.Self
 		e.do("GET", "/v1/user", basicAuth(spelling, pw), nil).want(t, 200).decode(t, &self)
 		if self.Username != "carl.smith" {
 			t.Errorf("login as %q: username %q, want carl.smith", spelling, self.Username)

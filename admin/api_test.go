@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/admin/adminapi"
 	"github.com/keygate/keygate/store"
 )
 
@@ -179,7 +180,7 @@ func TestAPIKeyCreation(t *testing.T) {
 		}
 		// Every credential form of the key authenticates as the owner.
 		for _, auth := range []string{k.bearer(), k.apiKey(), basicAuth("_api_key", k.APIKey)} {
-			var self selfJSON
+			var self adminapi.Self
 			e.do("GET", "/v1/user", auth, nil).want(t, 200).decode(t, &self)
 			if self.Username != "aadmin" || self.Method != "api_key" || self.KeyID != k.ID || self.KeyName != "ci" {
 				t.Errorf("self = %+v", self)
@@ -190,7 +191,7 @@ func TestAPIKeyCreation(t *testing.T) {
 		if strings.Contains(string(r.body), k.APIKey[10:]) || strings.Contains(string(r.body), "hash") {
 			t.Fatalf("key listing leaks: %s", r.body)
 		}
-		var kj keyJSON
+		var kj adminapi.Key
 		r.decode(t, &kj)
 		if kj.Status != store.KeyActive || kj.Description != "build" || kj.Account != "acme" || kj.Username != "aadmin" {
 			t.Errorf("key = %+v", kj)
@@ -238,7 +239,7 @@ func TestAPIKeyCreation(t *testing.T) {
 			tc.body["name"] = fmt.Sprintf("exp-%d", i)
 			r := e.do("POST", path, asAlice, tc.body).want(t, tc.status)
 			if tc.status != 201 {
-				var eb errorBody
+				var eb adminapi.ErrorBody
 				r.decode(t, &eb)
 				if eb.Error.Message == "" {
 					t.Fatal("no message")
@@ -260,7 +261,7 @@ func TestAPIKeyCreation(t *testing.T) {
 		eventually(t, "expired key refused", func() bool {
 			return e.do("GET", "/v1/user", k.bearer(), nil).status == 401
 		})
-		var page keyPageJSON
+		var page adminapi.KeyPage
 		e.do("GET", path+"?status=expired", asBob, nil).want(t, 200).decode(t, &page)
 		if len(page.APIKeys) != 1 || page.APIKeys[0].ID != k.ID || page.APIKeys[0].Status != store.KeyExpired {
 			t.Fatalf("expired listing %+v", page)
@@ -311,7 +312,7 @@ func TestAPIKeyRolesGrant(t *testing.T) {
 	k2 := e.newKey(asAAdmin, "/v1/user/api-keys", map[string]any{"name": "rw"})
 	e.do("PATCH", "/v1/accounts/acme/users/aadmin", asRoot, map[string]any{"roles": []string{"read"}}).want(t, 200)
 	eventually(t, "key roles follow the owner's", func() bool {
-		var self selfJSON
+		var self adminapi.Self
 		e.do("GET", "/v1/user", k2.bearer(), nil).want(t, 200).decode(t, &self)
 		return slices.Equal(self.Roles, []string{"read"})
 	})
@@ -370,7 +371,7 @@ func TestAPIPagination(t *testing.T) {
 				if cursor != "" {
 					p += "&cursor=" + cursor
 				}
-				var page keyPageJSON
+				var page adminapi.KeyPage
 				e.do("GET", p, auth, nil).want(t, 200).decode(t, &page)
 				pages++
 				if len(page.APIKeys) > 2 {
@@ -398,7 +399,7 @@ func TestAPIPagination(t *testing.T) {
 		})
 	}
 	t.Run("account admin search is forced to their account", func(t *testing.T) {
-		var page keyPageJSON
+		var page adminapi.KeyPage
 		e.do("GET", "/v1/api-keys?status=all", asAAdmin, nil).want(t, 200).decode(t, &page)
 		if len(page.APIKeys) != 1 || page.APIKeys[0].Account != "acme" {
 			t.Fatalf("account admin sees %+v", page.APIKeys)
@@ -414,7 +415,7 @@ func TestAPIRevoke(t *testing.T) {
 	e := newAPIEnv(t, apiEnvOptions{})
 	k := e.newKey(asAlice, "/v1/user/api-keys", map[string]any{"name": "ci"})
 	e.do("GET", "/v1/user", k.bearer(), nil).want(t, 200)
-	var first, second keyJSON
+	var first, second adminapi.Key
 	e.do("DELETE", "/v1/user/api-keys/"+k.ID, asAlice, nil).want(t, 200).decode(t, &first)
 	if first.Status != store.KeyRevoked || first.RevokedAt == nil {
 		t.Fatalf("revoked key %+v", first)
@@ -426,7 +427,7 @@ func TestAPIRevoke(t *testing.T) {
 	}
 	eventually(t, "revoked key refused", func() bool { return e.do("GET", "/v1/user", k.bearer(), nil).status == 401 })
 	// The revoked key is listed with status=revoked, not by default.
-	var page keyPageJSON
+	var page adminapi.KeyPage
 	e.do("GET", "/v1/user/api-keys?status=revoked", asAlice, nil).want(t, 200).decode(t, &page)
 	if len(page.APIKeys) != 1 {
 		t.Fatalf("%+v", page)
@@ -445,7 +446,7 @@ func TestAPIBulkRevoke(t *testing.T) {
 	r1 := e.newKey(asRoot, "/v1/user/api-keys", map[string]any{"name": "r1"})
 
 	t.Run("account admin: other accounts' ids are errors, untouched", func(t *testing.T) {
-		var out bulkJSON
+		var out adminapi.BulkResult
 		e.do("DELETE", "/v1/api-keys", asAAdmin, map[string]any{"ids": []string{a1.ID, b1.ID, r1.ID, "AAAAAAAAAAAAAAAAAAAA", "bad id"}}).
 			want(t, 200).decode(t, &out)
 		if !slices.Equal(out.Invalidated, []string{a1.ID}) || len(out.PreviouslyInvalidated) != 0 || out.ErrorCount != 4 || len(out.Errors) != 4 {
@@ -461,14 +462,14 @@ func TestAPIBulkRevoke(t *testing.T) {
 		}
 	})
 	t.Run("previously invalidated", func(t *testing.T) {
-		var out bulkJSON
+		var out adminapi.BulkResult
 		e.do("DELETE", "/v1/api-keys", asRoot, map[string]any{"ids": []string{a1.ID, a2.ID}}).want(t, 200).decode(t, &out)
 		if !slices.Equal(out.Invalidated, []string{a2.ID}) || !slices.Equal(out.PreviouslyInvalidated, []string{a1.ID}) || out.ErrorCount != 0 {
 			t.Fatalf("bulk = %+v", out)
 		}
 	})
 	t.Run("ids must match the filter", func(t *testing.T) {
-		var out bulkJSON
+		var out adminapi.BulkResult
 		e.do("DELETE", "/v1/api-keys", asRoot, map[string]any{"ids": []string{b1.ID}, "username": "alice"}).want(t, 200).decode(t, &out)
 		if len(out.Invalidated) != 0 || out.ErrorCount != 1 || keyRevoked(e, b1.ID) {
 			t.Fatalf("bulk = %+v", out)
@@ -477,7 +478,7 @@ func TestAPIBulkRevoke(t *testing.T) {
 	t.Run("by name across accounts", func(t *testing.T) {
 		c1 := e.newKey(asAlice, "/v1/user/api-keys", map[string]any{"name": "deploy"})
 		c2 := e.newKey(asBob, "/v1/user/api-keys", map[string]any{"name": "deploy"})
-		var out bulkJSON
+		var out adminapi.BulkResult
 		e.do("DELETE", "/v1/api-keys", asBAdmin, map[string]any{"name": "deploy"}).want(t, 200).decode(t, &out)
 		if !slices.Equal(out.Invalidated, []string{c2.ID}) || keyRevoked(e, c1.ID) {
 			t.Fatalf("account admin of B revoked %+v", out)
@@ -489,7 +490,7 @@ func TestAPIBulkRevoke(t *testing.T) {
 	})
 	t.Run("account admin of admin cannot revoke a global admin's keys", func(t *testing.T) {
 		e.addUser("opsadmin", store.AdminAccount, store.TypeAccountAdmin, "Ops-admin-Pa55word")
-		var out bulkJSON
+		var out adminapi.BulkResult
 		e.do("DELETE", "/v1/api-keys", basicAuth("opsadmin", "Ops-admin-Pa55word"), map[string]any{"ids": []string{r1.ID}}).
 			want(t, 200).decode(t, &out)
 		if out.ErrorCount != 1 || out.Errors[0].Code != "forbidden" || keyRevoked(e, r1.ID) {
@@ -532,7 +533,7 @@ func TestAPIAccountLifecycle(t *testing.T) {
 	if acc.Name != "initech" || acc.State != store.StateEnabled {
 		t.Fatalf("%+v", acc)
 	}
-	var list accountsJSON
+	var list adminapi.Accounts
 	e.do("GET", "/v1/accounts", asRoot, nil).want(t, 200).decode(t, &list)
 	if len(list.Accounts) != 4 {
 		t.Fatalf("%+v", list)
@@ -552,7 +553,7 @@ func TestAPIAccountLifecycle(t *testing.T) {
 
 func TestAPIUserLifecycle(t *testing.T) {
 	e := newAPIEnv(t, apiEnvOptions{})
-	var u userJSON
+	var u adminapi.User
 	r := e.do("POST", "/v1/accounts/acme/users", asAAdmin, map[string]any{
 		"username": "carl", "password": "Carl-Pa55word-long", "roles": []string{"write"}}).want(t, 201)
 	if strings.Contains(string(r.body), "argon2") || strings.Contains(string(r.body), "Carl-Pa55word") || strings.Contains(string(r.body), "password") {
@@ -564,7 +565,7 @@ func TestAPIUserLifecycle(t *testing.T) {
 	}
 	asCarl := basicAuth("carl", "Carl-Pa55word-long")
 	e.do("GET", "/v1/user", asCarl, nil).want(t, 200)
-	var users usersJSON
+	var users adminapi.Users
 	e.do("GET", "/v1/accounts/acme/users", asAAdmin, nil).want(t, 200).decode(t, &users)
 	if len(users.Users) != 3 {
 		t.Fatalf("%+v", users)

@@ -2,61 +2,31 @@ package admin
 
 import (
 	"errors"
-	"slices"
-	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/keygate/keygate/admin/adminapi"
 	"github.com/keygate/keygate/authn/password"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/store"
 )
 
-// userJSON is a user as the API shows it: never a hash.
-type userJSON struct {
-	Username  string         `json:"username"`
-	Account   string         `json:"account"`
-	Type      store.UserType `json:"type"`
-	Roles     []string       `json:"roles"`
-	State     store.State    `json:"state"`
-	CreatedAt time.Time      `json:"created_at"`
-	UpdatedAt time.Time      `json:"updated_at"`
-}
-
-func toUserJSON(u *store.User) userJSON {
-	return userJSON{Username: u.Username, Account: u.Account, Type: u.Type, Roles: nonNil(u.Roles),
+func toUserJSON(u *store.User) adminapi.User {
+	return adminapi.User{Username: u.Username, Account: u.Account, Type: u.Type, Roles: nonNil(u.Roles),
 		State: u.State, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
 }
 
-// selfJSON is GET /v1/user: the caller's identity.
-type selfJSON struct {
-	Username string         `json:"username"`
-	Account  string         `json:"account"`
-	Type     store.UserType `json:"type"`
-	// Roles are the effective roles of this request (for an API key: the
-	// key's roles ∩ the owner's).
-	Roles   []string `json:"roles"`
-	Method  string   `json:"method"`
-	KeyID   string   `json:"key_id,omitempty"`
-	KeyName string   `json:"key_name,omitempty"`
-}
-
 func (a *api) getSelf(r *request) error {
-	return respond(r, fasthttp.StatusOK, selfJSON{
+	return respond(r, fasthttp.StatusOK, adminapi.Self{
 		Username: r.user.Username, Account: r.user.Account, Type: r.user.Type,
 		Roles: nonNil(r.id.Roles), Method: r.id.Method.String(), KeyID: r.id.KeyID, KeyName: r.id.KeyName,
 	})
 }
 
-type changePasswordBody struct {
-	Current *string `json:"current"`
-	New     *string `json:"new"`
-}
-
 func (a *api) changePassword(r *request) error {
 	r.target = "user:" + r.user.Username
-	var b changePasswordBody
+	var b adminapi.ChangePassword
 	if err := decode(r, &b); err != nil {
 		return err
 	}
@@ -93,11 +63,6 @@ func (a *api) changePassword(r *request) error {
 	return noContent(r)
 }
 
-// usersJSON is GET …/users.
-type usersJSON struct {
-	Users []userJSON `json:"users"`
-}
-
 func (a *api) listUsers(r *request) error {
 	account := r.p.Get("account")
 	if err := a.manageAccount(r, account); err != nil {
@@ -110,7 +75,7 @@ func (a *api) listUsers(r *request) error {
 	if err != nil {
 		return err
 	}
-	out := usersJSON{Users: make([]userJSON, 0, len(list))}
+	out := adminapi.Users{Users: make([]adminapi.User, 0, len(list))}
 	for i := range list {
 		out.Users = append(out.Users, toUserJSON(&list[i]))
 	}
@@ -122,19 +87,12 @@ func (a *api) listUsers(r *request) error {
 var errUsernameTaken = errorf(fasthttp.StatusConflict, "conflict",
 	"this username is not available: choose another")
 
-type createUserBody struct {
-	Username string         `json:"username"`
-	Password *string        `json:"password"`
-	Type     store.UserType `json:"type"`
-	Roles    []string       `json:"roles"`
-}
-
 func (a *api) createUser(r *request) error {
 	account := r.p.Get("account")
 	if err := a.manageAccount(r, account); err != nil {
 		return err
 	}
-	var b createUserBody
+	var b adminapi.CreateUser
 	if err := decode(r, &b); err != nil {
 		return err
 	}
@@ -162,7 +120,7 @@ func (a *api) createUser(r *request) error {
 	if err := store.ValidateRoles(b.Roles); err != nil {
 		return err
 	}
-	if err := r.checkGrant(b.Roles, "cannot grant"); err != nil {
+	if err := checkGrant(r.user, b.Roles, "cannot grant"); err != nil {
 		return err
 	}
 	if b.Password == nil || *b.Password == "" {
@@ -204,109 +162,39 @@ func (a *api) getUser(r *request) error {
 	return respond(r, fasthttp.StatusOK, toUserJSON(u))
 }
 
-type updateUserBody struct {
-	Roles    *[]string       `json:"roles"`
-	State    *store.State    `json:"state"`
-	Type     *store.UserType `json:"type"`
-	Password *string         `json:"password"`
-}
-
 func (a *api) updateUser(r *request) error {
 	r.target = "user:" + r.p.Get("account") + "/" + r.p.Get("username")
 	u, err := a.pathUser(r)
 	if err != nil {
 		return err
 	}
-	if err := r.checkTouchUser(u); err != nil {
+	if err := checkTouch(r.user, u); err != nil {
 		return err
 	}
-	var b updateUserBody
+	var b adminapi.UpdateUser
 	if err := decode(r, &b); err != nil {
 		return err
 	}
-	if b.Roles == nil && b.State == nil && b.Type == nil && b.Password == nil {
-		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", `nothing to change: send one or more of "roles", "state", "type", "password"`)
+	c, err := decideUserUpdate(r.user, u, &b)
+	if err != nil {
+		return err
 	}
-	self := u.Username == r.user.Username
-	var upd store.UserUpdate
-	var changed []string
-	if b.Type != nil {
-		if err := store.ValidateUserType(*b.Type); err != nil {
-			return err
-		}
-		if *b.Type != u.Type {
-			switch {
-			case *b.Type == store.TypeAdmin && !r.isGlobalAdmin():
-				return errorf(fasthttp.StatusForbidden, "forbidden", "only a global admin may make a global admin")
-			case self && !r.isGlobalAdmin():
-				return errorf(fasthttp.StatusForbidden, "forbidden", "you cannot change your own type")
-			}
-		}
-		upd.Type = b.Type
-		changed = append(changed, "type")
-	}
-	if b.Roles != nil {
-		if err := store.ValidateRoles(*b.Roles); err != nil {
-			return err
-		}
-		var added []string
-		for _, role := range *b.Roles {
-			if !slices.Contains(u.Roles, role) {
-				added = append(added, role)
-			}
-		}
-		if err := r.checkGrant(added, "cannot grant"); err != nil {
-			return err
-		}
-		roles := append([]string{}, (*b.Roles)...)
-		upd.Roles = &roles
-		changed = append(changed, "roles")
-	}
-	if b.State != nil {
-		if err := store.ValidateState(*b.State); err != nil {
-			return err
-		}
-		upd.State = b.State
-		changed = append(changed, "state")
-	}
-	if b.Password != nil {
-		if self {
-			return errorf(fasthttp.StatusForbidden, "forbidden", "use PUT /v1/user/password to change your own password (it needs the current one)")
-		}
-		// Setting someone's password lets the caller act as them: only
-		// with roles the caller holds.
-		if err := r.checkGrant(u.Roles, "cannot set the password of a user with"); err != nil {
-			return err
-		}
-		if err := password.CheckPolicy(*b.Password, u.Username); err != nil {
-			return errorf(fasthttp.StatusUnprocessableEntity, "weak_password", "%s", err.Error())
-		}
-		changed = append(changed, "password")
-	}
-	// The type of admin is allowed only in the admin account: the store
-	// checks it, but say so before hashing.
-	if upd.Type != nil && *upd.Type == store.TypeAdmin && u.Account != store.AdminAccount {
-		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", "user type %q is allowed only in account %q", store.TypeAdmin, store.AdminAccount)
-	}
-	if b.Password != nil {
-		h, err := a.hasher.Hash(*b.Password)
+	if c.newPassword != nil {
+		h, err := a.hasher.Hash(*c.newPassword)
 		if err != nil {
 			return err
 		}
-		upd.PasswordHash = &h
+		c.upd.PasswordHash = &h
 	}
-	r.fields = append(r.fields, zap.Strings("changed", changed))
-
-	removesAdmin := u.Type == store.TypeAdmin && u.State == store.StateEnabled &&
-		(upd.State != nil && *upd.State != store.StateEnabled || upd.Type != nil && *upd.Type != store.TypeAdmin)
-	if removesAdmin {
+	r.fields = append(r.fields, zap.Strings("changed", c.changed))
+	if c.removesAdmin {
 		a.adminMu.Lock()
 		defer a.adminMu.Unlock()
 		if err := a.checkNotLastAdmin(r, u.Username); err != nil {
 			return err
 		}
 	}
-	nu, err := a.st.UpdateUser(r.c, u.Username, upd)
+	nu, err := a.st.UpdateUser(r.c, u.Username, c.upd)
 	if errors.Is(err, store.ErrNotFound) {
 		return errUserNotFound
 	}
@@ -339,7 +227,7 @@ func (a *api) deleteUser(r *request) error {
 	if err != nil {
 		return err
 	}
-	if err := r.checkTouchUser(u); err != nil {
+	if err := checkTouch(r.user, u); err != nil {
 		return err
 	}
 	if u.Type == store.TypeAdmin && u.State == store.StateEnabled {

@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/keygate/keygate/admin/adminapi"
 )
 
 // session is one CLI invocation: options, I/O, credentials and the client.
@@ -243,12 +245,7 @@ func (s *session) call(method, path string, query url.Values, body, out any) ([]
 		return nil, fmt.Errorf("reading the answer of %s: %v", s.base, err)
 	}
 	if res.StatusCode >= 400 {
-		var eb struct {
-			Error struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-			} `json:"error"`
-		}
+		var eb adminapi.ErrorBody
 		_ = json.Unmarshal(raw, &eb)
 		return nil, &apiError{status: res.StatusCode, code: eb.Error.Code, message: eb.Error.Message}
 	}

@@ -10,64 +10,10 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/keygate/keygate/admin/adminapi"
+	"github.com/keygate/keygate/store"
 )
-
-// Records as the admin API returns them.
-type account struct {
-	Name      string    `json:"name"`
-	State     string    `json:"state"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-type user struct {
-	Username  string    `json:"username"`
-	Account   string    `json:"account"`
-	Type      string    `json:"type"`
-	Roles     []string  `json:"roles"`
-	State     string    `json:"state"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
-type apiKey struct {
-	ID          string     `json:"id"`
-	Name        string     `json:"name"`
-	Description string     `json:"description"`
-	Account     string     `json:"account"`
-	Username    string     `json:"username"`
-	Roles       []string   `json:"roles"`
-	CreatedAt   time.Time  `json:"created_at"`
-	ExpiresAt   *time.Time `json:"expires_at"`
-	RevokedAt   *time.Time `json:"revoked_at"`
-	LastUsedAt  *time.Time `json:"last_used_at"`
-	Status      string     `json:"status"`
-}
-
-type keyPage struct {
-	APIKeys    []apiKey `json:"api_keys"`
-	NextCursor string   `json:"next_cursor"`
-}
-
-type createdKey struct {
-	ID        string     `json:"id"`
-	Name      string     `json:"name"`
-	APIKey    string     `json:"api_key"`
-	Encoded   string     `json:"encoded"`
-	Roles     []string   `json:"roles"`
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at"`
-}
-
-type bulkResult struct {
-	Invalidated           []string `json:"invalidated"`
-	PreviouslyInvalidated []string `json:"previously_invalidated"`
-	ErrorCount            int      `json:"error_count"`
-	Errors                []struct {
-		ID      string `json:"id"`
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"errors"`
-}
 
 // Flag sets shared by verbs.
 func accountFlag(required bool) func(fs *flag.FlagSet, o *opts) {
@@ -236,9 +182,7 @@ func roles(r []string) string {
 // Accounts.
 
 func accountList(s *session, _ []string) error {
-	var out struct {
-		Accounts []account `json:"accounts"`
-	}
+	var out adminapi.Accounts
 	raw, err := s.call("GET", "/v1/accounts", nil, nil, &out)
 	if err != nil {
 		return err
@@ -248,20 +192,20 @@ func accountList(s *session, _ []string) error {
 	}
 	rows := make([][]string, 0, len(out.Accounts))
 	for _, a := range out.Accounts {
-		rows = append(rows, []string{a.Name, a.State, ts(a.CreatedAt)})
+		rows = append(rows, []string{a.Name, string(a.State), ts(a.CreatedAt)})
 	}
 	return s.table("NAME\tSTATE\tCREATED", rows)
 }
 
-func (s *session) showAccount(raw []byte, a *account) error {
+func (s *session) showAccount(raw []byte, a *store.Account) error {
 	if s.o.output == "json" {
 		return s.printJSON(raw)
 	}
-	return s.fields("Name", a.Name, "State", a.State, "Created", ts(a.CreatedAt))
+	return s.fields("Name", a.Name, "State", string(a.State), "Created", ts(a.CreatedAt))
 }
 
 func accountGet(s *session, args []string) error {
-	var a account
+	var a store.Account
 	raw, err := s.call("GET", "/v1/accounts/"+seg(args[0]), nil, nil, &a)
 	if err != nil {
 		return err
@@ -270,8 +214,8 @@ func accountGet(s *session, args []string) error {
 }
 
 func accountCreate(s *session, args []string) error {
-	var a account
-	raw, err := s.call("POST", "/v1/accounts", nil, map[string]any{"name": args[0]}, &a)
+	var a store.Account
+	raw, err := s.call("POST", "/v1/accounts", nil, adminapi.CreateAccount{Name: args[0]}, &a)
 	if err != nil {
 		return err
 	}
@@ -282,8 +226,9 @@ func accountUpdate(s *session, args []string) error {
 	if s.o.state == "" {
 		return usagef("nothing to change: give --state enabled or --state disabled")
 	}
-	var a account
-	raw, err := s.call("PATCH", "/v1/accounts/"+seg(args[0]), nil, map[string]any{"state": s.o.state}, &a)
+	state := store.State(s.o.state)
+	var a store.Account
+	raw, err := s.call("PATCH", "/v1/accounts/"+seg(args[0]), nil, adminapi.UpdateAccount{State: &state}, &a)
 	if err != nil {
 		return err
 	}
@@ -327,9 +272,7 @@ func userList(s *session, _ []string) error {
 	if err := needAccount(s.o); err != nil {
 		return err
 	}
-	var out struct {
-		Users []user `json:"users"`
-	}
+	var out adminapi.Users
 	raw, err := s.call("GET", userPath(s.o, ""), nil, nil, &out)
 	if err != nil {
 		return err
@@ -339,24 +282,24 @@ func userList(s *session, _ []string) error {
 	}
 	rows := make([][]string, 0, len(out.Users))
 	for _, u := range out.Users {
-		rows = append(rows, []string{u.Username, u.Account, u.Type, roles(u.Roles), u.State, ts(u.CreatedAt)})
+		rows = append(rows, []string{u.Username, u.Account, string(u.Type), roles(u.Roles), string(u.State), ts(u.CreatedAt)})
 	}
 	return s.table("USERNAME\tACCOUNT\tTYPE\tROLES\tSTATE\tCREATED", rows)
 }
 
-func (s *session) showUser(raw []byte, u *user) error {
+func (s *session) showUser(raw []byte, u *adminapi.User) error {
 	if s.o.output == "json" {
 		return s.printJSON(raw)
 	}
-	return s.fields("Username", u.Username, "Account", u.Account, "Type", u.Type, "Roles", roles(u.Roles),
-		"State", u.State, "Created", ts(u.CreatedAt), "Updated", ts(u.UpdatedAt))
+	return s.fields("Username", u.Username, "Account", u.Account, "Type", string(u.Type), "Roles", roles(u.Roles),
+		"State", string(u.State), "Created", ts(u.CreatedAt), "Updated", ts(u.UpdatedAt))
 }
 
 func userGet(s *session, args []string) error {
 	if err := needAccount(s.o); err != nil {
 		return err
 	}
-	var u user
+	var u adminapi.User
 	raw, err := s.call("GET", userPath(s.o, args[0]), nil, nil, &u)
 	if err != nil {
 		return err
@@ -375,14 +318,11 @@ func userCreate(s *session, args []string) error {
 	if err != nil {
 		return err
 	}
-	body := map[string]any{"username": args[0], "password": pw}
-	if s.o.typ != "" {
-		body["type"] = s.o.typ
-	}
+	body := adminapi.CreateUser{Username: args[0], Password: &pw, Type: store.UserType(s.o.typ)}
 	if s.o.rolesSet {
-		body["roles"] = nonNil(s.o.roles.vals)
+		body.Roles = nonNil(s.o.roles.vals)
 	}
-	var u user
+	var u adminapi.User
 	raw, err := s.call("POST", userPath(s.o, ""), nil, body, &u)
 	if err != nil {
 		return err
@@ -401,15 +341,18 @@ func userUpdate(s *session, args []string) error {
 	if err := needAccount(s.o); err != nil {
 		return err
 	}
-	body := map[string]any{}
+	var body adminapi.UpdateUser
 	if s.o.typ != "" {
-		body["type"] = s.o.typ
+		t := store.UserType(s.o.typ)
+		body.Type = &t
 	}
 	if s.o.state != "" {
-		body["state"] = s.o.state
+		st := store.State(s.o.state)
+		body.State = &st
 	}
 	if s.o.rolesSet {
-		body["roles"] = nonNil(s.o.roles.vals)
+		r := nonNil(s.o.roles.vals)
+		body.Roles = &r
 	}
 	if s.o.password {
 		if _, err := s.credentials(); err != nil {
@@ -419,12 +362,12 @@ func userUpdate(s *session, args []string) error {
 		if err != nil {
 			return err
 		}
-		body["password"] = pw
+		body.Password = &pw
 	}
-	if len(body) == 0 {
+	if body == (adminapi.UpdateUser{}) {
 		return usagef("nothing to change: give --roles, --state, --type or --password")
 	}
-	var u user
+	var u adminapi.User
 	raw, err := s.call("PATCH", userPath(s.o, args[0]), nil, body, &u)
 	if err != nil {
 		return err
@@ -454,22 +397,14 @@ func userPassword(s *session, _ []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.call("PUT", "/v1/user/password", nil, map[string]any{"current": cur, "new": pw}, nil); err != nil {
+	if _, err := s.call("PUT", "/v1/user/password", nil, adminapi.ChangePassword{Current: &cur, New: &pw}, nil); err != nil {
 		return err
 	}
 	return s.done("password changed; use the new one from now on")
 }
 
 func userWhoami(s *session, _ []string) error {
-	var id struct {
-		Username string   `json:"username"`
-		Account  string   `json:"account"`
-		Type     string   `json:"type"`
-		Roles    []string `json:"roles"`
-		Method   string   `json:"method"`
-		KeyID    string   `json:"key_id"`
-		KeyName  string   `json:"key_name"`
-	}
+	var id adminapi.Self
 	raw, err := s.call("GET", "/v1/user", nil, nil, &id)
 	if err != nil {
 		return err
@@ -477,7 +412,7 @@ func userWhoami(s *session, _ []string) error {
 	if s.o.output == "json" {
 		return s.printJSON(raw)
 	}
-	kv := []string{"Username", id.Username, "Account", id.Account, "Type", id.Type, "Roles", roles(id.Roles), "Method", id.Method}
+	kv := []string{"Username", id.Username, "Account", id.Account, "Type", string(id.Type), "Roles", roles(id.Roles), "Method", id.Method}
 	if id.KeyID != "" {
 		kv = append(kv, "Key", id.KeyID+" ("+id.KeyName+")")
 	}
@@ -486,14 +421,14 @@ func userWhoami(s *session, _ []string) error {
 
 // Keys.
 
-func keyRows(keys []apiKey) [][]string {
+func keyRows(keys []adminapi.Key) [][]string {
 	rows := make([][]string, 0, len(keys))
 	for _, k := range keys {
 		last := "-"
 		if k.LastUsedAt != nil {
 			last = ts(*k.LastUsedAt)
 		}
-		rows = append(rows, []string{k.ID, k.Name, k.Username, k.Account, roles(k.Roles), k.Status, tsp(k.ExpiresAt), last})
+		rows = append(rows, []string{k.ID, k.Name, k.Username, k.Account, roles(k.Roles), string(k.Status), tsp(k.ExpiresAt), last})
 	}
 	return rows
 }
@@ -525,12 +460,12 @@ func keyList(s *session, _ []string) error {
 		q.Set("limit", strconv.Itoa(s.o.limit))
 	}
 	cursor := s.o.cursor
-	var all []apiKey
+	var all []adminapi.Key
 	for {
 		if cursor != "" {
 			q.Set("cursor", cursor)
 		}
-		var page keyPage
+		var page adminapi.KeyPage
 		raw, err := s.call("GET", path, q, nil, &page)
 		if err != nil {
 			return err
@@ -555,7 +490,7 @@ func keyList(s *session, _ []string) error {
 		cursor = page.NextCursor
 	}
 	if s.o.output == "json" {
-		b, err := json.Marshal(keyPage{APIKeys: append([]apiKey{}, all...)})
+		b, err := json.Marshal(adminapi.KeyPage{APIKeys: append([]adminapi.Key{}, all...)})
 		if err != nil {
 			return err
 		}
@@ -564,7 +499,7 @@ func keyList(s *session, _ []string) error {
 	return s.table(keyHeader, keyRows(all))
 }
 
-func (s *session) showKey(raw []byte, k *apiKey) error {
+func (s *session) showKey(raw []byte, k *adminapi.Key) error {
 	if s.o.output == "json" {
 		return s.printJSON(raw)
 	}
@@ -577,7 +512,7 @@ func (s *session) showKey(raw []byte, k *apiKey) error {
 		revoked = ts(*k.RevokedAt)
 	}
 	return s.fields("ID", k.ID, "Name", k.Name, "Description", k.Description, "Owner", k.Username+" ("+k.Account+")",
-		"Roles", roles(k.Roles), "Status", k.Status, "Created", ts(k.CreatedAt), "Expires", tsp(k.ExpiresAt),
+		"Roles", roles(k.Roles), "Status", string(k.Status), "Created", ts(k.CreatedAt), "Expires", tsp(k.ExpiresAt),
 		"Revoked", revoked, "Last used", last)
 }
 
@@ -586,7 +521,7 @@ func keyGet(s *session, args []string) error {
 	if err != nil {
 		return err
 	}
-	var k apiKey
+	var k adminapi.Key
 	raw, err := s.call("GET", p+"/"+seg(args[0]), nil, nil, &k)
 	if err != nil {
 		return err
@@ -602,20 +537,18 @@ func keyCreate(s *session, args []string) error {
 	if s.o.expiresIn != "" && s.o.expiresAt != "" {
 		return usagef("give --expires-in or --expires-at, not both")
 	}
-	body := map[string]any{"name": args[0]}
-	if s.o.description != "" {
-		body["description"] = s.o.description
-	}
+	body := adminapi.CreateKey{Name: args[0], Description: s.o.description}
 	if s.o.expiresIn != "" {
-		body["expires_in"] = s.o.expiresIn
+		body.ExpiresIn = &s.o.expiresIn
 	}
 	if s.o.expiresAt != "" {
-		body["expires_at"] = s.o.expiresAt
+		body.ExpiresAt = &s.o.expiresAt
 	}
 	if s.o.rolesSet {
-		body["roles"] = nonNil(s.o.roles.vals)
+		r := nonNil(s.o.roles.vals)
+		body.Roles = &r
 	}
-	var k createdKey
+	var k adminapi.CreatedKey
 	raw, err := s.call("POST", p, nil, body, &k)
 	if err != nil {
 		return err
@@ -648,7 +581,7 @@ func keyRevoke(s *session, args []string) error {
 	if err != nil {
 		return err
 	}
-	var k apiKey
+	var k adminapi.Key
 	raw, err := s.call("DELETE", p+"/"+seg(args[0]), nil, nil, &k)
 	if err != nil {
 		return err
@@ -667,20 +600,8 @@ func keyBulkRevoke(s *session, ids []string) error {
 	if len(ids) == 0 && s.o.name == "" && s.o.username == "" && s.o.account == "" {
 		return usagef("say which keys to revoke: ids, or --name, --username, --account")
 	}
-	body := map[string]any{}
-	if len(ids) > 0 {
-		body["ids"] = ids
-	}
-	if s.o.name != "" {
-		body["name"] = s.o.name
-	}
-	if s.o.username != "" {
-		body["username"] = s.o.username
-	}
-	if s.o.account != "" {
-		body["account"] = s.o.account
-	}
-	var res bulkResult
+	body := adminapi.BulkRevoke{IDs: ids, Name: s.o.name, Username: s.o.username, Account: s.o.account}
+	var res adminapi.BulkResult
 	raw, err := s.call("DELETE", "/v1/api-keys", nil, body, &res)
 	if err != nil {
 		return err
