@@ -449,7 +449,7 @@ func TestAdminMalformedRequests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 			go func() { _, _ = c.Write([]byte(tc.raw)) }()
 			var resp fasthttp.Response

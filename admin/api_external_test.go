@@ -88,7 +88,7 @@ func TestExternalAuthorizerDownOnAdminWrites(t *testing.T) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	mustOK(t, err)
 	ext := configs.External{Endpoint: "http://" + ln.Addr().String(), Timeout: configs.Duration(200 * time.Millisecond), CacheTTL: configs.Duration(time.Second)}
-	ln.Close()
+	_ = ln.Close()
 	a, err := authz.NewExternal(ext, authz.Options{})
 	mustOK(t, err)
 	t.Cleanup(func() { _ = a.Close() })

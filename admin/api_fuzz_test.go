@@ -57,7 +57,7 @@ func FuzzAPI(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	ctx := context.Background()
 	if _, err := store.Bootstrap(ctx, st, apiTestHasher.Hash, pwRoot, io.Discard); err != nil {
 		f.Fatal(err)

@@ -260,7 +260,7 @@ func (e *apiEnv) do(method, path, auth string, body any) resp {
 	}
 	res, err := e.http.Do(req)
 	mustOK(e.t, err)
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	b, err := io.ReadAll(res.Body)
 	mustOK(e.t, err)
 	return resp{status: res.StatusCode, header: res.Header, body: b}

@@ -47,7 +47,7 @@ func TestAPIAuthenticationErrors(t *testing.T) {
 		req.Header.Add("Authorization", asRoot)
 		res, err := e.http.Do(req)
 		mustOK(t, err)
-		res.Body.Close()
+		_ = res.Body.Close()
 		if res.StatusCode != 400 {
 			t.Fatalf("status %d, want 400", res.StatusCode)
 		}
@@ -86,7 +86,7 @@ func TestAPIBadRequests(t *testing.T) {
 		}
 		res, err := e.http.Do(req)
 		mustOK(t, err)
-		defer res.Body.Close()
+		defer func() { _ = res.Body.Close() }()
 		b, err := io.ReadAll(res.Body)
 		mustOK(t, err)
 		return resp{status: res.StatusCode, header: res.Header, body: b}

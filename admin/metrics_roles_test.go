@@ -48,7 +48,7 @@ func TestMetricsRoles(t *testing.T) {
 			}
 			resp, err := http.DefaultClient.Do(req)
 			mustOK(t, err)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode != tc.want {
 				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
 			}

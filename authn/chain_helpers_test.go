@@ -129,7 +129,7 @@ func newBoltStore(t testing.TB, clk *clock) store.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
 

@@ -22,7 +22,7 @@ func newRedisStore(t testing.TB, clk *clock) (*testredis.Server, store.Store) {
 	rs, err := redisstore.New(configs.Redis{Addrs: []string{srv.Addr()}, Timeout: configs.Duration(time.Second)},
 		redisstore.Options{Now: clk.Now})
 	must(t, err)
-	t.Cleanup(func() { rs.Close() })
+	t.Cleanup(func() { _ = rs.Close() })
 	return srv, rs
 }
 

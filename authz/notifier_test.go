@@ -113,7 +113,7 @@ func TestNotifierPluginDownThenUp(t *testing.T) {
 
 	// 2. keygate restarts: the queue is still there.
 	o = openOutbox(t, path)
-	defer o.Close()
+	defer func() { _ = o.Close() }()
 	if p := pending(t, o); len(p) != len(steps) || p[0].Attempts < 2 || p[0].NotBefore.IsZero() {
 		t.Fatalf("after reopen: %+v", p)
 	}
@@ -257,7 +257,7 @@ func TestNotifierWrongSecret(t *testing.T) {
 	t.Parallel()
 	srv, endpoint := startPlugin(t, testRules, testSecret)
 	out := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"))
-	defer out.Close()
+	defer func() { _ = out.Close() }()
 	n := newNotifier(t, endpoint, "wrong-secret-wrong-secret-wrong!", out, fastRetry)
 	if err := n.Notify(context.Background(), authz.OpCreate, authz.KindPrincipal, "alice"); err != nil {
 		t.Fatal(err)

@@ -68,7 +68,7 @@ func TestBoltOutbox(t *testing.T) {
 
 	// Reopened: still there, in order, retry state kept.
 	o = openOutbox(t, path)
-	defer o.Close()
+	defer func() { _ = o.Close() }()
 	all, err := o.Next(ctx, 100)
 	if err != nil || len(all) != 11 {
 		t.Fatalf("after reopen Next = %d, %v", len(all), err)

@@ -199,7 +199,7 @@ func TestStoreOutboxInvalid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	out := authz.NewStoreOutbox(s)
 	ctx := context.Background()
 	for _, bad := range []authz.Notification{

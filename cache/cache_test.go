@@ -1043,11 +1043,11 @@ func TestMetrics(t *testing.T) {
 	e := &env{t: t, c: c, clk: clk}
 	k := e.setPos("alice:pw", ident("alice", "acme"))
 	n := e.setNeg("bob:bad", errBadSecret)
-	e.get(k)                 // hit
-	e.get(n)                 // negative: hit
-	e.get(e.key("carol:pw")) // miss
-	clk.Advance(testTTL)     //
-	e.get(k)                 // stale: miss
+	_, _, _ = e.get(k)                 // hit
+	_, _, _ = e.get(n)                 // negative: hit
+	_, _, _ = e.get(e.key("carol:pw")) // miss
+	clk.Advance(testTTL)               //
+	_, _, _ = e.get(k)                 // stale: miss
 	c.Invalidate(store.Invalidation{Username: "alice"})
 	c.Invalidate(store.Invalidation{Flush: true})
 

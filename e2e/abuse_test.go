@@ -88,7 +88,7 @@ func TestSlowloris(t *testing.T) {
 	conns := make([]net.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
-			c.Close()
+			_ = c.Close()
 		}
 	}()
 	for range n {
@@ -107,7 +107,7 @@ func TestSlowloris(t *testing.T) {
 		if err != nil {
 			t.Fatalf("normal client not served: %v", err)
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode != 200 {
 			t.Fatalf("normal client: %d", resp.StatusCode)
 		}

@@ -68,7 +68,7 @@ func (a *admClient) once(method, path, auth string, body any) (int, http.Header,
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	b, _ := io.ReadAll(res.Body)
 	return res.StatusCode, res.Header, b
 }

@@ -308,8 +308,8 @@ func mxProxy(hc *http.Client, g *gateway, path, auth string) int {
 	if err != nil {
 		return 0
 	}
-	io.Copy(io.Discard, res.Body)
-	res.Body.Close()
+	_, _ = io.Copy(io.Discard, res.Body)
+	_ = res.Body.Close()
 	return res.StatusCode
 }
 
@@ -358,7 +358,7 @@ func mxSend(hc *http.Client, base, method, path, auth string, body any) (int, []
 			return 0, nil, err
 		}
 		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
+		_ = res.Body.Close()
 		if res.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
 			return res.StatusCode, b, nil
 		}

@@ -36,7 +36,7 @@ func startCutProxy(t *testing.T, target string) *cutProxy {
 	}
 	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
 	go p.serve()
-	t.Cleanup(func() { ln.Close(); p.setCut(true) })
+	t.Cleanup(func() { _ = ln.Close(); p.setCut(true) })
 	return p
 }
 
@@ -65,12 +65,12 @@ func (p *cutProxy) track(cs ...net.Conn) bool {
 }
 
 func (p *cutProxy) forward(c net.Conn) {
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	u, err := net.DialTimeout("tcp", p.target, time.Second)
 	if err != nil {
 		return
 	}
-	defer u.Close()
+	defer func() { _ = u.Close() }()
 	if !p.track(c, u) {
 		return
 	}
@@ -91,7 +91,7 @@ func (p *cutProxy) setCut(v bool) {
 	p.cut = v
 	if v {
 		for c := range p.conns {
-			c.Close()
+			_ = c.Close()
 		}
 		clear(p.conns)
 	}
@@ -112,7 +112,7 @@ func revokeOnAdmin(t *testing.T, g *gateway, owner, id string) {
 			t.Fatalf("revoke %s on %s: %v", id, g.admin, err)
 		}
 		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		switch {
 		case resp.StatusCode == 200:
 			return

@@ -57,8 +57,8 @@ func auFlood(ctx context.Context, workers int, url string) (*auFloodResult, func
 				if err != nil {
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
 				res.mu.Lock()
 				res.byStatus[resp.StatusCode]++
 				if resp.StatusCode == 429 && res.retryAfter == "" {

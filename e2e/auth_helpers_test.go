@@ -57,7 +57,7 @@ func auRedisStore(t testing.TB, addr string) auStore {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { _ = st.Close() })
 	return auStore{t: t, st: st}
 }
 
@@ -236,7 +236,7 @@ func (c *auClient) do(url, authz string, hdr ...string) (auResp, error) {
 	if err != nil {
 		return auResp{}, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return auResp{}, err
@@ -309,7 +309,7 @@ func auMetric(t testing.TB, g *gateway, series string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
 	for sc.Scan() {

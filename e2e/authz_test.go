@@ -47,7 +47,7 @@ func TestExternalAuthorizationPlugin(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		return resp.StatusCode
 	}
 	for _, tc := range []struct {

@@ -314,7 +314,7 @@ func TestAuthzLimConcurrentGuessesAgainstTheBinary(t *testing.T) {
 		if err != nil {
 			return 0
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		return resp.StatusCode
 	})
 	grants := auMetric(t, g, `keygate_token_requests_total{grant_type="password",result="invalid_grant"}`)

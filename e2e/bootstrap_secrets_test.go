@@ -62,7 +62,7 @@ func TestBootstrapSecretsScrubbed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("admin login with KEYGATE_ADMIN_PASSWORD: %d", resp.StatusCode)
 	}
@@ -133,7 +133,7 @@ func TestBootstrapPasswordFileConfigured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("login with the password of the file: %d", resp.StatusCode)
 	}
@@ -196,7 +196,7 @@ func TestBootstrapPasswordFileRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("login with the password of the file: %d", resp.StatusCode)
 	}
@@ -219,7 +219,7 @@ func TestBootstrapPasswordOnTerminal(t *testing.T) {
 	if err != nil {
 		t.Skipf("no pseudo-terminals here: %v", err)
 	}
-	defer master.Close()
+	defer func() { _ = master.Close() }()
 	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
 		t.Skipf("unlockpt: %v", err)
 	}
@@ -231,7 +231,7 @@ func TestBootstrapPasswordOnTerminal(t *testing.T) {
 	if err != nil {
 		t.Skipf("open pts: %v", err)
 	}
-	defer tty.Close()
+	defer func() { _ = tty.Close() }()
 	var screen syncBuffer
 	go func() { _, _ = io.Copy(&screen, master) }() // ends with EIO when the terminal closes
 
@@ -268,7 +268,7 @@ func TestBootstrapPasswordOnTerminal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("login with the password shown: %d", resp.StatusCode)
 	}

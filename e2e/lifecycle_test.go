@@ -174,7 +174,7 @@ func TestPortBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	busy := ln.Addr().String()
 	for _, key := range []string{"KEYGATE_LISTEN", "KEYGATE_ADMIN_LISTEN"} {
 		t.Run(key, func(t *testing.T) {
@@ -210,7 +210,7 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
@@ -233,7 +233,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 401 || len(resp.Header.Values("WWW-Authenticate")) != 2 {
 		t.Errorf("anonymous /hello: %d %v", resp.StatusCode, resp.Header.Values("WWW-Authenticate"))
 	}
@@ -248,7 +248,7 @@ func TestDemo(t *testing.T) {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode != tc.want {
 			t.Errorf("admin login: %d, want %d: %s", resp.StatusCode, tc.want, body)
 			continue
@@ -346,7 +346,7 @@ func TestAdminEndpoints(t *testing.T) {
 	if resp, err := http.Get(g.url("/some/thing")); err != nil {
 		t.Fatal(err)
 	} else {
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode != 200 {
 			t.Fatalf("proxied request: %d", resp.StatusCode)
 		}
@@ -371,7 +371,7 @@ func TestAdminEndpoints(t *testing.T) {
 				t.Fatal(err)
 			}
 			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode != tc.code {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.code, body)
 			}
@@ -403,8 +403,8 @@ func TestGracefulShutdown(t *testing.T) {
 			res <- result{err: err}
 			return
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
 		res <- result{code: resp.StatusCode}
 	}()
 	select {
@@ -423,7 +423,7 @@ func TestGracefulShutdown(t *testing.T) {
 			refused = true
 			break
 		}
-		c.Close()
+		_ = c.Close()
 	}
 	if !refused {
 		t.Error("new connections still accepted after SIGTERM")
@@ -449,7 +449,7 @@ func TestShutdownTimeout(t *testing.T) {
 	g := startGateway(t, serveOpts{routes: echoRoute("slow", "/", up.addr, "timeout: 10s"), shutdownTimeout: "500ms"})
 	go func() {
 		if resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(g.url("/stuck")); err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 		}
 	}()
 	select {
@@ -524,7 +524,7 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
@@ -543,7 +543,7 @@ func TestTLS(t *testing.T) {
 	}
 	// Plain HTTP on the TLS listener gets no proxied answer.
 	if resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + g.public + "/x"); err == nil {
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode == 200 {
 			t.Error("plain HTTP served on the TLS listener")
 		}

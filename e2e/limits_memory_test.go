@@ -81,7 +81,7 @@ func fetchDiscard(t testing.TB, url string) (int, int64) {
 		t.Error(err)
 		return 0, 0
 	}
-	defer r.Body.Close()
+	defer func() { _ = r.Body.Close() }()
 	n, err := io.Copy(io.Discard, r.Body)
 	if err != nil {
 		t.Error(err)
@@ -147,7 +147,7 @@ func TestAnsweredBeforeBody(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer c.Close()
+				defer func() { _ = c.Close() }()
 				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 				fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", tt.target, tt.length)
 				start := time.Now()
@@ -177,7 +177,7 @@ func TestAnsweredBeforeBody(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer c.Close()
+				defer func() { _ = c.Close() }()
 				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 				req := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s", tt.target, tt.length, strings.Repeat("x", tt.length))
 				if _, err := io.WriteString(c, req); err != nil {
@@ -205,7 +205,7 @@ func TestIdleConnectionsDoNotStarve(t *testing.T) {
 	var idle []net.Conn
 	defer func() {
 		for _, c := range idle {
-			c.Close()
+			_ = c.Close()
 		}
 	}()
 	for i := range 50 {
@@ -258,7 +258,7 @@ func slowRead(t testing.TB, addr, target string, rate int, max time.Duration) (t
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.(*net.TCPConn).SetReadBuffer(16 << 10)
 	start := time.Now()
 	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", target)

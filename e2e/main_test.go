@@ -41,11 +41,11 @@ func TestMain(m *testing.M) {
 	build := exec.Command("go", "build", "-o", binPath, "github.com/keygate/keygate/cmd/keygate")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: building keygate: %v\n%s", err, out)
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir)
 		os.Exit(1)
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
 
@@ -57,7 +57,7 @@ func freeAddr(t *testing.T) string {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	ln.Close()
+	_ = ln.Close()
 	return addr
 }
 
@@ -165,8 +165,8 @@ func waitHTTP(t *testing.T, p *proc, url string, tlsConf *tls.Config) {
 		}
 		resp, err := c.Get(url)
 		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return
 			}
@@ -273,7 +273,7 @@ func rawDo(t *testing.T, addr, raw string) rawResponse {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	// Write concurrently: the server may answer (and close) before reading
 	// everything, e.g. on an oversize request.
@@ -282,7 +282,7 @@ func rawDo(t *testing.T, addr, raw string) rawResponse {
 	if err != nil {
 		t.Fatalf("reading response to %.60q: %v", raw, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
 	return rawResponse{status: resp.StatusCode, header: resp.Header, body: body}
 }

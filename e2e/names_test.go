@@ -92,7 +92,7 @@ func TestUsernameConfusables(t *testing.T) {
 		AccessToken string `json:"access_token"`
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 200 || tok.AccessToken == "" {
 		t.Fatalf("password grant as ALICE.SMITH: %d", resp.StatusCode)
 	}

@@ -69,7 +69,7 @@ func TestForwarding(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode != 401 {
 			t.Errorf("status %d, want 401", resp.StatusCode)
 		}
@@ -364,7 +364,7 @@ func TestUpstreamFailures(t *testing.T) {
 				t.Fatal(err)
 			}
 			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode != tc.want {
 				t.Errorf("status %d, want %d: %s", resp.StatusCode, tc.want, body)
 			}

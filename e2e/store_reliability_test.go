@@ -34,7 +34,7 @@ func rrStore(t testing.TB, addrs []string) auStore {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { _ = st.Close() })
 	return auStore{t: t, st: st}
 }
 
@@ -144,7 +144,7 @@ func TestReadyBoltFullDisk(t *testing.T) {
 			break
 		}
 	}
-	f.Close()
+	_ = f.Close()
 
 	code, rj := getReady(t, g)
 	if code != 503 || rj.Checks["store_write"] != "failed" || rj.Checks["store_read"] != "ok" ||
@@ -297,7 +297,7 @@ func rrClusterFailover(t *testing.T, nodeTimeout time.Duration) rrFailover {
 
 	ctx := context.Background()
 	any0 := redis.NewClient(&redis.Options{Addr: c.Addrs()[0]})
-	defer any0.Close()
+	defer func() { _ = any0.Close() }()
 	slot, err := any0.ClusterKeySlot(ctx, "kg:{"+id0[:8]+"}").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -307,7 +307,7 @@ func rrClusterFailover(t *testing.T, nodeTimeout time.Duration) rrFailover {
 	if n, err := vc.Wait(ctx, 1, 5*time.Second).Result(); err != nil || n != 1 {
 		t.Fatalf("WAIT 1 on the victim = %d, %v", n, err)
 	}
-	vc.Close()
+	_ = vc.Close()
 	// The gateway holds connections to the victim and caches the admin.
 	cl := newAuClient(5 * time.Second)
 	defer cl.close()

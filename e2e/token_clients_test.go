@@ -275,7 +275,7 @@ func TestTokenMetadata(t *testing.T) {
 		AuthMethods   []string  `json:"token_endpoint_auth_methods_supported"`
 	}
 	err = json.NewDecoder(resp.Body).Decode(&m)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		t.Fatalf("metadata: %d %v", resp.StatusCode, err)
 	}
@@ -310,7 +310,7 @@ func TestTokenMetadata(t *testing.T) {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		var shape map[string]map[string]string
 		if resp.StatusCode != c.status || json.Unmarshal(b, &shape) != nil || len(shape) != 1 ||
 			len(shape["error"]) != 2 || shape["error"]["code"] != c.code || shape["error"]["message"] == "" {

@@ -89,7 +89,7 @@ func TestExternalAuthorizerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	dead := "http://" + ln.Addr().String()
-	ln.Close() // nothing listens there: connection refused
+	_ = ln.Close() // nothing listens there: connection refused
 	ext, err := authz.NewExternal(configs.External{Endpoint: dead, Timeout: configs.Duration(300 * time.Millisecond), CacheTTL: configs.Duration(time.Second)}, authz.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -51,7 +51,7 @@ func TestExpectDecidedOnHeaders(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			h := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: %d\r\n", tt.target, tt.length)
 			if tt.auth != "" {
 				h += "Authorization: " + tt.auth + "\r\n"
@@ -61,7 +61,7 @@ func TestExpectDecidedOnHeaders(t *testing.T) {
 			}
 			br := bufio.NewReader(c)
 			r := readResp(t, c, br)
-			r.Body.Close()
+			_ = r.Body.Close()
 			if tt.status != 200 {
 				if r.StatusCode != tt.status || r.Header.Get("Content-Type") != "application/json" || r.Header.Get("X-Request-Id") == "" {
 					t.Fatalf("status %d %v, want %d before any body", r.StatusCode, r.Header, tt.status)
@@ -78,7 +78,7 @@ func TestExpectDecidedOnHeaders(t *testing.T) {
 				t.Fatal(err)
 			}
 			r = readResp(t, c, br)
-			r.Body.Close()
+			_ = r.Body.Close()
 			if r.StatusCode != 200 || up.last(t).BodySize != tt.length {
 				t.Fatalf("status %d, upstream body %d", r.StatusCode, up.last(t).BodySize)
 			}
@@ -118,7 +118,7 @@ func TestEarlyAnswerSeen(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			var head string
 			body := strings.Repeat("z", tt.send)
@@ -135,7 +135,7 @@ func TestEarlyAnswerSeen(t *testing.T) {
 			br := bufio.NewReader(c)
 			r := readResp(t, c, br)
 			b, _ := io.ReadAll(r.Body)
-			r.Body.Close()
+			_ = r.Body.Close()
 			if r.StatusCode != tt.status || !strings.Contains(string(b), `"error"`) {
 				t.Fatalf("status %d %s, want %d", r.StatusCode, b, tt.status)
 			}
@@ -174,7 +174,7 @@ func TestBodyBudget(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		_, _ = io.WriteString(c, post+strings.Repeat("a", 20<<10))
 		held = append(held, c)
 	}
@@ -208,7 +208,7 @@ func TestBodyBudget(t *testing.T) {
 	for _, c := range held {
 		_, _ = io.WriteString(c, strings.Repeat("a", n-20<<10))
 		r := readResp(t, c, bufio.NewReader(c))
-		r.Body.Close()
+		_ = r.Body.Close()
 		if r.StatusCode != 200 {
 			t.Fatalf("held body: %d", r.StatusCode)
 		}
@@ -260,7 +260,7 @@ func TestStreamedResponse(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer r.Body.Close()
+			defer func() { _ = r.Body.Close() }()
 			n, err := io.Copy(io.Discard, r.Body)
 			if r.StatusCode != tt.status || err != nil || tt.n >= 0 && n != tt.n {
 				t.Fatalf("status %d, %d bytes, %v", r.StatusCode, n, err)
@@ -294,7 +294,7 @@ func TestWriteTimeoutWholeResponse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.(*net.TCPConn).SetReadBuffer(16 << 10)
 	start := time.Now()
 	_, _ = io.WriteString(c, get("/x"))
@@ -339,11 +339,11 @@ func TestIdleConnectionsEvicted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		br := bufio.NewReader(c)
 		_, _ = io.WriteString(c, get("/public/idle"))
 		r := readResp(t, c, br)
-		r.Body.Close()
+		_ = r.Body.Close()
 		if r.StatusCode != 200 {
 			t.Fatalf("idle client %d: %d", i, r.StatusCode)
 		}
@@ -389,10 +389,10 @@ func TestIdleWithoutPressureKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	br := bufio.NewReader(c)
 	_, _ = io.WriteString(c, get("/public/idle"))
-	readResp(t, c, br).Body.Close()
+	_ = readResp(t, c, br).Body.Close()
 	time.Sleep(time.Second)
 	_, _ = io.WriteString(c, get("/public/again"))
 	if r := readResp(t, c, br); r.StatusCode != 200 {
@@ -412,7 +412,7 @@ func TestExpectKeepsHeaderDecision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	io.WriteString(c, "POST /admin/x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n"+ //nolint:errcheck
 		"Authorization: ApiKey good\r\nX-Forwarded-For: 6.6.6.6\r\nX-Auth-User: mallory\r\n\r\n")
 	br := bufio.NewReader(c)

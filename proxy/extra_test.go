@@ -129,7 +129,7 @@ func TestTLSListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.WriteString(c, get("/public/tls", "X-Forwarded-Proto: http")); err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestTLSListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Body.Close()
+	_ = r.Body.Close()
 	if r.StatusCode != 200 {
 		t.Fatalf("status %d", r.StatusCode)
 	}
@@ -156,7 +156,7 @@ func closingUpstream(t *testing.T) (string, *atomic.Int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() { _ = ln.Close() })
 	var n atomic.Int64
 	go func() {
 		for {
@@ -165,7 +165,7 @@ func closingUpstream(t *testing.T) (string, *atomic.Int64) {
 				return
 			}
 			go func() {
-				defer c.Close()
+				defer func() { _ = c.Close() }()
 				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 				req, err := http.ReadRequest(bufio.NewReader(c))
 				if err != nil {
@@ -211,7 +211,7 @@ func TestHeadAndFramingHeadersInConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	br := bufio.NewReader(c)
 	// HEAD, then a POST naming its own framing headers in Connection, on
@@ -300,5 +300,5 @@ func TestForwardedIPv6Peer(t *testing.T) {
 			t.Errorf("trusted %v: XFF %q want %q", tt.trusted, got, tt.xff)
 		}
 	}
-	ln.Close()
+	_ = ln.Close()
 }

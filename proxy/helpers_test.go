@@ -189,7 +189,7 @@ func rawDo(t *testing.T, addr, raw string) resp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
@@ -198,7 +198,7 @@ func rawDo(t *testing.T, addr, raw string) resp {
 	if err != nil {
 		t.Fatalf("reading response: %v", err)
 	}
-	defer r.Body.Close()
+	defer func() { _ = r.Body.Close() }()
 	b, _ := io.ReadAll(r.Body)
 	return resp{Status: r.StatusCode, Header: r.Header, Body: string(b), Close: r.Close}
 }

@@ -49,7 +49,7 @@ func TestOversize(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 		start := time.Now()
 		go func() {
@@ -82,7 +82,7 @@ func TestUpstreamFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	dead := "http://" + ln.Addr().String()
-	ln.Close()
+	_ = ln.Close()
 	slow := newUpstream(t)
 	slow.delay = time.Second
 	fast := newUpstream(t)
@@ -141,7 +141,7 @@ func TestConcurrencyLimit(t *testing.T) {
 		t.Fatalf("over limit: %d %v %s", r.Status, r.Header, r.Body)
 	}
 	for _, c := range held {
-		c.Close()
+		_ = c.Close()
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
@@ -173,7 +173,7 @@ func TestSlowloris(t *testing.T) {
 				closedAfter <- -1
 				return
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			start := time.Now()
 			go func() {
 				req := get("/public/slow")

@@ -149,7 +149,7 @@ func TestBootstrapHashError(t *testing.T) {
 
 func TestBootstrapStoreClosed(t *testing.T) {
 	s, _ := newBolt(t)
-	s.Close()
+	_ = s.Close()
 	_, err := store.Bootstrap(context.Background(), s, fakeHash, "pw", nil)
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Bootstrap on a closed store = %v, want ErrUnavailable", err)

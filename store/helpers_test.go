@@ -21,7 +21,7 @@ func newBolt(t testing.TB) (*boltstore.Store, *storetest.Clock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { _ = s.Close() })
 	return s, clock
 }
 

@@ -80,7 +80,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { raw.Close() })
+	t.Cleanup(func() { _ = raw.Close() })
 	ctx := context.Background()
 	must(t, raw.CreateAccount(ctx, &store.Account{Name: "acme"}))
 	must(t, raw.CreateUser(ctx, &store.User{Username: "alice", Account: "acme", Roles: []string{"write", "read", "ops"}, PasswordHash: "x"}))

@@ -257,7 +257,7 @@ func boltWithOldHash(t *testing.T) *boltstore.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { _ = s.Close() })
 	old, err := New(oldParams, 1).Hash(authPW)
 	if err != nil {
 		t.Fatal(err)
@@ -290,7 +290,7 @@ func TestAuthenticatorRehash(t *testing.T) {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	invs := make(chan store.Invalidation, 16)
-	go s.Watch(wctx, func(inv store.Invalidation) { invs <- inv })
+	go func() { _ = s.Watch(wctx, func(inv store.Invalidation) { invs <- inv }) }()
 	for live := false; !live; { // wait until the watch delivers
 		if _, err := s.SetAccountState(ctx, "acme", store.StateEnabled); err != nil {
 			t.Fatal(err)
@@ -430,7 +430,7 @@ func newBolt(t testing.TB, h *Hasher) store.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { _ = s.Close() })
 	phc, err := h.Hash(authPW)
 	if err != nil {
 		t.Fatal(err)

@@ -29,7 +29,7 @@ func jwtChain(tb testing.TB) (*authn.Chain, []byte) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { st.Close() })
+	tb.Cleanup(func() { _ = st.Close() })
 	if err := st.CreateAccount(ctx, &store.Account{Name: "acme"}); err != nil {
 		tb.Fatal(err)
 	}

@@ -308,7 +308,7 @@ func TestEndpointRefreshRotation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { rs.Close() })
+		t.Cleanup(func() { _ = rs.Close() })
 		testRefreshRotation(t, newFixture(t, func(o *EndpointOptions) { o.Refresh = rs }))
 	})
 }
@@ -414,7 +414,7 @@ func TestEndpointRateLimit(t *testing.T) {
 
 func TestEndpointUnavailable(t *testing.T) {
 	f := newFixture(t, nil)
-	f.env.s.Close()
+	_ = f.env.s.Close()
 	r := f.post(pwForm("alice", alicePW))
 	if r.status != 503 || r.str("error") != "temporarily_unavailable" || string(r.header.Peek("Retry-After")) == "" {
 		t.Errorf("store closed: %d %s", r.status, r.raw)

@@ -129,7 +129,7 @@ func newEnv(t testing.TB, h *password.Hasher) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { _ = s.Close() })
 	e := &testEnv{s: s, h: h, clock: clock, ctx: context.Background()}
 	if err := s.CreateAccount(e.ctx, &store.Account{Name: "acme"}); err != nil {
 		t.Fatal(err)

@@ -147,7 +147,7 @@ func clearEnvBlock(secret func(name string) bool) error {
 	if err != nil {
 		return err
 	}
-	defer mem.Close()
+	defer func() { _ = mem.Close() }()
 	block := make([]byte, hi-lo)
 	if _, err := mem.ReadAt(block, int64(lo)); err != nil {
 		return err

@@ -42,8 +42,8 @@ func TestPasswordSinkChoice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
-	defer w.Close()
+	defer func() { _ = r.Close() }()
+	defer func() { _ = w.Close() }()
 	if isTerminal(w) {
 		t.Error("a pipe counts as a terminal")
 	}

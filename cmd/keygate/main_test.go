@@ -119,7 +119,7 @@ func TestLoadConfigDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	// A user-supplied KEYGATE_ROUTES is replaced by the demo route.
 	cfg, err := loadConfig("", []string{`KEYGATE_ROUTES=[{"name":"x","path_prefix":"/x","upstreams":["http://127.0.0.1:1"]}]`}, ln)
 	if err != nil {
@@ -202,7 +202,7 @@ func freeAddr(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().String()
 }
 
@@ -217,7 +217,7 @@ func waitOK(t *testing.T, url string, done <-chan int) {
 		default:
 		}
 		if resp, err := c.Get(url); err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return
 			}
@@ -232,7 +232,7 @@ func get(t *testing.T, url string) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
 }

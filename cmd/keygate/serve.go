@@ -52,7 +52,7 @@ func runServe(ctx context.Context, e *env, args []string) int {
 			return exitFailure
 		}
 		demoLn = ln
-		defer demoLn.Close() // no-op once the echo server owns and closes it
+		defer func() { _ = demoLn.Close() }() // no-op once the echo server owns and closes it
 	}
 	// Secrets are read once, from copies, then scrubbed from the process
 	// environment: a child process, a later os.Getenv or a reader of

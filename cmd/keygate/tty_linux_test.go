@@ -18,7 +18,7 @@ func openPTY(t *testing.T) *os.File {
 	if err != nil {
 		t.Skipf("no pseudo-terminals here: %v", err)
 	}
-	t.Cleanup(func() { master.Close() })
+	t.Cleanup(func() { _ = master.Close() })
 	fd := int(master.Fd())
 	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
 		t.Skipf("unlockpt: %v", err)
@@ -31,7 +31,7 @@ func openPTY(t *testing.T) *os.File {
 	if err != nil {
 		t.Skipf("open pts: %v", err)
 	}
-	t.Cleanup(func() { tty.Close() })
+	t.Cleanup(func() { _ = tty.Close() })
 	return tty
 }
 

@@ -239,7 +239,7 @@ func (s *session) call(method, path string, query url.Values, body, out any) ([]
 		}
 		return nil, fmt.Errorf("cannot reach the admin API at %s: %v; is keygate running? check --admin-url or %s", s.base, rootCause(err), EnvAdminURL)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	raw, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
 	if err != nil {
 		return nil, fmt.Errorf("reading the answer of %s: %v", s.base, err)

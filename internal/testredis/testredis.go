@@ -235,7 +235,7 @@ func ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(time.Second))
 	if _, err := c.Write([]byte("PING\r\n")); err != nil {
 		return err
@@ -409,7 +409,7 @@ func (c *Cluster) MasterOf(slot int) *Server {
 		//lint:ignore SA1019 the same view as go-redis' map reload
 		slots, err := cl.ClusterSlots(ctx).Result()
 		cancel()
-		cl.Close()
+		_ = cl.Close()
 		if err != nil {
 			continue
 		}
@@ -456,7 +456,7 @@ func (c *Cluster) waitOK(d time.Duration) error {
 
 func clusterInfo(addr string) (string, error) {
 	cl := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1, DisableIdentity: true})
-	defer cl.Close()
+	defer func() { _ = cl.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	return cl.ClusterInfo(ctx).Result()

@@ -14,7 +14,7 @@ func TestStartStopRestart(t *testing.T) {
 	s := Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	ctx := context.Background()
 	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatalf("SET: %v", err)
 	}
@@ -65,7 +65,7 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("Addrs = %v", c.Addrs())
 	}
 	cl := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
-	defer cl.Close()
+	defer func() { _ = cl.Close() }()
 	ctx := context.Background()
 	for _, k := range []string{"a", "b", "c", "d", "e", "f"} {
 		if err := cl.Set(ctx, k, k, 0).Err(); err != nil {

@@ -218,7 +218,7 @@ func requestToken(ctx context.Context, endpoint, user, pw string) (*tokenRespons
 		}
 		return nil, fmt.Errorf("POST %s: %w", endpoint, err)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	raw, err := io.ReadAll(io.LimitReader(res.Body, maxResponse))
 	if err != nil {
 		return nil, fmt.Errorf("read response: %w", err)

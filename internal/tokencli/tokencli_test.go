@@ -32,7 +32,7 @@ func server(t *testing.T) (string, *token.Verifier) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { _ = s.Close() })
 	h := password.New(password.Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 2)
 	phc, _ := h.Hash(alicePW)
 	ctx := context.Background()
@@ -108,7 +108,7 @@ func TestTokenCommand(t *testing.T) {
 	t.Run("unreachable", func(t *testing.T) {
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
 		addr := ln.Addr().String()
-		ln.Close()
+		_ = ln.Close()
 		code, _, errs := run([]string{"--user", "alice", "--url", "http://" + addr, "--timeout", "2s"}, alicePW)
 		if code != ExitFailure || errs == "" {
 			t.Errorf("exit %d, stderr %q", code, errs)

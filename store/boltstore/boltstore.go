@@ -109,7 +109,7 @@ func Open(path string, opts Options) (*Store, error) {
 	// A file created by another tool may be more open than it should be.
 	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		if err := os.Chmod(path, 0o600); err != nil {
-			db.Close()
+			_ = db.Close()
 			return nil, fmt.Errorf("boltstore: chmod %s: %w", path, err)
 		}
 	}
@@ -122,7 +122,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil
 	})
 	if err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("boltstore: initialise %s: %w", path, err)
 	}
 	return &Store{db: db, now: opts.Now, closed: make(chan struct{}), watchers: make(map[*watcher]struct{}), path: path}, nil

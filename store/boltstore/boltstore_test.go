@@ -23,7 +23,7 @@ func open(t testing.TB, path string, now func() time.Time) *boltstore.Store {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
 
@@ -108,7 +108,7 @@ func TestFileMode(t *testing.T) {
 func TestFileModeTightened(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kg.db")
 	s := open(t, path, nil)
-	s.Close()
+	_ = s.Close()
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestSecondOpenFailsFast(t *testing.T) {
 	start := time.Now()
 	s, err := boltstore.Open(path, boltstore.Options{Timeout: 100 * time.Millisecond})
 	if err == nil {
-		s.Close()
+		_ = s.Close()
 		t.Fatal("second Open of a held file succeeded")
 	}
 	if took := time.Since(start); took > 2*time.Second {
@@ -145,12 +145,12 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s, err := boltstore.Open(path, boltstore.Options{}); err == nil {
-		s.Close()
+		_ = s.Close()
 		t.Error("Open of a junk file succeeded")
 	}
 	// A directory where the file should be.
 	if s, err := boltstore.Open(t.TempDir(), boltstore.Options{}); err == nil {
-		s.Close()
+		_ = s.Close()
 		t.Error("Open of a directory succeeded")
 	}
 }
@@ -169,7 +169,7 @@ func TestClosed(t *testing.T) {
 	}()
 	<-started
 	time.Sleep(10 * time.Millisecond)
-	s.Close()
+	_ = s.Close()
 	select {
 	case err := <-watchDone:
 		if !errors.Is(err, store.ErrUnavailable) {
@@ -204,12 +204,14 @@ func TestWatchOverflowFlushes(t *testing.T) {
 	release := make(chan struct{})
 	got := make(chan store.Invalidation, 10000)
 	var stalled atomic.Bool
-	go s.Watch(ctx, func(inv store.Invalidation) {
-		if stalled.CompareAndSwap(false, true) {
-			<-release // stall on the first invalidation
-		}
-		got <- inv
-	})
+	go func() {
+		_ = s.Watch(ctx, func(inv store.Invalidation) {
+			if stalled.CompareAndSwap(false, true) {
+				<-release // stall on the first invalidation
+			}
+			got <- inv
+		})
+	}()
 	// Wait until the watcher is registered and stalled.
 	deadline := time.Now().Add(2 * time.Second)
 	for {

@@ -97,7 +97,7 @@ func TestCorruptRecordIsUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	err = s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bKeys).Put([]byte("abc"), []byte{codecV1, 0xff}) })
 	if err != nil {
 		t.Fatal(err)

@@ -40,7 +40,7 @@ func TestPurgeRefreshTokens(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("PurgeRefreshTokens = %d, %v; want 2", n, err)
 	}
-	s.Close()
+	_ = s.Close()
 	s = open(t, path, clock.Now)
 	for _, tok := range []*store.RefreshToken{short, gone} {
 		if _, err := s.UseRefreshToken(ctx, tok.Family, tok.ID, now); !errors.Is(err, store.ErrNotFound) {

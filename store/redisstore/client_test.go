@@ -65,7 +65,7 @@ func redisError(msg string) error { return errors.New(msg) }
 // within reloadEvery is not repeated (no retry); otherwise one reload runs.
 func TestClusterReloadShared(t *testing.T) {
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}, DialTimeout: 100 * time.Millisecond})
-	defer cc.Close()
+	defer func() { _ = cc.Close() }()
 	var reloads atomic.Int32
 	r := &clusterReloader{cc: cc, timeout: time.Second, reloadEvery: time.Hour, onReload: func(error) { reloads.Add(1) }}
 	ctx := context.Background()

@@ -76,7 +76,7 @@ func FuzzParsePacked(f *testing.F) {
 func TestLuaNumLess(t *testing.T) {
 	srv := testredis.Start(t)
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	sc := redis.NewScript(luaLess + `return numLess(ARGV[1], ARGV[2]) and 1 or 0`)
 	now := time.Now().UnixNano()
 	vals := []int64{0, 1, -1, 9, 10, -9, -10, now, now + 1, now - 1, -now, -now - 1, math.MaxInt64, math.MinInt64 + 1, 1 << 53, 1<<53 + 1}

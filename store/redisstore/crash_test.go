@@ -108,7 +108,7 @@ func TestAuth(t *testing.T) {
 	ctx := context.Background()
 	good, err := New(configs.Redis{Addrs: []string{srv.Addr()}, Password: pw, KeyPrefix: uniquePrefix()}, Options{})
 	mustNil(t, err)
-	defer good.Close()
+	defer func() { _ = good.Close() }()
 	mustNil(t, good.Ping(ctx))
 	mustNil(t, good.CreateAccount(ctx, &store.Account{Name: "acme"}))
 

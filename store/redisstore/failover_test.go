@@ -43,7 +43,7 @@ func TestClusterFailoverReload(t *testing.T) {
 	if n, err := vc.Wait(ctx, 1, 5*time.Second).Result(); err != nil || n != 1 {
 		t.Fatalf("WAIT 1 on the victim = %d, %v", n, err)
 	}
-	vc.Close()
+	_ = vc.Close()
 	for _, ch := range s.Ready(ctx) {
 		if ch.Err != nil {
 			t.Fatalf("before the kill: %s: %v", ch.Name, ch.Err)

@@ -30,7 +30,7 @@ func TestSentinelFailover(t *testing.T) {
 	s, err := New(configs.Redis{Addrs: []string{sentinel.Addr()}, MasterName: "kgmaster",
 		KeyPrefix: uniquePrefix(), Timeout: configs.Duration(500 * time.Millisecond)}, Options{})
 	mustNil(t, err)
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	if _, ok := s.c.(*redis.Client); !ok {
 		t.Fatalf("MasterName gave a %T, want a failover *redis.Client", s.c)
 	}
@@ -38,7 +38,7 @@ func TestSentinelFailover(t *testing.T) {
 	f := seed(t, s)
 	// Wait until the replica has the writes.
 	mc := redis.NewClient(&redis.Options{Addr: master.Addr()})
-	defer mc.Close()
+	defer func() { _ = mc.Close() }()
 	for i := 0; ; i++ {
 		n, err := mc.Wait(ctx, 1, time.Second).Result()
 		if err == nil && n == 1 {
@@ -73,7 +73,7 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatalf("after failover LookupAPIKey = %+v, %+v, %v", k, u, err)
 	}
 	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr()})
-	defer sc.Close()
+	defer func() { _ = sc.Close() }()
 	addr, err := sc.GetMasterAddrByName(ctx, "kgmaster").Result()
 	mustNil(t, err)
 	if addr[1] != strconv.Itoa(replica.Port()) {

@@ -102,7 +102,7 @@ func (r *runner) cleanup() {
 	}
 	r.procs = nil
 	if r.dir != "" && os.Getenv("BENCH_KEEP") != "1" {
-		os.RemoveAll(r.dir)
+		_ = os.RemoveAll(r.dir)
 	}
 }
 
@@ -751,8 +751,8 @@ func walk(url, file string, conns int) error {
 					bad.Add(1)
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
 				if resp.StatusCode != http.StatusOK {
 					bad.Add(1)
 				}
@@ -785,7 +785,7 @@ func cacheCounters(admin string) (hits, misses float64) {
 	if err != nil {
 		return 0, 0
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -860,7 +860,7 @@ func metricSum(admin, prefix string) float64 {
 	if err != nil {
 		return 0
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var sum float64
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)

@@ -50,7 +50,7 @@ func (r *runner) maybePprof(res Result, target *proc, l load) {
 			got <- reply{err: err}
 			return
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		body, err := io.ReadAll(resp.Body)
 		if err == nil && resp.StatusCode != http.StatusOK {
 			err = fmt.Errorf("GET /debug/pprof/profile: %s %s", resp.Status, firstLine(string(body)))

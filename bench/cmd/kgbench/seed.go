@@ -83,7 +83,7 @@ func (a adminSeeder) call(method, path string, body any, want ...int) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	out, _ := io.ReadAll(resp.Body)
 	for _, w := range want {
 		if resp.StatusCode == w {
@@ -167,7 +167,7 @@ func seedBolt(path, keyName string) (*fixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	return storeSeeder{st}.seed(context.Background(), keyName)
 }
 
@@ -250,11 +250,11 @@ func loadKeys(st *redisstore.Store, file string, from, to int, progress func(don
 	}
 	w := bufio.NewWriter(f)
 	for _, v := range values {
-		w.WriteString(v)
-		w.WriteByte('\n')
+		_, _ = w.WriteString(v) // a write error sticks: Flush returns it
+		_ = w.WriteByte('\n')
 	}
 	if err := w.Flush(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	return f.Close()
@@ -266,7 +266,7 @@ func firstLines(src, dst string, n int) error {
 	if err != nil {
 		return err
 	}
-	defer in.Close()
+	defer func() { _ = in.Close() }()
 	out, err := os.Create(dst)
 	if err != nil {
 		return err
@@ -274,8 +274,8 @@ func firstLines(src, dst string, n int) error {
 	w := bufio.NewWriter(out)
 	sc := bufio.NewScanner(in)
 	for i := 0; i < n && sc.Scan(); i++ {
-		w.WriteString(sc.Text())
-		w.WriteByte('\n')
+		_, _ = w.WriteString(sc.Text()) // a write error sticks: Flush returns it
+		_ = w.WriteByte('\n')
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -291,7 +291,7 @@ func fetchJWT(base string) (token string, why string) {
 	if err != nil {
 		return "", err.Error()
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Sprintf("POST /oauth/token answered %d", resp.StatusCode)
