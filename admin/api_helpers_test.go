@@ -52,7 +52,7 @@ var apiTestHasher = password.New(password.Params{Memory: 1024, Iterations: 1, Pa
 const (
 	pwRoot   = "root-Pa55word-long"
 	pwAAdmin = "acme-admin-Pa55word"
-	pwBAdmin = "globex-admin-Pa55word"
+	pwBAdmin = "globex-admin-Pa55word" //nolint:gosec // test data, not a real credential
 	pwAlice  = "alice-Pa55word-long"
 	pwBob    = "bob-Pa55word-long"
 )

@@ -97,7 +97,7 @@ func TestAPIBadRequests(t *testing.T) {
 		status                       int
 		code                         string
 	}{
-		{"unknown field", "POST", keys, "application/json", `{"name":"a","nmae":"b"}`, 400, "bad_request"},
+		{"unknown field", "POST", keys, "application/json", `{"name":"a","nickname":"b"}`, 400, "bad_request"},
 		{"malformed JSON", "POST", keys, "application/json", `{"name":`, 400, "bad_request"},
 		{"two values", "POST", keys, "application/json", `{"name":"a"}{"name":"b"}`, 400, "bad_request"},
 		{"empty body", "POST", keys, "application/json", ``, 400, "bad_request"},

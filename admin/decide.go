@@ -59,9 +59,10 @@ func searchScope(caller *store.User, account string) (string, error) {
 			return "", errAccountNotFound
 		}
 		return caller.Account, nil
+	default:
+		return "", errorf(fasthttp.StatusForbidden, "forbidden",
+			"only a global admin or an account admin may search keys; use /v1/user/api-keys for your own")
 	}
-	return "", errorf(fasthttp.StatusForbidden, "forbidden",
-		"only a global admin or an account admin may search keys; use /v1/user/api-keys for your own")
 }
 
 // userChange is a PATCH of user u, decided.
@@ -205,7 +206,7 @@ func bulkExternalDenied(id string, err error) *adminapi.BulkError {
 	switch {
 	case err == nil:
 		return nil
-	case err == errExternalUnavailable:
+	case errors.Is(err, errExternalUnavailable):
 		return &adminapi.BulkError{ID: id, Code: "authorizer_unavailable", Message: "the authorization service is unavailable; retry"}
 	default:
 		return &adminapi.BulkError{ID: id, Code: "forbidden", Message: "the authorization service does not allow revoking this key"}

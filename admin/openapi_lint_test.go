@@ -35,7 +35,7 @@ func redoclyCLI(t *testing.T) []string {
 	if err != nil {
 		missing("node is not installed: cannot run the OpenAPI linter (@redocly/cli)")
 	}
-	out, err := exec.Command(node, "--version").Output()
+	out, err := exec.Command(node, "--version").Output() //nolint:gosec // runs the binary or tool the test built or needs; no outside input
 	if err != nil {
 		missing("node --version: %v", err)
 	}
@@ -61,7 +61,7 @@ func lint(t *testing.T, cli []string, file string) (string, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	args := append(cli[1:], "lint", "--config", filepath.Join(lintDir, "redocly.yaml"), "--format", "stylish", file)
-	cmd := exec.CommandContext(ctx, cli[0], args...)
+	cmd := exec.CommandContext(ctx, cli[0], args...) //nolint:gosec // runs the binary or tool the test built or needs; no outside input
 	cmd.Env = append(os.Environ(), "REDOCLY_TELEMETRY=off", "REDOCLY_SUPPRESS_UPDATE_NOTICE=true", "NO_COLOR=1", "CI=true")
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {

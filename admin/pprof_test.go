@@ -102,7 +102,7 @@ func TestPprofAccess(t *testing.T) {
 	}
 
 	t.Run("privileges come from the current record", func(t *testing.T) {
-		e.do("POST", "/v1/accounts/admin/users", asRoot, map[string]any{"username": "ops", "password": "Ops-root-Pa55word", "type": "admin"}).want(t, 201)
+		e.do("POST", "/v1/accounts/admin/users", asRoot, map[string]any{"username": "ops", "password": "Ops-root-Pa55word", "type": "admin"}).want(t, 201) //nolint:gosec // test data, not a real credential
 		asOps := basicAuth("ops", "Ops-root-Pa55word")
 		e.do("GET", "/debug/pprof", asOps, nil).want(t, 200)
 		e.do("PATCH", "/v1/accounts/admin/users/ops", asRoot, map[string]any{"type": "user"}).want(t, 200)

@@ -408,7 +408,7 @@ func (c *Chain) authenticate(ctx context.Context, authorization []byte, clientIP
 	rs.ipStamp, rs.userStamp = 0, 0
 	start := processClock.mono()
 	if err := ParseAuthorization(authorization, cr); err != nil {
-		if err == ErrNoCredentials {
+		if errors.Is(err, ErrNoCredentials) {
 			return nil, err
 		}
 		// Includes an API key with a bad checksum: refused here, before
@@ -700,8 +700,9 @@ func (c *Chain) verifyOverIPBudget(rs *reqState, now time.Time) bool {
 	case KindBasic:
 		// limit has reserved the username's budget for a known pair.
 		return c.known.has(rs.ipKey[:], rs.cr.Username, now)
+	default:
+		return false
 	}
-	return false
 }
 
 // giveBack releases this attempt's reservations: it was not a guess.
@@ -764,6 +765,7 @@ func (c *Chain) audit(cr *Credentials, authorization []byte, clientIP netip.Addr
 		fields = append(fields, zap.String("username", string(cr.Username)))
 	case KindAPIKey:
 		fields = append(fields, zap.String("key_id", string(cr.KeyID)))
+	default: // a bearer token or none: no name of its own to log
 	}
 	if clientIP.IsValid() {
 		fields = append(fields, zap.String("client_ip", clientIP.String()))
@@ -807,8 +809,9 @@ func methodOf(k CredKind) Method {
 		return MethodAPIKey
 	case KindBearer:
 		return MethodBearer
+	default:
+		return MethodNone
 	}
-	return MethodNone
 }
 
 // hasSchemeBearer reports whether the Authorization value uses the Bearer

@@ -229,7 +229,7 @@ func (c *Credentials) decode(s []byte) ([]byte, error) {
 		a, b, x, y := b64dec[body[0]], b64dec[body[1]], b64dec[body[2]], b64dec[body[3]]
 		bad |= a | b | x | y
 		v := uint32(a)<<18 | uint32(b)<<12 | uint32(x)<<6 | uint32(y)
-		dst[0], dst[1], dst[2] = byte(v>>16), byte(v>>8), byte(v)
+		dst[0], dst[1], dst[2] = byte(v>>16), byte(v>>8), byte(v) //nolint:gosec // deliberate truncation: one byte of the 24-bit group
 		body, dst = body[4:], dst[3:]
 	}
 	c.used = n
@@ -248,7 +248,7 @@ func (c *Credentials) decode(s []byte) ([]byte, error) {
 		if b&0x0f != 0 { // strict: unused bits must be zero
 			return nil, errBase64
 		}
-		c.buf[n] = byte(v >> 16)
+		c.buf[n] = byte(v >> 16) //nolint:gosec // deliberate truncation: one byte of the 24-bit group
 		n++
 	case q[3] == '=':
 		x := b64dec[q[2]]
@@ -256,7 +256,7 @@ func (c *Credentials) decode(s []byte) ([]byte, error) {
 			return nil, errBase64
 		}
 		v |= uint32(x) << 6
-		c.buf[n], c.buf[n+1] = byte(v>>16), byte(v>>8)
+		c.buf[n], c.buf[n+1] = byte(v>>16), byte(v>>8) //nolint:gosec // deliberate truncation: one byte of the 24-bit group
 		n += 2
 	default:
 		x, y := b64dec[q[2]], b64dec[q[3]]
@@ -264,7 +264,7 @@ func (c *Credentials) decode(s []byte) ([]byte, error) {
 			return nil, errBase64
 		}
 		v |= uint32(x)<<6 | uint32(y)
-		c.buf[n], c.buf[n+1], c.buf[n+2] = byte(v>>16), byte(v>>8), byte(v)
+		c.buf[n], c.buf[n+1], c.buf[n+2] = byte(v>>16), byte(v>>8), byte(v) //nolint:gosec // deliberate truncation: one byte of the 24-bit group
 		n += 3
 	}
 	c.used = n

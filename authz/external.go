@@ -276,10 +276,10 @@ func (e *External) call(ctx context.Context, req *Request, sel func(int) bool, b
 		clear(s.verdict)
 		if jerr := judge(hresp.Body(), req, sel, s.verdict); jerr != nil {
 			kind := "malformed"
-			switch jerr {
-			case errIncomplete:
+			switch {
+			case errors.Is(jerr, errIncomplete):
 				kind = "incomplete"
-			case errUnexpected:
+			case errors.Is(jerr, errUnexpected):
 				kind = "unexpected"
 			}
 			f = &failure{kind: kind, err: ErrDenied}

@@ -228,7 +228,7 @@ func (n *Notifier) backoff(attempts int) time.Duration {
 	}
 	d = min(d, n.opts.BackoffMax)
 	half := d / 2
-	return half + rand.N(d-half+1)
+	return half + rand.N(d-half+1) //nolint:gosec // jitter, not a secret
 }
 
 // deliver sends one notification. nil means acknowledged by the plugin.

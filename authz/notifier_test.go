@@ -172,7 +172,7 @@ func (m *memOutbox) Enqueue(_ context.Context, n authz.Notification) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.seq++
-	n.ID = strings.Repeat("0", 5) + string(rune('a'+m.seq))
+	n.ID = strings.Repeat("0", 5) + string(rune('a'+m.seq)) //nolint:gosec // bounded by the test's own values
 	m.ns = append(m.ns, n)
 	return nil
 }

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 	"unicode/utf8"
 
@@ -114,7 +115,7 @@ func TestJudge(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			verdict := make([]bool, len(req.Actions))
 			err := judge([]byte(tc.body), req, tc.sel, verdict)
-			if err != tc.err {
+			if !errors.Is(err, tc.err) {
 				t.Fatalf("judge = %v, want %v", err, tc.err)
 			}
 			if err == nil {

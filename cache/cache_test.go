@@ -753,7 +753,7 @@ func TestGet(t *testing.T) {
 			if user != tc.wantUser {
 				t.Fatalf("identity %q, want %q", user, tc.wantUser)
 			}
-			if reason != tc.wantReason {
+			if !errors.Is(reason, tc.wantReason) {
 				t.Fatalf("reason %v, want %v", reason, tc.wantReason)
 			}
 		})

@@ -56,7 +56,7 @@ func (c *Cache) Listen(ctx context.Context, s store.Store, logger *zap.Logger) {
 			backoff = c.backoffMin
 		}
 		// Full jitter in [backoff/2, backoff).
-		wait := backoff/2 + rand.N(backoff/2+1)
+		wait := backoff/2 + rand.N(backoff/2+1) //nolint:gosec // jitter, not a secret
 		logger.Warn("cache: invalidation subscription lost; cached entries will be revalidated",
 			zap.Error(err), zap.Duration("retry_in", wait), zap.Int("attempt", attempt+1))
 		t := time.NewTimer(wait)

@@ -40,7 +40,7 @@ func TestListenBoltstore(t *testing.T) {
 		}
 	}
 	for _, u := range []struct{ name, account string }{{"alice", "acme"}, {"bob", "acme"}, {"carol", "other"}, {"probe", "other"}} {
-		if err := st.CreateUser(ctx, &store.User{Username: u.name, Account: u.account, Type: store.TypeUser,
+		if err := st.CreateUser(ctx, &store.User{Username: u.name, Account: u.account, Type: store.TypeUser, //nolint:gosec // test data, not a real credential
 			Roles: []string{"r"}, PasswordHash: "$argon2id$fake"}); err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +76,7 @@ func TestListenBoltstore(t *testing.T) {
 		return st == authn.CacheMiss
 	})
 
-	newPW := "$argon2id$new"
+	newPW := "$argon2id$new" //nolint:gosec // test data, not a real credential
 	disabled := store.StateDisabled
 	steps := []struct {
 		name  string

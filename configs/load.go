@@ -26,7 +26,7 @@ func Load(path string, environ []string) (*Config, error) {
 	var data []byte
 	if path != "" {
 		var err error
-		if data, err = os.ReadFile(path); err != nil {
+		if data, err = os.ReadFile(path); err != nil { //nolint:gosec // the path is the operator's (flag or config), not a client's
 			return nil, fmt.Errorf("configs: read config file: %w", err)
 		}
 	}

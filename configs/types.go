@@ -149,7 +149,7 @@ func ParseByteSize(s string) (ByteSize, error) {
 	if !ok {
 		return 0, fmt.Errorf("%w %s: unknown unit (%s)", ErrInvalidByteSize, quote(s), byteUnitHelp)
 	}
-	if n > uint64(math.MaxInt64/int64(mult)) {
+	if n > uint64(math.MaxInt64/int64(mult)) { //nolint:gosec // mult is a positive byte unit, so MaxInt64/mult is positive
 		return 0, fmt.Errorf("%w %s: too large", ErrInvalidByteSize, quote(s))
 	}
 	return ByteSize(n) * mult, nil

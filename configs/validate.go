@@ -64,7 +64,7 @@ func (p *problems) readable(path, file string) {
 		p.add(path, "%s is not a regular file", quote(file))
 		return
 	}
-	f, err := os.Open(file)
+	f, err := os.Open(file) //nolint:gosec // the path is the operator's (flag or config), not a client's
 	if err != nil {
 		p.add(path, "cannot read %s: %v", quote(file), unwrapPathError(err))
 		return
@@ -73,7 +73,7 @@ func (p *problems) readable(path, file string) {
 }
 
 func unwrapPathError(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
+	if pe := (*os.PathError)(nil); errors.As(err, &pe) {
 		return pe.Err
 	}
 	return err

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -372,7 +373,7 @@ func mxRun(t *testing.T, env []string, stdin string, args ...string) (int, strin
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binPath, args...)
+	cmd := exec.CommandContext(ctx, binPath, args...) //nolint:gosec // runs the binary or tool the test built or needs; no outside input
 	cmd.Env = append(cleanEnv(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
@@ -383,7 +384,8 @@ func mxRun(t *testing.T, env []string, stdin string, args ...string) (int, strin
 	}
 	code := 0
 	if err != nil {
-		ee, ok := err.(*exec.ExitError)
+		var ee *exec.ExitError
+		ok := errors.As(err, &ee)
 		if !ok {
 			t.Fatalf("keygate %v: %v", args, err)
 		}

@@ -189,8 +189,8 @@ func TestAuthCredentialForms(t *testing.T) {
 	})
 
 	t.Run("challenges", func(t *testing.T) {
-		const basicCh, bearerCh = `Basic realm="keygate"`, `Bearer realm="keygate"`
-		const bearerBad = `Bearer realm="keygate", error="invalid_token"`
+		const basicCh, bearerCh = `Basic realm="keygate"`, `Bearer realm="keygate"` //nolint:gosec // test data, not a real credential
+		const bearerBad = `Bearer realm="keygate", error="invalid_token"`           //nolint:gosec // test data, not a real credential
 		s, _ := apikey.NewSecret()
 		for _, tc := range []struct {
 			name, authz string

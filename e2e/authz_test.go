@@ -25,7 +25,7 @@ func TestExternalAuthorizationPlugin(t *testing.T) {
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	const secret = "e2e-plugin-signing-secret-0123456789abcdef"
+	const secret = "e2e-plugin-signing-secret-0123456789abcdef" //nolint:gosec // test data, not a real credential
 	pluginAddr := freeAddr(t)
 	plugin := startProc(t, []string{"KEYGATE_AUTHORIZATION_EXTERNAL_SECRET=" + secret},
 		"authz-plugin-example", "--listen", pluginAddr, "--rules", rules)

@@ -25,7 +25,7 @@ import (
 func TestBootstrapSecretsScrubbed(t *testing.T) {
 	t.Parallel()
 	public, adminAddr := freeAddr(t), freeAddr(t)
-	secrets := map[string]string{
+	secrets := map[string]string{ //nolint:gosec // test data, not a real credential
 		"KEYGATE_ADMIN_PASSWORD":        "scrub-me-admin-Pa55word-7f3a",
 		"KEYGATE_TOKENS_SIGNING_SECRET": testSigningSecret,
 		"KEYGATE_STORE_REDIS_PASSWORD":  "scrub-me-redis-9d2e",
@@ -102,10 +102,10 @@ func TestBootstrapPasswordFileConfigured(t *testing.T) {
 
 	// A file already there with a wide mode is replaced by a 0600 one.
 	pwFile := filepath.Join(dir, "secrets", "admin-pw")
-	if err := os.MkdirAll(filepath.Dir(pwFile), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(pwFile), 0o755); err != nil { //nolint:gosec // a test directory in a temporary directory
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(pwFile, []byte("stale\n"), 0o644); err != nil {
+	if err := os.WriteFile(pwFile, []byte("stale\n"), 0o644); err != nil { //nolint:gosec // a test file in a temporary directory
 		t.Fatal(err)
 	}
 	adminAddr := freeAddr(t)

@@ -293,7 +293,7 @@ func TestDemo(t *testing.T) {
 	if s := p2.stderr.String(); strings.Contains(s, "generated password") || strings.Contains(s, pw) {
 		t.Errorf("restart printed a password:\n%s", s)
 	}
-	if got, err := os.ReadFile(pwFile); err != nil || strings.TrimSpace(string(got)) != pw {
+	if got, err := os.ReadFile(pwFile); err != nil || strings.TrimSpace(string(got)) != pw { //nolint:gosec // a file the test itself wrote
 		t.Errorf("restart changed the password file: %v", err)
 	}
 	if err := p2.cmd.Process.Signal(os.Interrupt); err != nil {
@@ -327,7 +327,7 @@ func generatedPassword(t *testing.T, stderr string) string {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("%s has mode %v, want 0600", path, fi.Mode().Perm())
 	}
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) //nolint:gosec // a file the test itself wrote
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,7 +564,7 @@ func TestTLS(t *testing.T) {
 		if code == 0 || !strings.Contains(stderr, "tls") {
 			t.Errorf("exit %d; stderr:\n%s", code, stderr)
 		}
-		if key, _ := os.ReadFile(keyFile); strings.Contains(stderr, string(key[30:60])) {
+		if key, _ := os.ReadFile(keyFile); strings.Contains(stderr, string(key[30:60])) { //nolint:gosec // a file the test itself wrote
 			t.Error("stderr contains key material")
 		}
 	})

@@ -76,7 +76,7 @@ func resetHWM(pid int) {
 // fetchDiscard GETs url and discards the body, returning its size.
 func fetchDiscard(t testing.TB, url string) (int, int64) {
 	t.Helper()
-	r, err := http.Get(url)
+	r, err := http.Get(url) //nolint:gosec // a test URL on the loopback server the test started
 	if err != nil {
 		t.Error(err)
 		return 0, 0
@@ -151,7 +151,7 @@ func TestAnsweredBeforeBody(t *testing.T) {
 				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 				fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", tt.target, tt.length)
 				start := time.Now()
-				r, err := http.ReadResponse(bufio.NewReader(c), nil)
+				r, err := http.ReadResponse(bufio.NewReader(c), nil) //nolint:bodyclose // a raw connection's exchange: the test reads what it checks, the connection's Close ends it
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -183,7 +183,7 @@ func TestAnsweredBeforeBody(t *testing.T) {
 				if _, err := io.WriteString(c, req); err != nil {
 					t.Fatalf("writing the body: %v", err)
 				}
-				r, err := http.ReadResponse(bufio.NewReader(c), nil)
+				r, err := http.ReadResponse(bufio.NewReader(c), nil) //nolint:bodyclose // a raw connection's exchange: the test reads what it checks, the connection's Close ends it
 				if err != nil {
 					t.Fatalf("the status was lost: %v", err)
 				}
@@ -216,7 +216,7 @@ func TestIdleConnectionsDoNotStarve(t *testing.T) {
 		idle = append(idle, c)
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		io.WriteString(c, "GET /idle HTTP/1.1\r\nHost: h\r\n\r\n") //nolint:errcheck
-		r, err := http.ReadResponse(bufio.NewReader(c), nil)
+		r, err := http.ReadResponse(bufio.NewReader(c), nil)       //nolint:bodyclose // a raw connection's exchange: the test reads what it checks, the connection's Close ends it
 		if err != nil || r.StatusCode != 200 {
 			t.Fatalf("idle client %d: %v %v", i, err, r)
 		}

@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 	binPath = filepath.Join(dir, "keygate")
 	// Without -race: the binary is the thing under test, the race detector
 	// covers the packages' own tests.
-	build := exec.Command("go", "build", "-o", binPath, "github.com/keygate/keygate/cmd/keygate")
+	build := exec.Command("go", "build", "-o", binPath, "github.com/keygate/keygate/cmd/keygate") //nolint:gosec // runs the binary or tool the test built or needs; no outside input
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: building keygate: %v\n%s", err, out)
 		_ = os.RemoveAll(dir)
@@ -93,7 +93,7 @@ type proc struct {
 func startProc(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, done: make(chan struct{})}
-	p.cmd = exec.Command(binPath, args...)
+	p.cmd = exec.Command(binPath, args...) //nolint:gosec // runs the binary or tool the test built or needs; no outside input
 	p.cmd.Env = append(cleanEnv(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -364,4 +364,4 @@ func (p *proc) sigterm() {
 
 // testSigningSecret is the HS256 token secret of the gateways the tests
 // start (serve refuses to start without a strong one when bearer is on).
-const testSigningSecret = "e2e-Zq8v3Lr1Tw6Yp0Ks4Nd7Hb2Xm5Jc9Gf"
+const testSigningSecret = "e2e-Zq8v3Lr1Tw6Yp0Ks4Nd7Hb2Xm5Jc9Gf" //nolint:gosec // test data, not a real credential

@@ -42,7 +42,7 @@ func startupRoutes(up string) string {
 func TestStoreStartupRetry(t *testing.T) {
 	t.Parallel()
 	const adminPW = "correct-horse-battery-staple" // startGateway's
-	const redisPW = "startup-redis-Pa55"
+	const redisPW = "startup-redis-Pa55"           //nolint:gosec // test data, not a real credential
 	up := startEchoProc(t)
 	c := newAuClient(5 * time.Second)
 	defer c.close()

@@ -131,7 +131,7 @@ func TestReadyBoltFullDisk(t *testing.T) {
 	admin := admBasic("admin", "correct-horse-battery-staple")
 
 	filler := filepath.Join(mnt, "filler")
-	f, err := os.Create(filler)
+	f, err := os.Create(filler) //nolint:gosec // a file the test itself wrote
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func getAdmin(t *testing.T, g *gateway, path string) (int, string) {
 // answers, 503 without leaking anything while it is down, ready again after.
 func TestRedisReadiness(t *testing.T) {
 	t.Parallel()
-	const redisPassword = "e2e-redis-Pa55word"
+	const redisPassword = "e2e-redis-Pa55word" //nolint:gosec // test data, not a real credential
 	r := testredis.Start(t, "--requirepass", redisPassword)
 	up := startUpstream(t, 0)
 	g := startGateway(t, serveOpts{

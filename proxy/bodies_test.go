@@ -147,7 +147,7 @@ func TestEarlyAnswerSeen(t *testing.T) {
 			}
 			if tt.keepAlive {
 				_, _ = io.WriteString(c, get("/public/again"))
-				if r := readResp(t, c, br); r.StatusCode != 200 {
+				if r := readResp(t, c, br); r.StatusCode != 200 { //nolint:bodyclose // a raw connection's exchange: the test reads what it checks, the connection's Close ends it
 					t.Fatalf("next request on the connection: %d", r.StatusCode)
 				}
 			}
@@ -395,7 +395,7 @@ func TestIdleWithoutPressureKept(t *testing.T) {
 	_ = readResp(t, c, br).Body.Close()
 	time.Sleep(time.Second)
 	_, _ = io.WriteString(c, get("/public/again"))
-	if r := readResp(t, c, br); r.StatusCode != 200 {
+	if r := readResp(t, c, br); r.StatusCode != 200 { //nolint:bodyclose // a raw connection's exchange: the test reads what it checks, the connection's Close ends it
 		t.Fatalf("second request after 1 s idle: %d", r.StatusCode)
 	}
 }
@@ -416,11 +416,11 @@ func TestExpectKeepsHeaderDecision(t *testing.T) {
 	io.WriteString(c, "POST /admin/x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n"+ //nolint:errcheck
 		"Authorization: ApiKey good\r\nX-Forwarded-For: 6.6.6.6\r\nX-Auth-User: mallory\r\n\r\n")
 	br := bufio.NewReader(c)
-	if r := readResp(t, c, br); r.StatusCode != 100 {
+	if r := readResp(t, c, br); r.StatusCode != 100 { //nolint:bodyclose // a raw connection's exchange: the test reads what it checks, the connection's Close ends it
 		t.Fatalf("status %d, want 100", r.StatusCode)
 	}
-	io.WriteString(c, "abc") //nolint:errcheck
-	if r := readResp(t, c, br); r.StatusCode != 200 {
+	io.WriteString(c, "abc")                          //nolint:errcheck
+	if r := readResp(t, c, br); r.StatusCode != 200 { //nolint:bodyclose // a raw connection's exchange: the test reads what it checks, the connection's Close ends it
 		t.Fatalf("status %d", r.StatusCode)
 	}
 	s := up.last(t)

@@ -116,6 +116,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) 
 		return nil, errRevoked
 	case store.KeyExpired:
 		return nil, errExpired
+	default: // active
 	}
 	if u.State != store.StateEnabled {
 		return nil, errOwner

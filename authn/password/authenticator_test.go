@@ -456,7 +456,7 @@ func BenchmarkAuthenticateUnknownUserVsWrongPassword(b *testing.B) {
 	cu, cw := basicCreds("mallory", "not the password"), basicCreds("alice", "not the password")
 	run := func(c *authn.Credentials) time.Duration {
 		t0 := time.Now()
-		if _, err := a.Authenticate(ctx, c); err != errInvalid {
+		if _, err := a.Authenticate(ctx, c); !errors.Is(err, errInvalid) {
 			b.Fatal(err)
 		}
 		return time.Since(t0)

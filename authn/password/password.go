@@ -325,11 +325,11 @@ func ParsePHC(s string) (p Params, salt, hash []byte, err error) {
 		return bad("bad hash encoding")
 	}
 	p = Params{
-		Memory:      uint32(m),
-		Iterations:  uint32(t),
+		Memory:      uint32(m), //nolint:gosec // bounded by cutParam (MaxMemory, MaxIterations) and by the decoded lengths
+		Iterations:  uint32(t), //nolint:gosec // bounded by cutParam (MaxMemory, MaxIterations) and by the decoded lengths
 		Parallelism: uint8(par),
-		SaltLen:     uint32(len(salt)),
-		KeyLen:      uint32(len(hash)),
+		SaltLen:     uint32(len(salt)), //nolint:gosec // bounded by cutParam (MaxMemory, MaxIterations) and by the decoded lengths
+		KeyLen:      uint32(len(hash)), //nolint:gosec // bounded by cutParam (MaxMemory, MaxIterations) and by the decoded lengths
 	}
 	if err := p.Validate(); err != nil {
 		return Params{}, nil, nil, err

@@ -44,7 +44,7 @@ func TestCheckPolicy(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			err := CheckPolicy(tc.pw, tc.user)
-			if err != tc.want {
+			if !errors.Is(err, tc.want) {
 				t.Fatalf("CheckPolicy = %v, want %v", err, tc.want)
 			}
 			if err == nil {

@@ -115,7 +115,7 @@ func TestWatchFirst(t *testing.T) {
 	err := w.Watch(context.Background(), func(inv store.Invalidation) {
 		seen = append(seen, f.states.Len())
 	})
-	if err != errWatchEnded {
+	if !errors.Is(err, errWatchEnded) {
 		t.Fatal(err)
 	}
 	if len(seen) != 1 || seen[0] != 0 {

@@ -21,7 +21,7 @@ import (
 )
 
 // testSecret is a random-looking 44-byte secret (openssl rand -base64 32).
-const testSecret = "q8Vd0p3Jx1Rm7Lz2Nc5Hw9Tb4Ky6Fg0Ua8Se3Oi1Pr5="
+const testSecret = "q8Vd0p3Jx1Rm7Lz2Nc5Hw9Tb4Ky6Fg0Ua8Se3Oi1Pr5=" //nolint:gosec // test data, not a real credential
 
 // t0 is the tests' clock start.
 var t0 = time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -55,7 +55,7 @@ func testKeys(t testing.TB) {
 		if rsaKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
 			panic(err)
 		}
-		if rsaSmall, err = rsa.GenerateKey(rand.Reader, 1024); err != nil {
+		if rsaSmall, err = rsa.GenerateKey(rand.Reader, 1024); err != nil { //nolint:gosec // a test key: small on purpose, for speed
 			panic(err)
 		}
 	})

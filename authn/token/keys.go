@@ -181,7 +181,7 @@ func period(s []byte) int {
 func isRun(s []byte) bool {
 	var steps [256]int
 	for i := 1; i < len(s); i++ {
-		steps[byte(s[i]-s[i-1])]++
+		steps[s[i]-s[i-1]]++
 	}
 	for _, n := range steps {
 		if 4*n >= 3*(len(s)-1) {
@@ -238,7 +238,7 @@ func loadKeyPair(cfg configs.Signing) (*keyMaterial, error) {
 	}
 	km.kid = jwks[0].Kid
 	prevFile := cfg.PrivateKeyFile + PrevSuffix
-	prev, err := os.ReadFile(prevFile)
+	prev, err := os.ReadFile(prevFile) //nolint:gosec // the path is the operator's (config), not a client's
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -394,7 +394,7 @@ func toJWK(pub crypto.PublicKey, alg string) (jwk, error) {
 		k = jwk{Kty: "OKP", Crv: "Ed25519", X: b64u.EncodeToString(p)}
 		canon = `{"crv":"Ed25519","kty":"OKP","x":"` + k.X + `"}`
 	case *rsa.PublicKey:
-		e := bigEndian(uint64(p.E))
+		e := bigEndian(uint64(p.E)) //nolint:gosec // an RSA public exponent is positive and small
 		k = jwk{Kty: "RSA", N: b64u.EncodeToString(p.N.Bytes()), E: b64u.EncodeToString(e)}
 		canon = `{"e":"` + k.E + `","kty":"RSA","n":"` + k.N + `"}`
 	}

@@ -20,7 +20,7 @@ import (
 // SecretEnv is the environment variable the example plugin reads its signing
 // secret from when --secret-file is not given (the same variable keygate
 // reads authorization.external.secret from).
-const SecretEnv = "KEYGATE_AUTHORIZATION_EXTERNAL_SECRET"
+const SecretEnv = "KEYGATE_AUTHORIZATION_EXTERNAL_SECRET" //nolint:gosec // a name, not a credential
 
 const shutdownTimeout = 10 * time.Second
 

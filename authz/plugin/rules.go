@@ -58,7 +58,7 @@ type Rule struct {
 
 // LoadRules reads and validates a rules file.
 func LoadRules(path string) (Rules, error) {
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) //nolint:gosec // the path is the operator's (flag or config), not a client's
 	if err != nil {
 		return Rules{}, fmt.Errorf("rules: %w", err)
 	}
@@ -255,6 +255,7 @@ func (g glob) match(s, principal, domain string) bool {
 				lit = principal
 			case tDomain:
 				lit = domain
+			default: // tLiteral: t.lit as is
 			}
 			if lit == "" && t.kind != tLiteral {
 				return false

@@ -22,7 +22,7 @@ import (
 // Default names of the generated password file (admin.generated_password_file).
 const (
 	boltPasswordFile  = "admin-password"         // beside the bolt file
-	redisPasswordFile = "keygate-admin-password" // in the working directory
+	redisPasswordFile = "keygate-admin-password" //nolint:gosec // a name, not a credential; in the working directory
 )
 
 // passwordSink chooses where a generated admin password goes: the
@@ -149,13 +149,13 @@ func clearEnvBlock(secret func(name string) bool) error {
 	}
 	defer func() { _ = mem.Close() }()
 	block := make([]byte, hi-lo)
-	if _, err := mem.ReadAt(block, int64(lo)); err != nil {
+	if _, err := mem.ReadAt(block, int64(lo)); err != nil { //nolint:gosec // an address range of this process's own environment, far below 2^63
 		return err
 	}
 	if !clearSecretValues(block, secret) {
 		return nil
 	}
-	_, err = mem.WriteAt(block, int64(lo))
+	_, err = mem.WriteAt(block, int64(lo)) //nolint:gosec // an address range of this process's own environment, far below 2^63
 	return err
 }
 

@@ -43,7 +43,7 @@ const (
 	EnvAdminURL = "KEYGATE_ADMIN_URL"
 	EnvUsername = "KEYGATE_USERNAME"
 	EnvPassword = "KEYGATE_PASSWORD"
-	EnvAPIKey   = "KEYGATE_API_KEY"
+	EnvAPIKey   = "KEYGATE_API_KEY" //nolint:gosec // a name, not a credential
 )
 
 // Command is one noun of the CLI, for the dispatcher's help.

@@ -237,12 +237,12 @@ func (s *session) call(method, path string, query url.Values, body, out any) ([]
 		if errors.As(err, &ne) && ne.Timeout() {
 			return nil, fmt.Errorf("the admin API at %s did not answer within %s (--timeout)", s.base, s.o.timeout)
 		}
-		return nil, fmt.Errorf("cannot reach the admin API at %s: %v; is keygate running? check --admin-url or %s", s.base, rootCause(err), EnvAdminURL)
+		return nil, fmt.Errorf("cannot reach the admin API at %s: %w; is keygate running? check --admin-url or %s", s.base, rootCause(err), EnvAdminURL)
 	}
 	defer func() { _ = res.Body.Close() }()
 	raw, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("reading the answer of %s: %v", s.base, err)
+		return nil, fmt.Errorf("reading the answer of %s: %w", s.base, err)
 	}
 	if res.StatusCode >= 400 {
 		var eb adminapi.ErrorBody
@@ -251,7 +251,7 @@ func (s *session) call(method, path string, query url.Values, body, out any) ([]
 	}
 	if out != nil && len(bytes.TrimSpace(raw)) > 0 {
 		if err := json.Unmarshal(raw, out); err != nil {
-			return nil, fmt.Errorf("unexpected answer from %s (is it keygate's admin listener?): %v", s.base, err)
+			return nil, fmt.Errorf("unexpected answer from %s (is it keygate's admin listener?): %w", s.base, err)
 		}
 	}
 	return raw, nil

@@ -2,6 +2,7 @@ package reqtarget
 
 import (
 	"bytes"
+	"errors"
 	"net/url"
 	"regexp"
 	"strings"
@@ -143,7 +144,7 @@ func TestCheckPath(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			if got := CheckPath([]byte(tt.path)); got != error(tt.want) && (tt.want != nil || got != nil) {
+			if got := CheckPath([]byte(tt.path)); got != error(tt.want) && (tt.want != nil || got != nil) { //nolint:errorlint // want is a typed pointer (nil: no error); CheckPath returns the sentinels as they are
 				t.Fatalf("CheckPath(%q) = %v, want %v", tt.path, got, tt.want)
 			}
 		})
@@ -196,7 +197,7 @@ func TestSplit(t *testing.T) {
 	for _, tt := range tests {
 		path, query, hasQuery, err := Split([]byte(tt.target))
 		if tt.err != nil {
-			if err != tt.err {
+			if !errors.Is(err, tt.err) {
 				t.Errorf("Split(%q) err %v, want %v", tt.target, err, tt.err)
 			}
 			continue
@@ -267,7 +268,7 @@ func TestAppendHost(t *testing.T) {
 			pre := []byte("pre")
 			out, n, err := AppendHost(pre, []byte(tt.in))
 			if tt.err != nil {
-				if err != tt.err || string(out) != "pre" {
+				if !errors.Is(err, tt.err) || string(out) != "pre" {
 					t.Fatalf("AppendHost(%q) = %q, %v; want %v and dst untouched", tt.in, out, err, tt.err)
 				}
 				return

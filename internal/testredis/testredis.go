@@ -186,7 +186,7 @@ func (s *Server) argv() []string {
 // gone and the error carries its output.
 func (s *Server) start() error {
 	out := &syncBuffer{}
-	cmd := exec.Command(s.bin, s.argv()...)
+	cmd := exec.Command(s.bin, s.argv()...) //nolint:gosec // runs the tool this harness is configured with; no client input
 	cmd.Dir = s.dir
 	cmd.Stdout = out
 	cmd.Stderr = out
@@ -224,7 +224,7 @@ func waitPing(addr string, exited <-chan struct{}) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("no PONG from %s within %s: %v", addr, startTimeout, last)
+	return fmt.Errorf("no PONG from %s within %s: %w", addr, startTimeout, last)
 }
 
 // ping sends one inline PING on a fresh connection. A server still loading
@@ -359,7 +359,7 @@ func StartClusterOpts(t testing.TB, o ClusterOptions) *Cluster {
 	args = append(args, "--cluster-replicas", strconv.Itoa(o.Replicas), "--cluster-yes")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput() //nolint:gosec // runs the tool this harness is configured with; no client input
 	if err != nil {
 		t.Fatalf("testredis: redis-cli --cluster create: %v: %s", err, tail(string(out)))
 	}
@@ -414,7 +414,7 @@ func (c *Cluster) MasterOf(slot int) *Server {
 			continue
 		}
 		for _, r := range slots {
-			if slot >= int(r.Start) && slot <= int(r.End) && len(r.Nodes) > 0 {
+			if slot >= r.Start && slot <= r.End && len(r.Nodes) > 0 {
 				for _, m := range c.Servers {
 					if m.Addr() == r.Nodes[0].Addr {
 						return m

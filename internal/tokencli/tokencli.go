@@ -39,7 +39,7 @@ const PasswordEnv = "KEYGATE_PASSWORD"
 const DefaultURL = "http://127.0.0.1:8080"
 
 // TokenPath is the endpoint path used (it answers whatever tokens.path is).
-const TokenPath = "/v1/oauth/token"
+const TokenPath = "/v1/oauth/token" //nolint:gosec // a name, not a credential
 
 // maxResponse bounds the response read.
 const maxResponse = 64 << 10

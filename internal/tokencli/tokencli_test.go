@@ -20,7 +20,7 @@ import (
 )
 
 const (
-	secret  = "q8Vd0p3Jx1Rm7Lz2Nc5Hw9Tb4Ky6Fg0Ua8Se3Oi1Pr5="
+	secret  = "q8Vd0p3Jx1Rm7Lz2Nc5Hw9Tb4Ky6Fg0Ua8Se3Oi1Pr5=" //nolint:gosec // test data, not a real credential
 	alicePW = "correct horse battery staple"
 )
 

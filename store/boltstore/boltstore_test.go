@@ -44,7 +44,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 	if err := s.CreateAccount(ctx, &store.Account{Name: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateUser(ctx, &store.User{Username: "alice", Account: "acme", Roles: []string{"r"}, PasswordHash: "$argon2id$x"}); err != nil {
+	if err := s.CreateUser(ctx, &store.User{Username: "alice", Account: "acme", Roles: []string{"r"}, PasswordHash: "$argon2id$x"}); err != nil { //nolint:gosec // test data, not a real credential
 		t.Fatal(err)
 	}
 	k := &store.APIKey{Username: "alice", Name: "ci", Hash: []byte{1, 2, 3}, ExpiresAt: clock.Now().Add(time.Hour)}
@@ -109,7 +109,7 @@ func TestFileModeTightened(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kg.db")
 	s := open(t, path, nil)
 	_ = s.Close()
-	if err := os.Chmod(path, 0o644); err != nil {
+	if err := os.Chmod(path, 0o644); err != nil { //nolint:gosec // a test file in a temporary directory
 		t.Fatal(err)
 	}
 	open(t, path, nil)
@@ -264,7 +264,7 @@ func BenchmarkLookupAPIKey(b *testing.B) {
 	if err := s.CreateAccount(ctx, &store.Account{Name: "acme"}); err != nil {
 		b.Fatal(err)
 	}
-	if err := s.CreateUser(ctx, &store.User{Username: "alice", Account: "acme", Roles: []string{"read", "write"},
+	if err := s.CreateUser(ctx, &store.User{Username: "alice", Account: "acme", Roles: []string{"read", "write"}, //nolint:gosec // test data, not a real credential
 		PasswordHash: "$argon2id$v=19$m=65536,t=1,p=2$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"}); err != nil {
 		b.Fatal(err)
 	}

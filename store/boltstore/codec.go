@@ -47,7 +47,7 @@ func (e *enc) time(t time.Time) {
 	}
 	e.b = append(e.b, 1)
 	e.b = binary.AppendVarint(e.b, t.Unix())
-	e.b = binary.AppendUvarint(e.b, uint64(t.Nanosecond()))
+	e.b = binary.AppendUvarint(e.b, uint64(t.Nanosecond())) //nolint:gosec // Nanosecond is 0..999999999
 }
 
 // dec reads fields from s, a copy of the stored value. The first error
@@ -101,12 +101,12 @@ func (d *dec) str() string {
 	if d.err != nil {
 		return ""
 	}
-	if n > uint64(len(d.s)-d.off) {
+	if n > uint64(len(d.s)-d.off) { //nolint:gosec // d.off <= len(d.s): the difference is not negative
 		d.fail()
 		return ""
 	}
-	s := d.s[d.off : d.off+int(n)]
-	d.off += int(n)
+	s := d.s[d.off : d.off+int(n)] //nolint:gosec // n <= len(d.s)-d.off, checked above
+	d.off += int(n)                //nolint:gosec // n <= len(d.s)-d.off, checked above
 	return s
 }
 
@@ -127,7 +127,7 @@ func (d *dec) strs() []string {
 		return []string{} // non-nil: clients see "roles":[], not null
 	}
 	// Each element takes at least one byte, which bounds the allocation.
-	if n > uint64(len(d.s)-d.off) {
+	if n > uint64(len(d.s)-d.off) { //nolint:gosec // d.off <= len(d.s): the difference is not negative
 		d.fail()
 		return nil
 	}

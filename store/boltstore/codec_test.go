@@ -18,7 +18,7 @@ var (
 	fullKey = store.APIKey{ID: "abc123", Name: "ci ☃", Description: "d\nx", Account: "acme", Username: "alice",
 		Roles: []string{"read", "write"}, Hash: []byte{0, 1, 0xff}, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour),
 		RevokedAt: t0.Add(time.Minute), LastUsedAt: t0.Add(time.Second)}
-	fullUser = store.User{Username: "alice", Account: "acme", Type: store.TypeAccountAdmin, Roles: []string{"a"},
+	fullUser = store.User{Username: "alice", Account: "acme", Type: store.TypeAccountAdmin, Roles: []string{"a"}, //nolint:gosec // test data, not a real credential
 		State: store.StateDisabled, PasswordHash: "$argon2id$x", Generation: 1 << 40, CreatedAt: t0, UpdatedAt: t0.Add(time.Hour)}
 )
 

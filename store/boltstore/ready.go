@@ -95,7 +95,7 @@ func (s *Store) freeSpace() error {
 	if err := unix.Statfs(filepath.Dir(s.path), &st); err != nil {
 		return fmt.Errorf("boltstore: statfs: %w: %w", store.ErrUnavailable, err)
 	}
-	if free := uint64(st.Bavail) * uint64(st.Bsize); free < minFreeBytes {
+	if free := uint64(st.Bavail) * uint64(st.Bsize); free < minFreeBytes { //nolint:gosec,unconvert // statfs counts are not negative; Bavail is uint64 here, int64 on some platforms
 		return fmt.Errorf("boltstore: %d bytes free on the filesystem of the database (under %d): %w",
 			free, minFreeBytes, store.ErrUnavailable)
 	}

@@ -31,7 +31,7 @@ func loadUsers(tb testing.TB, s *Store, n int) []string {
 	}
 	tags := make([]string, n)
 	for i := range n {
-		u := &store.User{Username: fmt.Sprintf("user%06d", i), Account: "bench", Roles: []string{"read", "write"},
+		u := &store.User{Username: fmt.Sprintf("user%06d", i), Account: "bench", Roles: []string{"read", "write"}, //nolint:gosec // test data, not a real credential
 			PasswordHash: "$argon2id$v=19$m=65536,t=1,p=2$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"}
 		if err := s.CreateUser(ctx, u); err != nil {
 			tb.Fatal(err)
@@ -217,7 +217,7 @@ func BenchmarkLookupAPIKeyParallel(b *testing.B) {
 // lookupRandomly looks up random keys of ids from b's parallel goroutines.
 func lookupRandomly(ctx context.Context, b *testing.B, s *Store, ids []string) {
 	b.RunParallel(func(pb *testing.PB) {
-		r := rand.New(rand.NewPCG(rand.Uint64(), 0))
+		r := rand.New(rand.NewPCG(rand.Uint64(), 0)) //nolint:gosec // test data, not a secret
 		for pb.Next() {
 			if _, _, err := s.LookupAPIKey(ctx, ids[r.IntN(len(ids))]); err != nil {
 				b.Error(err)
@@ -240,7 +240,7 @@ func TestLoad1M(t *testing.T) {
 	lookup := func(s *Store, ids []string) testing.BenchmarkResult {
 		return testing.Benchmark(func(b *testing.B) {
 			ctx := context.Background()
-			r := rand.New(rand.NewPCG(1, 2))
+			r := rand.New(rand.NewPCG(1, 2)) //nolint:gosec // test data, not a secret
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, _, err := s.LookupAPIKey(ctx, ids[r.IntN(len(ids))]); err != nil {

@@ -78,10 +78,10 @@ func TestLookupCombined(t *testing.T) {
 				switch {
 				case !exists:
 					if !errors.Is(err, store.ErrNotFound) {
-						errs <- fmt.Errorf("LookupAPIKey(%q) = %v, want ErrNotFound", id, err)
+						errs <- fmt.Errorf("LookupAPIKey(%q) = %w, want ErrNotFound", id, err)
 					}
 				case err != nil:
-					errs <- fmt.Errorf("LookupAPIKey(%q): %v", id, err)
+					errs <- fmt.Errorf("LookupAPIKey(%q): %w", id, err)
 				case k.ID != id || k.Username != owner || u.Username != owner || u.Account != "bench":
 					errs <- fmt.Errorf("LookupAPIKey(%q) = key %s of %s, user %s: another caller's answer", id, k.ID, k.Username, u.Username)
 				case (id == revoked) == k.RevokedAt.IsZero():

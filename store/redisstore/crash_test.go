@@ -103,7 +103,7 @@ func TestDeleteAccountResumes(t *testing.T) {
 // TestAuth uses a password-protected Redis: the right password works; a
 // wrong one is ErrUnavailable and never shows in the error.
 func TestAuth(t *testing.T) {
-	const pw = "s3cr3t-Redis-pw"
+	const pw = "s3cr3t-Redis-pw" //nolint:gosec // test data, not a real credential
 	srv := testredis.Start(t, "--requirepass", pw)
 	ctx := context.Background()
 	good, err := New(configs.Redis{Addrs: []string{srv.Addr()}, Password: pw, KeyPrefix: uniquePrefix()}, Options{})

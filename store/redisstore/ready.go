@@ -86,7 +86,7 @@ func (s *Store) slotCoverage(ctx context.Context, reachable map[string]bool) err
 			bad = append(bad, fmt.Sprintf("%d-%d on %s", r.Start, r.End, addr))
 			continue
 		}
-		covered += int(r.End-r.Start) + 1
+		covered += r.End - r.Start + 1
 	}
 	if covered == clusterSlots {
 		return nil

@@ -95,7 +95,7 @@ func newCutFixture(t *testing.T, srv *testredis.Server, acl ...any) *cutFixture 
 	ctx := context.Background()
 	root := redis.NewClient(&redis.Options{Addr: srv.Addr(), DisableIdentity: true})
 	t.Cleanup(func() { _ = root.Close() })
-	user, pw := "gwcut"+strings.TrimSuffix(uniquePrefix(), ":"), "gwcut-test-password-0123456789"
+	user, pw := "gwcut"+strings.TrimSuffix(uniquePrefix(), ":"), "gwcut-test-password-0123456789" //nolint:gosec // test data, not a real credential
 	mustNil(t, root.Do(ctx, append([]any{"ACL", "SETUSER", user, "reset", "on", ">" + pw, "~*", "&*", "+@all"}, acl...)...).Err())
 	prefix := uniquePrefix()
 	w, err := New(configs.Redis{Addrs: []string{srv.Addr()}, KeyPrefix: prefix, Username: user, Password: pw,

@@ -354,7 +354,7 @@ func testAccountDeleteCascade(e *env) {
 func testUserCreateGet(e *env) {
 	t := e.t
 	e.account("acme")
-	u := &store.User{Username: "alice", Account: "acme", Type: store.TypeAccountAdmin,
+	u := &store.User{Username: "alice", Account: "acme", Type: store.TypeAccountAdmin, //nolint:gosec // a test user, no credential
 		Roles: []string{"deploy", "read:metrics", "a.b-c_d"}, PasswordHash: "$argon2id$v=19$m=65536,t=1,p=2$c2FsdA$aGFzaA"}
 	if err := e.s.CreateUser(e.ctx, u); err != nil {
 		t.Fatalf("CreateUser: %v", err)
@@ -1643,7 +1643,7 @@ func testSecretsNotSerialised(e *env) {
 func testSecretsNotInErrors(e *env) {
 	t := e.t
 	e.account("acme")
-	const pw = "$argon2id$v=19$m=65536,t=1,p=2$U0VDUkVU$TEFLSU5HSEFTSA"
+	const pw = "$argon2id$v=19$m=65536,t=1,p=2$U0VDUkVU$TEFLSU5HSEFTSA" //nolint:gosec // a fixed test hash, not a real one
 	const kh = "LEAKINGKEYHASH"
 	if err := e.s.CreateUser(e.ctx, &store.User{Username: "alice", Account: "acme", PasswordHash: pw}); err != nil {
 		t.Fatal(err)

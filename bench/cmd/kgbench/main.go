@@ -137,7 +137,7 @@ func (r *runner) run() error {
 	if r.dir, err = os.MkdirTemp("", "kgbench-"); err != nil {
 		return err
 	}
-	if err := os.Chmod(r.dir, 0o755); err != nil { // nginx workers read files here
+	if err := os.Chmod(r.dir, 0o755); err != nil { //nolint:gosec // bench output, read by the peers' worker processes; nginx workers read files here
 		return err
 	}
 	if r.keyListLua, r.floodLua, err = writeScripts(r.dir); err != nil {
@@ -376,7 +376,7 @@ auth:
 		conf = strings.Replace(conf, `  redis: { addrs: [""], key_prefix: "kg:", pool_size: 64 }`+"\n", "", 1)
 	}
 	confPath := filepath.Join(r.dir, name+".yaml")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil { //nolint:gosec // the path is built from the bench's own directory
 		return nil, err
 	}
 	step("starting %s (store %s, config %s)", name, o.driver, confPath)
@@ -724,7 +724,7 @@ const cacheEntries = 100_000
 // walk asks for every Authorization value of file once, conns at a time,
 // and wants 200 for each.
 func walk(url, file string, conns int) error {
-	b, err := os.ReadFile(file)
+	b, err := os.ReadFile(file) //nolint:gosec // the bench's own key list file
 	if err != nil {
 		return err
 	}
@@ -812,7 +812,7 @@ func cacheCounters(admin string) (hits, misses float64) {
 func (r *runner) externalAuthz(bolt *keygate) {
 	res := Result{Target: "keygate-bolt-extauthz", Scenario: "bearer_kg", Description: "cache hit: bearer_kg, authorization.handler external (decision cache warm)"}
 	rules := filepath.Join(r.dir, "authz-rules.yaml")
-	if err := os.WriteFile(rules, []byte("rules:\n  - effect: allow\n"), 0o644); err != nil {
+	if err := os.WriteFile(rules, []byte("rules:\n  - effect: allow\n"), 0o644); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 		r.skip(res, err.Error())
 		return
 	}

@@ -24,7 +24,7 @@ type peerScenario struct {
 }
 
 func toolVersion(argv ...string) string {
-	out, _ := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	out, _ := exec.Command(argv[0], argv[1:]...).CombinedOutput() //nolint:gosec // runs the tool this harness is configured with; no client input
 	if len(out) == 0 {
 		return "?"
 	}
@@ -39,11 +39,11 @@ func toolVersion(argv ...string) string {
 // -B (bcrypt, htpasswd's default cost).
 func htpasswd(dir, name, flag string) (string, error) {
 	path := filepath.Join(dir, name)
-	out, err := exec.Command("htpasswd", "-c", "-b", flag, path, benchUser, benchPassword).CombinedOutput()
+	out, err := exec.Command("htpasswd", "-c", "-b", flag, path, benchUser, benchPassword).CombinedOutput() //nolint:gosec // runs the tool this harness is configured with; no client input
 	if err != nil {
-		return "", fmt.Errorf("htpasswd %s: %v: %s", flag, err, out)
+		return "", fmt.Errorf("htpasswd %s: %w: %s", flag, err, out)
 	}
-	return path, os.Chmod(path, 0o644)
+	return path, os.Chmod(path, 0o644) //nolint:gosec // bench output, read by the peers' worker processes
 }
 
 // startNginx: one server, three locations — plain proxy_pass, auth_basic
@@ -58,7 +58,7 @@ func startNginx(dir, echoAddr string) (*peer, error) {
 	}
 	d := filepath.Join(dir, "nginx")
 	for _, sub := range []string{"", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(d, sub), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(d, sub), 0o755); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 			return nil, err
 		}
 	}
@@ -95,7 +95,7 @@ http {
 }
 `, d, echoAddr, port, proxy, apr1, bcrypt)
 	confPath := filepath.Join(d, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 		return nil, err
 	}
 	p, err := startProc(dir, "nginx", nil, "nginx", "-p", d+"/", "-c", confPath, "-e", filepath.Join(d, "error.log"))
@@ -122,12 +122,12 @@ func startCaddy(dir, echoAddr string) (*peer, error) {
 		return nil, fmt.Errorf("caddy is not installed: %w", errSkip)
 	}
 	d := filepath.Join(dir, "caddy")
-	if err := os.MkdirAll(d, 0o755); err != nil {
+	if err := os.MkdirAll(d, 0o755); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 		return nil, err
 	}
 	out, err := exec.Command("caddy", "hash-password", "--plaintext", benchPassword).Output()
 	if err != nil {
-		return nil, fmt.Errorf("caddy hash-password: %v", err)
+		return nil, fmt.Errorf("caddy hash-password: %w", err)
 	}
 	hash := strings.TrimSpace(string(out))
 	port := mustFreePort()
@@ -149,7 +149,7 @@ http://127.0.0.1:%[1]d {
 }
 `, port, benchUser, hash, echoAddr)
 	confPath := filepath.Join(d, "Caddyfile")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 		return nil, err
 	}
 	env := []string{"XDG_CONFIG_HOME=" + d, "XDG_DATA_HOME=" + d, "HOME=" + d}
@@ -174,7 +174,7 @@ func startHAProxy(dir, echoAddr string) (*peer, error) {
 		return nil, fmt.Errorf("haproxy is not installed: %w", errSkip)
 	}
 	d := filepath.Join(dir, "haproxy")
-	if err := os.MkdirAll(d, 0o755); err != nil {
+	if err := os.MkdirAll(d, 0o755); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 		return nil, err
 	}
 	port := mustFreePort()
@@ -195,7 +195,7 @@ backend up
   server echo %s
 `, port, echoAddr)
 	confPath := filepath.Join(d, "haproxy.cfg")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 		return nil, err
 	}
 	p, err := startProc(dir, "haproxy", nil, "haproxy", "-db", "-f", confPath)

@@ -33,7 +33,7 @@ func (r *runner) maybeProfile(res Result, target *proc, l load) {
 	secs := max(int(l.duration.Seconds()), 1)
 	ctx, cancel := context.WithTimeout(context.Background(), l.duration+60*time.Second)
 	defer cancel()
-	rec := exec.CommandContext(ctx, "perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(target.pid()), "-o", data, "--", "sleep", strconv.Itoa(secs))
+	rec := exec.CommandContext(ctx, "perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(target.pid()), "-o", data, "--", "sleep", strconv.Itoa(secs)) //nolint:gosec // runs the tool this harness is configured with; no client input
 	if err := rec.Start(); err != nil {
 		r.note("perf record: %v", err)
 		return
@@ -46,7 +46,7 @@ func (r *runner) maybeProfile(res Result, target *proc, l load) {
 		r.note("perf record: %v", err)
 		return
 	}
-	out, err := exec.CommandContext(ctx, "perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none",
+	out, err := exec.CommandContext(ctx, "perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none", //nolint:gosec // runs the tool this harness is configured with; no client input
 		"--percent-limit", "0.7", "--sort", "symbol").Output()
 	if err != nil {
 		r.note("perf report: %v", err)
@@ -78,11 +78,11 @@ func (r *runner) profile(res Result, target *proc, l load) {
 // bench/results/profiles/<target>-<scenario><ext>.
 func (r *runner) saveProfile(res Result, ext, text string) {
 	dir := filepath.Join(r.out, "profiles")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 		return
 	}
 	path := filepath.Join(dir, res.Target+"-"+res.Scenario+ext)
-	if err := os.WriteFile(path, []byte(text), 0o644); err == nil {
+	if err := os.WriteFile(path, []byte(text), 0o644); err == nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 		step("profile: %s", path)
 	}
 }

@@ -67,7 +67,7 @@ func (r *runner) maybePprof(res Result, target *proc, l load) {
 		return
 	}
 	prof := filepath.Join(r.dir, fmt.Sprintf("cpu-%s-%s.pprof", res.Target, res.Scenario))
-	if err := os.WriteFile(prof, rep.body, 0o644); err != nil {
+	if err := os.WriteFile(prof, rep.body, 0o644); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 		r.note("pprof: %v", err)
 		return
 	}
@@ -77,7 +77,7 @@ func (r *runner) maybePprof(res Result, target *proc, l load) {
 	for _, mode := range [][]string{{"-top"}, {"-top", "-cum"}} {
 		args := append([]string{"tool", "pprof"}, mode...)
 		args = append(args, "-nodecount=40", r.bin, prof)
-		out, err := exec.CommandContext(ctx, "go", args...).Output()
+		out, err := exec.CommandContext(ctx, "go", args...).Output() //nolint:gosec // runs the tool this harness is configured with; no client input
 		if err != nil {
 			r.note("go tool pprof %s: %v", strings.Join(mode, " "), err)
 			return

@@ -34,11 +34,11 @@ type proc struct {
 // its own process group so stop can end it and any children it forked.
 func startProc(dir, name string, env []string, argv ...string) (*proc, error) {
 	logPath := filepath.Join(dir, name+".log")
-	f, err := os.Create(logPath)
+	f, err := os.Create(logPath) //nolint:gosec // the bench's own log file
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd := exec.Command(argv[0], argv[1:]...) //nolint:gosec // runs the tool this harness is configured with; no client input
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -113,7 +113,7 @@ func waitTCP(p *proc, addr string, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		if p != nil && p.exited() {
-			return fmt.Errorf("%s exited: %v\n%s", p.name, p.err, p.tail())
+			return fmt.Errorf("%s exited: %w\n%s", p.name, p.err, p.tail())
 		}
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {

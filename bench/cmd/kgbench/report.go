@@ -265,7 +265,7 @@ func (r *runner) write() error {
 		Goals:   r.goals(),
 		Notes:   r.notes,
 	}
-	if err := os.MkdirAll(r.out, 0o755); err != nil {
+	if err := os.MkdirAll(r.out, 0o755); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 		return err
 	}
 	stamp := r.start.Format("2006-01-02T150405Z")
@@ -274,7 +274,7 @@ func (r *runner) write() error {
 	svg := chart(&rep)
 	for _, name := range []string{stamp, "latest"} {
 		for ext, b := range map[string][]byte{".json": append(js, '\n'), ".md": []byte(md), ".svg": []byte(svg)} {
-			if err := os.WriteFile(filepath.Join(r.out, name+ext), b, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(r.out, name+ext), b, 0o644); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 				return err
 			}
 		}

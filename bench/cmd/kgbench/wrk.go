@@ -62,9 +62,9 @@ func (l load) args() []string {
 func runWrk(l load) (*wrkResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.duration+30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "wrk", l.args()...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "wrk", l.args()...).CombinedOutput() //nolint:gosec // runs the tool this harness is configured with; no client input
 	if err != nil {
-		return nil, fmt.Errorf("wrk %s: %v\n%s", strings.Join(l.args(), " "), err, out)
+		return nil, fmt.Errorf("wrk %s: %w\n%s", strings.Join(l.args(), " "), err, out)
 	}
 	return parseWrk(string(out))
 }
@@ -198,9 +198,9 @@ end
 func writeScripts(dir string) (keyList, flood string, err error) {
 	keyList = filepath.Join(dir, "keylist.lua")
 	flood = filepath.Join(dir, "flood.lua")
-	if err = os.WriteFile(keyList, []byte(keyListLua), 0o644); err != nil {
+	if err = os.WriteFile(keyList, []byte(keyListLua), 0o644); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 		return
 	}
-	err = os.WriteFile(flood, []byte(floodLua), 0o644)
+	err = os.WriteFile(flood, []byte(floodLua), 0o644) //nolint:gosec // bench output, read by the peers' worker processes and by people
 	return
 }
