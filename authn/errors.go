@@ -32,13 +32,15 @@ var (
 	// authenticator is responsible the chain reports ErrInvalidCredentials.
 	ErrNotResponsible = errors.New("authn: authenticator not responsible for credential")
 
-	// ErrExpired: the credential was valid but has expired (API key
-	// expires_at, token exp). Reported only after the secret was verified,
-	// so it does not reveal that an unverified key exists. → 401.
+	// ErrExpired: a token that was valid has expired (exp passed, beyond
+	// the leeway). Reported only after the signature verified. → 401. An
+	// expired (or revoked) API key is ErrInvalidCredentials with
+	// ErrSecretVerified instead: one code for every refused key, so nothing
+	// tells a client that the key exists.
 	ErrExpired = errors.New("authn: credentials expired")
 
-	// ErrDisabled: the credential is correct but its user or account is
-	// disabled. → 401.
+	// ErrDisabled: the credential is correct but its user (for an API key:
+	// its owner) or account is disabled. → 401.
 	ErrDisabled = errors.New("authn: principal disabled")
 
 	// ErrSecretVerified is wrapped, together with ErrInvalidCredentials, by

@@ -71,8 +71,11 @@ func NewAuthenticator(s store.Store, opts AuthOptions) *Authenticator {
 
 // Failure errors, all one status (401, one code: the details are for the
 // audit log only). A revoked or expired key is reported only after its
-// secret verified, with authn.ErrSecretVerified and authn.ErrExpired: such a key is
-// not a guess and spends no failure budget (authn.Verified).
+// secret verified, as authn.ErrInvalidCredentials with
+// authn.ErrSecretVerified (not ErrExpired: clients see the code of an
+// unknown key); a disabled owner or account, also after the secret, as
+// authn.ErrDisabled. Neither is a guess: no failure budget is spent
+// (authn.Verified).
 var (
 	errInvalid  = fmt.Errorf("%w: unknown api key or wrong secret", authn.ErrInvalidCredentials)
 	errRevoked  = fmt.Errorf("%w: %w: api key revoked", authn.ErrInvalidCredentials, authn.ErrSecretVerified)
