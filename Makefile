@@ -2,11 +2,24 @@
 GO            ?= go
 BIN           ?= bin/keygate
 STATICCHECK_VERSION ?= v0.8.2
+GOLANGCI_LINT_VERSION ?= v2.15.0
+GOVULNCHECK_VERSION ?= v1.9.0
+# The Go vulnerability database, taken as the Go module golang.org/x/vulndb
+# (its data/osv reports) and indexed by its own cmd/indexdb: govulncheck
+# then needs no network but the module proxy. Move it forward to see newer
+# reports.
+VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
 GOBIN         := $(shell $(GO) env GOPATH)/bin
 STATICCHECK   := $(GOBIN)/staticcheck
+# Tools pinned by version live in tmp/tools/<version>/ (git-ignored), so a
+# version bump installs the new one.
+TOOLS         := $(CURDIR)/tmp/tools
+GOLANGCI_LINT := $(TOOLS)/golangci-lint@$(GOLANGCI_LINT_VERSION)/golangci-lint
+GOVULNCHECK   := $(TOOLS)/govulncheck@$(GOVULNCHECK_VERSION)/govulncheck
+VULNDB        := $(CURDIR)/tmp/vulndb/$(VULNDB_VERSION)
 PKGS          := ./...
 
-.PHONY: all build run test unit lint vet staticcheck fuzz bench bench-micro chaos clean tools openapi-lint-deps
+.PHONY: all build run test unit lint vet staticcheck golangci-lint govulncheck fuzz bench bench-micro chaos clean tools openapi-lint-deps
 
 all: build
 
@@ -17,7 +30,8 @@ build:
 run:
 	$(GO) run ./cmd/keygate serve --demo
 
-## test: vet, staticcheck and the whole suite with the race detector (Redis tests included).
+## test: the linters (vet, staticcheck, golangci-lint with gofmt/goimports,
+## govulncheck) and the whole suite with the race detector (Redis tests included).
 test: lint unit
 
 unit: openapi-lint-deps
@@ -39,10 +53,52 @@ $(OPENAPI_LINT)/node_modules/.package-lock.json: $(OPENAPI_LINT)/package-lock.js
 	  echo "npm is missing: admin TestOpenAPILint will skip"; \
 	fi
 
-lint: vet staticcheck
+lint: vet staticcheck golangci-lint govulncheck
 
 vet:
 	$(GO) vet $(PKGS)
+
+## golangci-lint: the linters of .golangci.yml (errcheck, errorlint, gosec,
+## exhaustive, dupl, …) and the gofmt/goimports check (`$(GOLANGCI_LINT) fmt`
+## fixes formatting).
+$(GOLANGCI_LINT):
+	GOFLAGS= GOBIN=$(dir $@) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+golangci-lint: $(GOLANGCI_LINT)
+	$(GOLANGCI_LINT) run $(PKGS)
+
+## govulncheck: known vulnerabilities reachable from our code, against the
+## database of VULNDB_VERSION. A vulnerable module fails. A vulnerable
+## standard library is fixed by a newer Go toolchain, which is the
+## project's choice (README, "Development"): it is printed and fails only
+## with VULNCHECK_STDLIB=fail. Without the module proxy the check is
+## skipped with a message, except under CI=true, where it fails.
+VULNCHECK_STDLIB ?= warn
+$(GOVULNCHECK):
+	GOFLAGS= GOBIN=$(dir $@) $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
+
+$(VULNDB)/index/db.json:
+	@src=$$(GOFLAGS= $(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
+	if [ -z "$$src" ] || [ ! -d "$$src/data/osv" ]; then \
+	  echo "govulncheck: cannot download golang.org/x/vulndb@$(VULNDB_VERSION) from the module proxy" >&2; exit 1; \
+	fi; \
+	rm -rf "$(VULNDB).tmp" && \
+	GOFLAGS= $(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns "$$src/data/osv" -out "$(VULNDB).tmp" && \
+	rm -rf "$(VULNDB)" && mv "$(VULNDB).tmp" "$(VULNDB)"
+
+govulncheck: $(GOVULNCHECK)
+	@if ! $(MAKE) --no-print-directory $(VULNDB)/index/db.json; then \
+	  if [ "$$CI" = true ]; then echo "govulncheck: no vulnerability database" >&2; exit 1; fi; \
+	  echo "govulncheck: SKIPPED: the vulnerability database (golang.org/x/vulndb from the Go module proxy) could not be built"; exit 0; \
+	fi; \
+	out=$$($(GOVULNCHECK) -db "file://$(VULNDB)" $(PKGS) 2>&1); rc=$$?; \
+	if [ $$rc -eq 0 ]; then echo "govulncheck: no vulnerability reachable (database $(VULNDB_VERSION))"; exit 0; fi; \
+	if [ $$rc -ne 3 ] || echo "$$out" | grep -E '^ +Found in: ' | grep -vq '@go1\.'; then \
+	  echo "$$out"; echo "govulncheck: FAIL: a module we use has a reachable vulnerability: upgrade it to the version of 'Fixed in'" >&2; exit 1; \
+	fi; \
+	echo "$$out" | grep -E '^(Vulnerability #|    Found in|    Fixed in|Your code)'; \
+	echo "govulncheck: WARNING: only the standard library of $$($(GO) env GOVERSION) is affected: a newer Go toolchain fixes it (the project's choice; VULNCHECK_STDLIB=fail makes this fail)"; \
+	[ "$(VULNCHECK_STDLIB)" != fail ]
 
 $(STATICCHECK):
 	GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
