@@ -135,7 +135,7 @@ const (
 	ActionChangePassword    = "changePassword"
 	ActionCreateAPIKey      = "createApiKey"
 	ActionRevokeAPIKey      = "revokeApiKey"
-	ActionBulkRevokeAPIKeys = "bulkRevokeApiKeys"
+	ActionBulkRevokeAPIKeys = "bulkRevokeApiKeys" //nolint:gosec // a name, not a credential
 )
 
 //go:embed openapi.json
@@ -313,7 +313,7 @@ func (a *api) authorizeExternal(r *request, action string) error {
 		return errExternalDenied
 	}
 	err := a.askExternal(r, action, domain, "admin:"+target)
-	if err == errExternalUnavailable {
+	if errors.Is(err, errExternalUnavailable) {
 		httpx.SetRetryAfter(&r.ctx.Response.Header, time.Second)
 	}
 	return err
@@ -614,9 +614,10 @@ func (a *api) manageAccount(r *request, account string) error {
 			return nil
 		}
 		return errAccountNotFound
+	default:
+		return errorf(fasthttp.StatusForbidden, "forbidden",
+			"only a global admin or an admin of this account may manage its users and keys; use /v1/user for your own identity and keys")
 	}
-	return errorf(fasthttp.StatusForbidden, "forbidden",
-		"only a global admin or an admin of this account may manage its users and keys; use /v1/user for your own identity and keys")
 }
 
 var errUserNotFound = errorf(fasthttp.StatusNotFound, "not_found", "user not found in this account")

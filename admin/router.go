@@ -5,8 +5,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/keygate/keygate/internal/httpx"
 	"github.com/valyala/fasthttp"
+
+	"github.com/keygate/keygate/internal/httpx"
 )
 
 // Params are the path parameters of a matched route, in pattern order. The

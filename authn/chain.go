@@ -11,9 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keygate/keygate/internal/httpx/hdr"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/internal/httpx/hdr"
 )
 
 // Authenticator checks one kind of credential against the system of record:

@@ -109,7 +109,7 @@ func tokenGrant(t *testing.T, g *gateway, form url.Values) (int, http.Header, ma
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var body map[string]any
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		t.Fatalf("token response is not JSON: %v", err)

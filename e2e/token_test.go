@@ -32,7 +32,7 @@ func TestTokenEndpoint(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b) + " " + strings.Join(resp.Header.Values("WWW-Authenticate"), " | ")
 	}
@@ -82,7 +82,7 @@ func TestTokenEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 404 {
 		t.Errorf("JWKS with HS256: %d", resp.StatusCode)
 	}

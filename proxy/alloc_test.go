@@ -7,11 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/configs"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fasthttp"
 )
 
 // TestPipelineZeroAlloc: framing checks, path validation, route match and

@@ -161,7 +161,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		ext:       opts.Authorizer,
 		extra:     opts.Extra,
 		accessLog: cfg.AccessLog,
-		sample:    uint64(cfg.AccessSample),
+		sample:    uint64(cfg.AccessSample), //nolint:gosec // configs validates log.access_sample >= 1
 		maxConns:  cfg.Limits.Concurrency,
 		maxBody:   cfg.Limits.MaxBody.Int(),
 		maxResp:   cfg.Limits.MaxResponse.Int(),

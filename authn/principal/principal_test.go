@@ -54,7 +54,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { raw.Close() })
+	t.Cleanup(func() { _ = raw.Close() })
 	must(t, raw.CreateAccount(context.Background(), &store.Account{Name: "acme"}))
 	f := &fixture{clk: clk, st: &countingStore{Store: raw}}
 	f.states = NewAccountStates(f.st, time.Minute, clk.Now)

@@ -5,8 +5,9 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/keygate/keygate/internal/httpx"
 	"github.com/valyala/fasthttp"
+
+	"github.com/keygate/keygate/internal/httpx"
 )
 
 // MetadataPath serves the authorization server metadata (RFC 8414 §3).

@@ -131,7 +131,7 @@ func (g *gateway) start() int {
 	remover := store.NewRemover(g.store, cfg.APIKeys.Retention.D(), store.DefaultPurgeInterval, time.Now, g.log.Named("remover"))
 	// The first purge (a walk over every key) waits 1-2 minutes: not on
 	// top of the start-up, not at once across a fleet restarted together.
-	remover.FirstDelay = time.Minute + mrand.N(time.Minute)
+	remover.FirstDelay = time.Minute + mrand.N(time.Minute) //nolint:gosec // jitter, not a secret
 	g.bg.Add(1)
 	go func() { defer g.bg.Done(); _ = remover.Run(bgCtx) }()
 	// Bolt sweeps expired refresh tokens; Redis expires them itself.

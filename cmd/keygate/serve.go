@@ -23,7 +23,7 @@ import (
 // Environment variables read by serve besides the KEYGATE_<PATH> config keys.
 const (
 	envConfig        = "KEYGATE_CONFIG"
-	envAdminPassword = "KEYGATE_ADMIN_PASSWORD"
+	envAdminPassword = "KEYGATE_ADMIN_PASSWORD" //nolint:gosec // a name, not a credential
 )
 
 func init() {
