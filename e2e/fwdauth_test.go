@@ -69,7 +69,7 @@ func newFAFixture(t *testing.T) *faFixture {
 // faProcess runs a front proxy until the test ends.
 func faProcess(t *testing.T, env []string, name string, args ...string) {
 	t.Helper()
-	cmd := exec.Command(name, args...)
+	cmd := exec.Command(name, args...) //nolint:gosec // runs the binary or tool the test built or needs; no outside input
 	cmd.Env = append(os.Environ(), env...)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -95,7 +95,7 @@ func faWaitUp(t *testing.T, url string) {
 	c := &http.Client{Timeout: time.Second}
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if r, err := c.Get(url); err == nil {
-			r.Body.Close()
+			_ = r.Body.Close()
 			return
 		}
 	}
@@ -304,7 +304,7 @@ func faFrontProxyCases(t *testing.T, f *faFixture, base string) {
 		}
 		var k struct{ Status string }
 		_ = json.NewDecoder(res.Body).Decode(&k)
-		res.Body.Close()
+		_ = res.Body.Close()
 		if res.StatusCode != 200 || k.Status != "revoked" {
 			t.Fatalf("revoke: %d %+v", res.StatusCode, k)
 		}
@@ -392,7 +392,7 @@ func TestForwardAuthGRPCBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cc.Close()
+	defer func() { _ = cc.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	h, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})

@@ -250,6 +250,7 @@ func (f *Server) rewrite(h *fasthttp.RequestHeader, m Mode) error {
 			h.SetRequestURIBytes(uri)
 		}
 		return nil
+	default: // ModeEnvoyGRPC builds its request itself (grpc.go): nothing to rewrite here
 	}
 	if len(uri) == 0 {
 		// Present but empty: fasthttp would read it as "/".

@@ -208,7 +208,7 @@ func (x *extAuthz) denied(ctx *fasthttp.RequestCtx, err error) *authv3.CheckResp
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(code)},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(r.StatusCode())},
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(r.StatusCode())}, //nolint:gosec // an HTTP status (100..599)
 			Headers: hdrs,
 			Body:    string(r.Body()),
 		}},

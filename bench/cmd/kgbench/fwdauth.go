@@ -22,7 +22,7 @@ func startNginxAuthRequest(dir, echoAddr, fwd string) (*peer, error) {
 		return nil, fmt.Errorf("nginx is not installed: %w", errSkip)
 	}
 	d := filepath.Join(dir, "nginx-authreq")
-	if err := os.MkdirAll(filepath.Join(d, "tmp"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(d, "tmp"), 0o755); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 		return nil, err
 	}
 	port := mustFreePort()
@@ -77,7 +77,7 @@ http {
 }
 `, d, echoAddr, fwd, port)
 	confPath := filepath.Join(d, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 		return nil, err
 	}
 	p, err := startProc(dir, "nginx-authreq", nil, "nginx", "-p", d+"/", "-c", confPath, "-e", filepath.Join(d, "error.log"))
