@@ -87,7 +87,7 @@ $(VULNDB)/index/db.json:
 	rm -rf "$(VULNDB)" && mv "$(VULNDB).tmp" "$(VULNDB)"
 
 govulncheck: $(GOVULNCHECK)
-	@if ! $(MAKE) --no-print-directory $(VULNDB)/index/db.json; then \
+	@if ! $(MAKE) -s --no-print-directory $(VULNDB)/index/db.json; then \
 	  if [ "$$CI" = true ]; then echo "govulncheck: no vulnerability database" >&2; exit 1; fi; \
 	  echo "govulncheck: SKIPPED: the vulnerability database (golang.org/x/vulndb from the Go module proxy) could not be built"; exit 0; \
 	fi; \

@@ -126,7 +126,7 @@ func TestRemoverFirstDelay(t *testing.T) {
 		t.Errorf("purged %v after Run started, before FirstDelay %v", d, r.FirstDelay)
 	}
 	cancel()
-	_ = <-done // Run ends with the context: its error is the cancellation
+	<-done //nolint:errcheck // Run ends with the context: its error is the cancellation
 
 	r2 := store.NewRemover(s, 0, time.Hour, clock.Now, nil)
 	r2.FirstDelay = time.Hour

@@ -44,6 +44,6 @@ func runEcho(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "keygate echo: shutdown: %v\n", err)
 		return exitFailure
 	}
-	_ = <-errc // Serve returns after a clean shutdown: nothing more to say
+	<-errc //nolint:errcheck // Serve returns after a clean shutdown: nothing more to say
 	return exitOK
 }
