@@ -275,16 +275,8 @@ func (r resp) want(t testing.TB, status int) resp {
 	return r
 }
 
-// createdKey is a key creation response.
-type createdKey struct {
-	ID        string     `json:"id"`
-	Name      string     `json:"name"`
-	APIKey    string     `json:"api_key"`
-	Encoded   string     `json:"encoded"`
-	Roles     []string   `json:"roles"`
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at"`
-}
+// createdKey is a key creation response, with the credentials it makes.
+type createdKey struct{ adminapi.CreatedKey }
 
 func (k createdKey) bearer() string { return "Bearer " + k.APIKey }
 func (k createdKey) apiKey() string { return "ApiKey " + k.Encoded }
