@@ -26,23 +26,9 @@ func startNginxAuthRequest(dir, echoAddr, fwd string) (*peer, error) {
 		return nil, err
 	}
 	port := mustFreePort()
-	conf := fmt.Sprintf(`worker_processes 2;
-daemon off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/tmp/body;
-  proxy_temp_path %[1]s/tmp/proxy;
-  fastcgi_temp_path %[1]s/tmp/fastcgi;
-  uwsgi_temp_path %[1]s/tmp/uwsgi;
-  scgi_temp_path %[1]s/tmp/scgi;
-  keepalive_requests 1000000;
-  upstream up { server %[2]s; keepalive 128; keepalive_requests 1000000; }
-  upstream keygate_check { server %[3]s; keepalive 128; keepalive_requests 1000000; }
+	conf := nginxHTTPPrelude(d, echoAddr) + fmt.Sprintf(`  upstream keygate_check { server %[1]s; keepalive 128; keepalive_requests 1000000; }
   server {
-    listen 127.0.0.1:%[4]d;
+    listen 127.0.0.1:%[2]d;
     location / {
       auth_request /_keygate;
       auth_request_set $kg_user    $upstream_http_x_auth_user;
@@ -75,7 +61,7 @@ http {
     }
   }
 }
-`, d, echoAddr, fwd, port)
+`, fwd, port)
 	confPath := filepath.Join(d, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 		return nil, err

@@ -72,28 +72,14 @@ func startNginx(dir, echoAddr string) (*peer, error) {
 	}
 	port := mustFreePort()
 	proxy := `proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";`
-	conf := fmt.Sprintf(`worker_processes 2;
-daemon off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/tmp/body;
-  proxy_temp_path %[1]s/tmp/proxy;
-  fastcgi_temp_path %[1]s/tmp/fastcgi;
-  uwsgi_temp_path %[1]s/tmp/uwsgi;
-  scgi_temp_path %[1]s/tmp/scgi;
-  keepalive_requests 1000000;
-  upstream up { server %[2]s; keepalive 128; keepalive_requests 1000000; }
-  server {
-    listen 127.0.0.1:%[3]d;
-    location / { %[4]s }
-    location /apr1/ { auth_basic "bench"; auth_basic_user_file %[5]s; %[4]s }
-    location /bcrypt/ { auth_basic "bench"; auth_basic_user_file %[6]s; %[4]s }
+	conf := nginxHTTPPrelude(d, echoAddr) + fmt.Sprintf(`  server {
+    listen 127.0.0.1:%[1]d;
+    location / { %[2]s }
+    location /apr1/ { auth_basic "bench"; auth_basic_user_file %[3]s; %[2]s }
+    location /bcrypt/ { auth_basic "bench"; auth_basic_user_file %[4]s; %[2]s }
   }
 }
-`, d, echoAddr, port, proxy, apr1, bcrypt)
+`, port, proxy, apr1, bcrypt)
 	confPath := filepath.Join(d, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
 		return nil, err
@@ -210,4 +196,26 @@ backend up
 	return &peer{name: "haproxy", version: toolVersion("haproxy", "-v"), p: p, base: "http://" + addr, scenarios: []peerScenario{
 		{"proxy", "HAProxy plain proxy, no auth", "/bench?x=1", ""},
 	}}, nil
+}
+
+// nginxHTTPPrelude is the start of an nginx.conf for a bench peer in dir d:
+// one foreground master with 2 workers, every temp path under d, no access
+// log, keep-alive everywhere, and the upstream "up" (the echo server at
+// echoAddr). The caller appends the rest of the http block.
+func nginxHTTPPrelude(d, echoAddr string) string {
+	return fmt.Sprintf(`worker_processes 2;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/tmp/body;
+  proxy_temp_path %[1]s/tmp/proxy;
+  fastcgi_temp_path %[1]s/tmp/fastcgi;
+  uwsgi_temp_path %[1]s/tmp/uwsgi;
+  scgi_temp_path %[1]s/tmp/scgi;
+  keepalive_requests 1000000;
+  upstream up { server %[2]s; keepalive 128; keepalive_requests 1000000; }
+`, d, echoAddr)
 }
