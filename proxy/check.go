@@ -27,13 +27,7 @@ import (
 // The request id (the request's valid X-Request-Id or a new one) is set on
 // ctx.Response. A cache hit allocates nothing.
 func (p *Proxy) Check(ctx *fasthttp.RequestCtx) (*Route, *authn.Identity, error) {
-	s := p.pool.Get().(*scratch)
-	s.reset()
-	if v := ctx.Request.Header.PeekBytes(p.ridName); validRequestID(v) {
-		s.rid = append(s.rid, v...)
-	} else {
-		s.rid = appendNewRequestID(s.rid, s)
-	}
+	s := p.scratchFor(ctx)
 	ctx.Response.Header.SetBytesKV(p.ridName, s.rid)
 	s.check = true
 	err := p.decide(ctx, s, true)

@@ -328,19 +328,24 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 	p.finish(ctx, s, route, ident, err, start)
 }
 
-// begin takes a scratch for a new request and sets its request id (and the
-// access log path when sampled).
-func (p *Proxy) begin(ctx *fasthttp.RequestCtx) *scratch {
+// scratchFor takes a reset scratch from the pool with the request id set
+// first, so every answer carries it: the request's valid X-Request-Id, or a
+// new one.
+func (p *Proxy) scratchFor(ctx *fasthttp.RequestCtx) *scratch {
 	s := p.pool.Get().(*scratch)
 	s.reset()
-
-	// Request id first, so every answer carries it.
 	if v := ctx.Request.Header.PeekBytes(p.ridName); validRequestID(v) {
 		s.rid = append(s.rid, v...)
 	} else {
 		s.rid = appendNewRequestID(s.rid, s)
 	}
+	return s
+}
 
+// begin takes a scratch for a new request and sets its request id (and the
+// access log path when sampled).
+func (p *Proxy) begin(ctx *fasthttp.RequestCtx) *scratch {
+	s := p.scratchFor(ctx)
 	s.sampled = p.accessLog && (p.sample == 1 || p.seq.Add(1)%p.sample == 0)
 	if s.sampled {
 		// The path as the client sent it (serve rewrites the URI).
