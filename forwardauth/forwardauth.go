@@ -361,6 +361,8 @@ func (f *Server) Server() *fasthttp.Server {
 	s.ErrorHandler = f.errorHandler
 	s.NoDefaultServerHeader = true
 	s.NoDefaultDate = true
+	// An allow has no body, so no Content-Type; a denial sets its own (JSON).
+	s.NoDefaultContentType = true
 	s.DisablePreParseMultipartForm = true
 	// Checks carry no body (Envoy's with_request_body is not used).
 	s.MaxRequestBodySize = 64 << 10
