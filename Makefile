@@ -19,7 +19,7 @@ GOVULNCHECK   := $(TOOLS)/govulncheck@$(GOVULNCHECK_VERSION)/govulncheck
 VULNDB        := $(CURDIR)/tmp/vulndb/$(VULNDB_VERSION)
 PKGS          := ./...
 
-.PHONY: all build run test unit lint vet staticcheck golangci-lint govulncheck fuzz bench bench-micro chaos clean tools openapi-lint-deps
+.PHONY: all build run test unit lint vet staticcheck golangci-lint govulncheck fuzz bench bench-micro chaos clean tools openapi-lint-deps node-deps
 
 all: build
 
@@ -34,23 +34,26 @@ run:
 ## govulncheck) and the whole suite with the race detector (Redis tests included).
 test: lint unit
 
-unit: openapi-lint-deps
+unit: node-deps
 	$(GO) test -race -shuffle=on -timeout 12m -count=1 $(PKGS)
 
-## openapi-lint-deps: the pinned OpenAPI linter (@redocly/cli, npm ci from
-## tools/openapi-lint/package-lock.json) that admin's TestOpenAPILint runs.
-## Reinstalled only when the lock file changes; npm's cache is ./tmp/npm-cache.
-## Without npm the test skips, except under CI=true, where both fail.
-OPENAPI_LINT := tools/openapi-lint
-openapi-lint-deps: $(OPENAPI_LINT)/node_modules/.package-lock.json
+## node-deps: the pinned npm tools the tests run, each installed with npm ci
+## from its own lock file: tools/openapi-lint (@redocly/cli, admin's
+## TestOpenAPILint) and tools/oauth-clients (simple-oauth2, e2e's
+## TestTokenClientSimpleOAuth2). Reinstalled only when a lock file changes;
+## npm's cache is ./tmp/npm-cache. Without npm those tests skip, except under
+## CI=true, where this target and they fail.
+NODE_TOOLS := tools/openapi-lint tools/oauth-clients
+node-deps: $(addsuffix /node_modules/.package-lock.json,$(NODE_TOOLS))
+openapi-lint-deps: tools/openapi-lint/node_modules/.package-lock.json
 
-$(OPENAPI_LINT)/node_modules/.package-lock.json: $(OPENAPI_LINT)/package-lock.json $(OPENAPI_LINT)/package.json
+tools/%/node_modules/.package-lock.json: tools/%/package-lock.json tools/%/package.json
 	@if command -v npm >/dev/null 2>&1; then \
-	  cd $(OPENAPI_LINT) && npm ci --no-audit --no-fund --ignore-scripts --prefer-offline --cache "$(CURDIR)/tmp/npm-cache"; \
+	  cd tools/$* && npm ci --no-audit --no-fund --ignore-scripts --prefer-offline --cache "$(CURDIR)/tmp/npm-cache"; \
 	elif [ "$$CI" = true ]; then \
-	  echo "npm is missing: the OpenAPI lint test (admin TestOpenAPILint) needs node and npm" >&2; exit 1; \
+	  echo "npm is missing: the tests using tools/$* need node and npm" >&2; exit 1; \
 	else \
-	  echo "npm is missing: admin TestOpenAPILint will skip"; \
+	  echo "npm is missing: the tests using tools/$* will skip"; \
 	fi
 
 lint: vet staticcheck golangci-lint govulncheck

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -406,5 +409,49 @@ func TestTokenMetadataIssuerURL(t *testing.T) {
 	}
 	if st := bearerStatus(t, g, tok.AccessToken); st != 200 {
 		t.Errorf("token: %d", st)
+	}
+}
+
+// TestTokenClientSimpleOAuth2 runs the real simple-oauth2 (npm, pinned in
+// tools/oauth-clients) against the built binary in each of its client
+// authentication modes, as a public client with an empty secret: the
+// header in strict and loose encoding, and the body as a form and as JSON.
+// Each token must then open the proxy. Without node or the installed
+// module (make node-deps) it skips, except under CI=true.
+func TestTokenClientSimpleOAuth2(t *testing.T) {
+	t.Parallel()
+	node, err := exec.LookPath("node")
+	script, _ := filepath.Abs(filepath.Join("..", "tools", "oauth-clients", "fetch-token.mjs"))
+	mod := filepath.Join(filepath.Dir(script), "node_modules", "simple-oauth2")
+	if _, statErr := os.Stat(mod); err != nil || statErr != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("node or simple-oauth2 missing (run make node-deps): %v %v", err, statErr)
+		}
+		t.Skipf("node or simple-oauth2 missing (run make node-deps): %v %v", err, statErr)
+	}
+	g := tokenGateway(t)
+	for _, mode := range []string{"header-strict", "header-loose", "body-form", "body-json"} {
+		t.Run(mode, func(t *testing.T) {
+			cmd := exec.Command(node, script, g.url(""), mode, "admin") //nolint:gosec // G204: the test's own script and the gateway it started
+			cmd.Stdin = strings.NewReader(adminPW)
+			out, err := cmd.Output()
+			if err != nil {
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					t.Fatalf("simple-oauth2 %s: %v: %s", mode, err, ee.Stderr)
+				}
+				t.Fatalf("simple-oauth2 %s: %v", mode, err)
+			}
+			var tok struct {
+				AccessToken string `json:"access_token"`
+				TokenType   string `json:"token_type"`
+			}
+			if err := json.Unmarshal(out, &tok); err != nil || tok.AccessToken == "" || tok.TokenType != "Bearer" {
+				t.Fatalf("simple-oauth2 %s: token response %q (%v)", mode, out, err)
+			}
+			if code := bearerStatus(t, g, tok.AccessToken); code != 200 {
+				t.Errorf("simple-oauth2 %s: the token opened the proxy with %d, want 200", mode, code)
+			}
+		})
 	}
 }
