@@ -55,12 +55,12 @@ import (
 	"fmt"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/internal/httpx/hdr"
 )
 
 // Sentinel errors. Authorizers wrap them with %w; match with errors.Is.
@@ -200,8 +200,8 @@ func (r *Request) AddRouteAction(method []byte, route string, path []byte) {
 	r.buf = append(r.buf, ':')
 	r.buf = append(r.buf, path...)
 	r.Actions = append(r.Actions, Action{
-		Action: b2s(r.buf[start:mEnd]),
-		Target: b2s(r.buf[mEnd:]),
+		Action: hdr.StringView(r.buf[start:mEnd]),
+		Target: hdr.StringView(r.buf[mEnd:]),
 	})
 }
 
@@ -293,13 +293,4 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 		panic(fmt.Sprintf("authz: registering metrics: %v", err))
 	}
 	return c
-}
-
-// b2s returns b as a string without copying; b must not change while the
-// string is in use.
-func b2s(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(unsafe.SliceData(b), len(b)) //nolint:gosec // audited zero-copy view: the bytes are not modified while it lives
 }

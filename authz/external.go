@@ -18,6 +18,7 @@ import (
 
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/internal/httpx"
+	"github.com/keygate/keygate/internal/httpx/hdr"
 	"github.com/keygate/keygate/store"
 )
 
@@ -87,7 +88,7 @@ func (p *plugin) prepare(req *fasthttp.Request, method, path string, body []byte
 		ts := strconv.AppendInt(tsBuf[:0], now.Unix(), 10)
 		req.Header.SetBytesV(HeaderTimestamp, ts)
 		var sigBuf [3 + 64]byte
-		req.Header.SetBytesV(HeaderSignature, AppendSignature(sigBuf[:0], p.secret, method, path, b2s(ts), body))
+		req.Header.SetBytesV(HeaderSignature, AppendSignature(sigBuf[:0], p.secret, method, path, hdr.StringView(ts), body))
 	}
 }
 

@@ -41,6 +41,7 @@ import (
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/internal/httpx"
+	"github.com/keygate/keygate/internal/httpx/hdr"
 	"github.com/keygate/keygate/proxy"
 )
 
@@ -312,13 +313,13 @@ func (f *Server) allow(ctx *fasthttp.RequestCtx, m Mode, route *proxy.Route, id 
 			h.SetBytesKV(k, emptyValue)
 		}
 	} else {
-		h.SetBytesKV(n.User, s2b(id.Username))
-		h.SetBytesKV(n.Account, s2b(id.Account))
-		h.SetBytesKV(n.Roles, s2b(id.RolesHeader))
-		h.SetBytesKV(n.Method, s2b(id.Method.String()))
+		h.SetBytesKV(n.User, hdr.BytesView(id.Username))
+		h.SetBytesKV(n.Account, hdr.BytesView(id.Account))
+		h.SetBytesKV(n.Roles, hdr.BytesView(id.RolesHeader))
+		h.SetBytesKV(n.Method, hdr.BytesView(id.Method.String()))
 		if id.Method == authn.MethodAPIKey {
-			h.SetBytesKV(n.KeyID, s2b(id.KeyID))
-			h.SetBytesKV(n.KeyName, s2b(id.KeyName))
+			h.SetBytesKV(n.KeyID, hdr.BytesView(id.KeyID))
+			h.SetBytesKV(n.KeyName, hdr.BytesView(id.KeyName))
 		} else {
 			h.SetBytesKV(n.KeyID, emptyValue)
 			h.SetBytesKV(n.KeyName, emptyValue)

@@ -51,6 +51,7 @@ import (
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/internal/httpx"
+	"github.com/keygate/keygate/internal/httpx/hdr"
 	"github.com/keygate/keygate/internal/reqtarget"
 )
 
@@ -625,13 +626,13 @@ func (p *Proxy) upstreamError(r *Route, err error) error {
 }
 
 func (p *Proxy) inject(h *fasthttp.RequestHeader, id *authn.Identity) {
-	h.SetBytesKV(p.hUser, s2b(id.Username))
-	h.SetBytesKV(p.hAccount, s2b(id.Account))
-	h.SetBytesKV(p.hRoles, s2b(id.RolesHeader))
-	h.SetBytesKV(p.hMethod, s2b(id.Method.String()))
+	h.SetBytesKV(p.hUser, hdr.BytesView(id.Username))
+	h.SetBytesKV(p.hAccount, hdr.BytesView(id.Account))
+	h.SetBytesKV(p.hRoles, hdr.BytesView(id.RolesHeader))
+	h.SetBytesKV(p.hMethod, hdr.BytesView(id.Method.String()))
 	if id.Method == authn.MethodAPIKey {
-		h.SetBytesKV(p.hKeyID, s2b(id.KeyID))
-		h.SetBytesKV(p.hKeyNm, s2b(id.KeyName))
+		h.SetBytesKV(p.hKeyID, hdr.BytesView(id.KeyID))
+		h.SetBytesKV(p.hKeyNm, hdr.BytesView(id.KeyName))
 	}
 }
 
@@ -683,7 +684,7 @@ func (p *Proxy) clientAddr(peer netip.Addr, trusted bool, xff []byte) netip.Addr
 	for end := len(xff); end > 0; {
 		start := bytes.LastIndexByte(xff[:end], ',') + 1
 		hop := bytes.TrimSpace(xff[start:end])
-		a, err := netip.ParseAddr(b2s(hop))
+		a, err := netip.ParseAddr(hdr.StringView(hop))
 		if err != nil {
 			return peer // a malformed hop: trust nothing left of it
 		}

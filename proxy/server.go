@@ -3,7 +3,6 @@ package proxy
 import (
 	"net"
 	"strconv"
-	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
@@ -76,10 +75,4 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	}
 }
 
-func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) } //nolint:gosec // audited zero-copy view: the bytes are not modified while it lives
-
 func itoa(n int) string { return strconv.Itoa(n) }
-
-// b2s views b as a string without copying; b must not change while the
-// string is in use.
-func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) } //nolint:gosec // audited zero-copy view: the bytes are not modified while it lives

@@ -5,6 +5,8 @@
 // internal/httpx. Nothing here allocates.
 package hdr
 
+import "unsafe"
+
 // TrimOWS trims spaces and tabs around a header value (RFC 9110 OWS).
 func TrimOWS(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
@@ -37,3 +39,11 @@ func Lower(c byte) byte {
 	}
 	return c
 }
+
+// BytesView views s as bytes without copying; the result must never be
+// written to (Go strings are immutable).
+func BytesView(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) } //nolint:gosec // audited zero-copy view: the bytes are not modified while it lives
+
+// StringView views b as a string without copying; b must not change while
+// the string is in use.
+func StringView(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) } //nolint:gosec // audited zero-copy view: the bytes are not modified while it lives
