@@ -13,6 +13,7 @@ import (
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/internal/httpx"
 	"github.com/keygate/keygate/proxy"
 	"github.com/keygate/keygate/store"
 )
@@ -37,6 +38,9 @@ const (
 	startupMaxBackoff   = time.Second
 	// bootstrapAttempt bounds one bootstrap attempt (a few round trips).
 	bootstrapAttempt = 30 * time.Second
+	// startingRetryAfter is the Retry-After of the 503s while starting: the
+	// store is tried again within one backoff at most.
+	startingRetryAfter = startupMaxBackoff
 )
 
 var (
@@ -44,7 +48,7 @@ var (
 		Reason: "the store is not reachable yet; retrying until store.startup_timeout"}
 	startingHTTPError = &proxy.HTTPError{Status: fasthttp.StatusServiceUnavailable, Code: "starting",
 		Message: "keygate is starting: the identity store is not reachable yet; retry later"}
-	startingAdminBody = []byte(`{"error":{"code":"starting","message":"keygate is starting: the store is not reachable yet; retry later"}}`)
+	startingAdminBody = httpx.AppendErrorJSON(nil, "starting", "keygate is starting: the store is not reachable yet; retry later")
 	startingTokenBody = []byte(`{"error":"temporarily_unavailable","error_description":"keygate is starting; retry later"}`)
 )
 
@@ -154,7 +158,7 @@ type startGate struct {
 
 func (s startGate) Authenticate(ctx *fasthttp.RequestCtx, r *proxy.Route, client netip.Addr) (*authn.Identity, error) {
 	if !s.g.started.Load() && len(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)) > 0 {
-		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+		httpx.SetRetryAfter(&ctx.Response.Header, startingRetryAfter)
 		return nil, startingHTTPError
 	}
 	return s.next.Authenticate(ctx, r, client)
@@ -167,7 +171,7 @@ func (g *gateway) gateHandler(h fasthttp.RequestHandler, body []byte) fasthttp.R
 			h(ctx)
 			return
 		}
-		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+		httpx.SetRetryAfter(&ctx.Response.Header, startingRetryAfter)
 		ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
 		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 		ctx.SetContentType("application/json")
