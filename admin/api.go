@@ -179,19 +179,31 @@ const (
 
 // RegisterAPI adds the admin API's routes (DESIGN.md §6), GET /openapi.json
 // and, with d.Pprof, GET /debug/pprof/… to r. Call it before the server
-// starts serving.
+// starts serving. NewAPI and Register do the same in two steps, for callers
+// that also need the API's operations (API, ops.go: the web UI).
 func RegisterAPI(r Registrar, d APIDeps) error {
-	switch {
-	case r == nil:
+	if r == nil {
 		return errors.New("admin: RegisterAPI: nil router")
+	}
+	x, err := NewAPI(d)
+	if err != nil {
+		return err
+	}
+	x.Register(r)
+	return nil
+}
+
+// NewAPI builds the admin API of d without registering it (see Register).
+func NewAPI(d APIDeps) (*API, error) {
+	switch {
 	case d.Store == nil:
-		return errors.New("admin: RegisterAPI: a store is required")
+		return nil, errors.New("admin: RegisterAPI: a store is required")
 	case d.Auth == nil:
-		return errors.New("admin: RegisterAPI: an authenticator is required")
+		return nil, errors.New("admin: RegisterAPI: an authenticator is required")
 	case d.Hasher == nil:
-		return errors.New("admin: RegisterAPI: a password hasher is required")
+		return nil, errors.New("admin: RegisterAPI: a password hasher is required")
 	case d.APIKeys.MaxLifetime < 0:
-		return errors.New("admin: RegisterAPI: negative api_keys.max_lifetime")
+		return nil, errors.New("admin: RegisterAPI: negative api_keys.max_lifetime")
 	}
 	a := &api{
 		st:          d.Store,
@@ -211,15 +223,24 @@ func RegisterAPI(r Registrar, d APIDeps) error {
 	if a.now == nil {
 		a.now = time.Now
 	}
-	const (
-		get, post, put, patch, del = fasthttp.MethodGet, fasthttp.MethodPost, fasthttp.MethodPut, fasthttp.MethodPatch, fasthttp.MethodDelete
-	)
-	routes := []struct {
-		method, pattern string
-		acc             access
-		action          string
-		h               apiHandler
-	}{
+	x := &API{a: a, ops: map[string]apiRoute{}, pprof: d.Pprof}
+	for _, rt := range a.apiRoutes() {
+		x.ops[rt.method+" "+rt.pattern] = rt
+	}
+	return x, nil
+}
+
+// apiRoute is one route of the JSON API: who may call it (acc), its audit
+// and authorizer action (writes) and its handler.
+type apiRoute struct {
+	method, pattern string
+	acc             access
+	action          string
+	h               apiHandler
+}
+
+func (a *api) apiRoutes() []apiRoute {
+	return []apiRoute{
 		{get, "/v1/user", selfRead, "", a.getSelf},
 		{put, "/v1/user/password", write, ActionChangePassword, a.changePassword},
 		{get, "/v1/user/api-keys", selfRead, "", a.listOwnKeys},
@@ -250,24 +271,42 @@ func RegisterAPI(r Registrar, d APIDeps) error {
 		// selfRead: an API key may call it; verify checks the roles.
 		{post, "/v1/verify", selfRead, "", a.verify},
 	}
-	for _, rt := range routes {
+}
+
+// Register adds the API's routes to r (see RegisterAPI). Call it once,
+// before the server starts serving.
+func (x *API) Register(r Registrar) {
+	a := x.a
+	for _, rt := range a.apiRoutes() {
 		r.Handle(rt.method, rt.pattern, a.wrap(rt.acc, rt.action, rt.h))
 	}
-	r.Handle(get, "/openapi.json", func(ctx *fasthttp.RequestCtx, _ Params) {
+	r.Handle(fasthttp.MethodGet, "/openapi.json", func(ctx *fasthttp.RequestCtx, _ Params) {
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.SetContentType("application/json")
 		ctx.SetBody(openAPIDoc)
 	})
-	if d.Pprof {
+	if x.pprof {
 		a.registerPprof(r)
 	}
-	return nil
 }
 
 // request is one admin API request being served.
 type request struct {
+	// ctx is the HTTP request of the JSON API; nil for an operation called
+	// in process (API's methods, ops.go), whose body is in and whose
+	// answer goes to status and out.
 	ctx *fasthttp.RequestCtx
 	p   Params
+	// path is the request's raw path (in process: the API path the
+	// operation answers at): the external authorizer's target and the
+	// default audit target.
+	path string
+	// in and query are an in-process operation's body (a pointer to the
+	// type the handler decodes) and query; out and status its answer.
+	in     any
+	query  *fasthttp.Args
+	out    any
+	status int
 	// c bounds the store work of the request (APITimeout).
 	c   context.Context
 	now time.Time
@@ -308,12 +347,12 @@ func (a *api) authorizeExternal(r *request, action string) error {
 	if domain == "" {
 		domain = r.id.Account
 	}
-	target, ok := canonicalPath(rawPath(r.ctx))
+	target, ok := canonicalPath(r.path)
 	if !ok { // the router matched it: cannot happen
 		return errExternalDenied
 	}
 	err := a.askExternal(r, action, domain, "admin:"+target)
-	if errors.Is(err, errExternalUnavailable) {
+	if errors.Is(err, errExternalUnavailable) && r.ctx != nil {
 		httpx.SetRetryAfter(&r.ctx.Response.Header, time.Second)
 	}
 	return err
@@ -379,26 +418,45 @@ func (a *api) wrap(acc access, action string, h apiHandler) HandlerFunc {
 		c, cancel := context.WithTimeout(context.Background(), APITimeout)
 		defer cancel()
 		// The peer's address: the admin listener trusts no proxy header.
-		r := &request{ctx: ctx, p: p, c: c, now: a.now().UTC(), ip: httpx.PeerAddr(ctx)}
+		r := &request{ctx: ctx, p: p, c: c, now: a.now().UTC(), ip: httpx.PeerAddr(ctx), path: rawPath(ctx)}
 		err := a.authenticate(r)
-		if err == nil && acc != selfRead && r.id.Method == authn.MethodAPIKey {
-			err = errKeyForbidden
-		}
-		if err == nil && acc == write && a.ext != nil {
-			err = a.authorizeExternal(r, action)
-		}
-		if err == nil {
-			err = h(r)
-		}
 		if err != nil {
 			a.writeErr(r, err)
-		} else {
-			a.notify(r)
+			if acc == write {
+				a.auditLog(r, action, err)
+			}
+			return
 		}
-		if acc == write {
-			a.auditLog(r, action, err)
+		if err := a.serve(r, acc, action, h); err != nil {
+			a.writeErr(r, err)
 		}
 	}
+}
+
+// serve runs h for r's authenticated caller: the access class, the
+// external authorizer (writes), h, then the lifecycle notifications of a
+// success and the audit line of a write. It returns h's error (or the
+// refusal) for the caller to answer with; the audit line records it.
+func (a *api) serve(r *request, acc access, action string, h apiHandler) error {
+	var err error
+	if acc != selfRead && r.id.Method == authn.MethodAPIKey {
+		err = errKeyForbidden
+	}
+	if err == nil && acc == write && a.ext != nil {
+		err = a.authorizeExternal(r, action)
+	}
+	if err == nil {
+		err = h(r)
+	}
+	if err != nil {
+		r.status = a.errorOf(r, err).Status
+	} else {
+		a.notify(r)
+	}
+	if acc == write {
+		a.auditLog(r, action, err)
+	}
+	return err
 }
 
 // authenticate sets r.id and r.user.
@@ -435,51 +493,88 @@ func (a *api) authenticate(r *request) error {
 // writeErr writes the response for err.
 func (a *api) writeErr(r *request, err error) {
 	ctx := r.ctx
+	e := a.errorOf(r, err)
+	r.status = e.Status
+	var af *authFailure
+	if errors.As(err, &af) {
+		if e.Status == fasthttp.StatusUnauthorized {
+			_, _, tokenErr := authn.Status(af.err)
+			ctx.Response.Header.Add(fasthttp.HeaderWWWAuthenticate, httpx.Challenge("Basic", a.realm, ""))
+			ctx.Response.Header.Add(fasthttp.HeaderWWWAuthenticate, httpx.Challenge("Bearer", a.realm, tokenErr))
+		}
+	}
+	if d := retryAfterOf(err, e); d > 0 {
+		setRetryAfter(ctx, d)
+	}
+	httpx.WriteError(ctx, e)
+}
+
+// retryAfterOf is the Retry-After of the answer e to err (0: none).
+func retryAfterOf(err error, e *httpx.Error) time.Duration {
+	switch e.Status {
+	case fasthttp.StatusTooManyRequests, fasthttp.StatusServiceUnavailable:
+		var ae *httpx.Error
+		if errors.As(err, &ae) {
+			return 0 // the handler set its own
+		}
+		var af *authFailure
+		if errors.As(err, &af) {
+			if d := authn.RetryAfter(af.err); d > 0 {
+				return d
+			}
+		}
+		return authn.UnavailableRetryAfter
+	}
+	return 0
+}
+
+// errorOf is the answer to err: its status, code and message.
+func (a *api) errorOf(r *request, err error) *httpx.Error {
 	var ae *httpx.Error
 	var af *authFailure
 	switch {
 	case errors.As(err, &ae):
-		httpx.WriteError(ctx, ae)
+		return ae
 	case errors.As(err, &af):
-		status, code, tokenErr := authn.Status(af.err)
+		status, code, _ := authn.Status(af.err)
 		msg := "invalid credentials"
 		switch status {
 		case fasthttp.StatusUnauthorized:
 			if code == "unauthorized" {
 				msg = "authentication required: send Basic, ApiKey or Bearer credentials"
 			}
-			ctx.Response.Header.Add(fasthttp.HeaderWWWAuthenticate, httpx.Challenge("Basic", a.realm, ""))
-			ctx.Response.Header.Add(fasthttp.HeaderWWWAuthenticate, httpx.Challenge("Bearer", a.realm, tokenErr))
 		case fasthttp.StatusTooManyRequests:
 			msg = "too many failed authentication attempts; retry later"
-			setRetryAfter(ctx, authn.RetryAfter(af.err))
 		case fasthttp.StatusServiceUnavailable:
 			msg = "authentication is temporarily unavailable; retry later"
-			setRetryAfter(ctx, authn.RetryAfter(af.err))
 		case fasthttp.StatusForbidden:
 			msg = "forbidden"
 		default:
 			status, code, msg = fasthttp.StatusServiceUnavailable, "unavailable", "authentication is temporarily unavailable; retry later"
-			setRetryAfter(ctx, authn.UnavailableRetryAfter)
 		}
-		httpx.Write(ctx, status, code, msg)
+		return &httpx.Error{Status: status, Code: code, Message: msg}
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, password.ErrBusy),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		setRetryAfter(ctx, authn.UnavailableRetryAfter)
-		httpx.Write(ctx, fasthttp.StatusServiceUnavailable, "unavailable", "the store is temporarily unavailable; retry later")
+		return errStoreUnavailable
 	case errors.Is(err, store.ErrNotFound):
-		httpx.Write(ctx, fasthttp.StatusNotFound, "not_found", "not found")
+		return errNotFound
 	case errors.Is(err, store.ErrConflict):
-		httpx.Write(ctx, fasthttp.StatusConflict, "conflict", storeMessage(err))
+		return errorf(fasthttp.StatusConflict, "conflict", "%s", storeMessage(err))
 	case errors.Is(err, store.ErrInvalid):
-		httpx.Write(ctx, fasthttp.StatusUnprocessableEntity, "invalid", storeMessage(err))
+		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", "%s", storeMessage(err))
 	default:
 		// Not the client's fault; the error may name an address: log it,
 		// never send it.
-		a.audit.Error("admin api: internal error", zap.Error(err), zap.String("path", string(ctx.Path())))
-		httpx.Write(ctx, fasthttp.StatusInternalServerError, "internal", "internal error")
+		a.audit.Error("admin api: internal error", zap.Error(err), zap.String("path", r.path))
+		return errInternal
 	}
 }
+
+var (
+	errStoreUnavailable = errorf(fasthttp.StatusServiceUnavailable, "unavailable", "the store is temporarily unavailable; retry later")
+	errNotFound         = errorf(fasthttp.StatusNotFound, "not_found", "not found")
+	errInternal         = errorf(fasthttp.StatusInternalServerError, "internal", "internal error")
+)
 
 // storeMessage is the client-facing text of a store ErrInvalid or
 // ErrConflict: the store's message (which never holds a secret) without the
@@ -507,7 +602,7 @@ func setRetryAfter(ctx *fasthttp.RequestCtx, d time.Duration) {
 // auditLog writes the audit line of a write: who, what, on what, from where,
 // and the outcome. Never a password or a key value.
 func (a *api) auditLog(r *request, action string, err error) {
-	status := r.ctx.Response.StatusCode()
+	status := r.status
 	result := "success"
 	switch {
 	case status == fasthttp.StatusUnauthorized, status == fasthttp.StatusForbidden:
@@ -517,7 +612,7 @@ func (a *api) auditLog(r *request, action string, err error) {
 	}
 	target := r.target
 	if target == "" {
-		target = string(r.ctx.Path())
+		target = r.path
 	}
 	actor, actorAccount, method, keyID := "", "", authn.MethodNone.String(), ""
 	if r.id != nil {
@@ -538,8 +633,17 @@ func (a *api) auditLog(r *request, action string, err error) {
 }
 
 // decode reads the JSON request body into v strictly: a JSON content type,
-// at most MaxAPIBody bytes, one value, no unknown fields.
-func decode(r *request, v any) error {
+// at most MaxAPIBody bytes, one value, no unknown fields. An in-process
+// operation's body is r.in, a *T.
+func decode[T any](r *request, v *T) error {
+	if r.ctx == nil {
+		in, ok := r.in.(*T)
+		if !ok || in == nil {
+			return fmt.Errorf("admin: operation body %T, want %T", r.in, v)
+		}
+		*v = *in
+		return nil
+	}
 	ct := r.ctx.Request.Header.ContentType()
 	if i := bytes.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
@@ -576,17 +680,34 @@ func clip(s string, n int) string {
 	return s
 }
 
-// respond writes v as JSON with status.
+// respond writes v as JSON with status (in process: keeps both).
 func respond(r *request, status int, v any) error {
-	writeJSON(r.ctx, status, v)
+	r.status, r.out = status, v
+	if r.ctx != nil {
+		writeJSON(r.ctx, status, v)
+	}
 	return nil
 }
 
 // noContent answers 204.
 func noContent(r *request) error {
-	r.ctx.SetStatusCode(fasthttp.StatusNoContent)
-	r.ctx.ResetBody()
+	r.status = fasthttp.StatusNoContent
+	if r.ctx != nil {
+		r.ctx.SetStatusCode(fasthttp.StatusNoContent)
+		r.ctx.ResetBody()
+	}
 	return nil
+}
+
+// queryArgs is the request's query (in process: r.query, maybe nil).
+func (r *request) queryArgs() *fasthttp.Args {
+	if r.ctx != nil {
+		return r.ctx.QueryArgs()
+	}
+	if r.query == nil {
+		return &fasthttp.Args{}
+	}
+	return r.query
 }
 
 // Caller predicates. Privileges come from r.user, the current record.

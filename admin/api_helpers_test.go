@@ -70,6 +70,7 @@ type apiEnv struct {
 	maxLife time.Duration
 	http    *http.Client
 	chain   *authn.Chain
+	ops     *API // the same API, for in-process operations (ops.go)
 }
 
 type apiEnvOptions struct {
@@ -151,11 +152,14 @@ func newAPIEnv(t *testing.T, o apiEnvOptions) *apiEnv {
 	}
 	e.maxLife = maxLife
 	rr := &routeRecorder{r: &Router{}}
-	mustOK(t, RegisterAPI(rr, APIDeps{
+	x, err := NewAPI(APIDeps{
 		Store: st, Auth: chain, Hasher: apiTestHasher, Logger: zap.New(core),
 		APIKeys: configs.APIKeys{MaxLifetime: configs.Duration(maxLife)}, Realm: "keygate", Now: clk.Now,
 		Authorizer: o.authorizer, Notifier: o.notifier, Pprof: o.pprof, VerifyRoles: o.verifyRoles,
-	}))
+	})
+	mustOK(t, err)
+	x.Register(rr)
+	e.ops = x
 	e.routes = rr.routes
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

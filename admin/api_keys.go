@@ -174,7 +174,7 @@ func (a *api) revoke(r *request, k *store.APIKey) error {
 func keyFilter(r *request, allowed ...string) (store.KeyFilter, error) {
 	var f store.KeyFilter
 	var bad error
-	for k, v := range r.ctx.QueryArgs().All() {
+	for k, v := range r.queryArgs().All() {
 		key := string(k)
 		if !slices.Contains(allowed, key) {
 			bad = errorf(fasthttp.StatusBadRequest, "bad_request", "unknown query parameter %q: use %v", clip(key, 40), allowed)
