@@ -4,6 +4,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -73,6 +74,13 @@ type Server struct {
 	readyChecks []ReadyCheck
 	router      Router
 	metrics     fasthttp.RequestHandler
+	// mounts serve whole path prefixes (the web UI under /ui).
+	mounts []mount
+}
+
+type mount struct {
+	prefix string
+	h      fasthttp.RequestHandler
 }
 
 // Config is what the admin server reads of keygate's configuration,
@@ -134,10 +142,25 @@ func (s *Server) Handle(method, pattern string, h HandlerFunc) {
 	s.router.Handle(method, pattern, h)
 }
 
+// Mount hands every request whose path is prefix or starts with prefix+"/"
+// to h (the web UI, admin/ui). Call it before the server starts serving.
+func (s *Server) Mount(prefix string, h fasthttp.RequestHandler) {
+	s.mounts = append(s.mounts, mount{prefix: prefix, h: h})
+}
+
 // Handler is the admin listener's request handler.
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
 	ctx.Response.Header.Set("X-Content-Type-Options", "nosniff")
+	if len(s.mounts) > 0 {
+		p := ctx.Path()
+		for _, m := range s.mounts {
+			if bytes.HasPrefix(p, []byte(m.prefix)) && (len(p) == len(m.prefix) || p[len(m.prefix)] == '/') {
+				m.h(ctx)
+				return
+			}
+		}
+	}
 	s.router.Serve(ctx)
 }
 

@@ -63,6 +63,15 @@ type Admin struct {
 	// is one, else <directory of store.bolt.path>/admin-password (bolt) or
 	// ./keygate-admin-password (redis). Never in the logs.
 	GeneratedPasswordFile string `yaml:"generated_password_file"`
+	// UI serves the web UI under /ui/ on this listener (admin/ui; on by
+	// default).
+	UI bool `yaml:"ui"`
+	// UISessionSecret signs the web UI's session cookies (at least 32
+	// bytes; normally from KEYGATE_ADMIN_UI_SESSION_SECRET). Instances
+	// behind one address need the same. Empty: derived from the HS256
+	// tokens secret when there is one, else random per process (sessions
+	// then end on restart and hold on one instance only).
+	UISessionSecret string `yaml:"ui_session_secret"`
 }
 
 // Limits bound what one client can make the gateway do.

@@ -19,7 +19,7 @@ const (
 func Default() *Config {
 	return &Config{
 		Listen:          ":8080",
-		Admin:           Admin{Listen: "127.0.0.1:8081"},
+		Admin:           Admin{Listen: "127.0.0.1:8081", UI: true},
 		ShutdownTimeout: Duration(15 * time.Second),
 		Limits: Limits{
 			MaxBody:         10 * MiB,

@@ -20,7 +20,7 @@ routes:
 func TestDefaultMatchesDesign(t *testing.T) {
 	want := &Config{
 		Listen:          ":8080",
-		Admin:           Admin{Listen: "127.0.0.1:8081", Pprof: false},
+		Admin:           Admin{Listen: "127.0.0.1:8081", Pprof: false, UI: true},
 		ShutdownTimeout: Duration(15 * time.Second),
 		Limits: Limits{
 			MaxBody: 10 << 20, MaxHeader: 16 << 10, Concurrency: 10000,

@@ -94,6 +94,10 @@ func (c *Config) Validate() error {
 	for i, r := range c.Admin.MetricsRoles {
 		p.role(fmt.Sprintf("admin.metrics_roles[%d]", i), r)
 	}
+	if n := len(c.Admin.UISessionSecret); n > 0 && n < 32 {
+		// Never repeat the secret itself.
+		p.add("admin.ui_session_secret", "is %d bytes; at least 32 are required (generate one with: openssl rand -base64 48)", n)
+	}
 	p.positive("shutdown_timeout", c.ShutdownTimeout)
 
 	l := c.Limits

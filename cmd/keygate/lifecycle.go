@@ -177,7 +177,7 @@ func (g *gateway) start() int {
 		if err != nil {
 			return fail("%v", err)
 		}
-		if err := admin.RegisterAPI(a, admin.APIDeps{
+		api, err := admin.NewAPI(admin.APIDeps{
 			Store:       g.store,
 			Auth:        chain,
 			Hasher:      g.hasher(),
@@ -188,8 +188,15 @@ func (g *gateway) start() int {
 			Notifier:    g.adminNotifier(),
 			Pprof:       cfg.Admin.Pprof,
 			VerifyRoles: cfg.ForwardAuth.VerifyRoles,
-		}); err != nil {
+		})
+		if err != nil {
 			return fail("%v", err)
+		}
+		api.Register(a)
+		if cfg.Admin.UI {
+			if err := g.mountUI(a, api, chain); err != nil {
+				return fail("%v", err)
+			}
 		}
 		g.adminSrv = a.Server()
 		g.adminSrv.Handler = g.gateAdmin(g.adminSrv.Handler)
