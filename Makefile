@@ -19,7 +19,7 @@ GOVULNCHECK   := $(TOOLS)/govulncheck@$(GOVULNCHECK_VERSION)/govulncheck
 VULNDB        := $(CURDIR)/tmp/vulndb/$(VULNDB_VERSION)
 PKGS          := ./...
 
-.PHONY: all build run test unit lint vet staticcheck golangci-lint govulncheck fuzz bench bench-micro chaos clean tools openapi-lint-deps node-deps
+.PHONY: all build run test unit lint vet staticcheck golangci-lint govulncheck fuzz bench bench-micro chaos clean tools openapi-lint-deps node-deps axe-core
 
 all: build
 
@@ -46,6 +46,13 @@ unit: node-deps
 NODE_TOOLS := tools/openapi-lint tools/oauth-clients
 node-deps: $(addsuffix /node_modules/.package-lock.json,$(NODE_TOOLS))
 openapi-lint-deps: tools/openapi-lint/node_modules/.package-lock.json
+
+## axe-core: refresh the vendored axe-core of the web UI's accessibility
+## check (admin/ui/testdata/axe.min.js, committed: the tests need no npm)
+## from the version pinned in tools/axe-core/package-lock.json.
+axe-core: tools/axe-core/node_modules/.package-lock.json
+	cp tools/axe-core/node_modules/axe-core/axe.min.js admin/ui/testdata/axe.min.js
+	cp tools/axe-core/node_modules/axe-core/LICENSE admin/ui/testdata/axe-core.LICENSE
 
 tools/%/node_modules/.package-lock.json: tools/%/package-lock.json tools/%/package.json
 	@if command -v npm >/dev/null 2>&1; then \

@@ -148,23 +148,24 @@ const (
 type keyOwner struct {
 	Self              bool
 	Account, Username string
-	// Base is the owner's page path (keys list).
-	Base string
+	// Base is the owner's page path (keys list); KeysBase the prefix of
+	// its key pages (…/new, …/{id}/revoke).
+	Base, KeysBase string
 	// User is the owner's record as the API shows it (other only).
 	User *adminapi.User
 }
 
 func (u *UI) ownerOf(r *req, o owner) (keyOwner, *httpx.Error) {
 	if o == self {
-		return keyOwner{Self: true, Account: r.user().Account, Username: r.user().Username, Base: Prefix + "/keys"}, nil
+		return keyOwner{Self: true, Account: r.user().Account, Username: r.user().Username, Base: Prefix + "/keys", KeysBase: Prefix + "/keys"}, nil
 	}
 	acc, name := r.p.Get("account"), r.p.Get("username")
 	usr, e := u.api.GetUser(r.c, r.caller, acc, name)
 	if e != nil {
 		return keyOwner{}, e
 	}
-	return keyOwner{Account: acc, Username: name, User: &usr,
-		Base: Prefix + "/accounts/" + url.PathEscape(acc) + "/users/" + url.PathEscape(name)}, nil
+	base := Prefix + "/accounts/" + url.PathEscape(acc) + "/users/" + url.PathEscape(name)
+	return keyOwner{Account: acc, Username: name, User: &usr, Base: base, KeysBase: base + "/keys"}, nil
 }
 
 type keysData struct {

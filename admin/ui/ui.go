@@ -216,15 +216,17 @@ func (u *UI) handle(method, pattern string, acc int, h handler) {
 }
 
 // sameOrigin refuses cross-site form posts: Sec-Fetch-Site (sent by every
-// current browser) must be same-origin, and an Origin header must be this
-// listener's own. Together with SameSite=Strict cookies and the CSRF token
+// current browser) must be same-origin, and an Origin header naming an
+// origin must be this listener's own. Together with SameSite=Strict cookies and the CSRF token
 // of every form.
 func (u *UI) sameOrigin(ctx *fasthttp.RequestCtx) bool {
 	if s := ctx.Request.Header.Peek("Sec-Fetch-Site"); len(s) > 0 && string(s) != "same-origin" {
 		return false
 	}
 	o := ctx.Request.Header.Peek("Origin")
-	if len(o) == 0 {
+	if len(o) == 0 || string(o) == "null" {
+		// Browsers send "null" under Referrer-Policy: no-referrer; they
+		// also send Sec-Fetch-Site, checked above.
 		return true
 	}
 	scheme := "http://"
