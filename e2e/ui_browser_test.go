@@ -155,7 +155,9 @@ func (s *uiSession) html() string { return s.eval(`document.documentElement.oute
 func (s *uiSession) path() string { return s.eval(`location.pathname`) }
 
 // text is the visible text of the page's main element.
-func (s *uiSession) text() string { return s.eval(`(document.querySelector("main") || document.body).innerText`) }
+func (s *uiSession) text() string {
+	return s.eval(`(document.querySelector("main") || document.body).innerText`)
+}
 
 func (s *uiSession) wantText(what string, subs ...string) {
 	s.t.Helper()
@@ -511,7 +513,7 @@ func TestWebUIBrowser(t *testing.T) {
 	// CSRF: a page on another origin posts a form to the UI with the
 	// browser's session: refused, nothing created.
 	evil := uiEvilSite(t, s.base+"/ui/keys/new")
-	s.nav("/ui/keys") // a live session
+	s.nav("/ui/keys")                                    // a live session
 	s.do("open the other site", chromedp.Navigate(evil)) // it posts its form to the UI on load
 	deadline := time.Now().Add(10 * time.Second)
 	for s.eval(`location.href`) != s.base+"/ui/keys/new" {

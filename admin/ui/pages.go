@@ -648,4 +648,3 @@ func splitList(s string) []string {
 	}
 	return out
 }
-

@@ -22,8 +22,8 @@ import (
 	"errors"
 	"html/template"
 	"io/fs"
-	"net/url"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
@@ -407,7 +407,7 @@ var funcs = template.FuncMap{
 		}
 		return "—"
 	},
-	"join": strings.Join,
+	"join":       strings.Join,
 	"pathEscape": url.PathEscape,
 }
 
