@@ -151,6 +151,7 @@ func TestValidateSingleProblems(t *testing.T) {
 		{"log level", func(c *Config) { c.Log.Level = "verbose" }, `log.level: "verbose" is not one of debug, info, warn, error`},
 		{"access sample", func(c *Config) { c.Log.AccessSample = 0 }, "log.access_sample: must be at least 1 (got 0)"},
 		{"metrics role", func(c *Config) { c.Admin.MetricsRoles = []string{"ops", "a,b"} }, `admin.metrics_roles[1]: "a,b" must not contain commas, spaces or control characters`},
+		{"short ui session secret", func(c *Config) { c.Admin.UISessionSecret = "short-secret" }, `admin.ui_session_secret: is 12 bytes; at least 32 are required (generate one with: openssl rand -base64 48)`},
 		// routes
 		{"no routes", func(c *Config) { c.Routes = nil }, "routes: at least one route is required"},
 		{"route upstream ftp", func(c *Config) { c.Routes[0].Upstreams = []string{"ftp://x"} }, `routes[0].upstreams[0]: "ftp://x" is not an http(s) URL`},
