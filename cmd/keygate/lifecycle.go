@@ -242,6 +242,9 @@ func (g *gateway) demoHint() {
 		"  open route:   curl -i %s/public/hello?x=1\n"+
 		"  login needed: curl -i -u admin:<password> %s/hello?x=1\n",
 		g.demoLn.Addr(), base, base)
+	if g.adminLn != nil && g.cfg.Admin.UI {
+		fmt.Fprintf(g.e.stderr, "  web UI:       %s://%s/ui/ (user admin)\n", scheme, dialable(g.adminLn.Addr()))
+	}
 }
 
 // dialable turns a listen address into one a client on this host can use.
