@@ -81,7 +81,9 @@ type Options struct {
 	// Secret signs the session cookies; instances that share sessions
 	// (behind one load balancer) need the same. At least 32 bytes.
 	Secret []byte
-	// TLS marks the cookies Secure (the admin listener serves TLS).
+	// TLS marks the cookies Secure on every response (the UI is reached
+	// over HTTPS, e.g. through a TLS-terminating proxy); they are Secure
+	// anyway on a request that arrived over TLS.
 	TLS bool
 	// IdleTimeout and MaxAge end a session after that long without a
 	// request, and that long after the login (defaults above).
@@ -295,7 +297,7 @@ func (u *UI) setCookie(ctx *fasthttp.RequestCtx, name, value string, maxAge time
 	c.SetValue(value)
 	c.SetPath(Prefix)
 	c.SetHTTPOnly(true)
-	c.SetSecure(u.tls)
+	c.SetSecure(u.tls || ctx.IsTLS())
 	c.SetSameSite(fasthttp.CookieSameSiteStrictMode)
 	if maxAge > 0 {
 		c.SetMaxAge(int(maxAge / time.Second))
@@ -309,7 +311,7 @@ func (u *UI) clearCookie(ctx *fasthttp.RequestCtx, name string) {
 	c.SetKey(name)
 	c.SetPath(Prefix)
 	c.SetHTTPOnly(true)
-	c.SetSecure(u.tls)
+	c.SetSecure(u.tls || ctx.IsTLS())
 	c.SetSameSite(fasthttp.CookieSameSiteStrictMode)
 	c.SetExpire(fasthttp.CookieExpireDelete)
 	ctx.Response.Header.SetCookie(c)

@@ -243,7 +243,8 @@ func (g *gateway) demoHint() {
 		"  login needed: curl -i -u admin:<password> %s/hello?x=1\n",
 		g.demoLn.Addr(), base, base)
 	if g.adminLn != nil && g.cfg.Admin.UI {
-		fmt.Fprintf(g.e.stderr, "  web UI:       %s://%s/ui/ (user admin)\n", scheme, dialable(g.adminLn.Addr()))
+		// The admin listener serves plain HTTP (keep it private).
+		fmt.Fprintf(g.e.stderr, "  web UI:       http://%s/ui/ (user admin)\n", dialable(g.adminLn.Addr()))
 	}
 }
 

@@ -16,7 +16,7 @@ func (g *gateway) mountUI(a *admin.Server, api *admin.API, auth admin.Authentica
 		g.log.Warn("web UI sessions are signed with a random per-process secret: they end on restart and hold on this instance only; " +
 			"set KEYGATE_ADMIN_UI_SESSION_SECRET (the same on every instance) to share them")
 	}
-	u, err := ui.New(ui.Options{API: api, Store: g.store, Auth: auth, Secret: secret, TLS: g.cfg.TLS.Enabled(),
+	u, err := ui.New(ui.Options{API: api, Store: g.store, Auth: auth, Secret: secret,
 		Logger: g.log.Named("ui")})
 	if err != nil {
 		return err
