@@ -96,19 +96,18 @@ type Options struct {
 
 // UI is the web UI's handler.
 type UI struct {
-	api      *admin.API
-	st       store.Store
-	auth     admin.Authenticator
-	keys     keys
-	tls      bool
-	idle     time.Duration
-	maxAge   time.Duration
-	log      *zap.Logger
-	now      func() time.Time
-	router   admin.Router
-	pages    map[string]*template.Template
-	static   fasthttp.RequestHandler
-	notFound *template.Template
+	api    *admin.API
+	st     store.Store
+	auth   admin.Authenticator
+	keys   keys
+	tls    bool
+	idle   time.Duration
+	maxAge time.Duration
+	log    *zap.Logger
+	now    func() time.Time
+	router admin.Router
+	pages  map[string]*template.Template
+	static fasthttp.RequestHandler
 }
 
 // New builds the UI.
