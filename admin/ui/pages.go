@@ -353,17 +353,23 @@ type revokeData struct {
 	Key   adminapi.Key
 }
 
-func (u *UI) ownerKey(r *req, o owner) (keyOwner, adminapi.Key, bool) {
-	own, e := u.ownerOf(r, o)
-	if e != nil {
-		u.failAPI(r, e)
-		return own, adminapi.Key{}, false
-	}
+// onKey reads (or, with revoke, revokes) key {id} of the page's owner
+// through the API; false: the error page is written.
+func (u *UI) onKey(r *req, o owner, revoke bool) (keyOwner, adminapi.Key, bool) {
 	var k adminapi.Key
-	if o == self {
-		k, e = u.api.GetOwnKey(r.c, r.caller, r.p.Get("id"))
-	} else {
-		k, e = u.api.GetUserKey(r.c, r.caller, own.Account, own.Username, r.p.Get("id"))
+	own, e := u.ownerOf(r, o)
+	if e == nil {
+		id := r.p.Get("id")
+		switch {
+		case o == self && revoke:
+			k, e = u.api.RevokeOwnKey(r.c, r.caller, id)
+		case o == self:
+			k, e = u.api.GetOwnKey(r.c, r.caller, id)
+		case revoke:
+			k, e = u.api.RevokeUserKey(r.c, r.caller, own.Account, own.Username, id)
+		default:
+			k, e = u.api.GetUserKey(r.c, r.caller, own.Account, own.Username, id)
+		}
 	}
 	if e != nil {
 		u.failAPI(r, e)
@@ -374,32 +380,17 @@ func (u *UI) ownerKey(r *req, o owner) (keyOwner, adminapi.Key, bool) {
 
 func (u *UI) revokePage(o owner) handler {
 	return func(r *req) {
-		own, k, ok := u.ownerKey(r, o)
-		if !ok {
-			return
+		if own, k, ok := u.onKey(r, o, false); ok {
+			u.render(r, fasthttp.StatusOK, "revoke", &view{Title: "Revoke API key", Nav: navOf(own), Data: revokeData{Owner: own, Key: k}})
 		}
-		u.render(r, fasthttp.StatusOK, "revoke", &view{Title: "Revoke API key", Nav: navOf(own), Data: revokeData{Owner: own, Key: k}})
 	}
 }
 
 func (u *UI) revoke(o owner) handler {
 	return func(r *req) {
-		own, e := u.ownerOf(r, o)
-		if e != nil {
-			u.failAPI(r, e)
-			return
+		if own, k, ok := u.onKey(r, o, true); ok {
+			u.redirect(r, own.Base, "API key "+k.Name+" revoked.")
 		}
-		var k adminapi.Key
-		if o == self {
-			k, e = u.api.RevokeOwnKey(r.c, r.caller, r.p.Get("id"))
-		} else {
-			k, e = u.api.RevokeUserKey(r.c, r.caller, own.Account, own.Username, r.p.Get("id"))
-		}
-		if e != nil {
-			u.failAPI(r, e)
-			return
-		}
-		u.redirect(r, own.Base, "API key "+k.Name+" revoked.")
 	}
 }
 
