@@ -4,7 +4,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -148,6 +147,12 @@ func (s *Server) Mount(prefix string, h fasthttp.RequestHandler) {
 	s.mounts = append(s.mounts, mount{prefix: prefix, h: h})
 }
 
+// mounted reports whether path is prefix or below it.
+func mounted(path []byte, prefix string) bool {
+	return len(path) >= len(prefix) && string(path[:len(prefix)]) == prefix &&
+		(len(path) == len(prefix) || path[len(prefix)] == '/')
+}
+
 // Handler is the admin listener's request handler.
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
@@ -155,7 +160,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	if len(s.mounts) > 0 {
 		p := ctx.Path()
 		for _, m := range s.mounts {
-			if bytes.HasPrefix(p, []byte(m.prefix)) && (len(p) == len(m.prefix) || p[len(m.prefix)] == '/') {
+			if mounted(p, m.prefix) {
 				m.h(ctx)
 				return
 			}
