@@ -278,7 +278,23 @@ func TestWebUIBrowser(t *testing.T) {
 
 	// Admin flow: two accounts, users in each, a key for a user of the
 	// second, a bulk revocation by name.
-	s.login("admin", admBootstrapPassword)
+	// Keyboard only: the username has focus, Tab reaches the password,
+	// Enter submits; the focused field shows a visible outline.
+	s.nav("/ui/login")
+	if id := s.eval(`document.activeElement.id`); id != "username" {
+		t.Errorf("the login page starts with focus on %q, want username", id)
+	}
+	s.do("type the username", chromedp.KeyEvent("admin"), chromedp.KeyEvent("\t"))
+	if id := s.eval(`document.activeElement.id`); id != "password" {
+		t.Errorf("Tab from the username went to %q, want password", id)
+	}
+	if o := s.eval(`getComputedStyle(document.activeElement).outlineStyle`); o == "none" {
+		t.Error("the keyboard focus has no visible outline")
+	}
+	s.submit("log in by keyboard", chromedp.KeyEvent(admBootstrapPassword), chromedp.KeyEvent("\r"))
+	if p := s.path(); p != "/ui/keys" {
+		t.Fatalf("keyboard login went to %s", p)
+	}
 	s.nav("/ui/accounts")
 	for _, name := range []string{"acme", "globex"} {
 		s.submit("create account "+name, s.fill(map[string]string{"name": name}),
