@@ -12,7 +12,7 @@ import (
 // mountUI adds the web UI (admin.ui) to the admin server a.
 func (g *gateway) mountUI(a *admin.Server, api *admin.API, auth admin.Authenticator) error {
 	secret, shared := uiSecret(g.cfg)
-	if !shared {
+	if !shared && g.demoLn == nil { // the demo is one process anyway
 		g.log.Warn("web UI sessions are signed with a random per-process secret: they end on restart and hold on this instance only; " +
 			"set KEYGATE_ADMIN_UI_SESSION_SECRET (the same on every instance) to share them")
 	}
