@@ -62,7 +62,7 @@ func newUISession(t *testing.T, g *gateway) *uiSession {
 	shots := t.TempDir()
 	if os.Getenv("KEYGATE_UPDATE_SCREENSHOTS") == "1" {
 		shots = filepath.Join(uiTestdata, "screenshots")
-		if err := os.MkdirAll(shots, 0o755); err != nil {
+		if err := os.MkdirAll(shots, 0o750); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -415,6 +415,7 @@ func TestWebUIBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() { _ = res.Body.Close() }()
 	body := readAll(t, res)
 	if res.StatusCode != 200 {
 		t.Fatalf("the new key through the proxy: %d %s", res.StatusCode, body)
@@ -556,6 +557,7 @@ func uiProxyStatus(t *testing.T, c *http.Client, g *gateway, authz string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() { _ = res.Body.Close() }()
 	_ = readAll(t, res)
 	return res.StatusCode
 }
