@@ -6,6 +6,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 )
@@ -37,6 +38,10 @@ const (
 	TypeAdmin        UserType = "admin"
 	TypeAccountAdmin UserType = "account_admin"
 	TypeUser         UserType = "user"
+	// TypeService is a service account: no password (Basic and the
+	// password grant refuse it); it authenticates with its API keys, and
+	// obtains tokens with the client_credentials grant (DESIGN.md §13).
+	TypeService UserType = "service"
 )
 
 // AdminAccount is the account that exists from the first start.
@@ -91,6 +96,15 @@ type APIKey struct {
 	ExpiresAt  time.Time `json:"expires_at,omitzero"` // zero: never expires
 	RevokedAt  time.Time `json:"revoked_at,omitzero"` // zero: not revoked
 	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+	// Metadata is a JSON object (ValidateMetadata: at most MaxMetadataLen
+	// bytes, MaxMetadataKeys members), stored compact; nil when none.
+	Metadata json.RawMessage `json:"metadata,omitempty"`
+	// AllowedCIDRs, when not empty, are the client addresses the key may be
+	// used from, as canonical prefixes (ValidateCIDRs).
+	AllowedCIDRs []string `json:"allowed_cidrs,omitempty"`
+	// RotatedTo is the id of the key that replaced this one
+	// (RotateAPIKey); "" when the key was not rotated.
+	RotatedTo string `json:"rotated_to,omitempty"`
 }
 
 // Status derives the key's status at now. Revoked wins over expired.
@@ -244,6 +258,18 @@ type Store interface {
 	// when the key was revoked before (RevokedAt unchanged), and publishes an
 	// invalidation.
 	RevokeAPIKey(ctx context.Context, id string, at time.Time) (k *APIKey, alreadyRevoked bool, err error)
+	// UpdateAPIKey applies upd to an active key atomically (ApplyKeyUpdate:
+	// a revoked or expired key is ErrConflict, a later expiry ErrInvalid),
+	// publishes an invalidation of that key only, and returns the new
+	// record.
+	UpdateAPIKey(ctx context.Context, id string, upd KeyUpdate) (*APIKey, error)
+	// RotateAPIKey replaces an active key that was not rotated before by a
+	// new one (NewRotatedKey) in one atomic step: the new key takes the
+	// name; the old one expires at min(its expiry, now + r.Grace) and
+	// records RotatedTo. Of concurrent rotations of one key exactly one
+	// succeeds; the others get ErrConflict. It publishes an invalidation of
+	// the old key and returns both records.
+	RotateAPIKey(ctx context.Context, id string, r KeyRotation) (newKey, oldKey *APIKey, err error)
 	// TouchAPIKeys records last-used times in one batch; unknown ids are
 	// ignored and a time never moves backwards.
 	TouchAPIKeys(ctx context.Context, used map[string]time.Time) error

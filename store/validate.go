@@ -129,10 +129,10 @@ func ValidateState(s State) error {
 // ValidateUserType checks t is one of the user types.
 func ValidateUserType(t UserType) error {
 	switch t {
-	case TypeAdmin, TypeAccountAdmin, TypeUser:
+	case TypeAdmin, TypeAccountAdmin, TypeUser, TypeService:
 		return nil
 	}
-	return fmt.Errorf("user type must be %q, %q or %q: %w", TypeAdmin, TypeAccountAdmin, TypeUser, ErrInvalid)
+	return fmt.Errorf("user type must be %q, %q, %q or %q: %w", TypeAdmin, TypeAccountAdmin, TypeUser, TypeService, ErrInvalid)
 }
 
 // ValidRole reports whether r is a role token: 1–64 bytes of [A-Za-z0-9_.:-].
@@ -256,6 +256,9 @@ func ValidateNewUser(u *User, now time.Time) error {
 	if err := validHash("password hash", len(u.PasswordHash), false); err != nil {
 		return err
 	}
+	if u.Type == TypeService && u.PasswordHash != "" {
+		return fmt.Errorf("a service account has no password: %w", ErrInvalid)
+	}
 	u.Generation = 1
 	if u.CreatedAt.IsZero() {
 		u.CreatedAt = now
@@ -323,6 +326,12 @@ func ApplyUserUpdate(u *User, upd UserUpdate, now time.Time) (bool, error) {
 	if upd.Type != nil && *upd.Type == TypeAdmin && u.Account != AdminAccount {
 		return false, fmt.Errorf("user type %q is allowed only in account %q: %w", TypeAdmin, AdminAccount, ErrInvalid)
 	}
+	if upd.Type != nil && (*upd.Type == TypeService) != (u.Type == TypeService) {
+		return false, fmt.Errorf("user %q: the type of a service account is fixed, and no other user becomes one: %w", u.Username, ErrInvalid)
+	}
+	if u.Type == TypeService && upd.PasswordHash != nil && *upd.PasswordHash != "" {
+		return false, fmt.Errorf("user %q: a service account has no password: %w", u.Username, ErrInvalid)
+	}
 	if upd.IfPasswordHash != nil && *upd.IfPasswordHash != u.PasswordHash {
 		return false, fmt.Errorf("user %q: password hash changed meanwhile: %w", u.Username, ErrConflict)
 	}
@@ -377,6 +386,10 @@ func ValidateNewAPIKey(k *APIKey, now time.Time) error {
 	if err := validHash("key hash", len(k.Hash), true); err != nil {
 		return err
 	}
+	if err := ValidateKeyExtras(k); err != nil {
+		return err
+	}
+	k.RotatedTo = ""
 	if k.CreatedAt.IsZero() {
 		k.CreatedAt = now
 	}

@@ -249,7 +249,8 @@ func decodeUser(v []byte) (*store.User, error) {
 }
 
 func encodeKey(k *store.APIKey) []byte {
-	e := enc{b: make([]byte, 0, 96+len(k.Name)+len(k.Description)+len(k.Account)+len(k.Username)+len(k.Hash)+16*len(k.Roles))}
+	e := enc{b: make([]byte, 0, 96+len(k.Name)+len(k.Description)+len(k.Account)+len(k.Username)+len(k.Hash)+16*len(k.Roles)+
+		len(k.Metadata)+48*len(k.AllowedCIDRs)+len(k.RotatedTo))}
 	e.b = append(e.b, codecV1)
 	e.str(k.ID)
 	e.str(k.Name)
@@ -262,6 +263,13 @@ func encodeKey(k *store.APIKey) []byte {
 	e.time(k.ExpiresAt)
 	e.time(k.RevokedAt)
 	e.time(k.LastUsedAt)
+	// Fields added with issue 18, at the end: a record written before them
+	// ends here and decodes with none.
+	if len(k.Metadata) > 0 || len(k.AllowedCIDRs) > 0 || k.RotatedTo != "" {
+		e.bytes(k.Metadata)
+		e.strs(k.AllowedCIDRs)
+		e.str(k.RotatedTo)
+	}
 	return e.b
 }
 
@@ -279,6 +287,15 @@ func decodeKey(v []byte) (*store.APIKey, error) {
 	k.ExpiresAt = d.time()
 	k.RevokedAt = d.time()
 	k.LastUsedAt = d.time()
+	if d.err == nil && d.off < len(d.s) {
+		if m := d.str(); m != "" {
+			k.Metadata = []byte(m)
+		}
+		if c := d.strs(); len(c) > 0 {
+			k.AllowedCIDRs = c
+		}
+		k.RotatedTo = d.str()
+	}
 	if err := d.done(); err != nil {
 		return nil, err
 	}

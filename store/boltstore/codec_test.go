@@ -26,7 +26,11 @@ func TestCodecRoundTrip(t *testing.T) {
 	far := fullKey
 	far.ExpiresAt = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
 	far.CreatedAt = time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC)
-	for _, k := range []store.APIKey{fullKey, far, {ID: "x", Name: "n", Username: "u", Account: "a", Roles: []string{}, Hash: []byte{1}, CreatedAt: t0}} {
+	extras := fullKey
+	extras.Metadata, extras.AllowedCIDRs, extras.RotatedTo = []byte(`{"a":1}`), []string{"10.0.0.0/8", "::1/128"}, "def456"
+	onlyRotated := fullKey
+	onlyRotated.RotatedTo = "def456"
+	for _, k := range []store.APIKey{fullKey, far, extras, onlyRotated, {ID: "x", Name: "n", Username: "u", Account: "a", Roles: []string{}, Hash: []byte{1}, CreatedAt: t0}} {
 		got, err := decodeKey(encodeKey(&k))
 		if err != nil || !reflect.DeepEqual(*got, k) {
 			t.Errorf("key round trip: %+v, %v; want %+v", got, err, k)

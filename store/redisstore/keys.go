@@ -46,6 +46,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *store.APIKey) error {
 	if !k.ExpiresAt.IsZero() {
 		fields = append(fields, "e", encTime(k.ExpiresAt))
 	}
+	fields = appendExtras(fields, k)
 	for attempt := 0; attempt < maxCASRetries; attempt++ {
 		suf := randomBase62(keySufLen)
 		id := tag + suf
@@ -91,6 +92,13 @@ func decKey(id string, v []field) (*store.APIKey, bool) {
 		ExpiresAt:   decTime(v[5].v),
 		RevokedAt:   decTime(v[6].v),
 		LastUsedAt:  decTime(v[7].v),
+		RotatedTo:   v[10].v,
+	}
+	if v[8].v != "" {
+		k.Metadata = []byte(v[8].v)
+	}
+	if v[9].v != "" {
+		k.AllowedCIDRs = decRoles(v[9].v) // comma-joined like roles
 	}
 	if v[3].v != "" {
 		k.Hash = []byte(v[3].v)

@@ -145,7 +145,13 @@ return {3, acct}
 // them: name, description, roles, hash, created, expires, revoked, last used.
 var keyFields = keyFieldsArr[:]
 
-var keyFieldsArr = [...]string{"n", "d", "r", "h", "c", "e", "x", "l"}
+var keyFieldsArr = [...]string{"n", "d", "r", "h", "c", "e", "x", "l", "m", "w", "o", "v"}
+
+// luaKeyFields is keyFieldsArr as Lua arguments (TestLuaKeyFields keeps them
+// equal). m: metadata (compact JSON), w: allowed CIDRs (comma-joined), o:
+// rotated to (id), v: the record's version, bumped by every update and
+// rotation (the compare-and-set of UpdateAPIKey and RotateAPIKey).
+const luaKeyFields = `'n', 'd', 'r', 'h', 'c', 'e', 'x', 'l', 'm', 'w', 'o', 'v'`
 
 // userFields are the user hash fields in the order the read scripts return
 // them: username, account, type, roles, state, password hash, generation,
@@ -167,7 +173,7 @@ end
 
 // KEYS: key, user. Returns packed keyfields + {username, account}, or nil.
 var scriptGetKey = redis.NewScript(luaPack + `
-local k = redis.call('HMGET', KEYS[1], 'n', 'd', 'r', 'h', 'c', 'e', 'x', 'l')
+local k = redis.call('HMGET', KEYS[1], ` + luaKeyFields + `)
 if not k[1] then return false end
 local out = {}
 pack(out, k)
@@ -189,8 +195,53 @@ if not redis.call('HGET', KEYS[1], 'x') then
     redis.call('HDEL', KEYS[2], n)
   end
 end
-return {already, redis.call('HMGET', KEYS[1], 'n', 'd', 'r', 'h', 'c', 'e', 'x', 'l'),
+return {already, redis.call('HMGET', KEYS[1], ` + luaKeyFields + `),
   redis.call('HMGET', KEYS[3], 'n', 'a')}
+`)
+
+// KEYS: key, keynames. ARGV: expected version ("" when none), id suffix,
+// index value ("<id suffix>:<expires>"), then field, value pairs; an empty
+// value deletes the field. Writes only if the key's version is still the
+// expected one and it is not revoked, bumps the version, and moves the name
+// index entry's expiry when it names this key. Returns 1 on success, 0 if the
+// key moved on, -1 if it is gone.
+var scriptUpdateKey = redis.NewScript(`
+local f = redis.call('HMGET', KEYS[1], 'n', 'v', 'x')
+if not f[1] then return -1 end
+if (f[2] or '') ~= ARGV[1] or f[3] then return 0 end
+for i = 4, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+redis.call('HINCRBY', KEYS[1], 'v', 1)
+local v = redis.call('HGET', KEYS[2], f[1])
+if v and string.sub(v, 1, #ARGV[2] + 1) == ARGV[2] .. ':' then
+  redis.call('HSET', KEYS[2], f[1], ARGV[3])
+end
+return 1
+`)
+
+// KEYS: old key, new key, keyset, keynames. ARGV: expected version of the
+// old key, old key's new expiry ("" none), new id, new id suffix, name, the
+// name index value of the new key, then the new key's field, value pairs.
+// Writes only if the old key is at the expected version, not revoked and not
+// rotated. Returns 1 on success, 0 if the old key moved on, -1 if it is gone,
+// 2 on a new id collision.
+var scriptRotateKey = redis.NewScript(`
+local f = redis.call('HMGET', KEYS[1], 'n', 'v', 'x', 'o')
+if not f[1] then return -1 end
+if (f[2] or '') ~= ARGV[1] or f[3] or f[4] then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'e', ARGV[2]) end
+redis.call('HSET', KEYS[1], 'o', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('HSET', KEYS[2], unpack(ARGV, 7))
+redis.call('ZADD', KEYS[3], 0, ARGV[4])
+redis.call('HSET', KEYS[4], ARGV[5], ARGV[6])
+return 1
 `)
 
 // KEYS: keys of one user (one slot). ARGV: their last-used times, in the

@@ -85,6 +85,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"Context/Cancelled", testContextCancelled},
 		{"Ping", testPing},
 	}
+	tests = append(tests, keys2Tests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
