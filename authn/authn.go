@@ -3,7 +3,10 @@
 // It imports no other keygate package.
 package authn
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // Method is how a request was authenticated (X-Auth-Method).
 type Method uint8
@@ -48,4 +51,52 @@ type Identity struct {
 	Generation uint64
 	// ExpiresAt is when the credential stops being valid (zero: never).
 	ExpiresAt time.Time
+	// ExpiresHeader is ExpiresAt in RFC 3339 (the Keygate-Key-Expires
+	// header of API keys), built once; "" when ExpiresAt is zero.
+	ExpiresHeader string
+	// AllowedCIDRs, when not empty, are the only client addresses the
+	// credential may be used from (an API key's allowed_cidrs).
+	AllowedCIDRs []netip.Prefix
+	// Meta are an API key's metadata members as header values (sanitised
+	// and bounded: see KeyMeta), sorted by name; nil when none.
+	Meta []KeyMeta
+}
+
+// KeyMeta is one metadata member of an API key as it is forwarded: a string
+// value as it is, any other JSON value in its compact encoding, control
+// characters (CR, LF, NUL…) replaced by a space and cut to MaxMetaValueLen
+// bytes (at a UTF-8 boundary).
+type KeyMeta struct {
+	Name  string
+	Value string
+}
+
+// MaxMetaValueLen bounds one forwarded metadata value, in bytes.
+const MaxMetaValueLen = 256
+
+// MetaValue returns the forwarded value of metadata member name, and whether
+// there is one. It does not allocate.
+func (id *Identity) MetaValue(name string) (string, bool) {
+	for i := range id.Meta {
+		if id.Meta[i].Name == name {
+			return id.Meta[i].Value, true
+		}
+	}
+	return "", false
+}
+
+// AllowsAddr reports whether the credential may be used from client address
+// a: always without an allow-list; with one, only from an address inside it
+// (an invalid address is outside every list). It does not allocate.
+func (id *Identity) AllowsAddr(a netip.Addr) bool {
+	if len(id.AllowedCIDRs) == 0 {
+		return true
+	}
+	a = a.Unmap()
+	for _, p := range id.AllowedCIDRs {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

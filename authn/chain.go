@@ -114,6 +114,7 @@ const UnavailableRetryAfter = 5 * time.Second
 //	ErrMalformedCredentials, ErrInvalidCredentials,
 //	ErrExpired, ErrDisabled                401 invalid_credentials (bearer: error="invalid_token")
 //	ErrForbidden                           403 forbidden
+//	ErrAddressNotAllowed                   403 address_not_allowed
 //	anything else                          500 internal
 //
 // Every 401 gets the Basic and Bearer challenges; the four credential
@@ -137,6 +138,8 @@ func Status(err error) (status int, code string, wwwAuthenticateError string) {
 			return http.StatusUnauthorized, "invalid_credentials", "invalid_token"
 		}
 		return http.StatusUnauthorized, "invalid_credentials", ""
+	case errors.Is(err, ErrAddressNotAllowed):
+		return http.StatusForbidden, "address_not_allowed", ""
 	case errors.Is(err, ErrForbidden):
 		return http.StatusForbidden, "forbidden", ""
 	}
@@ -398,6 +401,11 @@ var reqPool = sync.Pool{New: func() any { return new(reqState) }}
 func (c *Chain) Authenticate(ctx context.Context, authorization []byte, clientIP netip.Addr) (*Identity, error) {
 	rs := reqPool.Get().(*reqState)
 	id, err := c.authenticate(ctx, authorization, clientIP, rs)
+	if err == nil && !id.AllowsAddr(clientIP) {
+		// The credential is good (cached or verified) but not from here:
+		// refused without a store access and without counting a failure.
+		id, err = nil, c.refuse(rs, authorization, clientIP, methodOf(rs.cr.Kind), cacheNone, processClock.mono(), ErrAddressNotAllowed)
+	}
 	rs.cr.release()
 	reqPool.Put(rs)
 	return id, err
@@ -796,7 +804,7 @@ func resultOf(err error) result {
 		return resExpired
 	case errors.Is(err, ErrDisabled):
 		return resDisabled
-	case errors.Is(err, ErrForbidden):
+	case errors.Is(err, ErrForbidden), errors.Is(err, ErrAddressNotAllowed):
 		return resForbidden
 	}
 	return resInvalid

@@ -59,6 +59,12 @@ var (
 
 	// ErrForbidden: authenticated, but not allowed to do this. → 403.
 	ErrForbidden = errors.New("authn: forbidden")
+
+	// ErrAddressNotAllowed: a valid credential (an API key with
+	// allowed_cidrs) used from a client address outside its allow-list.
+	// → 403 address_not_allowed. Not a guess: no failure budget is spent and
+	// the owner is not counted as failing.
+	ErrAddressNotAllowed = errors.New("authn: client address not allowed for this credential")
 )
 
 // Verified reports whether err refuses a credential whose secret verified:

@@ -157,6 +157,9 @@ type APIKeys struct {
 	// MaxLifetime caps expires_at; 0 allows keys that never expire.
 	MaxLifetime Duration `yaml:"max_lifetime"`
 	Retention   Duration `yaml:"retention"`
+	// ExpiryWarning: responses to requests made with a key that expires
+	// within it carry Keygate-Key-Expires (0: never).
+	ExpiryWarning Duration `yaml:"expiry_warning"`
 }
 
 // Tokens configures the OAuth2 token endpoint and JWTs.
@@ -232,6 +235,9 @@ type Route struct {
 	// CaseInsensitive makes path_prefix and strip_prefix match ignoring
 	// case, for upstreams that serve paths that way (IIS).
 	CaseInsensitive bool `yaml:"case_insensitive"`
+	// ForwardKeyMetadata names the metadata members of the caller's API
+	// key forwarded upstream, each as X-Auth-Key-Meta-<Name>.
+	ForwardKeyMetadata []string `yaml:"forward_key_metadata"`
 }
 
 // Route auth modes.

@@ -55,6 +55,8 @@ func Default() *Config {
 		APIKeys: APIKeys{
 			MaxLifetime: Duration(8760 * time.Hour),
 			Retention:   Duration(168 * time.Hour),
+			// The warning window of Keygate-Key-Expires.
+			ExpiryWarning: Duration(168 * time.Hour),
 		},
 		Tokens: Tokens{
 			Issuer:          "keygate",

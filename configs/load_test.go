@@ -42,7 +42,7 @@ func TestDefaultMatchesDesign(t *testing.T) {
 			Realm: "keygate", Methods: []string{"basic", "api_key", "bearer"},
 			MaxHashConcurrency: 2, Failures: Failures{PerIPPerMinute: 30, PerUserPerMinute: 10},
 		},
-		APIKeys: APIKeys{MaxLifetime: Duration(8760 * time.Hour), Retention: Duration(168 * time.Hour)},
+		APIKeys: APIKeys{MaxLifetime: Duration(8760 * time.Hour), Retention: Duration(168 * time.Hour), ExpiryWarning: Duration(168 * time.Hour)},
 		Tokens: Tokens{
 			Issuer: "keygate", Audience: "keygate", Lifetime: Duration(time.Hour),
 			RefreshLifetime: Duration(24 * time.Hour), Leeway: Duration(5 * time.Second),
@@ -110,6 +110,7 @@ func TestLoadExampleFile(t *testing.T) {
 	want.Routes = []Route{{
 		Name: "api", PathPrefix: "/", Upstreams: []string{"http://127.0.0.1:9000"},
 		Auth: AuthRequired, Roles: []string{}, Methods: []string{}, Timeout: Duration(30 * time.Second),
+		ForwardKeyMetadata: []string{},
 	}}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("example differs from defaults:\n%+v\nwant\n%+v", c, want)

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/keygate/keygate/internal/reqtarget"
+	"github.com/keygate/keygate/store"
 )
 
 // ValidationError lists every problem found in a configuration, each
@@ -142,6 +143,7 @@ func (c *Config) Validate() error {
 
 	p.nonNegative("api_keys.max_lifetime", c.APIKeys.MaxLifetime)
 	p.positive("api_keys.retention", c.APIKeys.Retention)
+	p.nonNegative("api_keys.expiry_warning", c.APIKeys.ExpiryWarning)
 
 	p.tokens(&c.Tokens)
 	p.headers(&c.Headers)
@@ -451,6 +453,17 @@ func (p *problems) routes(routes []Route) {
 			methods = append(methods, m)
 		}
 		p.positive(base+".timeout", r.Timeout)
+		for j, m := range r.ForwardKeyMetadata {
+			path := fmt.Sprintf("%s.forward_key_metadata[%d]", base, j)
+			switch {
+			case !store.ValidMetadataKey(m):
+				p.add(path, "%s is not a metadata name (1-64 characters [A-Za-z0-9_-])", quote(m))
+			case slices.Contains(r.ForwardKeyMetadata[:j], m):
+				p.add(path, "%s is listed twice", quote(m))
+			case r.Auth == AuthNone:
+				p.add(path, "needs auth required or optional (auth is none)")
+			}
+		}
 		if r.StripPrefix != "" {
 			switch {
 			case !strings.HasPrefix(r.StripPrefix, "/"):
@@ -818,3 +831,4 @@ func isToken(s string) bool {
 	}
 	return true
 }
+

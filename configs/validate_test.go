@@ -77,6 +77,9 @@ func TestValidateSingleProblems(t *testing.T) {
 		{"max entries", func(c *Config) { c.Cache.MaxEntries = -1 }, "cache.max_entries: must be greater than 0 (got -1)"},
 		{"max lifetime zero ok", func(c *Config) { c.APIKeys.MaxLifetime = 0 }, ""},
 		{"retention zero", func(c *Config) { c.APIKeys.Retention = 0 }, "api_keys.retention: must be greater than 0 (got 0s)"},
+		{"expiry warning negative", func(c *Config) { c.APIKeys.ExpiryWarning = -1 }, "api_keys.expiry_warning: must not be negative (got -1ns)"},
+		{"metadata name", func(c *Config) { c.Routes[0].ForwardKeyMetadata = []string{"te am"} }, "routes[0].forward_key_metadata[0]: \"te am\" is not a metadata name (1-64 characters [A-Za-z0-9_-])"},
+		{"metadata twice", func(c *Config) { c.Routes[0].ForwardKeyMetadata = []string{"team", "team"} }, "routes[0].forward_key_metadata[1]: \"team\" is listed twice"},
 		// tls
 		{"tls half", func(c *Config) { c.TLS.CertFile = file }, "tls: cert_file and key_file must be set together"},
 		{"tls ok", func(c *Config) { c.TLS.CertFile, c.TLS.KeyFile = file, file }, ""},

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
@@ -92,5 +93,35 @@ func TestAuthorizeNativeZeroAlloc(t *testing.T) {
 			}
 		}
 		p.Close()
+	}
+}
+
+// TestHandlerKeyExtrasZeroAlloc: injecting metadata headers and the expiry
+// warning on an authenticated request allocates nothing.
+func TestHandlerKeyExtrasZeroAlloc(t *testing.T) {
+	id := metaIdentity(`{"team":"core","tier":"gold"}`, time.Now().Add(time.Hour))
+	route := configs.Route{Name: "api", PathPrefix: "/", Upstreams: []string{"http://127.0.0.1:1"}, Auth: configs.AuthRequired,
+		ForwardKeyMetadata: []string{"team", "tier"}}
+	p, err := New(ConfigOf(baseConfig(route)), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	r := p.routes[0]
+	var req fasthttp.Request
+	var resp fasthttp.Response
+	now := time.Now()
+	run := func() {
+		p.inject(&req.Header, id)
+		injectMeta(&req.Header, r, id)
+		setKeyExpires(&resp.Header, id, 168*time.Hour, now)
+		p.SetCheckKeyHeaders(&resp.Header, r, id)
+	}
+	run()
+	if string(req.Header.Peek("X-Auth-Key-Meta-Tier")) != "gold" || len(resp.Header.Peek(KeyExpiresHeader)) == 0 {
+		t.Fatal("headers not set")
+	}
+	if n := testing.AllocsPerRun(500, run); n != 0 {
+		t.Fatalf("%v allocs", n)
 	}
 }

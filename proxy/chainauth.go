@@ -36,6 +36,7 @@ func NewChainAuthenticator(chain *authn.Chain, realm string) *ChainAuthenticator
 			"unauthorized":        {Status: fasthttp.StatusUnauthorized, Code: "unauthorized", Message: "authentication required"},
 			"invalid_credentials": {Status: fasthttp.StatusUnauthorized, Code: "invalid_credentials", Message: "invalid credentials"},
 			"forbidden":           {Status: fasthttp.StatusForbidden, Code: "forbidden", Message: "not allowed"},
+			"address_not_allowed": {Status: fasthttp.StatusForbidden, Code: "address_not_allowed", Message: "this credential may not be used from this client address"},
 			"rate_limited":        {Status: fasthttp.StatusTooManyRequests, Code: "rate_limited", Message: "too many failed attempts; retry later"},
 			"unavailable":         {Status: fasthttp.StatusServiceUnavailable, Code: "unavailable", Message: "the identity store is unavailable; retry later"},
 		},

@@ -100,6 +100,8 @@ type Config struct {
 	Realm          string   // auth.realm, of the WWW-Authenticate challenges
 	AccessLog      bool     // log.access
 	AccessSample   int      // log.access_sample: one request in N is logged
+	// KeyExpiryWarning is api_keys.expiry_warning (0: no Keygate-Key-Expires).
+	KeyExpiryWarning time.Duration
 }
 
 // ConfigOf is the proxy's part of c. It shares c's slices: c must stay
@@ -114,6 +116,8 @@ func ConfigOf(c *configs.Config) Config {
 		Realm:          c.Auth.Realm,
 		AccessLog:      c.Log.Access,
 		AccessSample:   c.Log.AccessSample,
+
+		KeyExpiryWarning: c.APIKeys.ExpiryWarning.D(),
 	}
 }
 
@@ -367,6 +371,7 @@ func (p *Proxy) finish(ctx *fasthttp.RequestCtx, s *scratch, route *Route, ident
 		p.writeErr(ctx, s, err)
 	}
 	ctx.Response.Header.SetBytesKV(p.ridName, s.rid)
+	setKeyExpires(&ctx.Response.Header, ident, p.cfg.KeyExpiryWarning, start)
 	p.settleBody(ctx, s)
 	if s.close {
 		ctx.SetConnectionClose()
@@ -462,6 +467,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 	}
 	if ident != nil {
 		p.inject(&req.Header, ident)
+		injectMeta(&req.Header, route, ident)
 	}
 	req.Header.DelBytes(p.ridName)
 	req.Header.SetBytesKV(p.ridName, s.rid)

@@ -52,6 +52,7 @@ type Route struct {
 	lb          *fasthttp.LBClient
 	clients     []*fasthttp.HostClient
 	m           *routeMetrics
+	meta        []metaHeader // forward_key_metadata
 }
 
 // compileRoute validates and compiles one configured route. Errors name the
@@ -69,6 +70,7 @@ func compileRoute(i int, rc *configs.Route) (*Route, error) {
 		Timeout:              rc.Timeout.D(),
 		ForwardAuthorization: rc.ForwardAuthorization,
 		Upstreams:            slices.Clone(rc.Upstreams),
+		meta:                 metaHeaders(rc.ForwardKeyMetadata),
 	}
 	if r.Auth == "" {
 		r.Auth = configs.AuthRequired
