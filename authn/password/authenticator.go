@@ -150,6 +150,14 @@ func (a *Authenticator) Check(ctx context.Context, username string, pw []byte) (
 		}
 		return nil, unavailable(err)
 	}
+	if u.Type == store.TypeService {
+		// A service account has no password (DESIGN.md §13): it is
+		// refused as a wrong password is, after the same work.
+		if err := a.h.VerifyUnknown(ctx, pws); err != nil {
+			return nil, busy(err)
+		}
+		return nil, errInvalid
+	}
 	ok, rehash, err := a.h.Verify(ctx, u.PasswordHash, pws)
 	switch {
 	case errors.Is(err, ErrBusy):

@@ -58,6 +58,7 @@ var (
 	errUserGone     = fmt.Errorf("%w: %w: token subject no longer exists", authn.ErrInvalidCredentials, authn.ErrSecretVerified)
 	errStale        = fmt.Errorf("%w: %w: token predates a change of its user (generation, account or re-creation)", authn.ErrInvalidCredentials, authn.ErrSecretVerified)
 	errUserDisabled = fmt.Errorf("%w: user disabled", authn.ErrDisabled)
+	errKeyGone      = fmt.Errorf("%w: %w: the api key of this token is revoked, expired or gone", authn.ErrInvalidCredentials, authn.ErrSecretVerified)
 	errAcctDisabled = fmt.Errorf("%w: account disabled", authn.ErrDisabled)
 )
 
@@ -76,6 +77,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
+	if claims.KeyID != "" {
+		return a.keyBound(ctx, claims)
+	}
 	u, err := a.s.GetUser(ctx, claims.Subject)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -109,3 +113,44 @@ func currentFor(u *store.User, account string, gen uint64) bool {
 }
 
 var _ authn.Authenticator = (*Authenticator)(nil)
+
+// keyBound authenticates a token bound to an API key (client_credentials,
+// DESIGN.md §13): it dies with the key. One LookupAPIKey reads the key and
+// its owner: the key must be active and still belong to the token's
+// subject, a service account of the same account, generation and creation
+// as at issue. The identity is the key's (its effective roles and
+// allow-list, its id, so that an invalidation of the key drops the cached
+// token too), authenticated by bearer, expiring with the token or the key.
+func (a *Authenticator) keyBound(ctx context.Context, claims *Claims) (*authn.Identity, error) {
+	k, u, err := a.s.LookupAPIKey(ctx, claims.KeyID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, &authn.TokenError{Err: errKeyGone}
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", authn.ErrUnavailable, err)
+	}
+	if k.Status(a.v.now()) != store.KeyActive {
+		return nil, &authn.TokenError{Err: errKeyGone}
+	}
+	if u.Username != claims.Subject || u.Type != store.TypeService || k.Account != u.Account ||
+		!currentFor(u, claims.Account, claims.Generation) || !userCreatedMatches(u.CreatedAt, claims.UserCreated) {
+		return nil, &authn.TokenError{Err: errStale}
+	}
+	if u.State != store.StateEnabled {
+		return nil, &authn.TokenError{Err: errUserDisabled}
+	}
+	ok, err := a.accounts.Enabled(ctx, u.Account)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", authn.ErrUnavailable, err)
+	}
+	if !ok {
+		return nil, &authn.TokenError{Err: errAcctDisabled}
+	}
+	id := principal.KeyIdentity(k, u)
+	id.Method, id.ExpiresHeader = authn.MethodBearer, ""
+	id.ExpiresAt = claims.ExpiresAt.Time
+	if !k.ExpiresAt.IsZero() && k.ExpiresAt.Before(id.ExpiresAt) {
+		id.ExpiresAt = k.ExpiresAt
+	}
+	return id, nil
+}

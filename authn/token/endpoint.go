@@ -75,6 +75,10 @@ type EndpointOptions struct {
 	// Registerer receives keygate_token_requests_total{grant_type,result}
 	// (nil registers nothing).
 	Registerer prometheus.Registerer
+	// Keys, when set, enables grant_type=client_credentials for service
+	// accounts: give the gateway's authn.Chain, so the key is checked as
+	// on the proxy (cache, failure limits, allowed_cidrs).
+	Keys KeyAuthenticator
 }
 
 // Endpoint is the OAuth2 token endpoint (RFC 6749 §4.3 password grant and
@@ -97,7 +101,13 @@ type EndpointOptions struct {
 //	                            _api_key), an unknown, expired, used or
 //	                            revoked refresh token, or one of a user whose
 //	                            generation changed
-//	400 unsupported_grant_type  anything but password and refresh_token
+//	400 unsupported_grant_type  anything but password, refresh_token and
+//	                            (with EndpointOptions.Keys) client_credentials
+//
+// grant_type=client_credentials (a service account's API key as the client:
+// see clientCredentialsGrant) answers 401 invalid_client for any failure of
+// the key, 403 invalid_client for a key used outside its allowed_cidrs,
+// 429 and 503 as above; its tokens have no refresh token.
 //	405 invalid_request         a method other than POST (Allow: POST)
 //	429 invalid_request         "too many attempts": the client IP or the
 //	                            username is over auth.failures (Retry-After).
@@ -128,17 +138,19 @@ type Endpoint struct {
 	challenge       string
 	requests        [nGrants][nResults]prometheus.Counter
 	meta            *serverMetadata
+	keys            KeyAuthenticator // client_credentials; nil: unsupported
 }
 
 // Metric labels of keygate_token_requests_total.
 const (
 	grantPassword = iota
 	grantRefresh
+	grantClientCredentials
 	grantOther // missing, unsupported, or refused before the grant was read
 	nGrants
 )
 
-var grantLabels = [nGrants]string{"password", "refresh_token", "other"}
+var grantLabels = [nGrants]string{"password", "refresh_token", "client_credentials", "other"}
 
 const (
 	resIssued = iota
@@ -175,6 +187,7 @@ func NewEndpoint(cfg configs.Tokens, signer *Signer, opts EndpointOptions) (*End
 		now:             opts.Now,
 		log:             opts.Logger,
 		refreshLifetime: cfg.RefreshLifetime.D(),
+		keys:            opts.Keys,
 	}
 	if e.accounts == nil {
 		e.accounts = principal.StoreAccounts(e.s)
@@ -210,7 +223,7 @@ func NewEndpoint(cfg configs.Tokens, signer *Signer, opts EndpointOptions) (*End
 	if cfg.Path != V1Path {
 		e.paths = []string{cfg.Path, V1Path}
 	}
-	e.meta = newServerMetadata(signer.issuer, e.paths[0], signer.Verifier().JWKS() != nil, e.refresh != nil)
+	e.meta = newServerMetadata(signer.issuer, e.paths[0], signer.Verifier().JWKS() != nil, e.refresh != nil, e.keys != nil)
 	return e, nil
 }
 
@@ -303,6 +316,10 @@ func (e *Endpoint) Handler(ctx *fasthttp.RequestCtx) {
 		g = grantPassword
 	case "refresh_token":
 		g = grantRefresh
+	case GrantClientCredentials:
+		if e.keys != nil { // otherwise an unsupported grant like any other
+			g = grantClientCredentials
+		}
 	}
 	if err != nil {
 		e.requests[g][resultOf(err)].Inc()
@@ -320,7 +337,7 @@ func resultOf(err *oauthError) int {
 		return resRateLimited
 	case err == errUnavailableRes:
 		return resUnavailable
-	case err == errClient:
+	case err == errClient, err == errKeyClient, err == errKeyForbidden:
 		return resInvalidClient
 	case err == errUnsupported:
 		return resUnsupported
@@ -335,7 +352,7 @@ func (e *Endpoint) fail(ctx *fasthttp.RequestCtx, err *oauthError, ra time.Durat
 	switch {
 	case err.status == fasthttp.StatusMethodNotAllowed:
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, "POST")
-	case err == errClient:
+	case err == errClient, err == errKeyClient:
 		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, e.challenge)
 	case err.retry:
 		httpx.SetRetryAfter(&ctx.Response.Header, authn.UnavailableRetryAfter)
@@ -389,6 +406,13 @@ func (e *Endpoint) serve(ctx *fasthttp.RequestCtx, r *tokenRequest) ([]byte, tim
 	}
 	if dup {
 		return nil, 0, errDuplicate
+	}
+	if r.v[pGrantType] == GrantClientCredentials && e.keys != nil {
+		// The client is a service account's API key, not the public client.
+		r.grant = GrantClientCredentials
+		c, cancel := context.WithTimeout(context.Background(), e.timeout)
+		defer cancel()
+		return e.clientCredentialsGrant(c, r, req.Header.Peek(fasthttp.HeaderAuthorization), seen[pClientID])
 	}
 	if !authenticateClient(req.Header.Peek(fasthttp.HeaderAuthorization), r.v[pClientID], seen[pClientID], r.v[pClientSecret]) {
 		return nil, 0, errClient
@@ -566,6 +590,9 @@ func (e *Endpoint) audit(r *tokenRequest, reason string) {
 		fields := []zap.Field{zap.String("event", "token_failure"), zap.String("grant_type", r.grant), zap.String("reason", reason)}
 		if r.grant == "password" && r.v[pUsername] != "" {
 			fields = append(fields, zap.String("username", r.v[pUsername]))
+		}
+		if r.grant == GrantClientCredentials && r.client != "" {
+			fields = append(fields, zap.String("key_id", r.client)) // the id only, never the key
 		}
 		if r.ip.IsValid() {
 			fields = append(fields, zap.String("client_ip", r.ip.String()))

@@ -94,6 +94,8 @@ type Claims struct {
 	// nanoseconds (above 2^53: JavaScript verifiers read them rounded);
 	// see userCreatedMatches for how both are accepted.
 	UserCreated int64 `json:"uct"`
+	// KeyID is the API key a client_credentials token is bound to.
+	KeyID string `json:"key_id,omitempty"`
 }
 
 // uctNanoFloor separates the two units of the uct claim: Unix seconds stay
@@ -153,6 +155,12 @@ type Subject struct {
 	Roles       []string
 	Generation  uint64
 	UserCreated time.Time
+	// KeyID binds the token to the API key it was obtained with (the
+	// client_credentials grant of a service account): the token is good
+	// only while that key is (see Authenticator). "" for other tokens.
+	KeyID string
+	// NotAfter, when set, caps the token's expiry (the key's expires_at).
+	NotAfter time.Time
 }
 
 // Option configures a Signer or a Verifier.
@@ -228,6 +236,12 @@ func (s *Signer) Issue(sub Subject) (token string, exp time.Time, err error) {
 	now := s.now()
 	iat := jwt.NewNumericDate(now)
 	exp = iat.Add(s.lifetime)
+	if !sub.NotAfter.IsZero() && sub.NotAfter.Before(exp) {
+		if !sub.NotAfter.After(now) {
+			return "", time.Time{}, errors.New("token: issue: the subject's credential has expired")
+		}
+		exp = sub.NotAfter
+	}
 	var jti [16]byte
 	_, _ = rand.Read(jti[:])
 	client := sub.ClientID
@@ -248,6 +262,7 @@ func (s *Signer) Issue(sub Subject) (token string, exp time.Time, err error) {
 		Roles:       sub.Roles,
 		Generation:  sub.Generation,
 		UserCreated: userCreatedUCT(sub.UserCreated),
+		KeyID:       sub.KeyID,
 	}
 	t := jwt.NewWithClaims(s.method, c)
 	t.Header["typ"] = TokenType

@@ -45,7 +45,7 @@ type serverMetadata struct {
 	static []byte
 }
 
-func newServerMetadata(issuer, tokenPath string, jwks, refresh bool) *serverMetadata {
+func newServerMetadata(issuer, tokenPath string, jwks, refresh, clientCreds bool) *serverMetadata {
 	m := &serverMetadata{paths: []string{MetadataPath}}
 	m.doc = metadata{
 		Issuer:                 issuer,
@@ -56,6 +56,9 @@ func newServerMetadata(issuer, tokenPath string, jwks, refresh bool) *serverMeta
 	}
 	if refresh {
 		m.doc.GrantTypesSupported = append(m.doc.GrantTypesSupported, "refresh_token")
+	}
+	if clientCreds {
+		m.doc.GrantTypesSupported = append(m.doc.GrantTypesSupported, GrantClientCredentials)
 	}
 	if jwks {
 		m.doc.JWKSURI = JWKSPath

@@ -232,6 +232,7 @@ func (g *gateway) tokenHandlers(reg prometheus.Registerer) (map[string]fasthttp.
 		Realm:       g.cfg.Auth.Realm,
 		Logger:      g.log.Named("audit"),
 		Registerer:  reg,
+		Keys:        g.chain,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("token endpoint: %w", err)
