@@ -247,6 +247,8 @@ func (a *api) apiRoutes() []apiRoute {
 		{post, "/v1/user/api-keys", write, ActionCreateAPIKey, a.createOwnKey},
 		{get, "/v1/user/api-keys/{id}", selfRead, "", a.getOwnKey},
 		{del, "/v1/user/api-keys/{id}", write, ActionRevokeAPIKey, a.revokeOwnKey},
+		{patch, "/v1/user/api-keys/{id}", write, ActionUpdateAPIKey, a.updateOwnKey},
+		{post, "/v1/user/api-keys/{id}/rotate", write, ActionRotateAPIKey, a.rotateOwnKey},
 
 		{get, "/v1/accounts", read, "", a.listAccounts},
 		{post, "/v1/accounts", write, ActionCreateAccount, a.createAccount},
@@ -264,6 +266,8 @@ func (a *api) apiRoutes() []apiRoute {
 		{post, "/v1/accounts/{account}/users/{username}/api-keys", write, ActionCreateAPIKey, a.createUserKey},
 		{get, "/v1/accounts/{account}/users/{username}/api-keys/{id}", read, "", a.getUserKey},
 		{del, "/v1/accounts/{account}/users/{username}/api-keys/{id}", write, ActionRevokeAPIKey, a.revokeUserKey},
+		{patch, "/v1/accounts/{account}/users/{username}/api-keys/{id}", write, ActionUpdateAPIKey, a.updateUserKey},
+		{post, "/v1/accounts/{account}/users/{username}/api-keys/{id}/rotate", write, ActionRotateAPIKey, a.rotateUserKey},
 
 		{get, "/v1/api-keys", read, "", a.searchKeys},
 		{del, "/v1/api-keys", write, ActionBulkRevokeAPIKeys, a.bulkRevoke},
@@ -549,6 +553,9 @@ func (a *api) errorOf(r *request, err error) *httpx.Error {
 			msg = "authentication is temporarily unavailable; retry later"
 		case fasthttp.StatusForbidden:
 			msg = "forbidden"
+			if code == "address_not_allowed" {
+				msg = "this credential may not be used from this client address"
+			}
 		default:
 			status, code, msg = fasthttp.StatusServiceUnavailable, "unavailable", "authentication is temporarily unavailable; retry later"
 		}

@@ -27,24 +27,26 @@ func timePtr(t time.Time) *time.Time {
 func toKeyJSON(k *store.APIKey, now time.Time) adminapi.Key {
 	return adminapi.Key{ID: k.ID, Name: k.Name, Description: k.Description, Account: k.Account, Username: k.Username,
 		Roles: nonNil(k.Roles), CreatedAt: k.CreatedAt.UTC(), ExpiresAt: timePtr(k.ExpiresAt),
-		RevokedAt: timePtr(k.RevokedAt), LastUsedAt: timePtr(k.LastUsedAt), Status: k.Status(now)}
+		RevokedAt: timePtr(k.RevokedAt), LastUsedAt: timePtr(k.LastUsedAt), Status: k.Status(now),
+		Metadata: k.Metadata, AllowedCIDRs: k.AllowedCIDRs, RotatedTo: k.RotatedTo}
 }
 
-// expiry computes a new key's expires_at (zero: never).
-func (a *api) expiry(b *adminapi.CreateKey, now time.Time) (time.Time, error) {
+// expiry computes a new key's expires_at (zero: never) from the expires_at
+// or expires_in of a request (nil: absent).
+func (a *api) expiry(expiresAt, expiresIn *string, now time.Time) (time.Time, error) {
 	maxTxt := a.maxLifetime.String()
 	var exp time.Time
 	switch {
-	case b.ExpiresAt != nil && b.ExpiresIn != nil:
+	case expiresAt != nil && expiresIn != nil:
 		return exp, errorf(fasthttp.StatusUnprocessableEntity, "invalid", "give expires_at or expires_in, not both")
-	case b.ExpiresAt != nil:
-		t, err := time.Parse(time.RFC3339, *b.ExpiresAt)
+	case expiresAt != nil:
+		t, err := time.Parse(time.RFC3339, *expiresAt)
 		if err != nil {
 			return exp, errorf(fasthttp.StatusUnprocessableEntity, "invalid", "expires_at must be an RFC 3339 time such as 2030-01-31T00:00:00Z")
 		}
 		exp = t.UTC()
-	case b.ExpiresIn != nil:
-		d, err := time.ParseDuration(*b.ExpiresIn)
+	case expiresIn != nil:
+		d, err := time.ParseDuration(*expiresIn)
 		if err != nil || d <= 0 {
 			return exp, errorf(fasthttp.StatusUnprocessableEntity, "invalid", `expires_in must be a positive duration such as "720h"`)
 		}
@@ -79,21 +81,15 @@ func (a *api) createKey(r *request, owner *store.User) error {
 	if err := store.ValidateDescription(b.Description); err != nil {
 		return err
 	}
-	exp, err := a.expiry(&b, r.now)
+	exp, err := a.expiry(b.ExpiresAt, b.ExpiresIn, r.now)
 	if err != nil {
 		return err
 	}
 	roles := slices.Clone(owner.Roles)
 	if b.Roles != nil {
 		roles = slices.Clone(*b.Roles)
-		if err := store.ValidateRoles(roles); err != nil {
+		if err := ownerRoles(owner, roles); err != nil {
 			return err
-		}
-		for _, role := range roles {
-			if !slices.Contains(owner.Roles, role) {
-				return errorf(fasthttp.StatusUnprocessableEntity, "unknown_role",
-					"role %q is not one of the key owner's roles: a key's roles must be a subset of its owner's", role)
-			}
 		}
 	}
 	if roles == nil {
@@ -115,7 +111,7 @@ func (a *api) createKey(r *request, owner *store.User) error {
 		return err
 	}
 	k := &store.APIKey{Name: b.Name, Description: b.Description, Account: owner.Account, Username: owner.Username,
-		Roles: roles, Hash: hash, CreatedAt: r.now, ExpiresAt: exp}
+		Roles: roles, Hash: hash, CreatedAt: r.now, ExpiresAt: exp, Metadata: b.Metadata, AllowedCIDRs: b.AllowedCIDRs}
 	if err := a.st.CreateAPIKey(r.c, k); err != nil {
 		switch {
 		case errors.Is(err, store.ErrConflict):
@@ -131,7 +127,23 @@ func (a *api) createKey(r *request, owner *store.User) error {
 		ID: k.ID, Name: k.Name, APIKey: value,
 		Encoded: base64.StdEncoding.EncodeToString([]byte(k.ID + ":" + value)),
 		Roles:   roles, CreatedAt: k.CreatedAt.UTC(), ExpiresAt: timePtr(k.ExpiresAt),
+		Metadata: k.Metadata, AllowedCIDRs: k.AllowedCIDRs,
 	})
+}
+
+// ownerRoles checks roles are valid and a subset of the key owner's (422
+// unknown_role otherwise).
+func ownerRoles(owner *store.User, roles []string) error {
+	if err := store.ValidateRoles(roles); err != nil {
+		return err
+	}
+	for _, role := range roles {
+		if !slices.Contains(owner.Roles, role) {
+			return errorf(fasthttp.StatusUnprocessableEntity, "unknown_role",
+				"role %q is not one of the key owner's roles: a key's roles must be a subset of its owner's", role)
+		}
+	}
+	return nil
 }
 
 var errKeyNotFound = errorf(fasthttp.StatusNotFound, "not_found", "api key not found")
@@ -192,6 +204,12 @@ func keyFilter(r *request, allowed ...string) (store.KeyFilter, error) {
 			f.Status = store.KeyStatus(val)
 		case "cursor":
 			f.Cursor = val
+		case "expiring_within":
+			d, err := time.ParseDuration(val)
+			if err != nil || d <= 0 {
+				bad = errorf(fasthttp.StatusBadRequest, "bad_request", `expiring_within must be a positive duration such as "168h"`)
+			}
+			f.ExpiresBefore = r.now.Add(d)
 		case "limit":
 			n, err := strconv.Atoi(val)
 			if err != nil || n < 1 {
@@ -227,7 +245,7 @@ func (a *api) listKeys(r *request, f store.KeyFilter) error {
 // Own keys: /v1/user/api-keys.
 
 func (a *api) listOwnKeys(r *request) error {
-	f, err := keyFilter(r, "name", "status", "limit", "cursor")
+	f, err := keyFilter(r, "name", "status", "limit", "cursor", "expiring_within")
 	if err != nil {
 		return err
 	}
@@ -264,7 +282,7 @@ func (a *api) listUserKeys(r *request) error {
 	if err != nil {
 		return err
 	}
-	f, err := keyFilter(r, "name", "status", "limit", "cursor")
+	f, err := keyFilter(r, "name", "status", "limit", "cursor", "expiring_within")
 	if err != nil {
 		return err
 	}
@@ -315,7 +333,7 @@ func (a *api) revokeUserKey(r *request) error {
 // Search and bulk revocation: /v1/api-keys.
 
 func (a *api) searchKeys(r *request) error {
-	f, err := keyFilter(r, "account", "username", "name", "status", "limit", "cursor")
+	f, err := keyFilter(r, "account", "username", "name", "status", "limit", "cursor", "expiring_within")
 	if err != nil {
 		return err
 	}

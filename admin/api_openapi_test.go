@@ -127,6 +127,11 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		"POST /v1/accounts/{account}/users/{username}/api-keys":        ActionCreateAPIKey,
 		"DELETE /v1/accounts/{account}/users/{username}/api-keys/{id}": ActionRevokeAPIKey,
 		"DELETE /v1/api-keys":                                          ActionBulkRevokeAPIKeys,
+		// issue 18
+		"PATCH /v1/user/api-keys/{id}":                                      ActionUpdateAPIKey,
+		"POST /v1/user/api-keys/{id}/rotate":                                ActionRotateAPIKey,
+		"PATCH /v1/accounts/{account}/users/{username}/api-keys/{id}":       ActionUpdateAPIKey,
+		"POST /v1/accounts/{account}/users/{username}/api-keys/{id}/rotate": ActionRotateAPIKey,
 	}
 	for r, want := range writes {
 		if actions[r] != want {

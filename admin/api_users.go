@@ -123,21 +123,28 @@ func (a *api) createUser(r *request) error {
 	if err := checkGrant(r.user, b.Roles, "cannot grant"); err != nil {
 		return err
 	}
-	if b.Password == nil || *b.Password == "" {
+	service := b.Type == store.TypeService
+	switch {
+	case service && b.Password != nil:
+		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", "a service account has no password: it authenticates with its API keys (and client_credentials)")
+	case !service && (b.Password == nil || *b.Password == ""):
 		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", "password is required")
-	}
-	if err := password.CheckPolicy(*b.Password, b.Username); err != nil {
-		return errorf(fasthttp.StatusUnprocessableEntity, "weak_password", "%s", err.Error())
+	case !service:
+		if err := password.CheckPolicy(*b.Password, b.Username); err != nil {
+			return errorf(fasthttp.StatusUnprocessableEntity, "weak_password", "%s", err.Error())
+		}
 	}
 	u := &store.User{Username: b.Username, Account: account, Type: b.Type, Roles: b.Roles, State: store.StateEnabled}
 	if err := store.ValidateNewUser(u, r.now); err != nil {
 		return err
 	}
-	h, err := a.hasher.Hash(*b.Password)
-	if err != nil {
-		return err
+	if !service {
+		h, err := a.hasher.Hash(*b.Password)
+		if err != nil {
+			return err
+		}
+		u.PasswordHash = h
 	}
-	u.PasswordHash = h
 	if err := a.st.CreateUser(r.c, u); err != nil {
 		switch {
 		case errors.Is(err, store.ErrConflict):

@@ -95,6 +95,8 @@ func decideUserUpdate(caller, u *store.User, b *adminapi.UpdateUser) (userChange
 		}
 		if *b.Type != u.Type {
 			switch {
+			case *b.Type == store.TypeService || u.Type == store.TypeService:
+				return c, errorf(fasthttp.StatusUnprocessableEntity, "invalid", "a service account stays one, and no other user becomes one: create a service account instead")
 			case *b.Type == store.TypeAdmin && !global:
 				return c, errorf(fasthttp.StatusForbidden, "forbidden", "only a global admin may make a global admin")
 			case self && !global:
@@ -131,6 +133,9 @@ func decideUserUpdate(caller, u *store.User, b *adminapi.UpdateUser) (userChange
 		c.changed = append(c.changed, "state")
 	}
 	if b.Password != nil {
+		if u.Type == store.TypeService {
+			return c, errorf(fasthttp.StatusUnprocessableEntity, "invalid", "a service account has no password")
+		}
 		if self {
 			return c, errorf(fasthttp.StatusForbidden, "forbidden", "use PUT /v1/user/password to change your own password (it needs the current one)")
 		}

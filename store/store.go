@@ -154,6 +154,9 @@ type KeyFilter struct {
 	// Status: "" or KeyActive (default: active only), KeyExpired, KeyRevoked,
 	// or "all".
 	Status KeyStatus
+	// ExpiresBefore, when set, keeps only keys with an expiry before it
+	// (GET /v1/api-keys?expiring_within=).
+	ExpiresBefore time.Time
 	// Limit caps the page (0: 100; max 1000).
 	Limit int
 	// Cursor is the opaque NextCursor of the previous page.

@@ -431,7 +431,8 @@ func NormalizeKeyFilter(f KeyFilter) (KeyFilter, string, error) {
 func MatchKey(k *APIKey, f KeyFilter, now time.Time) bool {
 	if f.Account != "" && k.Account != f.Account ||
 		f.Username != "" && k.Username != f.Username ||
-		f.Name != "" && k.Name != f.Name {
+		f.Name != "" && k.Name != f.Name ||
+		!f.ExpiresBefore.IsZero() && (k.ExpiresAt.IsZero() || !k.ExpiresAt.Before(f.ExpiresBefore)) {
 		return false
 	}
 	return f.Status == StatusAll || k.Status(now) == f.Status

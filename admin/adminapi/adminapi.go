@@ -10,6 +10,7 @@
 package adminapi
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/keygate/keygate/store"
@@ -108,6 +109,13 @@ type Key struct {
 	RevokedAt   *time.Time      `json:"revoked_at"`
 	LastUsedAt  *time.Time      `json:"last_used_at"`
 	Status      store.KeyStatus `json:"status"`
+	// Metadata is the key's JSON object, absent when none.
+	Metadata json.RawMessage `json:"metadata,omitempty"`
+	// AllowedCIDRs are the client addresses the key may be used from
+	// (absent: any).
+	AllowedCIDRs []string `json:"allowed_cidrs,omitempty"`
+	// RotatedTo is the id of the key that replaced this one.
+	RotatedTo string `json:"rotated_to,omitempty"`
 }
 
 // KeyPage is a page of keys (the listings and the search).
@@ -123,6 +131,30 @@ type CreateKey struct {
 	ExpiresAt   *string   `json:"expires_at,omitempty"`
 	ExpiresIn   *string   `json:"expires_in,omitempty"`
 	Roles       *[]string `json:"roles,omitempty"`
+	// Metadata is a JSON object (at most 4 KiB, 32 members).
+	Metadata     json.RawMessage `json:"metadata,omitempty"`
+	AllowedCIDRs []string        `json:"allowed_cidrs,omitempty"`
+}
+
+// UpdateKey is the body of PATCH …/api-keys/{id}: each field given is
+// changed, the others are left alone. Metadata and AllowedCIDRs replace the
+// whole value ({} and [] clear); the expiry may only move earlier
+// (expires_at, or expires_in from now). Adding a field: one member here and
+// one entry in the admin package's keyPatchFields.
+type UpdateKey struct {
+	Description  *string          `json:"description,omitempty"`
+	Metadata     *json.RawMessage `json:"metadata,omitempty"`
+	Roles        *[]string        `json:"roles,omitempty"`
+	AllowedCIDRs *[]string        `json:"allowed_cidrs,omitempty"`
+	ExpiresAt    *string          `json:"expires_at,omitempty"`
+	ExpiresIn    *string          `json:"expires_in,omitempty"`
+}
+
+// RotateKey is the body of POST …/api-keys/{id}/rotate: how long the old key
+// keeps working ("24h"; "0" or "0s": it dies at once, the leak case).
+// Absent, the grace is 0.
+type RotateKey struct {
+	Grace *string `json:"grace,omitempty"`
 }
 
 // CreatedKey is the 201 of a key creation: the only answer that holds the
@@ -135,6 +167,10 @@ type CreatedKey struct {
 	Roles     []string   `json:"roles"`
 	CreatedAt time.Time  `json:"created_at"`
 	ExpiresAt *time.Time `json:"expires_at"`
+	// RotatedFrom is the id of the key this one replaced (rotation only).
+	RotatedFrom  string          `json:"rotated_from,omitempty"`
+	Metadata     json.RawMessage `json:"metadata,omitempty"`
+	AllowedCIDRs []string        `json:"allowed_cidrs,omitempty"`
 }
 
 // BulkRevoke is the body of DELETE /v1/api-keys: the keys named by IDs

@@ -144,6 +144,13 @@ func (g *gateway) start() int {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	if w := cfg.APIKeys.ExpiryWarning.D(); w > 0 {
+		// keygate_api_keys_expiring (issue 18): recounted every 5 minutes.
+		exp := admin.NewExpiringKeys(g.store, w, 5*time.Minute, time.Now, g.log.Named("remover"))
+		reg.MustRegister(exp)
+		g.bg.Add(1)
+		go func() { defer g.bg.Done(); exp.Run(bgCtx) }()
+	}
 	if err := g.buildAuthz(bgCtx, reg); err != nil {
 		return fail("%v", err)
 	}
