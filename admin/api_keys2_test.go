@@ -188,7 +188,9 @@ func TestKeyRotate(t *testing.T) {
 	var wg sync.WaitGroup
 	codes := make([]int, 6)
 	for i := range codes {
-		wg.Go(func() { codes[i] = e.do("POST", ownKeys+"/"+c.ID+"/rotate", asAlice, map[string]any{"grace": "1h"}).status })
+		wg.Go(func() {
+			codes[i] = e.do("POST", ownKeys+"/"+c.ID+"/rotate", asAlice, map[string]any{"grace": "1h"}).status
+		})
 	}
 	wg.Wait()
 	n201 := 0

@@ -831,4 +831,3 @@ func isToken(s string) bool {
 	}
 	return true
 }
-

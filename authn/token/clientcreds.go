@@ -122,4 +122,3 @@ func (e *Endpoint) clientCredentialsGrant(ctx context.Context, r *tokenRequest, 
 	}
 	return b, 0, nil
 }
-

@@ -108,6 +108,7 @@ type EndpointOptions struct {
 // see clientCredentialsGrant) answers 401 invalid_client for any failure of
 // the key, 403 invalid_client for a key used outside its allowed_cidrs,
 // 429 and 503 as above; its tokens have no refresh token.
+//
 //	405 invalid_request         a method other than POST (Allow: POST)
 //	429 invalid_request         "too many attempts": the client IP or the
 //	                            username is over auth.failures (Retry-After).

@@ -163,7 +163,9 @@ func testKeyUpdateInvalidates(e *env) {
 	if _, err := e.s.UpdateAPIKey(e.ctx, k.ID, store.KeyUpdate{Description: &desc}); err != nil {
 		e.t.Fatal(err)
 	}
-	w.wait("update", func(inv store.Invalidation) bool { return inv.KeyOnly() && inv.KeyID == k.ID && inv.Username == "alice" })
+	w.wait("update", func(inv store.Invalidation) bool {
+		return inv.KeyOnly() && inv.KeyID == k.ID && inv.Username == "alice"
+	})
 	if _, err := e.s.UpdateAPIKey(e.ctx, k.ID, store.KeyUpdate{Description: &desc}); err != nil {
 		e.t.Fatal(err)
 	}
