@@ -103,12 +103,6 @@ type EndpointOptions struct {
 //	                            generation changed
 //	400 unsupported_grant_type  anything but password, refresh_token and
 //	                            (with EndpointOptions.Keys) client_credentials
-//
-// grant_type=client_credentials (a service account's API key as the client:
-// see clientCredentialsGrant) answers 401 invalid_client for any failure of
-// the key, 403 invalid_client for a key used outside its allowed_cidrs,
-// 429 and 503 as above; its tokens have no refresh token.
-//
 //	405 invalid_request         a method other than POST (Allow: POST)
 //	429 invalid_request         "too many attempts": the client IP or the
 //	                            username is over auth.failures (Retry-After).
@@ -116,6 +110,11 @@ type EndpointOptions struct {
 //	                            carries the meaning.
 //	503 temporarily_unavailable the store or hashing capacity is unavailable
 //	                            (Retry-After)
+//
+// grant_type=client_credentials (a service account's API key as the client:
+// see clientCredentialsGrant) answers 401 invalid_client for any failure of
+// the key, 403 invalid_client for a key used outside its allowed_cidrs,
+// 429 and 503 as above; its tokens have no refresh token.
 //
 // Refresh tokens are opaque ("<family>.<secret>", 22 + 1 + 43 base64url
 // characters), single use, and rotated: each refresh_token grant spends one
