@@ -86,6 +86,10 @@ type opts struct {
 	rolesSet                         bool
 	limit                            int
 	password, bulk                   bool
+
+	// Issue 18 (keys2.go): key metadata, allow-list, rotation grace,
+	// expiring_within.
+	keys2 keys2Opts
 }
 
 // stringList is a repeatable, comma-separable flag.
@@ -145,6 +149,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, environ []st
 	fs.SetOutput(io.Discard)
 	var o opts
 	o.roles.set = &o.rolesSet
+	o.keys2.cidrs.set = &o.keys2.cidrsSet
 	fs.StringVar(&o.adminURL, "admin-url", "", "admin API base URL (env "+EnvAdminURL+", default "+DefaultAdminURL+")")
 	fs.StringVar(&o.output, "o", "table", "output format: table or json")
 	fs.StringVar(&o.output, "output", "table", "output format: table or json")

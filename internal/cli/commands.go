@@ -56,7 +56,7 @@ var nouns = map[string][]verb{
 		{name: "create", args: "USERNAME", nargs: 1, summary: "create a user; the password is prompted for (or read from stdin)",
 			flags: func(fs *flag.FlagSet, o *opts) {
 				accountFlag(true)(fs, o)
-				fs.StringVar(&o.typ, "type", "", "user (default), account_admin or admin")
+				fs.StringVar(&o.typ, "type", "", "user (default), account_admin, admin or service (a service account: no password)")
 				rolesFlag(fs, o, "role of the user")
 			}, run: userCreate},
 		{name: "update", args: "USERNAME", nargs: 1, summary: "change roles, state, type or (with --password) the password",
@@ -314,11 +314,14 @@ func userCreate(s *session, args []string) error {
 	if _, err := s.credentials(); err != nil { // prompt for the caller's first
 		return err
 	}
-	pw, err := s.newPassword(args[0])
-	if err != nil {
-		return err
+	body := adminapi.CreateUser{Username: args[0], Type: store.UserType(s.o.typ)}
+	if body.Type != store.TypeService { // a service account has no password
+		pw, err := s.newPassword(args[0])
+		if err != nil {
+			return err
+		}
+		body.Password = &pw
 	}
-	body := adminapi.CreateUser{Username: args[0], Password: &pw, Type: store.UserType(s.o.typ)}
 	if s.o.rolesSet {
 		body.Roles = nonNil(s.o.roles.vals)
 	}
@@ -453,6 +456,9 @@ func keyList(s *session, _ []string) error {
 	if s.o.status != "" {
 		q.Set("status", s.o.status)
 	}
+	if s.o.keys2.expiringWithin != "" {
+		q.Set("expiring_within", s.o.keys2.expiringWithin)
+	}
 	if s.o.limit < 0 {
 		return usagef("--limit must be positive")
 	}
@@ -547,6 +553,9 @@ func keyCreate(s *session, args []string) error {
 	if s.o.rolesSet {
 		r := nonNil(s.o.roles.vals)
 		body.Roles = &r
+	}
+	if err := createKeyExtras(s.o, &body); err != nil {
+		return err
 	}
 	var k adminapi.CreatedKey
 	raw, err := s.call("POST", p, nil, body, &k)
