@@ -284,7 +284,7 @@ func TestTokenMetadata(t *testing.T) {
 	}
 	if m.Issuer != "keygate" || m.TokenEndpoint != g.url("/oauth/token") || m.JWKSURI != nil ||
 		m.ResponseTypes == nil || len(*m.ResponseTypes) != 0 ||
-		!slices.Equal(m.GrantTypes, []string{"password", "refresh_token"}) ||
+		!slices.Equal(m.GrantTypes, []string{"password", "refresh_token", "client_credentials"}) ||
 		!slices.Equal(m.AuthMethods, []string{"none", "client_secret_basic", "client_secret_post"}) {
 		t.Errorf("metadata %+v", m)
 	}

@@ -71,8 +71,13 @@ func TestTokenEndpoint(t *testing.T) {
 	if fmt.Sprint(unknown) != fmt.Sprint(wrong) || wrong["error"] != "invalid_grant" {
 		t.Errorf("unknown user %v vs wrong password %v", unknown, wrong)
 	}
-	if code, _, body = grant(url.Values{"grant_type": {"client_credentials"}}); code != 400 || body["error"] != "unsupported_grant_type" {
+	if code, _, body = grant(url.Values{"grant_type": {"implicit"}}); code != 400 || body["error"] != "unsupported_grant_type" {
 		t.Errorf("unsupported grant: %d %v", code, body)
+	}
+	// client_credentials is for service accounts' keys (issue 18): without
+	// client credentials it is invalid_client.
+	if code, _, body = grant(url.Values{"grant_type": {"client_credentials"}}); code != 401 || body["error"] != "invalid_client" {
+		t.Errorf("client_credentials without credentials: %d %v", code, body)
 	}
 	if code, h, body = grant(url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {"x"}, "client_id": {"other"}}); code != 401 || body["error"] != "invalid_client" || h.Get("WWW-Authenticate") == "" {
 		t.Errorf("unknown client: %d %v %v", code, h, body)
