@@ -102,11 +102,7 @@ func (a *api) createKey(r *request, owner *store.User) error {
 			return err
 		}
 	}
-	secret, err := apikey.NewSecret()
-	if err != nil {
-		return err
-	}
-	hash, err := apikey.Hash([]byte(secret))
+	secret, hash, err := newKeySecret()
 	if err != nil {
 		return err
 	}
@@ -122,13 +118,30 @@ func (a *api) createKey(r *request, owner *store.User) error {
 		return err
 	}
 	r.fields = append(r.fields, zap.String("key_id", k.ID), zap.String("key_name", k.Name))
+	return respond(r, fasthttp.StatusCreated, createdKeyBody(k, secret, ""))
+}
+
+// newKeySecret draws a new key's secret and its salted hash.
+func newKeySecret() (secret string, hash []byte, err error) {
+	if secret, err = apikey.NewSecret(); err != nil {
+		return "", nil, err
+	}
+	if hash, err = apikey.Hash([]byte(secret)); err != nil {
+		return "", nil, err
+	}
+	return secret, hash, nil
+}
+
+// createdKeyBody is the one answer that shows a key's value: its creation, or
+// its rotation (rotatedFrom: the key it replaced).
+func createdKeyBody(k *store.APIKey, secret, rotatedFrom string) adminapi.CreatedKey {
 	value := apikey.Format(k.ID, secret)
-	return respond(r, fasthttp.StatusCreated, adminapi.CreatedKey{
+	return adminapi.CreatedKey{
 		ID: k.ID, Name: k.Name, APIKey: value,
 		Encoded: base64.StdEncoding.EncodeToString([]byte(k.ID + ":" + value)),
-		Roles:   roles, CreatedAt: k.CreatedAt.UTC(), ExpiresAt: timePtr(k.ExpiresAt),
-		Metadata: k.Metadata, AllowedCIDRs: k.AllowedCIDRs,
-	})
+		Roles:   nonNil(k.Roles), CreatedAt: k.CreatedAt.UTC(), ExpiresAt: timePtr(k.ExpiresAt),
+		RotatedFrom: rotatedFrom, Metadata: k.Metadata, AllowedCIDRs: k.AllowedCIDRs,
+	}
 }
 
 // ownerRoles checks roles are valid and a subset of the key owner's (422

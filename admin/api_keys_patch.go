@@ -7,7 +7,6 @@ package admin
 // every instance through the store's per-key invalidation.
 
 import (
-	"encoding/base64"
 	"errors"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/admin/adminapi"
-	"github.com/keygate/keygate/authn/apikey"
 	"github.com/keygate/keygate/store"
 )
 
@@ -178,11 +176,7 @@ func (a *api) rotateKey(r *request, owner *store.User, k *store.APIKey) error {
 			return err
 		}
 	}
-	secret, err := apikey.NewSecret()
-	if err != nil {
-		return err
-	}
-	hash, err := apikey.Hash([]byte(secret))
+	secret, hash, err := newKeySecret()
 	if err != nil {
 		return err
 	}
@@ -195,13 +189,7 @@ func (a *api) rotateKey(r *request, owner *store.User, k *store.APIKey) error {
 	}
 	r.fields = append(r.fields, zap.String("key_id", old.ID), zap.String("new_key_id", nk.ID), zap.String("key_owner", k.Username),
 		zap.Duration("grace", grace))
-	value := apikey.Format(nk.ID, secret)
-	return respond(r, fasthttp.StatusCreated, adminapi.CreatedKey{
-		ID: nk.ID, Name: nk.Name, APIKey: value,
-		Encoded: base64.StdEncoding.EncodeToString([]byte(nk.ID + ":" + value)),
-		Roles:   nonNil(nk.Roles), CreatedAt: nk.CreatedAt.UTC(), ExpiresAt: timePtr(nk.ExpiresAt),
-		RotatedFrom: old.ID, Metadata: nk.Metadata, AllowedCIDRs: nk.AllowedCIDRs,
-	})
+	return respond(r, fasthttp.StatusCreated, createdKeyBody(nk, secret, old.ID))
 }
 
 // Own keys.

@@ -90,15 +90,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, c *authn.Credentials) 
 	if !currentFor(u, claims.Account, claims.Generation) || !userCreatedMatches(u.CreatedAt, claims.UserCreated) {
 		return nil, &authn.TokenError{Err: errStale}
 	}
-	if u.State != store.StateEnabled {
-		return nil, &authn.TokenError{Err: errUserDisabled}
-	}
-	ok, err := a.accounts.Enabled(ctx, u.Account)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", authn.ErrUnavailable, err)
-	}
-	if !ok {
-		return nil, &authn.TokenError{Err: errAcctDisabled}
+	if err := a.enabled(ctx, u); err != nil {
+		return nil, err
 	}
 	id := principal.UserIdentity(u, authn.MethodBearer)
 	id.ExpiresAt = claims.ExpiresAt.Time
@@ -136,15 +129,8 @@ func (a *Authenticator) keyBound(ctx context.Context, claims *Claims) (*authn.Id
 		!currentFor(u, claims.Account, claims.Generation) || !userCreatedMatches(u.CreatedAt, claims.UserCreated) {
 		return nil, &authn.TokenError{Err: errStale}
 	}
-	if u.State != store.StateEnabled {
-		return nil, &authn.TokenError{Err: errUserDisabled}
-	}
-	ok, err := a.accounts.Enabled(ctx, u.Account)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", authn.ErrUnavailable, err)
-	}
-	if !ok {
-		return nil, &authn.TokenError{Err: errAcctDisabled}
+	if err := a.enabled(ctx, u); err != nil {
+		return nil, err
 	}
 	id := principal.KeyIdentity(k, u)
 	id.Method, id.ExpiresHeader = authn.MethodBearer, ""
@@ -153,4 +139,19 @@ func (a *Authenticator) keyBound(ctx context.Context, claims *Claims) (*authn.Id
 		id.ExpiresAt = k.ExpiresAt
 	}
 	return id, nil
+}
+
+// enabled checks a token's user and its account are enabled.
+func (a *Authenticator) enabled(ctx context.Context, u *store.User) error {
+	if u.State != store.StateEnabled {
+		return &authn.TokenError{Err: errUserDisabled}
+	}
+	ok, err := a.accounts.Enabled(ctx, u.Account)
+	if err != nil {
+		return fmt.Errorf("%w: %w", authn.ErrUnavailable, err)
+	}
+	if !ok {
+		return &authn.TokenError{Err: errAcctDisabled}
+	}
+	return nil
 }

@@ -562,16 +562,25 @@ func keyCreate(s *session, args []string) error {
 	if err != nil {
 		return err
 	}
+	return s.showNewKey(raw, &k, "Use it as 'Authorization: Bearer <API key>' or 'Authorization: ApiKey <Encoded>'.")
+}
+
+// showNewKey prints a key's one answer that holds its value (creation,
+// rotation) with the warning that it is not shown again; more are extra
+// name, value pairs after the ID and Name, note a line after the value.
+func (s *session) showNewKey(raw []byte, k *adminapi.CreatedKey, note string, more ...string) error {
 	const warn = "Store this API key now: it is shown only once and cannot be shown again."
 	if s.o.output == "json" {
 		fmt.Fprintln(s.stderr, "keygate: "+warn)
 		return s.printJSON(raw)
 	}
-	if err := s.fields("ID", k.ID, "Name", k.Name, "Roles", roles(k.Roles), "Created", ts(k.CreatedAt), "Expires", tsp(k.ExpiresAt)); err != nil {
+	kv := append([]string{"ID", k.ID, "Name", k.Name}, more...)
+	kv = append(kv, "Roles", roles(k.Roles), "Created", ts(k.CreatedAt), "Expires", tsp(k.ExpiresAt))
+	if err := s.fields(kv...); err != nil {
 		return err
 	}
 	fmt.Fprintf(s.stdout, "\nAPI key:  %s\nEncoded:  %s\n\n", k.APIKey, k.Encoded)
-	fmt.Fprintf(s.stdout, "Use it as 'Authorization: Bearer <API key>' or 'Authorization: ApiKey <Encoded>'.\n")
+	fmt.Fprintln(s.stdout, note)
 	fmt.Fprintln(s.stderr, "WARNING: "+warn)
 	return nil
 }

@@ -155,19 +155,8 @@ func keyRotate(s *session, args []string) error {
 	if err != nil {
 		return err
 	}
-	const warn = "Store this API key now: it is shown only once and cannot be shown again."
-	if s.o.output == "json" {
-		fmt.Fprintln(s.stderr, "keygate: "+warn)
-		return s.printJSON(raw)
-	}
-	if err := s.fields("ID", k.ID, "Name", k.Name, "Replaces", k.RotatedFrom, "Roles", roles(k.Roles),
-		"Created", ts(k.CreatedAt), "Expires", tsp(k.ExpiresAt)); err != nil {
-		return err
-	}
-	fmt.Fprintf(s.stdout, "\nAPI key:  %s\nEncoded:  %s\n\n", k.APIKey, k.Encoded)
-	fmt.Fprintf(s.stdout, "Key %s keeps working for the grace period (%s), then expires.\n", k.RotatedFrom, orZero(s.o.keys2.grace))
-	fmt.Fprintln(s.stderr, "WARNING: "+warn)
-	return nil
+	return s.showNewKey(raw, &k, fmt.Sprintf("Key %s keeps working for the grace period (%s), then expires.", k.RotatedFrom, orZero(s.o.keys2.grace)),
+		"Replaces", k.RotatedFrom)
 }
 
 func orZero(g string) string {

@@ -36,17 +36,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *store.APIKey) error {
 	if err != nil {
 		return err
 	}
-	fields := []any{"n", k.Name, "h", k.Hash, "c", encTime(k.CreatedAt)}
-	if k.Description != "" {
-		fields = append(fields, "d", k.Description)
-	}
-	if len(k.Roles) > 0 {
-		fields = append(fields, "r", encRoles(k.Roles))
-	}
-	if !k.ExpiresAt.IsZero() {
-		fields = append(fields, "e", encTime(k.ExpiresAt))
-	}
-	fields = appendExtras(fields, k)
+	fields := newKeyFields(k)
 	for attempt := 0; attempt < maxCASRetries; attempt++ {
 		suf := randomBase62(keySufLen)
 		id := tag + suf

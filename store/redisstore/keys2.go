@@ -11,9 +11,19 @@ import (
 	"github.com/keygate/keygate/store"
 )
 
-// appendExtras appends the field, value pairs of a key's metadata and
-// allow-list (absent when empty).
-func appendExtras(fields []any, k *store.APIKey) []any {
+// newKeyFields are the field, value pairs of a new key's hash (absent
+// when empty).
+func newKeyFields(k *store.APIKey) []any {
+	fields := []any{"n", k.Name, "h", k.Hash, "c", encTime(k.CreatedAt)}
+	if k.Description != "" {
+		fields = append(fields, "d", k.Description)
+	}
+	if len(k.Roles) > 0 {
+		fields = append(fields, "r", encRoles(k.Roles))
+	}
+	if !k.ExpiresAt.IsZero() {
+		fields = append(fields, "e", encTime(k.ExpiresAt))
+	}
 	if len(k.Metadata) > 0 {
 		fields = append(fields, "m", string(k.Metadata))
 	}
@@ -102,17 +112,7 @@ func (s *Store) RotateAPIKey(ctx context.Context, id string, r store.KeyRotation
 		tag := id[:tagLen]
 		suf := randomBase62(keySufLen)
 		nk.ID = tag + suf
-		fields := []any{"n", nk.Name, "h", nk.Hash, "c", encTime(nk.CreatedAt)}
-		if nk.Description != "" {
-			fields = append(fields, "d", nk.Description)
-		}
-		if len(nk.Roles) > 0 {
-			fields = append(fields, "r", encRoles(nk.Roles))
-		}
-		if !nk.ExpiresAt.IsZero() {
-			fields = append(fields, "e", encTime(nk.ExpiresAt))
-		}
-		fields = appendExtras(fields, nk)
+		fields := newKeyFields(nk)
 		args := append([]any{ver, encTime(oldExp), nk.ID, suf, nk.Name, suf + ":" + encTime(nk.ExpiresAt)}, fields...)
 		res, err := scriptRotateKey.Run(ctx, s.c,
 			[]string{s.apiKeyKey(id), s.apiKeyKey(nk.ID), s.keySetKey(tag), s.keyNamesKey(tag)}, args...).Int()
