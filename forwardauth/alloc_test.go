@@ -49,3 +49,32 @@ func TestCheckHitZeroAlloc(t *testing.T) {
 		})
 	}
 }
+
+// An allowed check of a key with an allow-list, metadata forwarded by the
+// route and an expiry warning allocates nothing on a cache hit.
+func TestCheckHitZeroAllocKeyExtras(t *testing.T) {
+	e := metaEnv(t)
+	raw := "GET / HTTP/1.1\r\nHost: keygate\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Host: svc.example\r\nX-Forwarded-Uri: /meta/x\r\n" +
+		"X-Forwarded-For: 198.51.100.2\r\nAuthorization: Bearer " + e.key + "\r\nX-Auth-Key-Meta-Team: spoof\r\n\r\n"
+	var tmpl fasthttp.Request
+	if err := tmpl.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+		t.Fatal(err)
+	}
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&tmpl, loopback, nil)
+	run := func() {
+		tmpl.CopyTo(&ctx.Request)
+		ctx.Response.Reset()
+		e.f.Handler(&ctx)
+		if ctx.Response.StatusCode() != 200 || string(ctx.Response.Header.Peek("X-Auth-Key-Meta-Team")) != "core" {
+			t.Fatalf("status %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+	}
+	for range 50 {
+		run()
+		time.Sleep(time.Millisecond)
+	}
+	if n := testing.AllocsPerRun(500, run); n != 0 {
+		t.Fatalf("%v allocations per check, want 0", n)
+	}
+}

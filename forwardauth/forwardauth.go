@@ -325,7 +325,7 @@ func (f *Server) allow(ctx *fasthttp.RequestCtx, m Mode, route *proxy.Route, id 
 			h.SetBytesKV(n.KeyName, emptyValue)
 		}
 	}
-	f.prx.SetCheckKeyHeaders(h, route, id)
+	f.prx.SetCheckKeyHeaders(h, route, id, ctx.Time())
 	if m == ModeEnvoyHTTP && !route.ForwardAuthorization {
 		// Envoy's HTTP ext_authz removes the headers named here from the
 		// request it forwards.

@@ -115,7 +115,7 @@ func TestHandlerKeyExtrasZeroAlloc(t *testing.T) {
 		p.inject(&req.Header, id)
 		injectMeta(&req.Header, r, id)
 		setKeyExpires(&resp.Header, id, 168*time.Hour, now)
-		p.SetCheckKeyHeaders(&resp.Header, r, id)
+		p.SetCheckKeyHeaders(&resp.Header, r, id, now)
 	}
 	run()
 	if string(req.Header.Peek("X-Auth-Key-Meta-Tier")) != "gold" || len(resp.Header.Peek(KeyExpiresHeader)) == 0 {
