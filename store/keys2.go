@@ -226,8 +226,9 @@ func checkActive(k *APIKey, now time.Time) error {
 		return fmt.Errorf("api key %s is revoked: %w", k.ID, ErrConflict)
 	case KeyExpired:
 		return fmt.Errorf("api key %s is expired: %w", k.ID, ErrConflict)
+	default: // active
+		return nil
 	}
-	return nil
 }
 
 // ApplyKeyUpdate validates upd (ValidateKeyUpdate) against k and applies it.

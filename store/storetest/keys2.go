@@ -3,6 +3,7 @@ package storetest
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -23,6 +24,37 @@ var keys2Tests = []struct {
 	{"Keys/RotateGraceZero", testKeyRotateGraceZero},
 	{"Keys/RotateConcurrent", testKeyRotateConcurrent},
 	{"Users/Service", testUserService},
+	{"Keys/ListExpiresBefore", testKeyListExpiresBefore},
+}
+
+// testKeyListExpiresBefore: KeyFilter.ExpiresBefore keeps the keys with an
+// expiry before it (never those without one), with the status filter and
+// across pages.
+func testKeyListExpiresBefore(e *env) {
+	t := e.t
+	e.account("acme")
+	e.user("acme", "alice", store.TypeUser)
+	now := e.clock.Now()
+	var soon []*store.APIKey
+	for i := range 5 {
+		soon = append(soon, e.key("alice", fmt.Sprintf("soon%d", i), expires(now.Add(time.Duration(i+1)*time.Hour))))
+	}
+	e.key("alice", "later", expires(now.Add(30*24*time.Hour)))
+	e.key("alice", "never")
+	revoked := e.key("alice", "revoked", expires(now.Add(time.Hour)))
+	if _, _, err := e.s.RevokeAPIKey(e.ctx, revoked.ID, now); err != nil {
+		t.Fatal(err)
+	}
+	before := now.Add(7 * 24 * time.Hour)
+	if got := e.list(store.KeyFilter{ExpiresBefore: before, Limit: 2}); !slices.Equal(got, sortedIDs(soon...)) {
+		t.Errorf("active expiring = %v, want %v", got, sortedIDs(soon...))
+	}
+	if got := e.list(store.KeyFilter{Username: "alice", ExpiresBefore: before, Status: store.StatusAll}); !slices.Equal(got, sortedIDs(append(soon, revoked)...)) {
+		t.Errorf("all expiring = %v", got)
+	}
+	if got := e.list(store.KeyFilter{ExpiresBefore: now.Add(90 * time.Minute)}); !slices.Equal(got, []string{soon[0].ID}) {
+		t.Errorf("within 90m = %v", got)
+	}
 }
 
 func rawp(s string) *json.RawMessage { m := json.RawMessage(s); return &m }
@@ -292,7 +324,7 @@ func testKeyRotateConcurrent(e *env) {
 	news := make([]*store.APIKey, n)
 	for i := range n {
 		wg.Go(func() {
-			news[i], _, errs[i] = e.s.RotateAPIKey(e.ctx, k.ID, store.KeyRotation{Hash: []byte{'h', byte('0' + i)}, Grace: time.Hour})
+			news[i], _, errs[i] = e.s.RotateAPIKey(e.ctx, k.ID, store.KeyRotation{Hash: fmt.Appendf(nil, "h%d", i), Grace: time.Hour})
 		})
 	}
 	wg.Wait()
