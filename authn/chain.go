@@ -401,7 +401,7 @@ var reqPool = sync.Pool{New: func() any { return new(reqState) }}
 func (c *Chain) Authenticate(ctx context.Context, authorization []byte, clientIP netip.Addr) (*Identity, error) {
 	rs := reqPool.Get().(*reqState)
 	id, err := c.authenticate(ctx, authorization, clientIP, rs)
-	if err == nil && !id.AllowsAddr(clientIP) {
+	if err == nil && id != nil && !id.AllowsAddr(clientIP) {
 		// The credential is good (cached or verified) but not from here:
 		// refused without a store access and without counting a failure.
 		id, err = nil, c.refuse(rs, authorization, clientIP, methodOf(rs.cr.Kind), cacheNone, processClock.mono(), ErrAddressNotAllowed)
