@@ -361,7 +361,7 @@ func testUserService(e *env) {
 	if g := e.getUser("ci-bot"); g.Type != store.TypeService || g.PasswordHash != "" {
 		t.Errorf("stored service account = %+v", g)
 	}
-	err := e.s.CreateUser(e.ctx, &store.User{Username: "bot2", Account: "acme", Type: store.TypeService, PasswordHash: "$argon2id$x"})
+	err := e.s.CreateUser(e.ctx, &store.User{Username: "bot2", Account: "acme", Type: store.TypeService, PasswordHash: "$argon2id$x"}) //nolint:gosec // test data, not a real credential
 	wantErr(t, "service account with a password", err, store.ErrInvalid)
 	h := "$argon2id$x"
 	_, err = e.s.UpdateUser(e.ctx, "ci-bot", store.UserUpdate{PasswordHash: &h})
