@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 
@@ -132,6 +133,7 @@ func (x *extAuthz) Check(gctx context.Context, in *authv3.CheckRequest) (*authv3
 	if rid := ctx.Response.Header.PeekBytes(f.names.RequestID); len(rid) > 0 {
 		set = append(set, headerOpt(strings.ToLower(string(f.names.RequestID)), string(rid)))
 	}
+	set, respAdd, remove := keyHeaders(f.prx, ctx, route, ident, set, remove)
 	if !route.ForwardAuthorization {
 		remove = append(remove, "authorization")
 	}
@@ -139,10 +141,33 @@ func (x *extAuthz) Check(gctx context.Context, in *authv3.CheckRequest) (*authv3
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(codes.OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers:         set,
-			HeadersToRemove: remove,
+			Headers:              set,
+			HeadersToRemove:      remove,
+			ResponseHeadersToAdd: respAdd,
 		}},
 	}, nil
+}
+
+// keyHeaders adds what the route forwards of an API key's metadata
+// (X-Auth-Key-Meta-*, each one set, empty when absent, and so not also
+// removed) to the upstream headers, and Keygate-Key-Expires, when due, to
+// the client's response (issue 18), as the HTTP checks answer them.
+func keyHeaders(prx *proxy.Proxy, ctx *fasthttp.RequestCtx, route *proxy.Route, id *authn.Identity,
+	set []*corev3.HeaderValueOption, remove []string) ([]*corev3.HeaderValueOption, []*corev3.HeaderValueOption, []string) {
+	var h fasthttp.ResponseHeader
+	prx.SetCheckKeyHeaders(&h, route, id, ctx.Time())
+	var respAdd []*corev3.HeaderValueOption
+	for k, v := range h.All() {
+		name := strings.ToLower(string(k))
+		switch {
+		case strings.HasPrefix(name, strings.ToLower(proxy.KeyMetaHeaderPrefix)):
+			set = append(set, headerOpt(name, string(v)))
+			remove = slices.DeleteFunc(remove, func(r string) bool { return r == name })
+		case name == strings.ToLower(proxy.KeyExpiresHeader):
+			respAdd = append(respAdd, headerOpt(name, string(v)))
+		}
+	}
+	return set, respAdd, remove
 }
 
 // isConfigured reports whether k is one of the configured identity header

@@ -3,9 +3,12 @@ package forwardauth
 import (
 	"context"
 	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/valyala/fasthttp"
 
 	"github.com/keygate/keygate/configs"
@@ -68,5 +71,50 @@ func TestCheckKeyHeaders(t *testing.T) {
 	if r.StatusCode() != 200 || r.Header.Peek("X-Auth-Key-Meta-Team") == nil || len(r.Header.Peek("X-Auth-Key-Meta-Team")) != 0 ||
 		len(r.Header.Peek("Keygate-Key-Expires")) != 0 {
 		t.Errorf("password: %d team %q expires %q", r.StatusCode(), r.Header.Peek("X-Auth-Key-Meta-Team"), r.Header.Peek("Keygate-Key-Expires"))
+	}
+}
+
+// TestGRPCCheckKeyHeaders: Envoy's ext_authz gets the route's metadata
+// headers to set (a client's copies overwritten, not also removed),
+// Keygate-Key-Expires among the response headers to add, and a refusal
+// from an address outside the key's allow-list.
+func TestGRPCCheckKeyHeaders(t *testing.T) {
+	e := metaEnv(t)
+	cl := authv3.NewAuthorizationClient(startGRPC(t, e))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req := envoyCheck("GET", "svc.example", "/meta/x", map[string]string{"authorization": "Bearer " + e.key,
+		"x-auth-key-meta-team": "evil", "x_auth_key_meta_tier": "evil"})
+	resp, err := cl.Check(ctx, req)
+	must(t, err)
+	ok := resp.GetOkResponse()
+	if ok == nil {
+		t.Fatalf("not allowed: %v", resp)
+	}
+	set := map[string]string{}
+	for _, h := range ok.GetHeaders() {
+		set[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+	}
+	if v, present := set["x-auth-key-meta-team"]; !present || v != "core" {
+		t.Errorf("team = %q (%v)", v, present)
+	}
+	if v, present := set["x-auth-key-meta-tier"]; !present || v != "" {
+		t.Errorf("tier = %q (%v)", v, present)
+	}
+	if slices.Contains(ok.GetHeadersToRemove(), "x-auth-key-meta-team") || !slices.Contains(ok.GetHeadersToRemove(), "x_auth_key_meta_tier") {
+		t.Errorf("headers to remove: %v", ok.GetHeadersToRemove())
+	}
+	found := false
+	for _, h := range ok.GetResponseHeadersToAdd() {
+		found = found || h.GetHeader().GetKey() == "keygate-key-expires" && h.GetHeader().GetValue() != ""
+	}
+	if !found {
+		t.Errorf("no keygate-key-expires in %v", ok.GetResponseHeadersToAdd())
+	}
+	req.Attributes.Source.Address.GetSocketAddress().Address = "192.0.2.1"
+	resp, err = cl.Check(ctx, req)
+	must(t, err)
+	if d := resp.GetDeniedResponse(); d == nil || d.GetStatus().GetCode() != 403 || !strings.Contains(d.GetBody(), "address_not_allowed") {
+		t.Errorf("outside the allow-list: %v", resp)
 	}
 }
