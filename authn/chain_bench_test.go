@@ -26,6 +26,8 @@ func hitForms(e *env) []form {
 		{"apikey", k["apikey"]},
 		{"basic_api_key", k["basic_api_key"]},
 		{"bearer_kg", k["bearer_kg"]},
+		// A key with a 3-prefix allow-list (holding ip1) and metadata.
+		{"apikey_cidrs_meta", e.cidrKeyHeader("cidr", "10.0.0.0/8", "2001:db8::/32", "192.0.2.0/24")},
 	}
 }
 
