@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 
 	"golang.org/x/oauth2"
@@ -38,20 +39,25 @@ func (e *ValidationError) Error() string {
 	return b.String()
 }
 
-// safeCode keeps an RFC 6749 error code only if it has the form of one
-// (%x20-21 / %x23-5B / %x5D-7E, here narrowed to [A-Za-z0-9_.-], ≤ 64
-// bytes): anything else may be an echo of the request.
+// registeredCodes are the token endpoint error codes of RFC 6749 §5.2
+// and the extensions in use (RFC 8707, RFC 6750 for temporarily_unavailable
+// and server_error). Only these are reported: any other value may be an
+// echo of what was sent, the secret included.
+var registeredCodes = []string{"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+	"unsupported_grant_type", "invalid_scope", "invalid_target", "access_denied", "server_error",
+	"temporarily_unavailable", "invalid_token", "insufficient_scope"}
+
+// safeCode returns c if it is a registered error code, "other" if it is
+// something else, "" if empty.
 func safeCode(c string) string {
-	if len(c) == 0 || len(c) > 64 {
+	switch {
+	case c == "":
 		return ""
+	case slices.Contains(registeredCodes, c):
+		return c
+	default:
+		return "other"
 	}
-	for i := 0; i < len(c); i++ {
-		ch := c[i]
-		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '_' || ch == '-' || ch == '.') {
-			return ""
-		}
-	}
-	return c
 }
 
 // FetchFailure turns a token fetch error into a ValidationError that
