@@ -24,6 +24,8 @@ type Config struct {
 	ForwardAuth     ForwardAuth   `yaml:"forward_auth"`
 	Log             Log           `yaml:"log"`
 	Routes          []Route       `yaml:"routes"`
+
+	UpstreamCredentials UpstreamCredentials `yaml:"upstream_credentials"`
 }
 
 // ForwardAuth is keygate as the auth service of another proxy (DESIGN.md
@@ -232,6 +234,10 @@ type Route struct {
 	// CaseInsensitive makes path_prefix and strip_prefix match ignoring
 	// case, for upstreams that serve paths that way (IIS).
 	CaseInsensitive bool `yaml:"case_insensitive"`
+	// UpstreamCredential names the credential keygate sends upstream
+	// instead of the client's Authorization (DESIGN.md §12): the caller's
+	// account's, else account admin's.
+	UpstreamCredential string `yaml:"upstream_credential"`
 }
 
 // Route auth modes.

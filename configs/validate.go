@@ -172,6 +172,7 @@ func (c *Config) Validate() error {
 	}
 
 	p.routes(c.Routes)
+	p.upstreamCredentials(c)
 
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}
