@@ -127,6 +127,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		"POST /v1/accounts/{account}/users/{username}/api-keys":        ActionCreateAPIKey,
 		"DELETE /v1/accounts/{account}/users/{username}/api-keys/{id}": ActionRevokeAPIKey,
 		"DELETE /v1/api-keys":                                          ActionBulkRevokeAPIKeys,
+		"POST /v1/accounts/{account}/upstream-credentials":             ActionCreateUpstreamCredential,
+		"PATCH /v1/accounts/{account}/upstream-credentials/{name}":     ActionUpdateUpstreamCredential,
+		"DELETE /v1/accounts/{account}/upstream-credentials/{name}":    ActionDeleteUpstreamCredential,
 	}
 	for r, want := range writes {
 		if actions[r] != want {
