@@ -147,6 +147,9 @@ func (g *gateway) start() int {
 	if err := g.buildAuthz(bgCtx, reg); err != nil {
 		return fail("%v", err)
 	}
+	if err := g.buildUpstreamCredentials(reg); err != nil {
+		return fail("%v", err)
+	}
 	chain, err := g.buildChain(bgCtx, reg)
 	if err != nil {
 		return fail("%v", err)
@@ -163,6 +166,8 @@ func (g *gateway) start() int {
 		Native:        g.native,
 		Authorizer:    g.authorizer,
 		Extra:         extra,
+
+		UpstreamCredentials: g.ucred,
 	}); err != nil {
 		return fail("%v", err)
 	}
@@ -188,6 +193,8 @@ func (g *gateway) start() int {
 			Notifier:    g.adminNotifier(),
 			Pprof:       cfg.Admin.Pprof,
 			VerifyRoles: cfg.ForwardAuth.VerifyRoles,
+
+			UpstreamCredentials: g.ucred,
 		})
 		if err != nil {
 			return fail("%v", err)

@@ -86,6 +86,7 @@ type opts struct {
 	rolesSet                         bool
 	limit                            int
 	password, bulk                   bool
+	uc                               ucOpts // upstream-credential verbs
 }
 
 // stringList is a repeatable, comma-separable flag.
@@ -195,6 +196,10 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		for _, a := range args {
+			if a == "--secret" || a == "-secret" || strings.HasPrefix(a, "--secret=") || strings.HasPrefix(a, "-secret=") {
+				return nil, usagef("secrets are never taken from flags (they leak into shell history and process lists): set %s, use --secret-file, or answer the prompt",
+					EnvUpstreamSecret)
+			}
 			if a == "--password" || strings.HasPrefix(a, "--password=") || strings.HasPrefix(a, "-password=") ||
 				a == "--api-key" || strings.HasPrefix(a, "--api-key=") {
 				if !strings.Contains(a, "=") && a == "--password" && fs.Lookup("password") != nil {
