@@ -22,21 +22,22 @@ type UpstreamCredentials struct {
 // Configured reports whether a current key is configured.
 func (u *UpstreamCredentials) Configured() bool { return u.Key != "" || u.KeyFile != "" }
 
+// secretSource checks a secret given inline (name, usually from the
+// environment) or as a file (name_file): not both, and the file readable.
+// The secret itself is never repeated.
+func (p *problems) secretSource(group, name, inline, file string) {
+	if inline != "" && file != "" {
+		p.add(group, "%s and %s_file are mutually exclusive", name, name)
+	}
+	if file != "" {
+		p.readable(group+"."+name+"_file", file)
+	}
+}
+
 func (p *problems) upstreamCredentials(c *Config) {
 	u := &c.UpstreamCredentials
-	if u.Key != "" && u.KeyFile != "" {
-		// Never repeat the key itself.
-		p.add("upstream_credentials", "key and key_file are mutually exclusive")
-	}
-	if u.PreviousKey != "" && u.PreviousKeyFile != "" {
-		p.add("upstream_credentials", "previous_key and previous_key_file are mutually exclusive")
-	}
-	if u.KeyFile != "" {
-		p.readable("upstream_credentials.key_file", u.KeyFile)
-	}
-	if u.PreviousKeyFile != "" {
-		p.readable("upstream_credentials.previous_key_file", u.PreviousKeyFile)
-	}
+	p.secretSource("upstream_credentials", "key", u.Key, u.KeyFile)
+	p.secretSource("upstream_credentials", "previous_key", u.PreviousKey, u.PreviousKeyFile)
 	if !u.Configured() && (u.PreviousKey != "" || u.PreviousKeyFile != "") {
 		p.add("upstream_credentials", "a previous key needs a current key (key_file or KEYGATE_UPSTREAM_CREDENTIALS_KEY)")
 	}

@@ -139,34 +139,30 @@ func TestUpstreamCredential401Retry(t *testing.T) {
 	if r := rawDo(t, addr, get("/a", "Authorization: Bearer good")); r.Status != 200 {
 		t.Fatalf("first request: %d %s", r.Status, r.Body)
 	}
-	f.srv.Revoke() // the upstream refuses the cached token from now on
-	up.reset()
-	// GET: one refresh, one retry, 200.
-	if r := rawDo(t, addr, get("/b", "Authorization: Bearer good")); r.Status != 200 {
-		t.Fatalf("GET after revoke: %d %s", r.Status, r.Body)
+	// After each revocation the upstream refuses the cached token.
+	tests := []struct {
+		name   string
+		raw    string
+		status int
+		sends  int // requests the upstream sees
+		body   int // body bytes of the last one
+	}{
+		{"GET: one refresh, one retry", get("/b", "Authorization: Bearer good"), 200, 2, 0},
+		{"POST: not retried", "POST /c HTTP/1.1\r\nHost: example.com\r\nAuthorization: Bearer good\r\nContent-Length: 2\r\n\r\nhi", 401, 1, 2},
+		{"PUT: retried with its body", "PUT /d HTTP/1.1\r\nHost: example.com\r\nAuthorization: Bearer good\r\nContent-Length: 5\r\n\r\nhello", 200, 2, 5},
+		{"DELETE: retried", "DELETE /e HTTP/1.1\r\nHost: example.com\r\nAuthorization: Bearer good\r\n\r\n", 200, 2, 0},
 	}
-	if n := up.count(); n != 2 {
-		t.Errorf("upstream saw %d requests, want 2 (401, retry)", n)
-	}
-	// POST is not retried: the 401 goes to the client.
-	f.srv.Revoke()
-	up.reset()
-	post := "POST /c HTTP/1.1\r\nHost: example.com\r\nAuthorization: Bearer good\r\nContent-Length: 2\r\n\r\nhi"
-	if r := rawDo(t, addr, post); r.Status != 401 {
-		t.Errorf("POST after revoke: %d, want the upstream's 401", r.Status)
-	}
-	if n := up.count(); n != 1 {
-		t.Errorf("POST sent %d times", n)
-	}
-	// PUT with a body is idempotent and small: retried with its body.
-	f.srv.Revoke()
-	up.reset()
-	put := "PUT /d HTTP/1.1\r\nHost: example.com\r\nAuthorization: Bearer good\r\nContent-Length: 5\r\n\r\nhello"
-	if r := rawDo(t, addr, put); r.Status != 200 {
-		t.Errorf("PUT after revoke: %d", r.Status)
-	}
-	if up.count() != 2 || up.last(t).BodySize != 5 {
-		t.Errorf("PUT retry: %d requests, last body %d bytes", up.count(), up.last(t).BodySize)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f.srv.Revoke()
+			up.reset()
+			if r := rawDo(t, addr, tc.raw); r.Status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.Status, tc.status, r.Body)
+			}
+			if up.count() != tc.sends || up.last(t).BodySize != tc.body {
+				t.Errorf("upstream saw %d requests (want %d), last body %d bytes (want %d)", up.count(), tc.sends, up.last(t).BodySize, tc.body)
+			}
+		})
 	}
 }
 

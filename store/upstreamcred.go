@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"time"
@@ -133,4 +134,56 @@ func ValidateUpstreamCredential(c *UpstreamCredential, now time.Time, create boo
 // publishes.
 func UpstreamCredentialInvalidation(account, name string) Invalidation {
 	return Invalidation{UpstreamCredential: UpstreamCredentialRef{Account: account, Name: name}}
+}
+
+// upstreamRecord is how both drivers store a credential (JSON; account and
+// name are the key).
+type upstreamRecord struct {
+	Type        string            `json:"t"`
+	Fields      map[string]string `json:"f,omitempty"`
+	Sealed      []byte            `json:"s"`
+	KeyID       string            `json:"k,omitempty"`
+	Version     uint64            `json:"v"`
+	CreatedAt   time.Time         `json:"c"`
+	UpdatedAt   time.Time         `json:"u"`
+	ValidatedAt time.Time         `json:"va,omitzero"`
+	Validation  string            `json:"vr,omitempty"`
+}
+
+// EncodeUpstreamCredential is the stored form of c, without its account
+// and name (the drivers keep those in the key).
+func EncodeUpstreamCredential(c *UpstreamCredential) ([]byte, error) {
+	return json.Marshal(&upstreamRecord{Type: c.Type, Fields: c.Fields, Sealed: c.Sealed, KeyID: c.KeyID,
+		Version: c.Version, CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(),
+		ValidatedAt: c.ValidatedAt.UTC(), Validation: c.Validation})
+}
+
+// DecodeUpstreamCredential reads what EncodeUpstreamCredential wrote. A
+// corrupt record is ErrUnavailable (the store cannot serve it; not the
+// caller's fault).
+func DecodeUpstreamCredential(account, name string, v []byte) (*UpstreamCredential, error) {
+	var r upstreamRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("upstream credential %q in account %q: corrupt record: %w: %w", name, account, ErrUnavailable, err)
+	}
+	return &UpstreamCredential{Account: account, Name: name, Type: r.Type, Fields: r.Fields,
+		Sealed: r.Sealed, KeyID: r.KeyID, Version: r.Version, CreatedAt: r.CreatedAt,
+		UpdatedAt: r.UpdatedAt, ValidatedAt: r.ValidatedAt, Validation: r.Validation}, nil
+}
+
+// ErrUpstreamNotFound is the error of a missing credential.
+func ErrUpstreamNotFound(account, name string) error {
+	return fmt.Errorf("upstream credential %q in account %q: %w", name, account, ErrNotFound)
+}
+
+// ApplyUpstreamUpdate is the compare-and-set rule of
+// UpdateUpstreamCredential: n must carry the stored record's version
+// (ErrConflict otherwise); n then takes the next version, the stored
+// CreatedAt and now as UpdatedAt.
+func ApplyUpstreamUpdate(old, n *UpstreamCredential, now time.Time) error {
+	if old.Version != n.Version {
+		return fmt.Errorf("upstream credential %q in account %q changed meanwhile: %w", n.Name, n.Account, ErrConflict)
+	}
+	n.Version, n.CreatedAt, n.UpdatedAt = old.Version+1, old.CreatedAt, now
+	return nil
 }

@@ -3,9 +3,7 @@ package boltstore
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -21,34 +19,6 @@ import (
 
 var bUpstreamCreds = []byte("upstream_creds")
 
-type upstreamRecord struct {
-	Type        string            `json:"t"`
-	Fields      map[string]string `json:"f,omitempty"`
-	Sealed      []byte            `json:"s"`
-	KeyID       string            `json:"k,omitempty"`
-	Version     uint64            `json:"v"`
-	CreatedAt   time.Time         `json:"c"`
-	UpdatedAt   time.Time         `json:"u"`
-	ValidatedAt time.Time         `json:"va,omitzero"`
-	Validation  string            `json:"vr,omitempty"`
-}
-
-func encodeUpstream(c *store.UpstreamCredential) ([]byte, error) {
-	return json.Marshal(&upstreamRecord{Type: c.Type, Fields: c.Fields, Sealed: c.Sealed, KeyID: c.KeyID,
-		Version: c.Version, CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(),
-		ValidatedAt: c.ValidatedAt.UTC(), Validation: c.Validation})
-}
-
-func decodeUpstream(account, name string, v []byte) (*store.UpstreamCredential, error) {
-	var r upstreamRecord
-	if err := json.Unmarshal(v, &r); err != nil {
-		return nil, fmt.Errorf("upstream credential %q/%q: %w: %w", account, name, errCorrupt, err)
-	}
-	return &store.UpstreamCredential{Account: account, Name: name, Type: r.Type, Fields: r.Fields,
-		Sealed: r.Sealed, KeyID: r.KeyID, Version: r.Version, CreatedAt: r.CreatedAt,
-		UpdatedAt: r.UpdatedAt, ValidatedAt: r.ValidatedAt, Validation: r.Validation}, nil
-}
-
 func upstreamBucket(tx *bolt.Tx) (*bolt.Bucket, error) {
 	if tx.Writable() {
 		return tx.CreateBucketIfNotExists(bUpstreamCreds)
@@ -62,7 +32,7 @@ func (s *Store) CreateUpstreamCredential(ctx context.Context, c *store.UpstreamC
 	if err := store.ValidateUpstreamCredential(n, s.now(), true); err != nil {
 		return err
 	}
-	v, err := encodeUpstream(n)
+	v, err := store.EncodeUpstreamCredential(n)
 	if err != nil {
 		return err
 	}
@@ -88,10 +58,6 @@ func (s *Store) CreateUpstreamCredential(ctx context.Context, c *store.UpstreamC
 	return nil
 }
 
-func errUpstreamNotFound(account, name string) error {
-	return fmt.Errorf("upstream credential %q in account %q: %w", name, account, store.ErrNotFound)
-}
-
 // GetUpstreamCredential implements store.UpstreamCredentials.
 func (s *Store) GetUpstreamCredential(ctx context.Context, account, name string) (*store.UpstreamCredential, error) {
 	var c *store.UpstreamCredential
@@ -102,10 +68,10 @@ func (s *Store) GetUpstreamCredential(ctx context.Context, account, name string)
 			v = b.Get(pair(account, name))
 		}
 		if v == nil {
-			return errUpstreamNotFound(account, name)
+			return store.ErrUpstreamNotFound(account, name)
 		}
 		var err error
-		c, err = decodeUpstream(account, name, v)
+		c, err = store.DecodeUpstreamCredential(account, name, v)
 		return err
 	})
 	return c, err
@@ -123,7 +89,7 @@ func (s *Store) ListUpstreamCredentials(ctx context.Context, account string) ([]
 		p := prefix(account)
 		cur := b.Cursor()
 		for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
-			c, err := decodeUpstream(account, string(k[len(p):]), v)
+			c, err := store.DecodeUpstreamCredential(account, string(k[len(p):]), v)
 			if err != nil {
 				return err
 			}
@@ -148,17 +114,16 @@ func (s *Store) UpdateUpstreamCredential(ctx context.Context, c *store.UpstreamC
 		k := pair(n.Account, n.Name)
 		v := b.Get(k)
 		if v == nil {
-			return errUpstreamNotFound(n.Account, n.Name)
+			return store.ErrUpstreamNotFound(n.Account, n.Name)
 		}
-		old, err := decodeUpstream(n.Account, n.Name, v)
+		old, err := store.DecodeUpstreamCredential(n.Account, n.Name, v)
 		if err != nil {
 			return err
 		}
-		if old.Version != n.Version {
-			return fmt.Errorf("upstream credential %q in account %q changed meanwhile: %w", n.Name, n.Account, store.ErrConflict)
+		if err := store.ApplyUpstreamUpdate(old, n, s.now()); err != nil {
+			return err
 		}
-		n.Version, n.CreatedAt, n.UpdatedAt = old.Version+1, old.CreatedAt, s.now()
-		nv, err := encodeUpstream(n)
+		nv, err := store.EncodeUpstreamCredential(n)
 		if err != nil {
 			return err
 		}
@@ -181,7 +146,7 @@ func (s *Store) DeleteUpstreamCredential(ctx context.Context, account, name stri
 		}
 		k := pair(account, name)
 		if b.Get(k) == nil {
-			return errUpstreamNotFound(account, name)
+			return store.ErrUpstreamNotFound(account, name)
 		}
 		return b.Delete(k)
 	})

@@ -2,11 +2,9 @@ package redisstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -22,39 +20,15 @@ import (
 // Updates are a compare-and-set on the whole stored value. DeleteAccount
 // deletes the hash after the account's users.
 
-type upstreamRecord struct {
-	Type        string            `json:"t"`
-	Fields      map[string]string `json:"f,omitempty"`
-	Sealed      []byte            `json:"s"`
-	KeyID       string            `json:"k,omitempty"`
-	Version     uint64            `json:"v"`
-	CreatedAt   time.Time         `json:"c"`
-	UpdatedAt   time.Time         `json:"u"`
-	ValidatedAt time.Time         `json:"va,omitzero"`
-	Validation  string            `json:"vr,omitempty"`
-}
-
 func (s *Store) upstreamKey(account string) string { return s.prefix + "uc:" + account }
 
 func encUpstream(c *store.UpstreamCredential) (string, error) {
-	b, err := json.Marshal(&upstreamRecord{Type: c.Type, Fields: c.Fields, Sealed: c.Sealed, KeyID: c.KeyID,
-		Version: c.Version, CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(),
-		ValidatedAt: c.ValidatedAt.UTC(), Validation: c.Validation})
+	b, err := store.EncodeUpstreamCredential(c)
 	return string(b), err
 }
 
 func decUpstream(account, name, v string) (*store.UpstreamCredential, error) {
-	var r upstreamRecord
-	if err := json.Unmarshal([]byte(v), &r); err != nil {
-		return nil, fmt.Errorf("redisstore: upstream credential %q/%q: corrupt record: %w: %w", account, name, store.ErrUnavailable, err)
-	}
-	return &store.UpstreamCredential{Account: account, Name: name, Type: r.Type, Fields: r.Fields,
-		Sealed: r.Sealed, KeyID: r.KeyID, Version: r.Version, CreatedAt: r.CreatedAt,
-		UpdatedAt: r.UpdatedAt, ValidatedAt: r.ValidatedAt, Validation: r.Validation}, nil
-}
-
-func errUpstreamNotFound(account, name string) error {
-	return fmt.Errorf("redisstore: upstream credential %q in account %q: %w", name, account, store.ErrNotFound)
+	return store.DecodeUpstreamCredential(account, name, []byte(v))
 }
 
 // scriptUpstreamCAS replaces a hash field if it still holds the expected
@@ -97,7 +71,7 @@ func (s *Store) CreateUpstreamCredential(ctx context.Context, c *store.UpstreamC
 func (s *Store) GetUpstreamCredential(ctx context.Context, account, name string) (*store.UpstreamCredential, error) {
 	v, err := s.c.HGet(ctx, s.upstreamKey(account), name).Result()
 	if errors.Is(err, redis.Nil) {
-		return nil, errUpstreamNotFound(account, name)
+		return nil, store.ErrUpstreamNotFound(account, name)
 	}
 	if err != nil {
 		return nil, s.wrap("get upstream credential", err)
@@ -140,7 +114,7 @@ func (s *Store) UpdateUpstreamCredential(ctx context.Context, c *store.UpstreamC
 	key := s.upstreamKey(n.Account)
 	oldV, err := s.c.HGet(ctx, key, n.Name).Result()
 	if errors.Is(err, redis.Nil) {
-		return errUpstreamNotFound(n.Account, n.Name)
+		return store.ErrUpstreamNotFound(n.Account, n.Name)
 	}
 	if err != nil {
 		return s.wrap("update upstream credential", err)
@@ -149,10 +123,9 @@ func (s *Store) UpdateUpstreamCredential(ctx context.Context, c *store.UpstreamC
 	if err != nil {
 		return err
 	}
-	if old.Version != n.Version {
-		return fmt.Errorf("redisstore: upstream credential %q in account %q changed meanwhile: %w", n.Name, n.Account, store.ErrConflict)
+	if err := store.ApplyUpstreamUpdate(old, n, s.now()); err != nil {
+		return err
 	}
-	n.Version, n.CreatedAt, n.UpdatedAt = old.Version+1, old.CreatedAt, s.now()
 	v, err := encUpstream(n)
 	if err != nil {
 		return err
@@ -163,7 +136,7 @@ func (s *Store) UpdateUpstreamCredential(ctx context.Context, c *store.UpstreamC
 	}
 	switch res {
 	case -1:
-		return errUpstreamNotFound(n.Account, n.Name)
+		return store.ErrUpstreamNotFound(n.Account, n.Name)
 	case 0:
 		return fmt.Errorf("redisstore: upstream credential %q in account %q changed meanwhile: %w", n.Name, n.Account, store.ErrConflict)
 	}
@@ -179,7 +152,7 @@ func (s *Store) DeleteUpstreamCredential(ctx context.Context, account, name stri
 		return s.wrap("delete upstream credential", err)
 	}
 	if n == 0 {
-		return errUpstreamNotFound(account, name)
+		return store.ErrUpstreamNotFound(account, name)
 	}
 	s.publish(ctx, store.UpstreamCredentialInvalidation(account, name))
 	return nil
