@@ -267,6 +267,26 @@ func TestUpstreamCredentialsBoltTokenAndKeyCheck(t *testing.T) {
 	if strings.Contains(got, ucUserPW) {
 		t.Fatal("the client's credential reached the upstream")
 	}
+	// Metrics: fetches (the validation's and the request's) and the
+	// refused one, per type; never a secret. (The refresh lag is observed
+	// on refreshes: upstreamcred's TestRefreshBeforeExpiry.)
+	mresp, err := c.Get("http://" + g.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	_ = mresp.Body.Close()
+	for _, w := range []string{
+		`keygate_upstream_credential_token_fetches_total{type="oauth2_client_credentials"} 3`,
+		`keygate_upstream_credential_token_fetch_failures_total{type="oauth2_client_credentials"} 1`,
+	} {
+		if !bytes.Contains(metrics, []byte(w)) {
+			t.Errorf("/metrics lacks %s", w)
+		}
+	}
+	if bytes.Contains(metrics, []byte(clientSecret)) {
+		t.Error("/metrics has the secret")
+	}
 	// The bolt file holds no secret in clear once the gateway is stopped.
 	_ = g.cmd.Process.Signal(os.Interrupt)
 	g.wait(15 * time.Second)
