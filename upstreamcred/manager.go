@@ -32,7 +32,9 @@ type Options struct {
 	// store read (default 10s).
 	FetchTimeout time.Duration
 	// RetryInterval is the first wait before a failed background refresh
-	// is tried again (default 1s, doubling, never past the token's expiry).
+	// is tried again (default 1s, doubling up to 16 times that, never past the
+	// current token's expiry); meanwhile requests without a usable token
+	// get ErrUnavailable at once.
 	RetryInterval time.Duration
 	Registerer    prometheus.Registerer
 	Logger        *zap.Logger
@@ -125,12 +127,21 @@ func (m *Manager) Header(name, account string, now time.Time) (key, value []byte
 		}
 		return e.key, t.value, false, nil
 	}
+	// No usable token. While a fetch that just failed waits for its retry,
+	// answer at once rather than make every request wait for a dead
+	// token endpoint.
+	if now.UnixNano() < e.failedUntil.Load() {
+		return nil, nil, false, errTokenUnavailable
+	}
 	t, err = e.refresh(false)
 	if err != nil {
 		return nil, nil, false, err
 	}
 	return e.key, t.value, false, nil
 }
+
+// errTokenUnavailable: no token and the token endpoint failed just now.
+var errTokenUnavailable = fmt.Errorf("no token (the token endpoint failed; retrying): %w", ErrUnavailable)
 
 // Rejected is called when the upstream answered 401 to value: it refreshes
 // the credential's token once (shared with concurrent callers) and returns
@@ -296,6 +307,9 @@ type entry struct {
 	sf      singleflight.Group
 	kicking atomic.Bool
 	stopped atomic.Bool
+	// failedUntil (Unix ns): the last fetch failed and the next attempt
+	// is not due before then.
+	failedUntil atomic.Int64
 
 	mu    sync.Mutex
 	timer *time.Timer
@@ -355,6 +369,7 @@ func (e *entry) fetch(now time.Time) (*token, error) {
 		t.refreshAt = h.Expiry.Add(-refreshLead(h.Expiry.Sub(now)))
 	}
 	e.tok.Store(t)
+	e.failedUntil.Store(0)
 	e.mu.Lock()
 	e.fails = 0
 	e.mu.Unlock()
@@ -392,15 +407,20 @@ func (e *entry) schedule(d time.Duration) {
 }
 
 // scheduleRetry plans the next attempt after a failure: doubling from the
-// retry interval, never later than the current token's refresh... expiry.
+// retry interval up to 16 times it (16 s by default), and not later than the current token's
+// expiry while it is still valid.
 func (e *entry) scheduleRetry() {
 	e.mu.Lock()
 	e.fails++
-	d := e.m.retry << min(e.fails-1, 6)
+	d := e.m.retry << min(e.fails-1, 4)
 	e.mu.Unlock()
+	now := e.m.now()
 	if t := e.tok.Load(); t != nil && !t.expiry.IsZero() {
-		d = min(d, max(t.expiry.Sub(e.m.now()), 0))
+		if left := t.expiry.Sub(now); left > 0 {
+			d = min(d, left)
+		}
 	}
+	e.failedUntil.Store(now.Add(d).UnixNano())
 	e.schedule(d)
 }
 

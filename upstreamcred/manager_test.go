@@ -162,12 +162,30 @@ func TestFallbackWhileTokenEndpointFails(t *testing.T) {
 	if strings.Contains(err.Error(), clientSecret) {
 		t.Error("error has the secret")
 	}
-	// The endpoint recovers: the next request gets a new token.
-	srv.Fail(0)
-	_, v := f.header("cc", "acme")
-	if v == v1 || !srv.Valid(v[7:]) {
-		t.Error("no new token after recovery")
+	// Requests meanwhile answer at once and do not hammer the endpoint:
+	// attempts follow the retry schedule (200 ms doubling), not the
+	// request rate.
+	n := srv.Fetches()
+	begin := time.Now()
+	for time.Since(begin) < time.Second {
+		reqStart := time.Now()
+		if _, _, _, err := f.m.Header("cc", "acme", time.Now()); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("during the outage: %v", err)
+		}
+		if d := time.Since(reqStart); d > 500*time.Millisecond {
+			t.Fatalf("a request waited %v for the dead endpoint", d)
+		}
+		time.Sleep(time.Millisecond)
 	}
+	if d := srv.Fetches() - n; d > 6 {
+		t.Errorf("%d token requests in 1 s of outage", d)
+	}
+	// The endpoint recovers: a new token follows the next retry.
+	srv.Fail(0)
+	eventually(t, 15*time.Second, "token after recovery", func() bool {
+		_, v, _, err := f.m.Header("cc", "acme", time.Now())
+		return err == nil && string(v) != v1 && srv.Valid(string(v[7:]))
+	})
 }
 
 func TestUpstream401RefreshesOnce(t *testing.T) {
