@@ -141,6 +141,7 @@ func TestUpstreamCredentialsAPIValidation(t *testing.T) {
 		_, p, _ := r.BasicAuth()
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(400)
+		//nolint:gosec // a test token endpoint that echoes the secret on purpose (JSON, not HTML)
 		_, _ = w.Write([]byte(`{"error":"invalid_client","error_description":"secret ` + p + ` is wrong"}`))
 	}))
 	t.Cleanup(echo.Close)

@@ -28,11 +28,11 @@ import (
 const (
 	ucKeyEnv     = "KEYGATE_UPSTREAM_CREDENTIALS_KEY=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 	ucAdminPW    = "correct-horse-battery-staple" // startGateway's KEYGATE_ADMIN_PASSWORD
-	ucUserPW     = "Upcred-User-Pa55word"
+	ucUserPW     = "Upcred-User-Pa55word"         //nolint:gosec // test data
 	ucRouteYAML  = "  - name: svc\n    path_prefix: /svc\n    upstreams: [\"http://%s\"]\n    auth: required\n    upstream_credential: svc\n"
-	ucSecretAcme = "Acme-Upstream-Secret-Alpha1"
-	ucSecretNew  = "Acme-Upstream-Secret-Bravo2"
-	ucSecretGlob = "Global-Upstream-Secret-Charlie3"
+	ucSecretAcme = "Acme-Upstream-Secret-Alpha1"     //nolint:gosec // test data
+	ucSecretNew  = "Acme-Upstream-Secret-Bravo2"     //nolint:gosec // test data
+	ucSecretGlob = "Global-Upstream-Secret-Charlie3" //nolint:gosec // test data
 )
 
 // ucAPI calls the admin API of g as user:pw and returns status and body.
@@ -202,7 +202,7 @@ func TestUpstreamCredentialsTwoInstancesOnRedis(t *testing.T) {
 	if err := rc.Save(ctx).Err(); err != nil {
 		t.Fatalf("SAVE: %v", err)
 	}
-	dump, err := os.ReadFile(filepath.Join(dir, file))
+	dump, err := os.ReadFile(filepath.Join(dir, file)) //nolint:gosec // the test Redis's own dump file
 	if err != nil {
 		t.Fatalf("reading the dump: %v", err)
 	}
@@ -238,7 +238,7 @@ func TestUpstreamCredentialsBoltTokenAndKeyCheck(t *testing.T) {
 	t.Parallel()
 	up := startEchoProc(t)
 	srv := testoauth.New(t)
-	const clientSecret = "E2E-Client-Secret-5150"
+	const clientSecret = "E2E-Client-Secret-5150" //nolint:gosec // test data
 	srv.AddClient("e2e-client", clientSecret)
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "kg.db")
@@ -290,7 +290,7 @@ func TestUpstreamCredentialsBoltTokenAndKeyCheck(t *testing.T) {
 	// The bolt file holds no secret in clear once the gateway is stopped.
 	_ = g.cmd.Process.Signal(os.Interrupt)
 	g.wait(15 * time.Second)
-	db, err := os.ReadFile(dbPath)
+	db, err := os.ReadFile(dbPath) //nolint:gosec // the test gateway's own bolt file
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package upstreamcred
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"strings"
 	"testing"
 
@@ -107,7 +108,7 @@ func TestKeyringSealOpen(t *testing.T) {
 		t.Error("a ring without the old key opened its record")
 	}
 	var none *Keyring
-	if err := none.Seal(c, secret); err != ErrNoKey {
+	if err := none.Seal(c, secret); !errors.Is(err, ErrNoKey) {
 		t.Errorf("nil keyring Seal: %v", err)
 	}
 }

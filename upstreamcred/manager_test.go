@@ -17,7 +17,7 @@ import (
 	"github.com/keygate/keygate/store"
 )
 
-const clientSecret = "cc-secret-7f3a9d2e1b"
+const clientSecret = "cc-secret-7f3a9d2e1b" //nolint:gosec // test data, not a real credential
 
 func ccFields(srv *testoauth.Server, extra ...string) map[string]string {
 	f := map[string]string{"token_url": srv.TokenURL, "client_id": "svc-client", "scopes": "read write"}
@@ -235,6 +235,7 @@ func TestValidationFailures(t *testing.T) {
 		u, p, _ := r.BasicAuth()
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusBadRequest)
+		//nolint:gosec // a test token endpoint that echoes the secret on purpose (JSON, not HTML)
 		_, _ = w.Write([]byte(`{"error":"` + p + `","error_description":"bad client ` + u + `:` + p + `"}`))
 	}))
 	t.Cleanup(echo.Close)
@@ -252,7 +253,7 @@ func TestValidationFailures(t *testing.T) {
 	}{
 		{"wrong secret", ccFields(srv), "wrong-secret-4411", "token", 401, "invalid_client"},
 		{"echoing endpoint", map[string]string{"token_url": echo.URL, "client_id": "c"}, "Echoed_Secret_9931", "token", 400, "other"},
-		{"unreachable", map[string]string{"token_url": "http://127.0.0.1:1/token", "client_id": "c"}, clientSecret, "token", 0, ""},
+		{"unreachable", map[string]string{"token_url": "http://127.0.0.1:1/token", "client_id": "c"}, clientSecret, "token", 0, ""}, //nolint:gosec // test data
 		{"validate_url refuses", ccFields(srv, "validate_url", denied.URL), clientSecret, "validate_url", 401, ""},
 	}
 	for _, tc := range tests {
@@ -372,7 +373,7 @@ func TestBoltFileHasNoSecret(t *testing.T) {
 	srv := testoauth.New(t)
 	srv.AddClient("svc-client", clientSecret)
 	f := newFixture(t)
-	secrets := map[string]string{"basic": "Basic-Password-5521", "bearer": "Bearer-Token-8812", "header": "Header-Value-3391"}
+	secrets := map[string]string{"basic": "Basic-Password-5521", "bearer": "Bearer-Token-8812", "header": "Header-Value-3391"} //nolint:gosec // test data
 	f.mustCreate("acme", "b", "basic", map[string]string{"username": "u"}, secrets["basic"])
 	f.mustCreate("acme", "t", "bearer", nil, secrets["bearer"])
 	f.mustCreate("acme", "h", "header", map[string]string{"name": "X-Key"}, secrets["header"])

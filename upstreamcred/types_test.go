@@ -8,6 +8,7 @@ import (
 
 func TestTypeCheck(t *testing.T) {
 	sa := `{"type":"service_account","client_email":"a@b","private_key":"-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n","token_uri":"http://127.0.0.1:1/token"}`
+	//nolint:gosec // test data, not credentials
 	tests := []struct {
 		typ    string
 		fields map[string]string

@@ -163,7 +163,7 @@ func (s *session) showUC(raw []byte, c *adminapi.UpstreamCredential) error {
 	}
 	secret := "-"
 	if c.SecretSet {
-		secret = "set (write-only)"
+		secret = "set (write-only)" //nolint:gosec // a label, not a credential
 	}
 	kv := []string{"Name", c.Name, "Type", c.Type, "Fields", orDash(strings.Join(fields, " ")), "Secret", secret,
 		"Validation", orDash(c.Validation)}

@@ -33,7 +33,7 @@ func TestCLIUpstreamCredentials(t *testing.T) {
 	must(t, s.st.CreateAccount(context.Background(), &store.Account{Name: "acme"}))
 	srv := testoauth.New(t)
 	srv.AddClient("svc", "Client-Secret-4242")
-	const secret = "Cli-Bearer-Secret-991"
+	const secret = "Cli-Bearer-Secret-991" //nolint:gosec // test data
 	withSecret := append([]string{cli.EnvUpstreamSecret + "=" + secret}, asRoot...)
 
 	// Secrets never come from a flag.

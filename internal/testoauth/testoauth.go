@@ -55,7 +55,7 @@ type Server struct {
 	srv      *httptest.Server
 	provider *op.Provider
 	st       *storageWrap
-	failing  atomic.Int32 // status to answer on the token endpoint (0: serve)
+	failing  atomic.Int64 // status to answer on the token endpoint (0: serve)
 	fetches  atomic.Int64
 }
 
@@ -139,7 +139,7 @@ func (s *Server) SetTokenLifetime(d time.Duration) {
 }
 
 // Fail makes the token endpoint answer status (e.g. 503) until Fail(0).
-func (s *Server) Fail(status int) { s.failing.Store(int32(status)) }
+func (s *Server) Fail(status int) { s.failing.Store(int64(status)) }
 
 // Fetches counts requests to the token endpoint.
 func (s *Server) Fetches() int64 { return s.fetches.Load() }
@@ -235,7 +235,6 @@ type storageWrap struct {
 	keys     map[string]map[string]*rsa.PublicKey // service account → key id → key
 	issued   map[string]time.Time                 // token id → expiry
 	lifetime time.Duration
-	seq      atomic.Int64
 }
 
 var errBadClient = errors.New("wrong client id or secret")
@@ -257,7 +256,7 @@ func (w *storageWrap) ClientCredentialsTokenRequest(_ context.Context, id string
 func (w *storageWrap) CreateAccessToken(context.Context, op.TokenRequest) (string, time.Time, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	id := "t" + jsonHex([]byte{byte(w.seq.Add(1))}) + randID()
+	id := "t" + randID()
 	exp := time.Now().Add(w.lifetime)
 	w.issued[id] = exp
 	return id, exp, nil

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -150,7 +151,7 @@ func testUpstreamUpdate(e *env) {
 		go func() {
 			defer wg.Done()
 			n := got.Clone()
-			n.Sealed = []byte{byte('a' + i)}
+			n.Sealed = []byte(strconv.Itoa(i))
 			if err := u.UpdateUpstreamCredential(e.ctx, n); err == nil {
 				wins.Add(1)
 			}
