@@ -1,7 +1,6 @@
 package upstreamcred
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -415,4 +414,16 @@ func TestHeaderWarmAllocs(t *testing.T) {
 	}
 }
 
-var _ = context.Background
+// BenchmarkHeaderWarm: the request-path cost of a cached credential.
+func BenchmarkHeaderWarm(b *testing.B) {
+	f := newFixture(b)
+	f.mustCreate(store.AdminAccount, "static", "bearer", nil, "t")
+	f.header("static", "acme")
+	now := time.Now()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			_, _, _, _ = f.m.Header("static", "acme", now)
+		}
+	})
+}
