@@ -53,6 +53,7 @@ import (
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/internal/httpx"
 	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/upstreamcred"
 )
 
 // Authenticator is what the API needs of the authentication chain
@@ -98,6 +99,9 @@ type APIDeps struct {
 	// VerifyRoles (forward_auth.verify_roles): a caller of POST /v1/verify
 	// needs one of them (global admins always may).
 	VerifyRoles []string
+	// UpstreamCredentials serves /v1/accounts/{account}/upstream-credentials
+	// (nil: those answer 503).
+	UpstreamCredentials *upstreamcred.Manager
 }
 
 // Notifier receives lifecycle events (authz.Notifier implements it).
@@ -157,6 +161,7 @@ type api struct {
 	ext         authz.Authorizer // external authorizer; nil: none
 	notifier    Notifier
 	verifyRoles []string
+	ucred       *upstreamcred.Manager
 	// adminMu serialises the changes that can remove an enabled global
 	// admin, so that two concurrent ones cannot remove the last (within
 	// one instance; instances sharing a store can still race).
@@ -215,6 +220,7 @@ func NewAPI(d APIDeps) (*API, error) {
 		now:         d.Now,
 		ext:         d.Authorizer,
 		verifyRoles: d.VerifyRoles,
+		ucred:       d.UpstreamCredentials,
 	}
 	a.notifier = d.Notifier
 	if a.audit == nil {
@@ -240,7 +246,7 @@ type apiRoute struct {
 }
 
 func (a *api) apiRoutes() []apiRoute {
-	return []apiRoute{
+	routes := []apiRoute{
 		{get, "/v1/user", selfRead, "", a.getSelf},
 		{put, "/v1/user/password", write, ActionChangePassword, a.changePassword},
 		{get, "/v1/user/api-keys", selfRead, "", a.listOwnKeys},
@@ -275,6 +281,7 @@ func (a *api) apiRoutes() []apiRoute {
 		// selfRead: an API key may call it; verify checks the roles.
 		{post, "/v1/verify", selfRead, "", a.verify},
 	}
+	return append(routes, a.upstreamCredentialRoutes()...)
 }
 
 // Register adds the API's routes to r (see RegisterAPI). Call it once,

@@ -31,6 +31,7 @@ import (
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/boltstore"
+	"github.com/keygate/keygate/upstreamcred"
 )
 
 // testClock is a settable clock shared by the store, cache, chain and API.
@@ -71,6 +72,7 @@ type apiEnv struct {
 	http    *http.Client
 	chain   *authn.Chain
 	ops     *API // the same API, for in-process operations (ops.go)
+	ucred   *upstreamcred.Manager
 }
 
 type apiEnvOptions struct {
@@ -81,6 +83,10 @@ type apiEnvOptions struct {
 	notifier    Notifier
 	pprof       bool // admin.pprof
 	verifyRoles []string
+	// ucred serves the upstream credentials API (with ucredKey, or no
+	// key when nil).
+	ucred    bool
+	ucredKey []byte
 }
 
 // routeRecorder records the routes registered through it.
@@ -151,8 +157,17 @@ func newAPIEnv(t *testing.T, o apiEnvOptions) *apiEnv {
 		maxLife = 0
 	}
 	e.maxLife = maxLife
+	if o.ucred {
+		var ring *upstreamcred.Keyring
+		if o.ucredKey != nil {
+			ring, err = upstreamcred.NewKeyring(o.ucredKey, nil)
+			mustOK(t, err)
+		}
+		e.ucred = upstreamcred.New(upstreamcred.Options{Store: raw, Keys: ring, Logger: zap.New(core)})
+		t.Cleanup(e.ucred.Close)
+	}
 	rr := &routeRecorder{r: &Router{}}
-	x, err := NewAPI(APIDeps{
+	x, err := NewAPI(APIDeps{UpstreamCredentials: e.ucred,
 		Store: st, Auth: chain, Hasher: apiTestHasher, Logger: zap.New(core),
 		APIKeys: configs.APIKeys{MaxLifetime: configs.Duration(maxLife)}, Realm: "keygate", Now: clk.Now,
 		Authorizer: o.authorizer, Notifier: o.notifier, Pprof: o.pprof, VerifyRoles: o.verifyRoles,

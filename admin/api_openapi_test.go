@@ -132,6 +132,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		"POST /v1/user/api-keys/{id}/rotate":                                ActionRotateAPIKey,
 		"PATCH /v1/accounts/{account}/users/{username}/api-keys/{id}":       ActionUpdateAPIKey,
 		"POST /v1/accounts/{account}/users/{username}/api-keys/{id}/rotate": ActionRotateAPIKey,
+		"POST /v1/accounts/{account}/upstream-credentials":                  ActionCreateUpstreamCredential,
+		"PATCH /v1/accounts/{account}/upstream-credentials/{name}":          ActionUpdateUpstreamCredential,
+		"DELETE /v1/accounts/{account}/upstream-credentials/{name}":         ActionDeleteUpstreamCredential,
 	}
 	for r, want := range writes {
 		if actions[r] != want {

@@ -24,6 +24,8 @@ type Config struct {
 	ForwardAuth     ForwardAuth   `yaml:"forward_auth"`
 	Log             Log           `yaml:"log"`
 	Routes          []Route       `yaml:"routes"`
+
+	UpstreamCredentials UpstreamCredentials `yaml:"upstream_credentials"`
 }
 
 // ForwardAuth is keygate as the auth service of another proxy (DESIGN.md
@@ -238,6 +240,10 @@ type Route struct {
 	// ForwardKeyMetadata names the metadata members of the caller's API
 	// key forwarded upstream, each as X-Auth-Key-Meta-<Name>.
 	ForwardKeyMetadata []string `yaml:"forward_key_metadata"`
+	// UpstreamCredential names the credential keygate sends upstream
+	// instead of the client's Authorization (DESIGN.md §12): the caller's
+	// account's, else account admin's.
+	UpstreamCredential string `yaml:"upstream_credential"`
 }
 
 // Route auth modes.

@@ -174,6 +174,7 @@ func (c *Config) Validate() error {
 	}
 
 	p.routes(c.Routes)
+	p.upstreamCredentials(c)
 
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}
@@ -316,13 +317,7 @@ func (p *problems) tokens(t *Tokens) {
 	default:
 		p.add("tokens.signing.algorithm", "%s is not one of HS256, EdDSA, RS256", quote(s.Algorithm))
 	}
-	if s.Secret != "" && s.SecretFile != "" {
-		// Never repeat the secret itself.
-		p.add("tokens.signing", "secret and secret_file are mutually exclusive")
-	}
-	if s.SecretFile != "" {
-		p.readable("tokens.signing.secret_file", s.SecretFile)
-	}
+	p.secretSource("tokens.signing", "secret", s.Secret, s.SecretFile)
 	if s.PrivateKeyFile != "" {
 		p.readable("tokens.signing.private_key_file", s.PrivateKeyFile)
 	}

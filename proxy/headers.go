@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -173,6 +174,11 @@ type scratch struct {
 	// untrustedFwd: the client sent X-Forwarded-For or Forwarded but the
 	// peer is not a trusted proxy (the headers were dropped).
 	untrustedFwd bool
+	// now is the time the request started (Handler's one clock read).
+	now time.Time
+	// credValue is the upstream credential value sent (owned by the
+	// credential source; read-only), for a retry after a 401.
+	credValue []byte
 }
 
 func (s *scratch) reset() {
@@ -180,6 +186,7 @@ func (s *scratch) reset() {
 	s.uri, s.rid, s.ip, s.path = s.uri[:0], s.rid[:0], s.ip[:0], s.path[:0]
 	s.host, s.hostName = s.host[:0], 0
 	s.close, s.connAuth, s.untrustedFwd = false, false, false
+	s.credValue = nil
 	s.resetState()
 }
 

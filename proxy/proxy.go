@@ -87,6 +87,9 @@ type Options struct {
 	// Extra are exact raw paths served by keygate itself before routing
 	// (after the framing, Host and duplicate-Authorization checks).
 	Extra map[string]fasthttp.RequestHandler
+	// UpstreamCredentials supplies routes' upstream_credential (nil: a
+	// route naming one is a configuration error).
+	UpstreamCredentials UpstreamCredentials
 }
 
 // Config is what the proxy reads of keygate's configuration, normalised and
@@ -130,6 +133,7 @@ type Proxy struct {
 	native  *authz.Native    // route roles; nil: not counted
 	ext     authz.Authorizer // asked after the route roles; nil: none
 	extra   map[string]fasthttp.RequestHandler
+	ucred   UpstreamCredentials
 	routes  []*Route
 	router  *router
 	san     sanitizer
@@ -165,6 +169,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		native:    opts.Native,
 		ext:       opts.Authorizer,
 		extra:     opts.Extra,
+		ucred:     opts.UpstreamCredentials,
 		accessLog: cfg.AccessLog,
 		sample:    uint64(cfg.AccessSample), //nolint:gosec // configs validates log.access_sample >= 1
 		maxConns:  cfg.Limits.Concurrency,
@@ -260,6 +265,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		}
 		p.routes = append(p.routes, r)
 	}
+	errs = append(errs, checkUpstreamCredentials(p.routes, p.ucred)...)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("proxy: invalid configuration: %w", errors.Join(errs...))
 	}
@@ -329,6 +335,7 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 	} else {
 		s = p.begin(ctx)
 	}
+	s.now = start
 	route, ident, err := p.serve(ctx, s)
 	p.finish(ctx, s, route, ident, err, start)
 }
@@ -462,12 +469,21 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 	// Authorization goes upstream only when the route forwards it and the
 	// client did not name it in Connection (hop-by-hop).
 	req.Header.Del(fasthttp.HeaderExpect)
-	if !route.ForwardAuthorization || s.connAuth {
+	// On a route with upstream_credential it is never forwarded: the
+	// credential replaces it.
+	if !route.ForwardAuthorization || s.connAuth || route.UpstreamCredential != "" {
 		req.Header.Del(fasthttp.HeaderAuthorization)
 	}
+	acct := ""
 	if ident != nil {
 		p.inject(&req.Header, ident)
 		injectMeta(&req.Header, route, ident)
+		acct = ident.Account
+	}
+	if route.UpstreamCredential != "" {
+		if err := p.setUpstreamCredential(req, s, route, acct); err != nil {
+			return route, ident, err
+		}
 	}
 	req.Header.DelBytes(p.ridName)
 	req.Header.SetBytesKV(p.ridName, s.rid)
@@ -495,6 +511,9 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 	// checkResponse), not buffered.
 	upStart := time.Now()
 	err := route.lb.DoDeadline(req, &ctx.Response, upStart.Add(route.Timeout))
+	if err == nil && s.credValue != nil && ctx.Response.StatusCode() == fasthttp.StatusUnauthorized {
+		err = p.retryAfter401(ctx, s, route, acct, upStart.Add(route.Timeout))
+	}
 	if route.m != nil {
 		route.m.upstream.Observe(time.Since(upStart).Seconds())
 	}

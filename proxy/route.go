@@ -45,6 +45,9 @@ type Route struct {
 	StripPrefix          string // no trailing '/'; "" keeps the path
 	ForwardAuthorization bool
 	Upstreams            []string
+	// UpstreamCredential names the credential sent upstream instead of
+	// the client's Authorization ("" : none).
+	UpstreamCredential string
 
 	allow       string // Allow header value for 405
 	defaultHost []byte // Host sent upstream when the client sent none (HTTP/1.0)
@@ -71,6 +74,7 @@ func compileRoute(i int, rc *configs.Route) (*Route, error) {
 		ForwardAuthorization: rc.ForwardAuthorization,
 		Upstreams:            slices.Clone(rc.Upstreams),
 		meta:                 metaHeaders(rc.ForwardKeyMetadata),
+		UpstreamCredential:   rc.UpstreamCredential,
 	}
 	if r.Auth == "" {
 		r.Auth = configs.AuthRequired

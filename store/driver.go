@@ -17,7 +17,8 @@ import (
 //   - Outbox: the external authorizer's lifecycle notifications;
 //   - Readiness: the checks of GET /readyz;
 //   - Leaser: one instance of those sharing the store purges keys per
-//     interval (always granted where one process owns the store).
+//     interval (always granted where one process owns the store);
+//   - UpstreamCredentials: the credentials keygate sends upstream (§12).
 type Driver interface {
 	Store
 	RefreshStore
@@ -25,6 +26,7 @@ type Driver interface {
 	Outbox
 	Readiness
 	Leaser
+	UpstreamCredentials
 }
 
 // AsDriver returns s as a Driver, or an error naming every capability s
@@ -43,6 +45,7 @@ func AsDriver(s Store) (Driver, error) {
 		{"notification outbox (store.Outbox)", is[Outbox](s)},
 		{"readiness checks (store.Readiness)", is[Readiness](s)},
 		{"purge lease (store.Leaser)", is[Leaser](s)},
+		{"upstream credentials (store.UpstreamCredentials)", is[UpstreamCredentials](s)},
 	} {
 		if !c.has {
 			missing = append(missing, c.name)

@@ -201,6 +201,10 @@ type Invalidation struct {
 	Flush      bool   `json:"flush,omitempty"`
 	Revalidate bool   `json:"-"`
 	Pos        string `json:"pos,omitempty"`
+	// UpstreamCredential, when set, says that one upstream credential
+	// changed or went (DESIGN.md §12); it concerns no client credential, so
+	// identity caches ignore it. It is published alone.
+	UpstreamCredential UpstreamCredentialRef `json:"uc,omitzero"`
 }
 
 // KeyOnly reports whether inv concerns one API key only (see Invalidation).
@@ -211,7 +215,14 @@ func (inv Invalidation) KeyOnly() bool {
 // All reports whether inv concerns every cached credential: a Flush, or an
 // invalidation that names nothing (Revalidate is not one: it drops nothing).
 func (inv Invalidation) All() bool {
-	return inv.Flush || (!inv.Revalidate && inv.KeyID == "" && inv.Username == "" && inv.Account == "")
+	return inv.Flush || (!inv.Revalidate && inv.KeyID == "" && inv.Username == "" && inv.Account == "" &&
+		inv.UpstreamCredential == (UpstreamCredentialRef{}))
+}
+
+// CredentialOnly reports whether inv concerns one upstream credential only
+// (nothing an identity or decision cache holds).
+func (inv Invalidation) CredentialOnly() bool {
+	return !inv.Flush && !inv.Revalidate && inv.UpstreamCredential != (UpstreamCredentialRef{})
 }
 
 // Store is the system of record. Every method honours ctx (deadline and

@@ -14,6 +14,9 @@ type Subscriber struct {
 	// subscriber drops what it cannot trust. Nil: the subscriber bounds a
 	// missed invalidation otherwise (a TTL).
 	Reset func()
+	// Credentials marks the consumer of upstream-credential invalidations
+	// (Invalidation.CredentialOnly); the others never receive those.
+	Credentials bool
 }
 
 // WatchThrough returns s whose Watch hands every invalidation to subs, in
@@ -33,10 +36,15 @@ type watchThrough struct {
 func (w watchThrough) Watch(ctx context.Context, fn func(Invalidation)) error {
 	w.reset()
 	err := w.Store.Watch(ctx, func(inv Invalidation) {
+		credOnly := inv.CredentialOnly()
 		for _, s := range w.subs {
-			s.Apply(inv)
+			if !credOnly || s.Credentials {
+				s.Apply(inv)
+			}
 		}
-		fn(inv)
+		if !credOnly {
+			fn(inv)
+		}
 	})
 	w.reset()
 	return err

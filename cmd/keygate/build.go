@@ -39,6 +39,7 @@ import (
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/boltstore"
 	"github.com/keygate/keygate/store/redisstore"
+	"github.com/keygate/keygate/upstreamcred"
 )
 
 // gateway is one run of `keygate serve`: it owns every component and tears
@@ -73,6 +74,7 @@ type gateway struct {
 	bg                sync.WaitGroup
 	stopBG            context.CancelFunc
 	fwd               fwdState // forward-auth listeners (forwardauth.go)
+	ucred             *upstreamcred.Manager
 
 	// Start-up (startup.go): started is set once the store is
 	// initialised; until then requests needing it get 503. retryStore says

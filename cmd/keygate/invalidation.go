@@ -31,5 +31,10 @@ func (g *gateway) invalidationSubscribers() []store.Subscriber {
 	if g.external != nil {
 		subs = append(subs, store.Subscriber{Name: "authz decisions", Apply: g.external.Invalidate})
 	}
+	// Upstream credentials: only their own invalidations reach them (and
+	// only them), so the place in the order does not matter.
+	if g.ucred != nil {
+		subs = append(subs, g.ucred.Subscriber())
+	}
 	return subs
 }

@@ -154,6 +154,9 @@ func (g *gateway) start() int {
 	if err := g.buildAuthz(bgCtx, reg); err != nil {
 		return fail("%v", err)
 	}
+	if err := g.buildUpstreamCredentials(reg); err != nil {
+		return fail("%v", err)
+	}
 	chain, err := g.buildChain(bgCtx, reg)
 	if err != nil {
 		return fail("%v", err)
@@ -170,6 +173,8 @@ func (g *gateway) start() int {
 		Native:        g.native,
 		Authorizer:    g.authorizer,
 		Extra:         extra,
+
+		UpstreamCredentials: g.ucred,
 	}); err != nil {
 		return fail("%v", err)
 	}
@@ -195,6 +200,8 @@ func (g *gateway) start() int {
 			Notifier:    g.adminNotifier(),
 			Pprof:       cfg.Admin.Pprof,
 			VerifyRoles: cfg.ForwardAuth.VerifyRoles,
+
+			UpstreamCredentials: g.ucred,
 		})
 		if err != nil {
 			return fail("%v", err)

@@ -90,6 +90,7 @@ type opts struct {
 	// Issue 18 (keys2.go): key metadata, allow-list, rotation grace,
 	// expiring_within.
 	keys2 keys2Opts
+	uc    ucOpts // upstream-credential verbs
 }
 
 // stringList is a repeatable, comma-separable flag.
@@ -200,6 +201,10 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		for _, a := range args {
+			if a == "--secret" || a == "-secret" || strings.HasPrefix(a, "--secret=") || strings.HasPrefix(a, "-secret=") {
+				return nil, usagef("secrets are never taken from flags (they leak into shell history and process lists): set %s, use --secret-file, or answer the prompt",
+					EnvUpstreamSecret)
+			}
 			if a == "--password" || strings.HasPrefix(a, "--password=") || strings.HasPrefix(a, "-password=") ||
 				a == "--api-key" || strings.HasPrefix(a, "--api-key=") {
 				if !strings.Contains(a, "=") && a == "--password" && fs.Lookup("password") != nil {

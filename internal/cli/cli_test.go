@@ -35,7 +35,8 @@ type server struct {
 	st  store.Store
 }
 
-func startServer(t *testing.T) *server {
+// startServer starts the API; mods may add to its dependencies.
+func startServer(t *testing.T, mods ...func(*admin.APIDeps, *boltstore.Store)) *server {
 	t.Helper()
 	dir := t.TempDir()
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
@@ -55,8 +56,12 @@ func startServer(t *testing.T) *server {
 	}})
 	must(t, err)
 	var r admin.Router
-	must(t, admin.RegisterAPI(&r, admin.APIDeps{Store: st, Auth: chain, Hasher: hasher,
-		APIKeys: configs.APIKeys{MaxLifetime: configs.Duration(8760 * time.Hour)}}))
+	deps := admin.APIDeps{Store: st, Auth: chain, Hasher: hasher,
+		APIKeys: configs.APIKeys{MaxLifetime: configs.Duration(8760 * time.Hour)}}
+	for _, m := range mods {
+		m(&deps, st)
+	}
+	must(t, admin.RegisterAPI(&r, deps))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	srv := &fasthttp.Server{Handler: r.Serve, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}

@@ -291,6 +291,7 @@ func (s *Store) SetAccountState(ctx context.Context, name string, st store.State
 // DeleteAccount implements store.Store: the account, its users and their
 // keys go in one transaction.
 func (s *Store) DeleteAccount(ctx context.Context, name string) error {
+	var credInvs []store.Invalidation
 	err := s.update(ctx, "delete account", func(tx *bolt.Tx) error {
 		if _, err := getAccount(tx, name); err != nil {
 			return err
@@ -306,12 +307,16 @@ func (s *Store) DeleteAccount(ctx context.Context, name string) error {
 				return err
 			}
 		}
+		var err error
+		if credInvs, err = deleteAccountUpstreamTx(tx, name); err != nil {
+			return err
+		}
 		return tx.Bucket(bAccounts).Delete([]byte(name))
 	})
 	if err != nil {
 		return err
 	}
-	s.publish(store.Invalidation{Account: name})
+	s.publish(append(credInvs, store.Invalidation{Account: name})...)
 	return nil
 }
 

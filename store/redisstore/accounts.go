@@ -141,6 +141,11 @@ func (s *Store) DeleteAccount(ctx context.Context, name string) error {
 		}
 		invs = append(invs, store.Invalidation{Username: username})
 	}
+	credInvs, err := s.deleteAccountUpstream(ctx, name)
+	if err != nil {
+		return err
+	}
+	invs = append(invs, credInvs...)
 	err = scriptDeleteAccountEnd.Run(ctx, s.c,
 		[]string{s.acctKey(name), s.membersKey(name), s.kAccts, s.kUnames}, args...).Err()
 	return s.wrap("delete account", err)

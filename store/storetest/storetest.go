@@ -84,6 +84,12 @@ func Run(t *testing.T, newStore Factory) {
 		{"Validation", testValidation},
 		{"Context/Cancelled", testContextCancelled},
 		{"Ping", testPing},
+		{"UpstreamCredentials/CreateGet", testUpstreamCreateGet},
+		{"UpstreamCredentials/List", testUpstreamList},
+		{"UpstreamCredentials/Update", testUpstreamUpdate},
+		{"UpstreamCredentials/Delete", testUpstreamDelete},
+		{"UpstreamCredentials/Invalidations", testUpstreamInvalidations},
+		{"UpstreamCredentials/NotSerialised", testUpstreamSecretNotSerialised},
 	}
 	tests = append(tests, keys2Tests...)
 	for _, tc := range tests {

@@ -1,0 +1,5 @@
+//go:build race
+
+package upstreamcred
+
+const raceEnabled = true
