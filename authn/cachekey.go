@@ -23,7 +23,7 @@ type CacheKey struct{ Hi, Lo uint64 }
 const (
 	CacheKindBasic  byte = 'b' // a = username, b = password
 	CacheKindAPIKey byte = 'k' // a = key id or nil, b = the whole key value (it contains the key id)
-	CacheKindBearer byte = 't' // a = token, b = nil
+	CacheKindBearer byte = 't' // a = the token's signature part, b = nil (Chain.bearerKey binds the rest)
 )
 
 // CacheStatus is the outcome of IdentityCache.Get.

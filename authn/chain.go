@@ -416,21 +416,10 @@ func (c *Chain) authenticate(ctx context.Context, authorization []byte, clientIP
 	rs.hasIP = false
 	rs.ipStamp, rs.userStamp = 0, 0
 	start := processClock.mono()
-	if err := ParseAuthorization(authorization, cr); err != nil {
-		if errors.Is(err, ErrNoCredentials) {
-			return nil, err
-		}
-		// Includes an API key with a bad checksum: refused here, before
-		// any lookup. It spends a unit of the address's budget when one is
-		// left (a failure either way: 401).
-		m := MethodNone
-		if errors.Is(err, ErrInvalidCredentials) { // API key checksum
-			m = MethodAPIKey
-		}
-		if c.ipLim != nil && rs.setIPKey(clientIP) {
-			c.ipLim.Reserve(rs.ipKey[:])
-		}
-		return nil, c.refuse(rs, authorization, clientIP, m, cacheNone, start, err)
+	// A Bearer token's characters are checked below, unless it is a cache
+	// hit (a hit is a token that passed every check: see bearerKey).
+	if err := parseAuthorization(authorization, cr, true); err != nil {
+		return nil, c.malformed(rs, authorization, clientIP, start, err)
 	}
 	m := methodOf(cr.Kind)
 	if !c.enabled[m] {
@@ -444,7 +433,7 @@ func (c *Chain) authenticate(ctx context.Context, authorization []byte, clientIP
 	case KindAPIKey:
 		key = c.cache.KeyOf(CacheKindAPIKey, nil, cr.APIKey) // the id is in the value: not hashed twice
 	default:
-		key = c.cache.KeyOf(CacheKindBearer, cr.Token, nil)
+		key = c.bearerKey(cr.Token)
 	}
 	var now time.Time
 	if c.now != nil {
@@ -469,6 +458,11 @@ func (c *Chain) authenticate(ctx context.Context, authorization []byte, clientIP
 			c.m.duration[m][CacheHit].Observe(c.since(start))
 		}
 		return id, nil
+	}
+	if cr.Kind == KindBearer {
+		if err := checkToken(cr.Token); err != nil {
+			return nil, c.malformed(rs, authorization, clientIP, start, err)
+		}
 	}
 
 	// Not known good. A cached identity (hit, or stale: verified before and
@@ -528,6 +522,24 @@ func (c *Chain) authenticate(ctx context.Context, authorization []byte, clientIP
 	}
 	c.m.duration[m][st].Observe(c.since(start))
 	return id, nil
+}
+
+// malformed refuses an Authorization header that does not parse (err from
+// parseAuthorization or checkToken). Includes an API key with a bad
+// checksum: refused before any lookup. It spends a unit of the address's
+// budget when one is left (a failure either way: 401).
+func (c *Chain) malformed(rs *reqState, authorization []byte, clientIP netip.Addr, start int64, err error) error {
+	if errors.Is(err, ErrNoCredentials) {
+		return err
+	}
+	m := MethodNone
+	if errors.Is(err, ErrInvalidCredentials) { // API key checksum
+		m = MethodAPIKey
+	}
+	if c.ipLim != nil && rs.setIPKey(clientIP) {
+		c.ipLim.Reserve(rs.ipKey[:])
+	}
+	return c.refuse(rs, authorization, clientIP, m, cacheNone, start, err)
 }
 
 // revalidate checks a stale credential again (verified before, untouched by
