@@ -85,6 +85,8 @@ type reqState struct {
 	fpath    []byte // raw path (view into the request URI)
 	fquery   []byte
 	rbuf     []byte // small upstream response bodies (reused)
+	// upStart is when the request was sent upstream (zero: it was not).
+	upStart time.Time
 }
 
 func (r *reqState) resetState() {
@@ -233,6 +235,11 @@ func (p *Proxy) settleBody(ctx *fasthttp.RequestCtx, s *scratch) {
 func (p *Proxy) checkResponse(ctx *fasthttp.RequestCtx, s *scratch, route *Route) error {
 	resp := &ctx.Response
 	if !resp.IsBodyStream() {
+		// Read whole by the transport (small, see httpx.streamTransport).
+		if p.maxResp > 0 && len(resp.Body()) > p.maxResp {
+			resp.Reset()
+			return ErrResponseTooLarge
+		}
 		return nil
 	}
 	cl := resp.Header.ContentLength()

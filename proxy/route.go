@@ -53,6 +53,7 @@ type Route struct {
 	defaultHost []byte // Host sent upstream when the client sent none (HTTP/1.0)
 	scheme      []byte // "http" | "https"
 	lb          *fasthttp.LBClient
+	single      *fasthttp.HostClient // the one upstream's pool (nil with several): called without the balancer
 	clients     []*fasthttp.HostClient
 	m           *routeMetrics
 	meta        []metaHeader // forward_key_metadata
@@ -140,6 +141,9 @@ func compileRoute(i int, rc *configs.Route) (*Route, error) {
 		lb.Clients = append(lb.Clients, hc)
 	}
 	r.lb = lb
+	if len(r.clients) == 1 {
+		r.single = r.clients[0]
+	}
 	return r, nil
 }
 
@@ -181,6 +185,9 @@ func newHostClient(raw string, timeout time.Duration) (*fasthttp.HostClient, str
 		// 13 item 2); the upstream connection is released when the stream
 		// ends.
 		StreamResponseBody: true,
+		// ... except small ones, read whole (no stream to allocate; the
+		// connection is pooled at once). max_response is checked on both.
+		SmallResponse: smallResponse,
 		// A stale keep-alive connection is retried once, and only for
 		// requests that are safe to repeat. Never for POST, PATCH, ...
 		Retryable: func(req *fasthttp.Request) bool { return safeMethod(req.Header.Method()) },

@@ -22,7 +22,11 @@ type HostClientConfig struct {
 	MaxConns            int
 	ReadBufferSize      int  // 0: fasthttp's
 	MaxResponseBodySize int  // 0: unlimited (with StreamResponseBody: not held whole)
-	StreamResponseBody  bool // responses are streamed, not read whole
+	StreamResponseBody  bool // responses are streamed, not read whole (see streamTransport)
+	// SmallResponse: with StreamResponseBody, a response declaring a
+	// Content-Length up to this is read whole instead (no stream, no
+	// allocation), its connection pooled at once.
+	SmallResponse int
 	// Retryable reports whether a request may be sent again; nil: every
 	// request may.
 	Retryable func(*fasthttp.Request) bool
@@ -45,11 +49,22 @@ func NewHostClient(u *url.URL, c HostClientConfig) *fasthttp.HostClient {
 	}
 	dial := c.DialTimeout
 	retryable := c.Retryable
+	dialer := func(a string) (net.Conn, error) {
+		return fasthttp.DialTimeout(a, dial)
+	}
+	var transport fasthttp.RoundTripper
+	if c.StreamResponseBody {
+		// The proxy's pools: its own transport (no allocation per
+		// request) and coarse deadlines (see streamTransport, coarseConn).
+		transport = &streamTransport{small: c.SmallResponse}
+		if c.ReadTimeout > 0 {
+			dialer = coarseDial(dialer, c.ReadTimeout/16)
+		}
+	}
 	return &fasthttp.HostClient{
-		Addr: addr,
-		Dial: func(a string) (net.Conn, error) {
-			return fasthttp.DialTimeout(a, dial)
-		},
+		Addr:                          addr,
+		Dial:                          dialer,
+		Transport:                     transport,
 		IsTLS:                         u.Scheme == "https",
 		ReadTimeout:                   c.ReadTimeout,
 		WriteTimeout:                  c.WriteTimeout,

@@ -1,0 +1,287 @@
+package httpx
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// rawUpstream answers every request read on a connection with answer(path)
+// written as is, and counts the connections it accepted.
+type rawUpstream struct {
+	ln    net.Listener
+	conns atomic.Int32
+}
+
+func startRaw(t *testing.T, answer func(path string) string) *rawUpstream {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &rawUpstream{ln: ln}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u.conns.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					var req fasthttp.Request
+					if err := req.Read(br); err != nil {
+						return
+					}
+					a := answer(string(req.URI().Path()))
+					if _, err := io.WriteString(c, a); err != nil || strings.Contains(a, "Connection: close") {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return u
+}
+
+func streamClient(t *testing.T, addr string, timeout time.Duration) *fasthttp.HostClient {
+	t.Helper()
+	u, _ := url.Parse("http://" + addr)
+	return NewHostClient(u, HostClientConfig{
+		DialTimeout: time.Second, ReadTimeout: timeout, WriteTimeout: timeout, MaxConnWaitTimeout: time.Second,
+		MaxIdleConnDuration: time.Minute, MaxConns: 4, StreamResponseBody: true, SmallResponse: 1 << 10,
+	})
+}
+
+func resp(status int, hdrs, body string) string {
+	return "HTTP/1.1 " + strconv.Itoa(status) + " X\r\n" + hdrs + "\r\n" + body
+}
+
+// TestStreamTransport: each response shape comes back whole and right (small
+// ones read whole, others streamed), and the upstream connection is reused
+// exactly when the body was read to its end and nothing said close.
+func TestStreamTransport(t *testing.T) {
+	big := strings.Repeat("b", 5000)
+	chunked := "400\r\n" + strings.Repeat("c", 1024) + "\r\n5\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n"
+	answers := map[string]string{
+		"/small":     resp(200, "Content-Length: 2\r\n", "ok"),
+		"/empty":     resp(200, "Content-Length: 0\r\n", ""),
+		"/big":       resp(200, "Content-Length: 5000\r\n", big),
+		"/chunked":   resp(200, "Transfer-Encoding: chunked\r\n", chunked),
+		"/nocontent": resp(204, "", ""),
+		"/notmod":    resp(304, "ETag: x\r\n", ""),
+		"/interim":   "HTTP/1.1 103 Early\r\nLink: </a>\r\n\r\n" + resp(200, "Content-Length: 3\r\n", "yes"),
+		"/close":     resp(200, "Content-Length: 2\r\nConnection: close\r\n", "ok"),
+		"/eof":       resp(200, "Connection: close\r\n", "until the end"),
+	}
+	for _, tc := range []struct {
+		path, body string
+		stream     bool
+		reused     bool
+		head       bool
+	}{
+		{"/small", "ok", false, true, false},
+		{"/empty", "", false, true, false},
+		{"/big", big, true, true, false},
+		{"/chunked", strings.Repeat("c", 1024) + "hello", true, true, false},
+		{"/nocontent", "", false, true, false},
+		{"/notmod", "", false, true, false},
+		{"/interim", "yes", false, true, false},
+		{"/close", "ok", false, false, false},
+		{"/eof", "until the end", true, false, false},
+		{"/big", "", false, true, true},
+	} {
+		name := tc.path
+		if tc.head {
+			name += "_head"
+		}
+		t.Run(name, func(t *testing.T) {
+			up := startRaw(t, func(p string) string {
+				if tc.head {
+					return resp(200, "Content-Length: 5000\r\n", "")
+				}
+				return answers[p]
+			})
+			hc := streamClient(t, up.ln.Addr().String(), 5*time.Second)
+			for i := range 3 {
+				req, r := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+				req.SetRequestURI("http://" + up.ln.Addr().String() + tc.path)
+				if tc.head {
+					req.Header.SetMethod(fasthttp.MethodHead)
+				}
+				if err := hc.Do(req, r); err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				if r.IsBodyStream() != tc.stream {
+					t.Fatalf("streamed = %v, want %v", r.IsBodyStream(), tc.stream)
+				}
+				var got []byte
+				if r.IsBodyStream() {
+					var err error
+					if got, err = io.ReadAll(r.BodyStream()); err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					got = r.Body()
+				}
+				if string(got) != tc.body {
+					t.Fatalf("body %q, want %q", got, tc.body)
+				}
+				if len(r.Header.Peek("X-Trailer")) > 0 {
+					t.Fatal("upstream trailer passed on")
+				}
+				fasthttp.ReleaseResponse(r) // closes the stream
+				fasthttp.ReleaseRequest(req)
+			}
+			want := int32(3)
+			if tc.reused {
+				want = 1
+			}
+			if n := up.conns.Load(); n != want {
+				t.Fatalf("%d upstream connections for 3 requests, want %d", n, want)
+			}
+		})
+	}
+}
+
+// TestStreamTransportUnreadBody: a streamed body closed before its end
+// closes its connection (the next request gets a new one) and a body cut
+// short by the upstream is an error, never a short success.
+func TestStreamTransportUnreadBody(t *testing.T) {
+	big := strings.Repeat("b", 5000)
+	up := startRaw(t, func(p string) string {
+		if p == "/cut" {
+			return resp(200, "Content-Length: 5000\r\nConnection: close\r\n", big[:100])
+		}
+		return resp(200, "Content-Length: 5000\r\n", big)
+	})
+	hc := streamClient(t, up.ln.Addr().String(), 5*time.Second)
+	for i := range 2 {
+		req, r := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		req.SetRequestURI("http://" + up.ln.Addr().String() + "/big")
+		if err := hc.Do(req, r); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 10)
+		if _, err := io.ReadFull(r.BodyStream(), buf); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.CloseBodyStream(); err != nil {
+			t.Fatal(err)
+		}
+		if n := up.conns.Load(); n != int32(i+1) {
+			t.Fatalf("after %d half-read bodies: %d connections", i+1, n)
+		}
+	}
+	req, r := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	req.SetRequestURI("http://" + up.ln.Addr().String() + "/cut")
+	if err := hc.Do(req, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(r.BodyStream()); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("cut body: %v, want unexpected EOF", err)
+	}
+}
+
+// TestStreamTransportTimeout: a slow upstream fails with a timeout within
+// the pool's ReadTimeout and its slack (never before the timeout).
+func TestStreamTransportTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { time.Sleep(3 * time.Second); _ = c.Close() }()
+		}
+	}()
+	const timeout = 320 * time.Millisecond
+	hc := streamClient(t, ln.Addr().String(), timeout)
+	req, r := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	req.SetRequestURI("http://" + ln.Addr().String() + "/slow")
+	start := time.Now()
+	err = hc.Do(req, r)
+	d := time.Since(start)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		if !errors.Is(err, fasthttp.ErrTimeout) {
+			t.Fatalf("error %v, want a timeout", err)
+		}
+	}
+	if d < timeout || d > timeout+timeout/16+time.Second {
+		t.Fatalf("timed out after %v (timeout %v)", d, timeout)
+	}
+}
+
+// fakeDeadlines records the deadlines armed on it.
+type fakeDeadlines struct {
+	net.Conn
+	armed []time.Time
+}
+
+func (f *fakeDeadlines) SetReadDeadline(t time.Time) error {
+	f.armed = append(f.armed, t)
+	return nil
+}
+
+func (f *fakeDeadlines) SetWriteDeadline(t time.Time) error { return f.SetReadDeadline(t) }
+
+// TestCoarseConn: a deadline is armed slack late at most, never early; one
+// within the slack of the armed one re-arms nothing; a zero time clears.
+func TestCoarseConn(t *testing.T) {
+	base := time.Unix(1000, 0)
+	const slack = time.Second
+	for _, tc := range []struct {
+		name  string
+		calls []time.Time
+		armed []time.Time
+	}{
+		{"first arms with slack", []time.Time{base}, []time.Time{base.Add(slack)}},
+		{"later within slack: kept", []time.Time{base, base.Add(slack / 2), base.Add(slack)},
+			[]time.Time{base.Add(slack)}},
+		{"past the armed one: re-armed", []time.Time{base, base.Add(slack + 1)},
+			[]time.Time{base.Add(slack), base.Add(2*slack + 1)}},
+		{"earlier than the armed one by more than slack: re-armed", []time.Time{base.Add(5 * slack), base},
+			[]time.Time{base.Add(6 * slack), base.Add(slack)}},
+		{"zero clears, then arms again", []time.Time{base, {}, base},
+			[]time.Time{base.Add(slack), {}, base.Add(slack)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeDeadlines{}
+			c := &coarseConn{Conn: f, slack: slack}
+			for _, d := range tc.calls {
+				if err := c.SetReadDeadline(d); err != nil {
+					t.Fatal(err)
+				}
+				if !d.IsZero() && (c.rd.Before(d) || c.rd.Sub(d) > slack) {
+					t.Fatalf("armed %v for %v", c.rd, d)
+				}
+			}
+			if len(f.armed) != len(tc.armed) {
+				t.Fatalf("armed %v, want %v", f.armed, tc.armed)
+			}
+			for i := range f.armed {
+				if !f.armed[i].Equal(tc.armed[i]) {
+					t.Fatalf("armed %v, want %v", f.armed, tc.armed)
+				}
+			}
+		})
+	}
+}
