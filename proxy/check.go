@@ -28,7 +28,7 @@ import (
 // ctx.Response. A cache hit allocates nothing.
 func (p *Proxy) Check(ctx *fasthttp.RequestCtx) (*Route, *authn.Identity, error) {
 	s := p.scratchFor(ctx)
-	ctx.Response.Header.SetBytesKV(p.ridName, s.rid)
+	ctx.Response.Header.SetCanonical(p.canon.rid, s.rid)
 	s.check = true
 	err := p.decide(ctx, s, true)
 	route, ident := s.route, s.ident

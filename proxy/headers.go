@@ -99,6 +99,8 @@ type sanitizer struct {
 	identity []string
 	// override holds the normalised override headers to strip (override.go).
 	override []string
+	// ridName is the request id header name (its presence is noted).
+	ridName []byte
 }
 
 // normEqual reports whether header name k, normalised (ASCII lower case,
@@ -179,6 +181,12 @@ type scratch struct {
 	// credValue is the upstream credential value sent (owned by the
 	// credential source; read-only), for a retry after a 401.
 	credValue []byte
+	// What the sanitizer left in the request (fasthttp's name match: ASCII
+	// case-insensitive): Expect, Authorization, the request id header; and
+	// the request id header in the upstream's response. They spare the
+	// forwarding step a Del (a copy and normalisation of the name) of a
+	// header that is not there.
+	sawExpect, sawAuth, sawRID, upRID bool
 }
 
 func (s *scratch) reset() {
@@ -187,6 +195,7 @@ func (s *scratch) reset() {
 	s.host, s.hostName = s.host[:0], 0
 	s.close, s.connAuth, s.untrustedFwd = false, false, false
 	s.credValue = nil
+	s.sawExpect, s.sawAuth, s.sawRID, s.upRID = false, false, false, false
 	s.resetState()
 }
 
@@ -250,7 +259,7 @@ func (z *sanitizer) sanitizeRequest(h *fasthttp.RequestHeader, s *scratch, trust
 		case len(s.conn) > 0 && s.inConnection(k) &&
 			!hdr.EqualFold(k, fasthttp.HeaderHost) && !hdr.EqualFold(k, fasthttp.HeaderContentLength):
 			if hdr.EqualFold(k, fasthttp.HeaderAuthorization) {
-				s.connAuth = true
+				s.connAuth, s.sawAuth = true, true
 				continue
 			}
 		case normHasPrefix(k, forwardedPrefix) || normEqual(k, forwardingHeaders[0]) || normEqual(k, forwardingHeaders[1]):
@@ -266,6 +275,14 @@ func (z *sanitizer) sanitizeRequest(h *fasthttp.RequestHeader, s *scratch, trust
 			}
 			s.xff = appendXFF(s.xff, v)
 		default:
+			switch {
+			case hdr.EqualFold(k, fasthttp.HeaderAuthorization):
+				s.sawAuth = true
+			case hdr.EqualFold(k, fasthttp.HeaderExpect):
+				s.sawExpect = true
+			case hdr.EqualFold(k, z.ridName):
+				s.sawRID = true
+			}
 			continue
 		}
 		s.drop(k)
@@ -274,8 +291,9 @@ func (z *sanitizer) sanitizeRequest(h *fasthttp.RequestHeader, s *scratch, trust
 }
 
 // sanitizeResponse removes hop-by-hop headers and headers named in the
-// upstream's Connection headers from an upstream response.
-func sanitizeResponse(h *fasthttp.ResponseHeader, s *scratch) {
+// upstream's Connection headers from an upstream response, and notes in
+// s.upRID whether what is left has a request id header.
+func (z *sanitizer) sanitizeResponse(h *fasthttp.ResponseHeader, s *scratch) {
 	s.conn, s.keys, s.ends = s.conn[:0], s.keys[:0], s.ends[:0]
 	for k, v := range h.All() {
 		if hdr.EqualFold(k, fasthttp.HeaderConnection) {
@@ -289,6 +307,8 @@ func sanitizeResponse(h *fasthttp.ResponseHeader, s *scratch) {
 		if isHopByHop(k) || (len(s.conn) > 0 && s.inConnection(k) &&
 			!hdr.EqualFold(k, fasthttp.HeaderContentLength) && !hdr.EqualFold(k, fasthttp.HeaderContentType)) {
 			s.drop(k)
+		} else if hdr.EqualFold(k, z.ridName) {
+			s.upRID = true
 		}
 	}
 	s.deleteCollected(h.DelBytes)

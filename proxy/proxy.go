@@ -142,7 +142,10 @@ type Proxy struct {
 	ridName                                          []byte
 	ridNorm                                          string // ridName normalised (normalizeName)
 	hUser, hAccount, hRoles, hMethod, hKeyID, hKeyNm []byte
-	wwwBasic, wwwBearer                              string
+	// canon holds the same names in fasthttp's canonical form (hdr.Canonical),
+	// set with SetCanonical: no copy-and-normalise of the name per request.
+	canon               headerNames
+	wwwBasic, wwwBearer string
 
 	noRoute   *routeMetrics
 	untrusted untrustedForwarded
@@ -205,6 +208,9 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 	for _, n := range [][]byte{p.hUser, p.hAccount, p.hRoles, p.hMethod, p.hKeyID, p.hKeyNm} {
 		p.san.identity = append(p.san.identity, normalizeName(string(n)))
 	}
+	p.san.ridName = p.ridName
+	p.canon = headerNames{rid: hdr.Canonical(h.RequestID), user: hdr.Canonical(h.User), account: hdr.Canonical(h.Account),
+		roles: hdr.Canonical(h.Roles), method: hdr.Canonical(h.Method), keyID: hdr.Canonical(h.KeyID), keyName: hdr.Canonical(h.KeyName)}
 	p.san.override = strippedOverrides(h.KeepOverrideHeaders)
 	if normHasPrefix(p.ridName, identityPrefix) || normEqual(p.ridName, normalizeName(string(p.hUser))) {
 		errs = append(errs, errors.New("headers.request_id must not look like an identity header"))
@@ -351,7 +357,7 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 func (p *Proxy) scratchFor(ctx *fasthttp.RequestCtx) *scratch {
 	s := p.pool.Get().(*scratch)
 	s.reset()
-	if v := ctx.Request.Header.PeekBytes(p.ridName); validRequestID(v) {
+	if v := ctx.Request.Header.PeekCanonical(p.canon.rid); validRequestID(v) {
 		s.rid = append(s.rid, v...)
 	} else {
 		s.rid = appendNewRequestID(s.rid, s)
@@ -382,7 +388,7 @@ func (p *Proxy) finish(ctx *fasthttp.RequestCtx, s *scratch, route *Route, ident
 	if err != nil {
 		p.writeErr(ctx, s, err)
 	}
-	ctx.Response.Header.SetBytesKV(p.ridName, s.rid)
+	ctx.Response.Header.SetCanonical(p.canon.rid, s.rid)
 	setKeyExpires(&ctx.Response.Header, ident, p.cfg.KeyExpiryWarning, start)
 	p.settleBody(ctx, s)
 	if s.close {
@@ -481,10 +487,15 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 	// 6. Inject last. The body has been read whole: no Expect upstream.
 	// Authorization goes upstream only when the route forwards it and the
 	// client did not name it in Connection (hop-by-hop).
-	req.Header.Del(fasthttp.HeaderExpect)
+	// The sanitizer noted which of the headers removed here are present
+	// (a Del copies and normalises its name even when there is nothing to
+	// remove).
+	if s.sawExpect {
+		req.Header.Del(fasthttp.HeaderExpect)
+	}
 	// On a route with upstream_credential it is never forwarded: the
 	// credential replaces it.
-	if !route.ForwardAuthorization || s.connAuth || route.UpstreamCredential != "" {
+	if s.sawAuth && (!route.ForwardAuthorization || s.connAuth || route.UpstreamCredential != "") {
 		req.Header.Del(fasthttp.HeaderAuthorization)
 	}
 	acct := ""
@@ -498,8 +509,10 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 			return route, ident, err
 		}
 	}
-	req.Header.DelBytes(p.ridName)
-	req.Header.SetBytesKV(p.ridName, s.rid)
+	if s.sawRID {
+		req.Header.DelBytes(p.ridName)
+	}
+	req.Header.SetCanonical(p.canon.rid, s.rid)
 	p.setForwarded(ctx, s, s.peer, s.trusted)
 
 	// 7. Outgoing URI: the matched raw path minus strip_prefix, raw query.
@@ -542,8 +555,10 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 	if err := p.checkResponse(ctx, s, route); err != nil {
 		return route, ident, err
 	}
-	sanitizeResponse(&ctx.Response.Header, s)
-	ctx.Response.Header.DelBytes(p.ridName)
+	p.san.sanitizeResponse(&ctx.Response.Header, s)
+	if s.upRID { // the upstream's own (finish sets keygate's)
+		ctx.Response.Header.DelBytes(p.ridName)
+	}
 	return route, ident, nil
 }
 
@@ -668,17 +683,26 @@ func (p *Proxy) upstreamError(r *Route, err error) error {
 	return out
 }
 
+// inject sets the identity headers. The sanitizer removed every client
+// copy of them (any spelling) first, so setting is enough.
 func (p *Proxy) inject(h *fasthttp.RequestHeader, id *authn.Identity) {
-	h.SetBytesKV(p.hUser, hdr.BytesView(id.Username))
-	h.SetBytesKV(p.hAccount, hdr.BytesView(id.Account))
-	h.SetBytesKV(p.hRoles, hdr.BytesView(id.RolesHeader))
-	h.SetBytesKV(p.hMethod, hdr.BytesView(id.Method.String()))
+	c := &p.canon
+	h.SetCanonical(c.user, hdr.BytesView(id.Username))
+	h.SetCanonical(c.account, hdr.BytesView(id.Account))
+	h.SetCanonical(c.roles, hdr.BytesView(id.RolesHeader))
+	h.SetCanonical(c.method, hdr.BytesView(id.Method.String()))
 	if id.Method == authn.MethodAPIKey {
-		h.SetBytesKV(p.hKeyID, hdr.BytesView(id.KeyID))
-		h.SetBytesKV(p.hKeyNm, hdr.BytesView(id.KeyName))
+		h.SetCanonical(c.keyID, hdr.BytesView(id.KeyID))
+		h.SetCanonical(c.keyName, hdr.BytesView(id.KeyName))
 	}
 }
 
+// headerNames are the configured header names in canonical form.
+type headerNames struct {
+	rid, user, account, roles, method, keyID, keyName []byte
+}
+
+// Forwarding header names (canonical) and values, built once.
 var (
 	hdrXFF   = []byte("X-Forwarded-For")
 	hdrXFP   = []byte("X-Forwarded-Proto")
@@ -691,27 +715,34 @@ var (
 // client's XFF (collected by the sanitizer) gets the peer appended and its
 // -Proto/-Host are kept when present; otherwise they are keygate's own.
 func (p *Proxy) setForwarded(ctx *fasthttp.RequestCtx, s *scratch, peer netip.Addr, trusted bool) {
+	// From an untrusted peer the sanitizer removed every X-Forwarded-*
+	// header (any spelling): setting is enough. From a trusted one, an
+	// empty -Proto/-Host (or copies in another spelling) is replaced.
 	h := &ctx.Request.Header
 	s.ip = peer.AppendTo(s.ip[:0])
 	if trusted && len(s.xff) > 0 {
 		s.xff = append(s.xff, ", "...)
 		s.xff = append(s.xff, s.ip...)
-		h.SetBytesKV(hdrXFF, s.xff)
+		h.SetCanonical(hdrXFF, s.xff)
 	} else {
-		h.SetBytesKV(hdrXFF, s.ip)
+		h.SetCanonical(hdrXFF, s.ip)
 	}
 	if !trusted || len(h.PeekBytes(hdrXFP)) == 0 {
-		h.DelBytes(hdrXFP)
+		if trusted {
+			h.DelBytes(hdrXFP)
+		}
 		if ctx.IsTLS() {
-			h.SetBytesKV(hdrXFP, strHTTPS)
+			h.SetCanonical(hdrXFP, strHTTPS)
 		} else {
-			h.SetBytesKV(hdrXFP, strHTTP)
+			h.SetCanonical(hdrXFP, strHTTP)
 		}
 	}
 	if !trusted || len(h.PeekBytes(hdrXFH)) == 0 {
-		h.DelBytes(hdrXFH)
+		if trusted {
+			h.DelBytes(hdrXFH)
+		}
 		if len(s.host) > 0 {
-			h.SetBytesKV(hdrXFH, s.host)
+			h.SetCanonical(hdrXFH, s.host)
 		}
 	}
 }

@@ -68,7 +68,7 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	s := p.pool.Get().(*scratch)
 	s.reset()
 	s.rid = appendNewRequestID(s.rid, s)
-	ctx.Response.Header.SetBytesKV(p.ridName, s.rid)
+	ctx.Response.Header.SetCanonical(p.canon.rid, s.rid)
 	p.pool.Put(s)
 	if p.noRoute != nil {
 		p.noRoute.counter(out.Status).Inc()

@@ -47,3 +47,24 @@ func BytesView(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(
 // StringView views b as a string without copying; b must not change while
 // the string is in use.
 func StringView(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) } //nolint:gosec // audited zero-copy view: the bytes are not modified while it lives
+
+// Canonical is name in fasthttp's canonical form (the form header names are
+// stored in after parsing, and the form SetCanonical and PeekCanonical
+// expect): upper case at the start and after each '-', lower case
+// elsewhere. Built once at start-up, it spares the request path fasthttp's
+// copy-and-normalise of the name on every SetBytesKV. name must be a valid
+// header name (token characters).
+func Canonical(name string) []byte {
+	b := []byte(name)
+	upper := true
+	for i, c := range b {
+		if upper && 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+		upper = c == '-'
+	}
+	return b
+}
