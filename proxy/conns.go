@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/keygate/keygate/internal/httpx"
 )
 
 // Connection policy of the public listener (issue 13 items 3, 4, 12).
@@ -37,6 +39,9 @@ const (
 
 type limitListener struct {
 	net.Listener
+	// writeSlack: write deadlines are armed coarsely, up to this late
+	// (write_timeout/16; httpx.CoarseDeadline). 0: exactly.
+	writeSlack   time.Duration
 	max          int64
 	silent       bool
 	pressureIdle time.Duration
@@ -157,6 +162,25 @@ type limitConn struct {
 
 	prev, next *limitConn // idle list, guarded by l.mu
 	listed     bool
+	wd         httpx.CoarseDeadline // used by the connection's server goroutine only
+}
+
+// SetWriteDeadline arms the write deadline coarsely (fasthttp sets one per
+// response: write_timeout from now), see limitListener.writeSlack.
+func (c *limitConn) SetWriteDeadline(t time.Time) error {
+	if c.l.writeSlack <= 0 {
+		return c.Conn.SetWriteDeadline(t)
+	}
+	return c.wd.Set(t, c.l.writeSlack, c.Conn.SetWriteDeadline)
+}
+
+// SetDeadline goes through both overrides (the coarse write deadline must
+// know what is armed).
+func (c *limitConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
 }
 
 // SetReadDeadline shortens the keep-alive wait of an idle connection while

@@ -51,6 +51,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	s.Concurrency = limit + limit/8 + 8
 	p.serverMu.Unlock()
 	ll := newLimitListener(ln, int64(limit), s.IdleTimeout, p.cfg.TLS.Enabled())
+	ll.writeSlack = s.WriteTimeout / 16
 	p.serverMu.Lock()
 	s.ConnState = ll.connState
 	p.serverMu.Unlock()

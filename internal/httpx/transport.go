@@ -227,25 +227,48 @@ func (s *upstreamStream[C]) done(discard bool) {
 	streamPool.Put(s)
 }
 
-// coarseConn arms read and write deadlines coarsely: a deadline asked for
+// CoarseDeadline arms a connection deadline coarsely: a deadline asked for
 // at t is armed at t+slack, and a later request whose t lies within slack
 // before the armed one leaves it as it is. On a busy keep-alive connection
-// that is one timer update every slack instead of two per request (each an
-// update of the runtime's timer heap under its lock). A deadline fires at
-// most slack late, never early; slack is 1/16 of the pool's timeout (30 s:
-// under 2 s). A zero time clears the deadline at once.
+// that is one timer update every slack instead of one or two per request
+// (each an update of the runtime's timer heap under its lock). A deadline
+// fires at most slack late, never early. A zero time clears the deadline at
+// once. Not safe for concurrent use (one per connection and direction).
+type CoarseDeadline struct {
+	armed time.Time // zero: none
+}
+
+// Set asks for deadline t; arm is the connection's SetReadDeadline or
+// SetWriteDeadline.
+func (d *CoarseDeadline) Set(t time.Time, slack time.Duration, arm func(time.Time) error) error {
+	if !t.IsZero() {
+		if !d.armed.IsZero() && !d.armed.Before(t) && d.armed.Sub(t) <= slack {
+			return nil
+		}
+		t = t.Add(slack)
+	}
+	if err := arm(t); err != nil {
+		d.armed = time.Time{}
+		return err
+	}
+	d.armed = t
+	return nil
+}
+
+// coarseConn arms its read and write deadlines with CoarseDeadline; slack
+// is 1/16 of the pool's timeout (30 s: under 2 s).
 type coarseConn struct {
 	net.Conn
 	slack  time.Duration
-	rd, wd time.Time // armed (zero: none)
+	rd, wd CoarseDeadline
 }
 
 func (c *coarseConn) SetReadDeadline(t time.Time) error {
-	return c.set(&c.rd, t, c.Conn.SetReadDeadline)
+	return c.rd.Set(t, c.slack, c.Conn.SetReadDeadline)
 }
 
 func (c *coarseConn) SetWriteDeadline(t time.Time) error {
-	return c.set(&c.wd, t, c.Conn.SetWriteDeadline)
+	return c.wd.Set(t, c.slack, c.Conn.SetWriteDeadline)
 }
 
 func (c *coarseConn) SetDeadline(t time.Time) error {
@@ -253,21 +276,6 @@ func (c *coarseConn) SetDeadline(t time.Time) error {
 		return err
 	}
 	return c.SetWriteDeadline(t)
-}
-
-func (c *coarseConn) set(armed *time.Time, t time.Time, arm func(time.Time) error) error {
-	if !t.IsZero() {
-		if !armed.IsZero() && !armed.Before(t) && armed.Sub(t) <= c.slack {
-			return nil
-		}
-		t = t.Add(c.slack)
-	}
-	if err := arm(t); err != nil {
-		*armed = time.Time{}
-		return err
-	}
-	*armed = t
-	return nil
 }
 
 // coarseDial wraps the connections of dial in coarseConn.

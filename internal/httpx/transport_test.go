@@ -270,8 +270,8 @@ func TestCoarseConn(t *testing.T) {
 				if err := c.SetReadDeadline(d); err != nil {
 					t.Fatal(err)
 				}
-				if !d.IsZero() && (c.rd.Before(d) || c.rd.Sub(d) > slack) {
-					t.Fatalf("armed %v for %v", c.rd, d)
+				if a := c.rd.armed; !d.IsZero() && (a.Before(d) || a.Sub(d) > slack) {
+					t.Fatalf("armed %v for %v", a, d)
 				}
 			}
 			if len(f.armed) != len(tc.armed) {
