@@ -103,6 +103,9 @@ type Server struct {
 	trusted []netip.Prefix
 	prefix  []byte
 	names   proxy.HeaderNames
+	// canon: the same names in fasthttp's canonical form (hdr.Canonical),
+	// set on an allowed check's response with SetCanonical.
+	canon proxy.HeaderNames
 	// identity header names in Envoy's spelling (lower case), for gRPC.
 	lowerNames [6]string
 	checks     [numModes][numResults]prometheus.Counter
@@ -135,6 +138,9 @@ func New(cfg *configs.Config, prx *proxy.Proxy, opts Options) (*Server, error) {
 	for i, b := range [][]byte{n.User, n.Account, n.Roles, n.Method, n.KeyID, n.KeyName} {
 		f.lowerNames[i] = strings.ToLower(string(b))
 	}
+	c := func(b []byte) []byte { return hdr.Canonical(string(b)) }
+	f.canon = proxy.HeaderNames{User: c(n.User), Account: c(n.Account), Roles: c(n.Roles), Method: c(n.Method),
+		KeyID: c(n.KeyID), KeyName: c(n.KeyName), RequestID: c(n.RequestID)}
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keygate_forward_auth_checks_total",
 		Help: "Forward-auth checks by mode (forwarded, original, envoy_http, envoy_grpc) and result.",
@@ -169,16 +175,19 @@ func (f *Server) isTrusted(a netip.Addr) bool {
 }
 
 var (
-	hXFMethod   = []byte("X-Forwarded-Method")
-	hXFHost     = []byte("X-Forwarded-Host")
-	hXFURI      = []byte("X-Forwarded-Uri")
-	hXOMethod   = []byte("X-Original-Method")
-	hXOURI      = []byte("X-Original-URI")
-	hEnvoyRm    = []byte("X-Envoy-Auth-Headers-To-Remove")
-	authzLower  = []byte("authorization")
-	emptyValue  = []byte{}
-	slash       = []byte("/")
-	retryAfter1 = "1"
+	hXFMethod  = []byte("X-Forwarded-Method")
+	hXFHost    = []byte("X-Forwarded-Host")
+	hXFURI     = []byte("X-Forwarded-Uri")
+	hXOMethod  = []byte("X-Original-Method")
+	hXOURI     = []byte("X-Original-URI")
+	hEnvoyRm   = []byte("X-Envoy-Auth-Headers-To-Remove")
+	authzLower = []byte("authorization")
+	emptyValue = []byte{}
+	// The same in fasthttp's canonical form, for PeekCanonical.
+	cXFMethod, cXFHost, cXFURI = hdr.Canonical(string(hXFMethod)), hdr.Canonical(string(hXFHost)), hdr.Canonical(string(hXFURI))
+	cXOMethod, cXOURI          = hdr.Canonical(string(hXOMethod)), hdr.Canonical(string(hXOURI))
+	slash                      = []byte("/")
+	retryAfter1                = "1"
 )
 
 // Errors of the translation itself (all 403: nothing else is allowed).
@@ -197,15 +206,15 @@ func mode(h *fasthttp.RequestHeader) (Mode, error) {
 	var nFU, nFM, nFH, nOU, nOM int
 	for k := range h.All() {
 		switch {
-		case bytes.EqualFold(k, hXFURI):
+		case hdr.EqualFold(k, hXFURI):
 			nFU++
-		case bytes.EqualFold(k, hXFMethod):
+		case hdr.EqualFold(k, hXFMethod):
 			nFM++
-		case bytes.EqualFold(k, hXFHost):
+		case hdr.EqualFold(k, hXFHost):
 			nFH++
-		case bytes.EqualFold(k, hXOURI):
+		case hdr.EqualFold(k, hXOURI):
 			nOU++
-		case bytes.EqualFold(k, hXOMethod):
+		case hdr.EqualFold(k, hXOMethod):
 			nOM++
 		}
 	}
@@ -228,9 +237,9 @@ func (f *Server) rewrite(h *fasthttp.RequestHeader, m Mode) error {
 	var method, host, uri []byte
 	switch m {
 	case ModeForwarded:
-		method, host, uri = h.PeekBytes(hXFMethod), h.PeekBytes(hXFHost), h.PeekBytes(hXFURI)
+		method, host, uri = h.PeekCanonical(cXFMethod), h.PeekCanonical(cXFHost), h.PeekCanonical(cXFURI)
 	case ModeOriginal:
-		method, uri = h.PeekBytes(hXOMethod), h.PeekBytes(hXOURI)
+		method, uri = h.PeekCanonical(cXOMethod), h.PeekCanonical(cXOURI)
 	case ModeEnvoyHTTP:
 		uri = h.RequestURI()
 		if len(f.prefix) > 0 {
@@ -307,29 +316,29 @@ func (f *Server) allow(ctx *fasthttp.RequestCtx, m Mode, route *proxy.Route, id 
 	r.ResetBody()
 	r.SetStatusCode(fasthttp.StatusOK)
 	h := &r.Header
-	n := &f.names
+	n := &f.canon
 	if id == nil {
 		for _, k := range [][]byte{n.User, n.Account, n.Roles, n.Method, n.KeyID, n.KeyName} {
-			h.SetBytesKV(k, emptyValue)
+			h.SetCanonical(k, emptyValue)
 		}
 	} else {
-		h.SetBytesKV(n.User, hdr.BytesView(id.Username))
-		h.SetBytesKV(n.Account, hdr.BytesView(id.Account))
-		h.SetBytesKV(n.Roles, hdr.BytesView(id.RolesHeader))
-		h.SetBytesKV(n.Method, hdr.BytesView(id.Method.String()))
+		h.SetCanonical(n.User, hdr.BytesView(id.Username))
+		h.SetCanonical(n.Account, hdr.BytesView(id.Account))
+		h.SetCanonical(n.Roles, hdr.BytesView(id.RolesHeader))
+		h.SetCanonical(n.Method, hdr.BytesView(id.Method.String()))
 		if id.Method == authn.MethodAPIKey {
-			h.SetBytesKV(n.KeyID, hdr.BytesView(id.KeyID))
-			h.SetBytesKV(n.KeyName, hdr.BytesView(id.KeyName))
+			h.SetCanonical(n.KeyID, hdr.BytesView(id.KeyID))
+			h.SetCanonical(n.KeyName, hdr.BytesView(id.KeyName))
 		} else {
-			h.SetBytesKV(n.KeyID, emptyValue)
-			h.SetBytesKV(n.KeyName, emptyValue)
+			h.SetCanonical(n.KeyID, emptyValue)
+			h.SetCanonical(n.KeyName, emptyValue)
 		}
 	}
 	f.prx.SetCheckKeyHeaders(h, route, id, ctx.Time())
 	if m == ModeEnvoyHTTP && !route.ForwardAuthorization {
 		// Envoy's HTTP ext_authz removes the headers named here from the
 		// request it forwards.
-		h.SetBytesKV(hEnvoyRm, authzLower)
+		h.SetCanonical(hEnvoyRm, authzLower)
 	}
 	f.checks[m][resAllowed].Inc()
 }
