@@ -521,7 +521,14 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 		s.uri = append(s.uri, '?')
 		s.uri = append(s.uri, s.fquery...)
 	}
-	req.SetRequestURIBytes(s.uri)
+	// Unchanged (no strip_prefix, the query as sent: the common case), the
+	// URI the server parsed is kept: it is written from its original path
+	// and raw query string (DisablePathNormalizing; nothing on this path
+	// parses the query arguments, which would re-encode them), so
+	// re-parsing the same bytes is spared.
+	if !bytes.Equal(s.uri, req.Header.RequestURI()) {
+		req.SetRequestURIBytes(s.uri)
+	}
 	u := req.URI()
 	u.DisablePathNormalizing = true
 	u.SetSchemeBytes(route.scheme)
