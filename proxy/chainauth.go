@@ -43,11 +43,15 @@ func NewChainAuthenticator(chain *authn.Chain, realm string) *ChainAuthenticator
 	}
 }
 
+// hdrAuthorization is the header name in fasthttp's canonical form: read
+// with PeekCanonical, no per-request copy-and-normalise of the name.
+var hdrAuthorization = []byte(fasthttp.HeaderAuthorization)
+
 // Authenticate implements Authenticator. A request without credentials is
 // anonymous (nil, nil): the pipeline answers 401 on routes that require
 // authentication and forwards it on optional ones.
 func (a *ChainAuthenticator) Authenticate(ctx *fasthttp.RequestCtx, _ *Route, client netip.Addr) (*authn.Identity, error) {
-	id, err := a.chain.Authenticate(ctx, ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), client)
+	id, err := a.chain.Authenticate(ctx, ctx.Request.Header.PeekCanonical(hdrAuthorization), client)
 	if err == nil {
 		return id, nil
 	}
