@@ -37,7 +37,8 @@ fi
 # Peers run as services would hold their default ports: we start our own
 # copies on free ports, the packaged services are left alone.
 
-echo "== building bin/keygate and bin/kgbench"
+echo "== building bin/keygate, bin/bareproxy and bin/kgbench"
 CGO_ENABLED=0 $GO build -trimpath -o bin/keygate ./cmd/keygate
+CGO_ENABLED=0 $GO build -trimpath -o bin/bareproxy ./bench/cmd/bareproxy
 CGO_ENABLED=0 $GO build -trimpath -o bin/kgbench ./bench/cmd/kgbench
 exec bin/kgbench -keygate bin/keygate -out bench/results "$@"

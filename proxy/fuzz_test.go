@@ -213,3 +213,63 @@ func FuzzFormMethodParam(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSanitizerNameFilter: the name filter of a prepared sanitizer only
+// skips names no check acts on: prepared and unprepared sanitizers leave
+// the same headers and note the same things, trusted or not, for requests
+// and responses.
+func FuzzSanitizerNameFilter(f *testing.F) {
+	for _, s := range []string{
+		"X-Auth-User: a\r\nx_auth_roles: b\r\nX.Auth.Method: c\r\n",
+		"Authorization: Basic x\r\nExpect: 100-continue\r\nX-Request-Id: r1\r\nx_request_id: r2\r\n",
+		"X-Forwarded-For: 1.2.3.4\r\nx_forwarded_proto: https\r\nForwarded: for=x\r\nX-Real-IP: 1.1.1.1\r\n",
+		"Connection: X-Foo, Keep-Alive\r\nX-Foo: 1\r\nKeep-Alive: 5\r\nTe: trailers\r\nUpgrade: h2c\r\n",
+		"X-HTTP-Method-Override: DELETE\r\nx-original-url: /admin\r\nX_Rewrite_URL: /a\r\n",
+		"Proxy-Authorization: x\r\nProxy-Connection: close\r\nTrailer: x\r\nX-User-Name: y\r\n",
+		"Accept: */*\r\nUser-Agent: u\r\nContent-Type: text/plain\r\nCookie: a=b\r\n",
+		"_auth-user: x\r\n-x-auth-user: y\r\n.Forwarded: z\r\n" + strings.Repeat("X", 70) + ": long\r\n",
+	} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	ids := []string{"x-auth-user", "x-auth-account", "x-auth-roles", "x-auth-method", "x-auth-key-id", "x-auth-key-name", "x-user-name"}
+	plain := &sanitizer{identity: ids, override: strippedOverrides(nil), ridName: []byte("X-Request-Id")}
+	filtered := &sanitizer{identity: ids, override: strippedOverrides(nil), ridName: []byte("X-Request-Id")}
+	filtered.prepare()
+	dump := func(all func(yield func(k, v []byte) bool)) string {
+		var b strings.Builder
+		for k, v := range all {
+			b.WriteString(string(k) + ": " + string(v) + "\n")
+		}
+		return b.String()
+	}
+	f.Fuzz(func(t *testing.T, block string, trusted bool) {
+		raw := "GET / HTTP/1.1\r\nHost: h\r\n" + block + "\r\n"
+		var a, b fasthttp.Request
+		if err := a.Header.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+			return
+		}
+		a.Header.CopyTo(&b.Header)
+		sa, sb := new(scratch), new(scratch)
+		plain.sanitizeRequest(&a.Header, sa, trusted)
+		filtered.sanitizeRequest(&b.Header, sb, trusted)
+		if da, db := dump(a.Header.All()), dump(b.Header.All()); da != db {
+			t.Fatalf("request headers differ:\nunfiltered:\n%s\nfiltered:\n%s", da, db)
+		}
+		if string(sa.xff) != string(sb.xff) || sa.connAuth != sb.connAuth || sa.untrustedFwd != sb.untrustedFwd ||
+			sa.sawAuth != sb.sawAuth || sa.sawExpect != sb.sawExpect || sa.sawRID != sb.sawRID || sa.close != sb.close {
+			t.Fatalf("notes differ: %+v vs %+v", sa, sb)
+		}
+		rawResp := "HTTP/1.1 200 OK\r\n" + block + "Content-Length: 0\r\n\r\n"
+		var ra, rb fasthttp.Response
+		if err := ra.Header.Read(bufio.NewReader(strings.NewReader(rawResp))); err != nil {
+			return
+		}
+		ra.Header.CopyTo(&rb.Header)
+		plain.sanitizeResponse(&ra.Header, sa)
+		filtered.sanitizeResponse(&rb.Header, sb)
+		if da, db := dump(ra.Header.All()), dump(rb.Header.All()); da != db || sa.upRID != sb.upRID {
+			t.Fatalf("response headers differ (upRID %v vs %v):\nunfiltered:\n%s\nfiltered:\n%s", sa.upRID, sb.upRID, da, db)
+		}
+	})
+}

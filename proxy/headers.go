@@ -101,6 +101,73 @@ type sanitizer struct {
 	override []string
 	// ridName is the request id header name (its presence is noted).
 	ridName []byte
+	// reqNames and respNames (set by prepare) tell, by first byte and
+	// length, which header names any check of sanitizeRequest or
+	// sanitizeResponse may act on; the others are passed over after one
+	// table lookup. Unprepared (zero), every name is checked.
+	reqNames, respNames nameFilter
+	prepared            bool
+}
+
+// nameFilter holds, per first byte, a bit per name length (bit 63: 63 or
+// more) of the names that may match.
+type nameFilter [256]uint64
+
+// add records name (compared normalised or ASCII case-insensitively: its
+// first byte in either case, and '-', '_', '.' for one another); with
+// prefix, every name at least as long.
+func (f *nameFilter) add(name string, prefix bool) {
+	if name == "" {
+		return
+	}
+	n := min(len(name), 63)
+	bits := uint64(1) << n
+	if prefix {
+		bits = ^uint64(0) << n
+	}
+	c := name[0]
+	var firsts []byte
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		firsts = []byte{c | 0x20, c &^ 0x20}
+	case c == '-' || c == '_' || c == '.':
+		firsts = []byte{'-', '_', '.'}
+	default:
+		firsts = []byte{c}
+	}
+	for _, b := range firsts {
+		f[b] |= bits
+	}
+}
+
+// may reports whether a check may act on header name k.
+func (f *nameFilter) may(k []byte) bool {
+	return len(k) == 0 || f[k[0]]&(uint64(1)<<min(len(k), 63)) != 0
+}
+
+// prepare builds the name filters from everything the sanitizer compares
+// with: call it after identity, override and ridName are set.
+func (z *sanitizer) prepare() {
+	for _, h := range hopByHop {
+		z.reqNames.add(h, false)
+		z.respNames.add(h, false)
+	}
+	for _, n := range z.identity {
+		z.reqNames.add(n, false)
+	}
+	for _, n := range z.override {
+		z.reqNames.add(n, false)
+	}
+	for _, n := range forwardingHeaders {
+		z.reqNames.add(n, false)
+	}
+	z.reqNames.add(identityPrefix, true)
+	z.reqNames.add(forwardedPrefix, true)
+	for _, n := range []string{fasthttp.HeaderAuthorization, fasthttp.HeaderExpect, string(z.ridName)} {
+		z.reqNames.add(n, false)
+	}
+	z.respNames.add(string(z.ridName), false)
+	z.prepared = true
 }
 
 // normEqual reports whether header name k, normalised (ASCII lower case,
@@ -253,7 +320,11 @@ func (z *sanitizer) sanitizeRequest(h *fasthttp.RequestHeader, s *scratch, trust
 			s.conn = append(s.conn, v...)
 		}
 	}
+	filter := z.prepared && len(s.conn) == 0
 	for k, v := range h.All() {
+		if filter && !z.reqNames.may(k) {
+			continue // no check below can match: kept
+		}
 		switch {
 		case isHopByHop(k), z.isIdentityHeader(k), z.isOverrideHeader(k):
 		case len(s.conn) > 0 && s.inConnection(k) &&
@@ -303,7 +374,11 @@ func (z *sanitizer) sanitizeResponse(h *fasthttp.ResponseHeader, s *scratch) {
 			s.conn = append(s.conn, v...)
 		}
 	}
+	filter := z.prepared && len(s.conn) == 0
 	for k := range h.All() {
+		if filter && !z.respNames.may(k) {
+			continue
+		}
 		if isHopByHop(k) || (len(s.conn) > 0 && s.inConnection(k) &&
 			!hdr.EqualFold(k, fasthttp.HeaderContentLength) && !hdr.EqualFold(k, fasthttp.HeaderContentType)) {
 			s.drop(k)

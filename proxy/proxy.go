@@ -212,6 +212,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 	p.canon = headerNames{rid: hdr.Canonical(h.RequestID), user: hdr.Canonical(h.User), account: hdr.Canonical(h.Account),
 		roles: hdr.Canonical(h.Roles), method: hdr.Canonical(h.Method), keyID: hdr.Canonical(h.KeyID), keyName: hdr.Canonical(h.KeyName)}
 	p.san.override = strippedOverrides(h.KeepOverrideHeaders)
+	p.san.prepare()
 	if normHasPrefix(p.ridName, identityPrefix) || normEqual(p.ridName, normalizeName(string(p.hUser))) {
 		errs = append(errs, errors.New("headers.request_id must not look like an identity header"))
 	}

@@ -30,6 +30,8 @@ import (
 func main() {
 	r := &runner{}
 	flag.StringVar(&r.bin, "keygate", "bin/keygate", "keygate binary")
+	flag.StringVar(&r.bareBin, "bareproxy", "bin/bareproxy", "the bare fasthttp proxy (bench/cmd/bareproxy), the floor of the hits phase")
+	flag.BoolVar(&r.microJWT, "micro-jwt", os.Getenv("BENCH_MICRO_JWT") != "0", "run the JWT vs Basic hit micro-benchmark for its goal (needs go and the source tree; $BENCH_MICRO_JWT=0: skip)")
 	flag.StringVar(&r.out, "out", "bench/results", "results directory")
 	flag.DurationVar(&r.dur, "duration", envDuration("BENCH_DURATION", 6*time.Second), "load per scenario ($BENCH_DURATION)")
 	flag.IntVar(&r.conns, "connections", envInt("BENCH_CONNECTIONS", 32), "wrk connections ($BENCH_CONNECTIONS)")
@@ -70,6 +72,10 @@ func envDuration(k string, def time.Duration) time.Duration {
 
 type runner struct {
 	bin, out, only string
+	bareBin        string
+	microJWT       bool
+	micro          *microJWT // the JWT/Basic micro-benchmark's figures (nil: not run)
+	bareAddr       string
 	phases         string
 	dur            time.Duration
 	conns, threads int
@@ -191,6 +197,15 @@ func (r *runner) run() error {
 		peers = append(peers, pr)
 	}
 
+	// The bare fasthttp proxy: the floor of keygate's own proxy core.
+	var bare *proc
+	if r.phase("hits") {
+		if bare, err = r.startBare(); err != nil {
+			r.note("bare fasthttp proxy skipped: %v", err)
+			r.results = append(r.results, Result{Target: "bare", Scenario: "proxy", Skipped: err.Error()})
+		}
+	}
+
 	// keygate on the embedded store.
 	bolt, err := r.startKeygate("keygate-bolt", kgOptions{driver: "bolt", perIP: 30, perUser: 10})
 	if err != nil {
@@ -237,6 +252,11 @@ func (r *runner) run() error {
 	// the machine's speed drifts.
 	jobs := []job{{res: Result{Target: "upstream", Scenario: "direct", Description: "wrk → keygate echo directly (the limit)"}, p: echo,
 		l: load{url: "http://" + r.echoAddr + "/bench?x=1"}}}
+	if bare != nil {
+		jobs = append(jobs, job{res: Result{Target: "bare", Scenario: "proxy",
+			Description: "bare fasthttp HostClient proxy, no checks (bench/cmd/bareproxy): the floor"}, p: bare,
+			l: load{url: "http://" + r.bareAddr + "/bench?x=1"}})
+	}
 	for _, p := range peers {
 		for _, s := range p.scenarios {
 			jobs = append(jobs, job{res: Result{Target: p.name, Scenario: s.name, Description: s.desc}, p: p.p,
@@ -266,6 +286,9 @@ func (r *runner) run() error {
 	if r.phase("hits") {
 		r.runRounds(jobs)
 		r.annotateForwardAuth(bolt)
+		if r.microJWT {
+			r.micro = runMicroJWT()
+		}
 	}
 
 	// 3. Flood of wrong passwords beside cached traffic (embedded store).
