@@ -90,9 +90,14 @@ func (l *limitListener) Accept() (net.Conn, error) {
 }
 
 // evictIdle closes the longest-idle connection; its Close frees its slot.
+// The list also holds connections that went active since they were listed
+// (connState does not take the lock for that): they are passed over.
 func (l *limitListener) evictIdle() bool {
 	l.mu.Lock()
 	c := l.head
+	for c != nil && !c.idle.Load() {
+		c = c.next
+	}
 	if c != nil {
 		l.unlink(c)
 	}
@@ -109,31 +114,34 @@ func (l *limitListener) pressured() bool {
 	return l.max > 0 && l.open.Load()*4 >= l.max*3
 }
 
-// connState is the Server.ConnState hook: it keeps the idle list.
+// connState is the Server.ConnState hook: it keeps the idle list, ordered
+// by when each connection last went idle. Going active only clears the
+// idle flag (no lock; evictIdle passes over connections not idle); going
+// idle moves the connection to the tail: one lock per request.
 func (l *limitListener) connState(nc net.Conn, st fasthttp.ConnState) {
 	c := asLimitConn(nc)
 	if c == nil {
 		return
 	}
-	l.mu.Lock()
-	if st == fasthttp.StateIdle {
-		if !c.listed && !c.closed.Load() {
-			c.prev, c.next = l.tail, nil
-			if l.tail != nil {
-				l.tail.next = c
-			} else {
-				l.head = c
-			}
-			l.tail = c
-			c.listed = true
-		}
-		c.idle.Store(true)
-	} else {
+	if st != fasthttp.StateIdle {
 		c.idle.Store(false)
-		if c.listed {
+		return
+	}
+	l.mu.Lock()
+	if !c.closed.Load() {
+		if c.listed.Load() {
 			l.unlink(c)
 		}
+		c.prev, c.next = l.tail, nil
+		if l.tail != nil {
+			l.tail.next = c
+		} else {
+			l.head = c
+		}
+		l.tail = c
+		c.listed.Store(true)
 	}
+	c.idle.Store(true)
 	l.mu.Unlock()
 }
 
@@ -149,7 +157,8 @@ func (l *limitListener) unlink(c *limitConn) {
 	} else {
 		l.tail = c.prev
 	}
-	c.prev, c.next, c.listed = nil, nil, false
+	c.prev, c.next = nil, nil
+	c.listed.Store(false)
 }
 
 type limitConn struct {
@@ -160,8 +169,8 @@ type limitConn struct {
 	drain  atomic.Bool // request body left unread: drain before closing
 	reset  atomic.Bool // a write timed out: drop unsent data on close
 
-	prev, next *limitConn // idle list, guarded by l.mu
-	listed     bool
+	prev, next *limitConn           // idle list, guarded by l.mu
+	listed     atomic.Bool          // in the idle list: changed under l.mu
 	wd         httpx.CoarseDeadline // used by the connection's server goroutine only
 }
 
@@ -209,7 +218,7 @@ func (c *limitConn) Close() error {
 	}
 	l := c.l
 	l.mu.Lock()
-	if c.listed {
+	if c.listed.Load() {
 		l.unlink(c)
 	}
 	l.mu.Unlock()
