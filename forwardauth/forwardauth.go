@@ -205,17 +205,28 @@ var (
 func mode(h *fasthttp.RequestHeader) (Mode, error) {
 	var nFU, nFM, nFH, nOU, nOM int
 	for k := range h.All() {
-		switch {
-		case hdr.EqualFold(k, hXFURI):
-			nFU++
-		case hdr.EqualFold(k, hXFMethod):
-			nFM++
-		case hdr.EqualFold(k, hXFHost):
-			nFH++
-		case hdr.EqualFold(k, hXOURI):
-			nOU++
-		case hdr.EqualFold(k, hXOMethod):
-			nOM++
+		// The five names have five lengths: one comparison per header.
+		switch len(k) {
+		case len(hXFURI):
+			if hdr.EqualFold(k, hXFURI) {
+				nFU++
+			}
+		case len(hXFMethod):
+			if hdr.EqualFold(k, hXFMethod) {
+				nFM++
+			}
+		case len(hXFHost):
+			if hdr.EqualFold(k, hXFHost) {
+				nFH++
+			}
+		case len(hXOURI):
+			if hdr.EqualFold(k, hXOURI) {
+				nOU++
+			}
+		case len(hXOMethod):
+			if hdr.EqualFold(k, hXOMethod) {
+				nOM++
+			}
 		}
 	}
 	switch {
