@@ -361,6 +361,19 @@ func (z *sanitizer) sanitizeRequest(h *fasthttp.RequestHeader, s *scratch, trust
 	s.deleteCollected(h.DelBytes)
 }
 
+// collectForCheck is sanitizeRequest for a forward-auth check (from a
+// trusted proxy, never forwarded): it removes nothing and collects what the
+// decision reads, s.close and the X-Forwarded-For lines (any spelling, in
+// order) into s.xff for the client address.
+func (z *sanitizer) collectForCheck(h *fasthttp.RequestHeader, s *scratch) {
+	s.close = h.ConnectionClose()
+	for k, v := range h.All() {
+		if len(k) == len("x-forwarded-for") && normEqual(k, "x-forwarded-for") {
+			s.xff = appendXFF(s.xff, v)
+		}
+	}
+}
+
 // sanitizeResponse removes hop-by-hop headers and headers named in the
 // upstream's Connection headers from an upstream response, and notes in
 // s.upRID whether what is left has a request id header.

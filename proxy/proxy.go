@@ -642,7 +642,14 @@ func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
 	// A forward-auth check comes from a peer Check's caller trusts.
 	peer := httpx.PeerAddr(ctx)
 	trusted := s.check || p.isTrusted(peer)
-	p.san.sanitizeRequest(&req.Header, s, trusted)
+	if s.check {
+		// A check is never forwarded: what the sanitizer removes cannot
+		// reach anyone, and nothing it removes takes part in the
+		// decision. Only what the decision reads is collected.
+		p.san.collectForCheck(&req.Header, s)
+	} else {
+		p.san.sanitizeRequest(&req.Header, s, trusted)
+	}
 	if s.untrustedFwd {
 		p.untrusted.note(peer)
 	}
