@@ -202,9 +202,11 @@ func (s *upstreamStream[C]) Read(p []byte) (int, error) {
 
 // CloseWithError implements fasthttp.ReadCloserWithError: fasthttp calls
 // it once the body was written to the client (err nil) or writing failed.
+// err only decides the connection's fate (closed, not pooled); closing
+// itself cannot fail.
 func (s *upstreamStream[C]) CloseWithError(err error) error {
 	s.done(err != nil || !s.eof)
-	return nil
+	return nil //nolint:nilerr // err is the writer's, reported by fasthttp itself
 }
 
 // done releases the connection (discard: close it) and returns s to its

@@ -38,7 +38,7 @@ func startRaw(t *testing.T, answer func(path string) string) *rawUpstream {
 			}
 			u.conns.Add(1)
 			go func() {
-				defer c.Close()
+				defer func() { _ = c.Close() }()
 				br := bufio.NewReader(c)
 				for {
 					var req fasthttp.Request
@@ -198,26 +198,13 @@ func TestStreamTransportUnreadBody(t *testing.T) {
 // TestStreamTransportTimeout: a slow upstream fails with a timeout within
 // the pool's ReadTimeout and its slack (never before the timeout).
 func TestStreamTransportTimeout(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { time.Sleep(3 * time.Second); _ = c.Close() }()
-		}
-	}()
+	up := startRaw(t, func(string) string { time.Sleep(3 * time.Second); return "" })
 	const timeout = 320 * time.Millisecond
-	hc := streamClient(t, ln.Addr().String(), timeout)
+	hc := streamClient(t, up.ln.Addr().String(), timeout)
 	req, r := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	req.SetRequestURI("http://" + ln.Addr().String() + "/slow")
+	req.SetRequestURI("http://" + up.ln.Addr().String() + "/slow")
 	start := time.Now()
-	err = hc.Do(req, r)
+	err := hc.Do(req, r)
 	d := time.Since(start)
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() {
