@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/keygate/keygate/forwardauth"
+	"github.com/keygate/keygate/internal/httpx"
 )
 
 // fwdState is the forward-auth part of a gateway (DESIGN.md §11): the HTTP
@@ -59,7 +60,8 @@ func (g *gateway) buildForwardAuth(reg prometheus.Registerer) error {
 // serveForwardAuth starts the check listeners with serve (run's helper).
 func (g *gateway) serveForwardAuth(serve func(string, net.Listener, func(net.Listener) error)) {
 	if g.fwd.srv != nil {
-		serve("forward-auth", g.fwd.ln, g.fwd.srv.Serve)
+		// Write deadlines armed coarsely, as on the public listener.
+		serve("forward-auth", httpx.CoarseWrites(g.fwd.ln, g.fwd.srv.WriteTimeout), g.fwd.srv.Serve)
 	}
 	if g.fwd.grpcSrv != nil {
 		serve("forward-auth gRPC", g.fwd.grpcLn, g.fwd.grpcSrv.Serve)

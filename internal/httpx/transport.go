@@ -292,3 +292,45 @@ func coarseDial(dial func(string) (net.Conn, error), slack time.Duration) func(s
 }
 
 var _ fasthttp.RoundTripper = (*streamTransport)(nil)
+
+// CoarseWrites wraps ln so that the write deadlines of its connections are
+// armed with CoarseDeadline (slack writeTimeout/16): a fasthttp server arms
+// one per response, write_timeout from now. Read deadlines pass through (the
+// server alternates two timeouts on them). writeTimeout <= 0: ln as is.
+func CoarseWrites(ln net.Listener, writeTimeout time.Duration) net.Listener {
+	if writeTimeout <= 0 {
+		return ln
+	}
+	return &coarseWriteListener{Listener: ln, slack: writeTimeout / 16}
+}
+
+type coarseWriteListener struct {
+	net.Listener
+	slack time.Duration
+}
+
+func (l *coarseWriteListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &coarseWriteConn{Conn: c, slack: l.slack}, nil
+}
+
+// coarseWriteConn is a server connection whose write deadline is coarse.
+type coarseWriteConn struct {
+	net.Conn
+	slack time.Duration
+	wd    CoarseDeadline // used by the connection's server goroutine only
+}
+
+func (c *coarseWriteConn) SetWriteDeadline(t time.Time) error {
+	return c.wd.Set(t, c.slack, c.Conn.SetWriteDeadline)
+}
+
+func (c *coarseWriteConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}

@@ -272,3 +272,64 @@ func TestCoarseConn(t *testing.T) {
 		})
 	}
 }
+
+// TestCoarseWrites: connections of a CoarseWrites listener carry data both
+// ways, arm write deadlines coarsely (never early: a write past its
+// deadline still fails), and pass read deadlines through exactly.
+func TestCoarseWrites(t *testing.T) {
+	inner, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := CoarseWrites(inner, 160*time.Millisecond)
+	t.Cleanup(func() { _ = ln.Close() })
+	if CoarseWrites(inner, 0) != inner {
+		t.Fatal("no write timeout: the listener must be returned as is")
+	}
+	client, err := net.Dial("tcp4", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = client.Close() }()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	cw, ok := c.(*coarseWriteConn)
+	if !ok {
+		t.Fatalf("accepted %T", c)
+	}
+	now := time.Now()
+	if err := c.SetWriteDeadline(now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	armed := cw.wd.armed
+	if armed.Before(now.Add(time.Second)) || armed.Sub(now.Add(time.Second)) > 10*time.Millisecond {
+		t.Fatalf("armed %v for %v", armed, now.Add(time.Second))
+	}
+	if err := c.SetWriteDeadline(now.Add(time.Second + 5*time.Millisecond)); err != nil || !cw.wd.armed.Equal(armed) {
+		t.Fatalf("re-armed within the slack: %v", cw.wd.armed)
+	}
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("%q, %v", buf, err)
+	}
+	// Read deadlines are exact: a read with nothing to read times out.
+	if err := c.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(buf); err == nil {
+		t.Fatal("read without data did not time out")
+	}
+	// A deadline in the past fails writes at once.
+	if err := c.SetDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("x")); err == nil {
+		t.Fatal("write past its deadline succeeded")
+	}
+}
