@@ -175,19 +175,16 @@ func (f *Server) isTrusted(a netip.Addr) bool {
 }
 
 var (
-	hXFMethod  = []byte("X-Forwarded-Method")
-	hXFHost    = []byte("X-Forwarded-Host")
-	hXFURI     = []byte("X-Forwarded-Uri")
-	hXOMethod  = []byte("X-Original-Method")
-	hXOURI     = []byte("X-Original-URI")
-	hEnvoyRm   = []byte("X-Envoy-Auth-Headers-To-Remove")
-	authzLower = []byte("authorization")
-	emptyValue = []byte{}
-	// The same in fasthttp's canonical form, for PeekCanonical.
-	cXFMethod, cXFHost, cXFURI = hdr.Canonical(string(hXFMethod)), hdr.Canonical(string(hXFHost)), hdr.Canonical(string(hXFURI))
-	cXOMethod, cXOURI          = hdr.Canonical(string(hXOMethod)), hdr.Canonical(string(hXOURI))
-	slash                      = []byte("/")
-	retryAfter1                = "1"
+	hXFMethod   = []byte("X-Forwarded-Method")
+	hXFHost     = []byte("X-Forwarded-Host")
+	hXFURI      = []byte("X-Forwarded-Uri")
+	hXOMethod   = []byte("X-Original-Method")
+	hXOURI      = []byte("X-Original-URI")
+	hEnvoyRm    = []byte("X-Envoy-Auth-Headers-To-Remove")
+	authzLower  = []byte("authorization")
+	emptyValue  = []byte{}
+	slash       = []byte("/")
+	retryAfter1 = "1"
 )
 
 // Errors of the translation itself (all 403: nothing else is allowed).
@@ -200,34 +197,51 @@ var (
 		Message: "malformed or empty original method, host or URI"}
 )
 
+// original is the original request as the check's headers describe it:
+// views of their values, valid while the headers are not changed.
+type original struct {
+	method, host, uri []byte
+}
+
 // mode tells how the check describes its original request, refusing
-// repeated or conflicting descriptions. It allocates nothing.
-func mode(h *fasthttp.RequestHeader) (Mode, error) {
+// repeated or conflicting descriptions, and collects that description in
+// o (one pass over the headers, no lookup per name afterwards). It
+// allocates nothing.
+func mode(h *fasthttp.RequestHeader, o *original) (Mode, error) {
 	var nFU, nFM, nFH, nOU, nOM int
-	for k := range h.All() {
+	var xo original // X-Original-*
+	for k, v := range h.All() {
 		// The five names have five lengths: one comparison per header.
 		switch len(k) {
 		case len(hXFURI):
 			if hdr.EqualFold(k, hXFURI) {
 				nFU++
+				o.uri = v
 			}
 		case len(hXFMethod):
 			if hdr.EqualFold(k, hXFMethod) {
 				nFM++
+				o.method = v
 			}
 		case len(hXFHost):
 			if hdr.EqualFold(k, hXFHost) {
 				nFH++
+				o.host = v
 			}
 		case len(hXOURI):
 			if hdr.EqualFold(k, hXOURI) {
 				nOU++
+				xo.uri = v
 			}
 		case len(hXOMethod):
 			if hdr.EqualFold(k, hXOMethod) {
 				nOM++
+				xo.method = v
 			}
 		}
+	}
+	if nFU == 0 && nOU > 0 {
+		*o = xo // nginx: X-Original-Method and -URI (no host)
 	}
 	switch {
 	case nFU > 1 || nFM > 1 || nFH > 1 || nOU > 1 || nOM > 1, nFU > 0 && nOU > 0:
@@ -244,13 +258,11 @@ func mode(h *fasthttp.RequestHeader) (Mode, error) {
 // request, which the decision then reads as if it had been sent to the
 // proxy. The header values are copied by fasthttp (method, URI and Host
 // are kept in their own buffers).
-func (f *Server) rewrite(h *fasthttp.RequestHeader, m Mode) error {
+func (f *Server) rewrite(h *fasthttp.RequestHeader, m Mode, o *original) error {
 	var method, host, uri []byte
 	switch m {
-	case ModeForwarded:
-		method, host, uri = h.PeekCanonical(cXFMethod), h.PeekCanonical(cXFHost), h.PeekCanonical(cXFURI)
-	case ModeOriginal:
-		method, uri = h.PeekCanonical(cXOMethod), h.PeekCanonical(cXOURI)
+	case ModeForwarded, ModeOriginal:
+		method, host, uri = o.method, o.host, o.uri
 	case ModeEnvoyHTTP:
 		uri = h.RequestURI()
 		if len(f.prefix) > 0 {
@@ -302,12 +314,13 @@ func validToken(b []byte) bool {
 // Handler answers one check on the HTTP listener.
 func (f *Server) Handler(ctx *fasthttp.RequestCtx) {
 	h := &ctx.Request.Header
-	m, err := mode(h)
+	var o original
+	m, err := mode(h, &o)
 	if err == nil && !f.isTrusted(httpx.PeerAddr(ctx)) {
 		err = proxy.ErrUntrustedPeer
 	}
 	if err == nil {
-		err = f.rewrite(h, m)
+		err = f.rewrite(h, m, &o)
 	}
 	var route *proxy.Route
 	var ident *authn.Identity
