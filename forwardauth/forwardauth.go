@@ -203,52 +203,49 @@ type original struct {
 	method, host, uri []byte
 }
 
+// The original-request headers mode counts, by index.
+const (
+	iFU = iota // X-Forwarded-Uri
+	iFM        // X-Forwarded-Method
+	iFH        // X-Forwarded-Host
+	iOU        // X-Original-URI
+	iOM        // X-Original-Method
+	numOrig
+)
+
+var origNames = [numOrig][]byte{iFU: hXFURI, iFM: hXFMethod, iFH: hXFHost, iOU: hXOURI, iOM: hXOMethod}
+
 // mode tells how the check describes its original request, refusing
 // repeated or conflicting descriptions, and collects that description in
-// o (one pass over the headers, no lookup per name afterwards). It
-// allocates nothing.
+// o (one pass over the headers, no lookup per name afterwards). The five
+// names have five lengths: a header is compared with one of them at most.
+// It allocates nothing.
 func mode(h *fasthttp.RequestHeader, o *original) (Mode, error) {
-	var nFU, nFM, nFH, nOU, nOM int
-	var xo original // X-Original-*
-	for k, v := range h.All() {
-		// The five names have five lengths: one comparison per header.
-		switch len(k) {
-		case len(hXFURI):
-			if hdr.EqualFold(k, hXFURI) {
-				nFU++
-				o.uri = v
-			}
-		case len(hXFMethod):
-			if hdr.EqualFold(k, hXFMethod) {
-				nFM++
-				o.method = v
-			}
-		case len(hXFHost):
-			if hdr.EqualFold(k, hXFHost) {
-				nFH++
-				o.host = v
-			}
-		case len(hXOURI):
-			if hdr.EqualFold(k, hXOURI) {
-				nOU++
-				xo.uri = v
-			}
-		case len(hXOMethod):
-			if hdr.EqualFold(k, hXOMethod) {
-				nOM++
-				xo.method = v
+	var n [numOrig]int
+	var v [numOrig][]byte
+	for k, val := range h.All() {
+		for i, name := range origNames {
+			if len(k) == len(name) {
+				if hdr.EqualFold(k, name) {
+					n[i]++
+					v[i] = val
+				}
+				break
 			}
 		}
 	}
-	if nFU == 0 && nOU > 0 {
-		*o = xo // nginx: X-Original-Method and -URI (no host)
+	switch {
+	case n[iFU] > 0:
+		*o = original{method: v[iFM], host: v[iFH], uri: v[iFU]}
+	case n[iOU] > 0:
+		*o = original{method: v[iOM], uri: v[iOU]} // nginx: no host
 	}
 	switch {
-	case nFU > 1 || nFM > 1 || nFH > 1 || nOU > 1 || nOM > 1, nFU > 0 && nOU > 0:
+	case n[iFU] > 1 || n[iFM] > 1 || n[iFH] > 1 || n[iOU] > 1 || n[iOM] > 1, n[iFU] > 0 && n[iOU] > 0:
 		return ModeForwarded, errAmbiguousOriginal
-	case nFU > 0:
+	case n[iFU] > 0:
 		return ModeForwarded, nil
-	case nOU > 0:
+	case n[iOU] > 0:
 		return ModeOriginal, nil
 	}
 	return ModeEnvoyHTTP, nil
