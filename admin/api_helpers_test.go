@@ -22,10 +22,10 @@ import (
 
 	"github.com/keygate/keygate/admin/adminapi"
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/failurelimit"
 	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/authn/password"
 	"github.com/keygate/keygate/authn/principal"
-	"github.com/keygate/keygate/authn/ratelimit"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/configs"
@@ -141,7 +141,7 @@ func newAPIEnv(t *testing.T, o apiEnvOptions) *apiEnv {
 			authn.KindAPIKey: keyauth.NewAuthenticator(raw, keyauth.AuthOptions{Now: clk.Now, Accounts: states}),
 			authn.KindBasic:  password.NewAuthenticator(raw, apiTestHasher, password.AuthOptions{Accounts: states}),
 		},
-		IPLimiter: ratelimit.New(o.perIP, 1000, clk.Now),
+		IPLimiter: failurelimit.New(o.perIP, 1000, clk.Now),
 		Now:       clk.Now,
 	})
 	mustOK(t, err)

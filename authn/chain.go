@@ -59,7 +59,7 @@ type IdentityCache interface {
 }
 
 // FailureLimiter counts authentication attempts that may be guesses, per
-// key (authn/ratelimit). Reserve spends one unit of key's budget when an
+// key (authn/failurelimit). Reserve spends one unit of key's budget when an
 // attempt starts, atomically with the check that one is left (ok false and
 // retryAfter when not, spending nothing), so concurrent attempts never
 // exceed the budget; Release gives the unit reserved at stamp back when the

@@ -15,10 +15,10 @@ import (
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/apikey"
+	"github.com/keygate/keygate/authn/failurelimit"
 	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/authn/password"
 	"github.com/keygate/keygate/authn/principal"
-	"github.com/keygate/keygate/authn/ratelimit"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/boltstore"
@@ -117,7 +117,7 @@ type env struct {
 	cache  *cache.Cache
 	states *principal.AccountStates
 	chain  *authn.Chain
-	ipLim  *ratelimit.Limiter
+	ipLim  *failurelimit.Limiter
 
 	key   *store.APIKey // alice's key "ci"
 	value string        // its value
@@ -160,13 +160,13 @@ func newEnvOn(t testing.TB, clk *clock, raw store.Store, o envOptions) *env {
 		authn.KindAPIKey: keyauth.NewAuthenticator(e.st, keyauth.AuthOptions{Now: clk.Now, Accounts: e.states}),
 		authn.KindBasic:  password.NewAuthenticator(e.st, hasherOnce(), password.AuthOptions{Accounts: e.states}),
 	}
-	e.ipLim = ratelimit.New(o.perIP, 1000, clk.Now)
+	e.ipLim = failurelimit.New(o.perIP, 1000, clk.Now)
 	cfg := authn.ChainConfig{
 		Methods:        o.methods,
 		Cache:          c,
 		Authenticators: auths,
 		IPLimiter:      e.ipLim,
-		UserLimiter:    ratelimit.New(o.perUser, 1000, clk.Now),
+		UserLimiter:    failurelimit.New(o.perUser, 1000, clk.Now),
 		Now:            clk.Now,
 		Registerer:     o.reg,
 		Logger:         o.logger,

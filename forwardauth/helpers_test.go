@@ -16,10 +16,10 @@ import (
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/apikey"
+	"github.com/keygate/keygate/authn/failurelimit"
 	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/authn/password"
 	"github.com/keygate/keygate/authn/principal"
-	"github.com/keygate/keygate/authn/ratelimit"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/proxy"
@@ -93,8 +93,8 @@ func newEnv(t testing.TB, edit func(*configs.Config)) *env {
 			authn.KindBasic:  password.NewAuthenticator(st, hasherOnce(), password.AuthOptions{Accounts: states}),
 			authn.KindAPIKey: keyauth.NewAuthenticator(st, keyauth.AuthOptions{Accounts: states}),
 		},
-		IPLimiter:   ratelimit.New(cfg.Auth.Failures.PerIPPerMinute, 1000, nil),
-		UserLimiter: ratelimit.New(cfg.Auth.Failures.PerUserPerMinute, 1000, nil),
+		IPLimiter:   failurelimit.New(cfg.Auth.Failures.PerIPPerMinute, 1000, nil),
+		UserLimiter: failurelimit.New(cfg.Auth.Failures.PerUserPerMinute, 1000, nil),
 		Registerer:  reg,
 	})
 	must(t, err)

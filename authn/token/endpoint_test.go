@@ -16,8 +16,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/failurelimit"
 	"github.com/keygate/keygate/authn/password"
-	"github.com/keygate/keygate/authn/ratelimit"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/internal/testredis"
 	"github.com/keygate/keygate/store"
@@ -381,7 +381,7 @@ func TestEndpointWithoutRefreshStore(t *testing.T) {
 
 func TestEndpointRateLimit(t *testing.T) {
 	t.Run("ip", func(t *testing.T) {
-		lim := ratelimit.New(3, 100, nil)
+		lim := failurelimit.New(3, 100, nil)
 		f := newFixture(t, func(o *EndpointOptions) { o.IPLimiter = lim })
 		for i := range 3 {
 			f.wantError("failure "+string(rune('1'+i)), f.post(pwForm("mallory", "x")), 400, "invalid_grant")
@@ -397,7 +397,7 @@ func TestEndpointRateLimit(t *testing.T) {
 		f.wantTokens("another IP", f.post(pwForm("alice", alicePW)), true)
 	})
 	t.Run("user", func(t *testing.T) {
-		lim := ratelimit.New(2, 100, nil)
+		lim := failurelimit.New(2, 100, nil)
 		f := newFixture(t, func(o *EndpointOptions) { o.UserLimiter = lim })
 		f.post(pwForm("alice", "x"))
 		f.peer = net.ParseIP("198.51.100.10")
@@ -756,7 +756,7 @@ func TestEndpointClientAuthentication(t *testing.T) {
 // disabled user's right password give their reservation back (not
 // guesses), wrong passwords keep it; the budget counts guesses only.
 func TestEndpointOnlyGuessesSpendTheBudget(t *testing.T) {
-	ipLim, userLim := ratelimit.New(3, 100, nil), ratelimit.New(3, 100, nil)
+	ipLim, userLim := failurelimit.New(3, 100, nil), failurelimit.New(3, 100, nil)
 	f := newFixture(t, func(o *EndpointOptions) { o.IPLimiter, o.UserLimiter = ipLim, userLim })
 	f.env.addUser(t, "dave", "acme", alicePW)
 	st := store.StateDisabled

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keygate/keygate/authn/ratelimit"
+	"github.com/keygate/keygate/authn/failurelimit"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/store"
 )
@@ -125,7 +125,7 @@ func TestWithoutSecrets(t *testing.T) {
 // TestFoldedLimiter: every spelling of a username draws on one budget, and
 // a release under another spelling gives back to it.
 func TestFoldedLimiter(t *testing.T) {
-	f := foldedLimiter{ratelimit.New(3, 100, nil)}
+	f := foldedLimiter{failurelimit.New(3, 100, nil)}
 	var stamps []int64
 	for _, s := range []string{"admin", "ADMIN", "ａｄｍｉｎ"} {
 		stamp, ok, _ := f.Reserve([]byte(s))

@@ -27,10 +27,10 @@ import (
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/failurelimit"
 	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/authn/password"
 	"github.com/keygate/keygate/authn/principal"
-	"github.com/keygate/keygate/authn/ratelimit"
 	"github.com/keygate/keygate/authn/token"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/cache"
@@ -68,8 +68,8 @@ type gateway struct {
 	passwords         *password.Authenticator
 	signer            *token.Signer // nil when bearer is not in auth.methods
 	states            *principal.AccountStates
-	ipLimiter         *ratelimit.Limiter
-	userLimiter       *ratelimit.Limiter
+	ipLimiter         *failurelimit.Limiter
+	userLimiter       *failurelimit.Limiter
 	external          *authz.External // external handler only (its decision cache is invalidated)
 	bg                sync.WaitGroup
 	stopBG            context.CancelFunc
@@ -174,8 +174,8 @@ func (g *gateway) buildChain(ctx context.Context, reg prometheus.Registerer) (*a
 	states := principal.NewAccountStates(g.store, cfg.Cache.TTL.D(), nil)
 	touch := store.NewTouchBatcher(g.store, store.DefaultTouchInterval, g.log.Named("last_used"))
 	g.states = states
-	g.ipLimiter = ratelimit.New(cfg.Auth.Failures.PerIPPerMinute, failureLimiterKeys, nil)
-	g.userLimiter = ratelimit.New(cfg.Auth.Failures.PerUserPerMinute, failureLimiterKeys, nil)
+	g.ipLimiter = failurelimit.New(cfg.Auth.Failures.PerIPPerMinute, failureLimiterKeys, nil)
+	g.userLimiter = failurelimit.New(cfg.Auth.Failures.PerUserPerMinute, failureLimiterKeys, nil)
 	watched := store.WatchThrough(g.store, g.invalidationSubscribers()...)
 	g.bg.Add(2)
 	go func() { defer g.bg.Done(); c.Listen(ctx, watched, g.log.Named("cache")) }()
@@ -205,7 +205,7 @@ func (g *gateway) buildChain(ctx context.Context, reg prometheus.Registerer) (*a
 // ("admin", "ADMIN", "ａｄｍｉｎ"), so the spellings share one budget. It
 // does not embed the limiter: a method added to authn.FailureLimiter must
 // be folded here too, or the build fails (the guard below).
-type foldedLimiter struct{ l *ratelimit.Limiter }
+type foldedLimiter struct{ l *failurelimit.Limiter }
 
 func (f foldedLimiter) Reserve(key []byte) (int64, bool, time.Duration) {
 	return f.l.Reserve(store.FoldUsername(key))

@@ -1,4 +1,4 @@
-// Package ratelimit counts authentication failures per key (a client IP, a
+// Package failurelimit counts authentication failures per key (a client IP, a
 // username) over a sliding one-minute window, so that brute force gets 429
 // with Retry-After (DESIGN.md §9 auth.failures, SECURITY.md "brute force").
 //
@@ -21,7 +21,7 @@
 // the sampled key with the fewest failures is evicted. A flood of
 // distinct keys therefore costs at most maxKeys entries; it can make the
 // limiter forget a key with few failures early, never remember more.
-package ratelimit
+package failurelimit
 
 import (
 	"hash/maphash"

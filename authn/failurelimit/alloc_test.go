@@ -1,6 +1,6 @@
 //go:build !race
 
-package ratelimit
+package failurelimit
 
 import "testing"
 
