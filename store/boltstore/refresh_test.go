@@ -51,3 +51,33 @@ func TestPurgeRefreshTokens(t *testing.T) {
 		t.Errorf("live token after purge: %v", err)
 	}
 }
+
+func TestLimitsConformance(t *testing.T) {
+	storetest.RunLimits(t, func(t *testing.T, now func() time.Time) store.Driver {
+		return open(t, filepath.Join(t.TempDir(), "kg.db"), now)
+	})
+}
+
+// TestQuotaSurvivesRestart: quota usage is in the file, not in memory.
+func TestQuotaSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kg.db")
+	s := open(t, path, nil)
+	c := store.QuotaCounter(store.ScopeKey, "k1", time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC))
+	if _, _, err := s.LeaseQuota(ctx, c, 7, 10, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLimits(ctx, &store.Limits{Scope: store.ScopeKey, ID: "k1", Quota: &store.Quota{Requests: 10, Per: store.QuotaDay}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, path, nil)
+	if u, err := s.QuotaUsed(ctx, c); err != nil || u != 7 {
+		t.Fatalf("after restart used = %d, %v; want 7", u, err)
+	}
+	if l, err := s.GetLimits(ctx, store.ScopeKey, "k1"); err != nil || l.Quota == nil || l.Quota.Requests != 10 {
+		t.Fatalf("after restart limits = %+v, %v", l, err)
+	}
+}

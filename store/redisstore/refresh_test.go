@@ -53,3 +53,10 @@ func TestRefreshKeysExpire(t *testing.T) {
 		}
 	}
 }
+
+func TestLimitsConformance(t *testing.T) {
+	srv := testredis.Start(t)
+	storetest.RunLimits(t, func(t *testing.T, now func() time.Time) store.Driver {
+		return newTestStore(t, []string{srv.Addr()}, now, 0)
+	})
+}
