@@ -23,6 +23,7 @@ type Config struct {
 	Authorization   Authorization `yaml:"authorization"`
 	ForwardAuth     ForwardAuth   `yaml:"forward_auth"`
 	Log             Log           `yaml:"log"`
+	RateLimits      RateLimits    `yaml:"rate_limits"`
 	Routes          []Route       `yaml:"routes"`
 
 	UpstreamCredentials UpstreamCredentials `yaml:"upstream_credentials"`
@@ -244,6 +245,10 @@ type Route struct {
 	// instead of the client's Authorization (DESIGN.md §12): the caller's
 	// account's, else account admin's.
 	UpstreamCredential string `yaml:"upstream_credential"`
+	// RateLimit names a rate_limits.policies entry applied to every caller
+	// of the route (per API key, per user, or per client address when
+	// anonymous); "": none.
+	RateLimit string `yaml:"rate_limit"`
 }
 
 // Route auth modes.

@@ -77,6 +77,7 @@ var (
 	byteSizeType = reflect.TypeFor[ByteSize]()
 	stringsType  = reflect.TypeFor[[]string]()
 	routesType   = reflect.TypeFor[[]Route]()
+	policiesType = reflect.TypeFor[[]RatePolicy]()
 )
 
 // envFields maps every KEYGATE_<PATH> name to its field. It is derived once
@@ -202,6 +203,12 @@ func setFromEnv(v reflect.Value, value string) error {
 			return err
 		}
 		v.Set(reflect.ValueOf(routes))
+	case t == policiesType:
+		pols, err := decodeList[RatePolicy](value, "rate-limit policies")
+		if err != nil {
+			return err
+		}
+		v.Set(reflect.ValueOf(pols))
 	default:
 		switch t.Kind() {
 		case reflect.String:
@@ -255,6 +262,17 @@ func splitList(s string) []string {
 
 // decodeRoutes reads KEYGATE_ROUTES: a YAML (or JSON) list of routes, decoded
 // as strictly as the file.
+// decodeList reads a YAML or JSON list of T strictly.
+func decodeList[T any](value, what string) ([]T, error) {
+	dec := yaml.NewDecoder(bytes.NewReader([]byte(value)))
+	dec.KnownFields(true)
+	var out []T
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("want a YAML or JSON list of %s: %s", what, yamlErrorText(err))
+	}
+	return out, nil
+}
+
 func decodeRoutes(value string) ([]Route, error) {
 	dec := yaml.NewDecoder(bytes.NewReader([]byte(value)))
 	dec.KnownFields(true)

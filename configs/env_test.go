@@ -200,7 +200,7 @@ func TestEnvNamesCoverEveryKey(t *testing.T) {
 		f := envFields()[name]
 		c := Default()
 		v := reflect.ValueOf(c).Elem().FieldByIndex(f.index)
-		sample := map[reflect.Type]string{durationType: "7s", byteSizeType: "7KiB", stringsType: "a,b", routesType: "[]"}[v.Type()]
+		sample := map[reflect.Type]string{durationType: "7s", byteSizeType: "7KiB", stringsType: "a,b", routesType: "[]", policiesType: `[{name: p, requests: 1, per: 1s}]`}[v.Type()]
 		if sample == "" {
 			sample = map[reflect.Kind]string{reflect.String: "sample", reflect.Bool: "true", reflect.Int: "7", reflect.Int64: "7"}[v.Kind()]
 		}

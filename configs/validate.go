@@ -140,6 +140,7 @@ func (c *Config) Validate() error {
 	p.nonNegative("cache.negative_ttl", c.Cache.NegativeTTL)
 
 	p.auth(&c.Auth)
+	p.rateLimits(c)
 
 	p.nonNegative("api_keys.max_lifetime", c.APIKeys.MaxLifetime)
 	p.positive("api_keys.retention", c.APIKeys.Retention)
