@@ -1,0 +1,517 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/httpx"
+	"github.com/keygate/keygate/store"
+)
+
+// Errors answered when a limit is reached (429 with Retry-After).
+var (
+	ErrRateLimited   = &httpx.Error{Status: fasthttp.StatusTooManyRequests, Code: "rate_limited", Message: "rate limit exceeded; retry later"}
+	ErrQuotaExceeded = &httpx.Error{Status: fasthttp.StatusTooManyRequests, Code: "quota_exceeded", Message: "quota exceeded for this period"}
+)
+
+// Scopes, as metric labels.
+const (
+	scopeKey = iota
+	scopeUser
+	scopeAccount
+	scopeRoute
+	nScopes
+)
+
+var scopeNames = [nScopes]string{"key", "user", "account", "route"}
+
+// Options configure a Limiter.
+type Options struct {
+	Config configs.RateLimits
+	// Store holds assignments and quota counters (both drivers).
+	Store store.LimitStore
+	// Leaser, when set (Redis), shares rate budgets across instances;
+	// nil: every bucket is in process (bolt, one instance).
+	Leaser store.RateLeaser
+	// Timeout bounds each store call on the request path (default 100ms).
+	Timeout    time.Duration
+	Registerer prometheus.Registerer
+	Logger     *zap.Logger
+}
+
+// Limiter enforces the policies and quotas. It is safe for concurrent use.
+type Limiter struct {
+	policies  map[string]*Policy
+	instances int
+	ls        store.LimitStore
+	lz        *leaser
+	timeout   time.Duration
+	log       *zap.Logger
+
+	table  atomic.Pointer[table]
+	reload chan struct{}
+
+	seed   maphash.Seed
+	shards [routeShards]routeShard
+
+	limited   [nScopes + 1]prometheus.Counter // + quota
+	storeErrs prometheus.Counter
+}
+
+// table is the assignment of policies and quotas, swapped whole on reload
+// (readers never lock).
+type table struct {
+	scopes [3]map[string]*entry // key, user, account
+}
+
+type entry struct {
+	rate  *bucket
+	quota *quota
+	q     store.Quota
+}
+
+const (
+	routeShards    = 32
+	routeShardKeys = 4096 // buckets per shard before idle ones are dropped
+)
+
+type routeKey struct {
+	route *Route
+	key   string // API key id, or
+	user  string // username, or
+	addr  netip.Addr
+}
+
+type routeShard struct {
+	mu sync.Mutex
+	m  map[routeKey]*bucket
+	_  [40]byte
+}
+
+// Route is a route's default policy (routes[].rate_limit), applied to each
+// caller of the route separately.
+type Route struct {
+	name string
+	pol  *Policy
+}
+
+// New compiles the policies. Call Reload (or Run) to load assignments.
+func New(opts Options) (*Limiter, error) {
+	l := &Limiter{
+		policies:  make(map[string]*Policy, len(opts.Config.Policies)),
+		instances: max(opts.Config.Instances, 1),
+		ls:        opts.Store,
+		timeout:   opts.Timeout,
+		log:       opts.Logger,
+		reload:    make(chan struct{}, 1),
+		seed:      maphash.MakeSeed(),
+	}
+	if l.timeout <= 0 {
+		l.timeout = 100 * time.Millisecond
+	}
+	if l.log == nil {
+		l.log = zap.NewNop()
+	}
+	for _, c := range opts.Config.Policies {
+		l.policies[c.Name] = Compile(c, l.instances)
+	}
+	limited := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keygate_rate_limited_total",
+		Help: "Requests refused with 429 by a rate limit (scope key, user, account, route) or a quota (scope quota).",
+	}, []string{"scope"})
+	for i, s := range scopeNames {
+		l.limited[i] = limited.WithLabelValues(s)
+	}
+	l.limited[nScopes] = limited.WithLabelValues("quota")
+	l.storeErrs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "keygate_rate_limit_store_errors_total",
+		Help: "Rate-limit leases and quota reads that failed; the instance enforced its own share meanwhile.",
+	})
+	if opts.Leaser != nil {
+		l.lz = &leaser{s: opts.Leaser, timeout: l.timeout, errs: l.storeErrs.Inc}
+	}
+	if opts.Registerer != nil {
+		cs := []prometheus.Collector{limited, l.storeErrs}
+		for i, s := range []store.LimitScope{store.ScopeKey, store.ScopeUser, store.ScopeAccount} {
+			cs = append(cs,
+				prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+					Name: "keygate_quotas", Help: "Quotas assigned, by scope.", ConstLabels: prometheus.Labels{"scope": string(s)},
+				}, func() float64 { return float64(l.countQuotas(i, false)) }),
+				prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+					Name: "keygate_quotas_exhausted", Help: "Quotas spent for their current period (known to this instance), by scope.", ConstLabels: prometheus.Labels{"scope": string(s)},
+				}, func() float64 { return float64(l.countQuotas(i, true)) }))
+		}
+		for _, c := range cs {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("ratelimit: metrics: %w", err)
+			}
+		}
+	}
+	for i := range l.shards {
+		l.shards[i].m = make(map[routeKey]*bucket)
+	}
+	l.table.Store(&table{scopes: [3]map[string]*entry{{}, {}, {}}})
+	return l, nil
+}
+
+func (l *Limiter) countQuotas(scope int, exhausted bool) int {
+	now := time.Now().UnixNano()
+	n := 0
+	for _, e := range l.table.Load().scopes[scope] {
+		if e.quota != nil && (!exhausted || e.quota.exhausted(now)) {
+			n++
+		}
+	}
+	return n
+}
+
+// Policy returns the policy called name, or nil.
+func (l *Limiter) Policy(name string) *Policy {
+	if l == nil {
+		return nil
+	}
+	return l.policies[name]
+}
+
+// Route returns the handle of a route whose default policy is name ("" or
+// unknown: nil, no route limit).
+func (l *Limiter) Route(routeName, policy string) *Route {
+	p := l.Policy(policy)
+	if p == nil {
+		return nil
+	}
+	return &Route{name: routeName, pol: p}
+}
+
+// Invalidate schedules a reload of the assignments (a store.Subscriber).
+func (l *Limiter) Invalidate(store.Invalidation) {
+	select {
+	case l.reload <- struct{}{}:
+	default:
+	}
+}
+
+// Subscriber is the Limiter's place in the invalidation fan-out.
+func (l *Limiter) Subscriber() store.Subscriber {
+	return store.Subscriber{Name: "rate-limit assignments", Apply: l.Invalidate, Reset: func() { l.Invalidate(store.Invalidation{}) }}
+}
+
+// Reload reads every assignment from the store and swaps the table. Buckets
+// and quotas whose assignment is unchanged keep their state.
+func (l *Limiter) Reload(ctx context.Context) error {
+	if l.ls == nil {
+		return nil
+	}
+	list, err := l.ls.ListLimits(ctx)
+	if err != nil {
+		return fmt.Errorf("ratelimit: load assignments: %w", err)
+	}
+	old := l.table.Load()
+	nt := &table{scopes: [3]map[string]*entry{{}, {}, {}}}
+	for _, a := range list {
+		si := scopeIndex(a.Scope)
+		if si < 0 {
+			continue
+		}
+		prev := old.scopes[si][a.ID]
+		e := &entry{}
+		if p := l.policies[a.RateLimit]; p != nil {
+			if prev != nil && prev.rate != nil && prev.rate.pol == p {
+				e.rate = prev.rate
+			} else {
+				e.rate = &bucket{pol: p, id: p.Name + ":" + string(a.Scope) + ":" + a.ID}
+			}
+		} else if a.RateLimit != "" {
+			l.log.Warn("ratelimit: assignment names an unknown policy; ignored",
+				zap.String("scope", string(a.Scope)), zap.String("id", a.ID), zap.String("policy", a.RateLimit))
+		}
+		if a.Quota != nil {
+			e.q = *a.Quota
+			if prev != nil && prev.quota != nil && prev.q == e.q {
+				e.quota = prev.quota
+			} else {
+				e.quota = newQuota(a.Scope, a.ID, e.q, l.instances)
+			}
+		}
+		if e.rate != nil || e.quota != nil {
+			nt.scopes[si][a.ID] = e
+		}
+	}
+	l.table.Store(nt)
+	return nil
+}
+
+func scopeIndex(s store.LimitScope) int {
+	switch s {
+	case store.ScopeKey:
+		return scopeKey
+	case store.ScopeUser:
+		return scopeUser
+	case store.ScopeAccount:
+		return scopeAccount
+	}
+	return -1
+}
+
+// Run reloads the assignments when told (Invalidate) and every 30 s, and
+// gives back leased units that sat unused, until ctx ends; then it gives
+// back every leased unit.
+func (l *Limiter) Run(ctx context.Context) {
+	reload := time.NewTicker(30 * time.Second)
+	sweep := time.NewTicker(leaseTTL)
+	defer reload.Stop()
+	defer sweep.Stop()
+	do := func() {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := l.Reload(rctx); err != nil && !errors.Is(err, context.Canceled) {
+			l.log.Warn("ratelimit: reload failed; keeping the last assignments", zap.Error(err))
+		}
+	}
+	do()
+	for {
+		select {
+		case <-ctx.Done():
+			l.Close()
+			return
+		case <-l.reload:
+			do()
+		case <-reload.C:
+			do()
+		case <-sweep.C:
+			l.sweep(time.Now().UnixNano())
+		}
+	}
+}
+
+func (l *Limiter) sweep(now int64) {
+	t := l.table.Load()
+	for _, m := range t.scopes {
+		for _, e := range m {
+			if e.rate != nil {
+				e.rate.sweep(l.lz, now)
+			}
+			if e.quota != nil {
+				e.quota.sweep(l.ls, l.timeout, now)
+			}
+		}
+	}
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.Lock()
+		for k, b := range sh.m {
+			if b.sweep(l.lz, now) {
+				delete(sh.m, k)
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// Close gives back every leased unit (shutdown). The Limiter stays usable.
+func (l *Limiter) Close() {
+	t := l.table.Load()
+	for _, m := range t.scopes {
+		for _, e := range m {
+			if e.rate != nil {
+				e.rate.returnAll(l.lz)
+			}
+			if e.quota != nil {
+				e.quota.mu.Lock()
+				e.quota.giveBack(l.ls, l.timeout)
+				e.quota.mu.Unlock()
+			}
+		}
+	}
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.Lock()
+		for _, b := range sh.m {
+			b.returnAll(l.lz)
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// routeBucket returns the bucket of one caller on route rt.
+func (l *Limiter) routeBucket(rt *Route, id *authn.Identity, addr netip.Addr) *bucket {
+	k := routeKey{route: rt}
+	var h uint64
+	switch {
+	case id != nil && id.KeyID != "":
+		k.key = id.KeyID
+		h = maphash.String(l.seed, k.key)
+	case id != nil && id.Username != "":
+		k.user = id.Username
+		h = maphash.String(l.seed, k.user)
+	default:
+		k.addr = addr
+		h = maphash.Comparable(l.seed, addr)
+	}
+	sh := &l.shards[h%routeShards]
+	sh.mu.Lock()
+	b := sh.m[k]
+	if b == nil {
+		if len(sh.m) >= routeShardKeys {
+			now := time.Now().UnixNano()
+			for kk, bb := range sh.m {
+				if bb.sweep(nil, now) || len(sh.m) >= routeShardKeys {
+					delete(sh.m, kk)
+				}
+				if len(sh.m) < routeShardKeys*3/4 {
+					break
+				}
+			}
+		}
+		b = &bucket{pol: rt.pol, id: rt.pol.Name + ":route:" + rt.name + ":" + subject(k)}
+		sh.m[k] = b
+	}
+	sh.mu.Unlock()
+	return b
+}
+
+func subject(k routeKey) string {
+	switch {
+	case k.key != "":
+		return "key:" + k.key
+	case k.user != "":
+		return "user:" + k.user
+	}
+	return "addr:" + k.addr.String()
+}
+
+// taken is one admitted unit, kept until every scope has decided.
+type taken struct {
+	b *bucket
+	q *quota
+	r result
+}
+
+var (
+	hdrPolicy    = []byte("RateLimit-Policy")
+	hdrRateLimit = []byte("RateLimit")
+)
+
+// Limit admits or refuses one request of id (nil: anonymous, from addr) on
+// route rt (nil: no route policy) at now, which the request has already
+// read. Every policy and quota that applies is enforced; all must admit, and
+// when one refuses, the units the others took go back, so a refused request
+// spends nothing. The RateLimit-Policy and RateLimit headers describe the
+// tightest of them (the fewest remaining); a refusal returns ErrRateLimited
+// or ErrQuotaExceeded with Retry-After set on h. Nothing applies: nil, no
+// header. An admitted request allocates nothing.
+func (l *Limiter) Limit(h *fasthttp.ResponseHeader, rt *Route, id *authn.Identity, addr netip.Addr, now time.Time) error {
+	if l == nil {
+		return nil
+	}
+	var (
+		got   [7]taken
+		n     int
+		ns    = now.UnixNano()
+		t     = l.table.Load()
+		best  = -1
+		refus = -1
+		fail  result
+		scope int
+	)
+	try := func(b *bucket, q *quota, sc int) bool {
+		var r result
+		if b != nil {
+			r = b.take(l.lz, ns)
+		} else {
+			r = q.take(l.ls, l.timeout, ns)
+		}
+		if !r.ok {
+			fail, scope = r, sc
+			if q != nil {
+				scope = nScopes
+			}
+			refus = n
+			got[n] = taken{b: b, q: q, r: r}
+			return false
+		}
+		got[n] = taken{b: b, q: q, r: r}
+		if best < 0 || r.remaining < got[best].r.remaining {
+			best = n
+		}
+		n++
+		return true
+	}
+	ok := true
+	if rt != nil {
+		ok = try(l.routeBucket(rt, id, addr), nil, scopeRoute)
+	}
+	if id != nil {
+		ids := [3]string{id.KeyID, id.Username, id.Account}
+		// Rates first (cheap, local), then quotas (counted in the store).
+		for si := 0; ok && si < 3; si++ {
+			if ids[si] == "" {
+				continue
+			}
+			if e := t.scopes[si][ids[si]]; e != nil && e.rate != nil {
+				ok = try(e.rate, nil, si)
+			}
+		}
+		for si := 0; ok && si < 3; si++ {
+			if ids[si] == "" {
+				continue
+			}
+			if e := t.scopes[si][ids[si]]; e != nil && e.quota != nil {
+				ok = try(nil, e.quota, si)
+			}
+		}
+	}
+	if !ok {
+		for i := range n {
+			if got[i].b != nil {
+				got[i].b.give(l.lz, got[i].r)
+			} else {
+				got[i].q.give(got[i].r)
+			}
+		}
+		l.limited[scope].Inc()
+		l.setHeaders(h, got[refus], 0, fail.reset)
+		httpx.SetRetryAfter(h, time.Duration(fail.retry))
+		if got[refus].q != nil {
+			return ErrQuotaExceeded
+		}
+		return ErrRateLimited
+	}
+	if best >= 0 {
+		l.setHeaders(h, got[best], got[best].r.remaining, got[best].r.reset)
+	}
+	return nil
+}
+
+// setHeaders writes RateLimit-Policy and RateLimit for one policy:
+// "name";q=Q;w=W and "name";r=R;t=T (draft-ietf-httpapi-ratelimit-headers).
+func (l *Limiter) setHeaders(h *fasthttp.ResponseHeader, t taken, remaining, reset int64) {
+	head, item := t.q.headerItems(t.b)
+	h.SetBytesKV(hdrPolicy, head)
+	var buf [128]byte
+	v := append(buf[:0], item...)
+	v = strconv.AppendInt(v, max(remaining, 0), 10)
+	v = append(v, ";t="...)
+	v = strconv.AppendInt(v, (max(reset, 0)+int64(time.Second)-1)/int64(time.Second), 10)
+	h.SetBytesKV(hdrRateLimit, v)
+}
+
+func (q *quota) headerItems(b *bucket) (head, item []byte) {
+	if b != nil {
+		return b.pol.header, b.pol.item
+	}
+	return q.header, q.item
+}

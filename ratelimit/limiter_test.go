@@ -1,0 +1,339 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/valyala/fasthttp"
+
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/testredis"
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/store/boltstore"
+	"github.com/keygate/keygate/store/redisstore"
+)
+
+var testPolicies = []configs.RatePolicy{
+	{Name: "tight", Requests: 3, Per: configs.Duration(time.Minute)},
+	{Name: "loose", Requests: 100, Per: configs.Duration(time.Minute)},
+	{Name: "fast", Requests: 200, Per: configs.Duration(time.Second), Burst: 200},
+}
+
+func boltStore(t testing.TB, path string) *boltstore.Store {
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "kg.db")
+	}
+	s, err := boltstore.Open(path, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func redisStore(t testing.TB, addr, prefix string) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.New(configs.Redis{Addrs: []string{addr}, KeyPrefix: prefix, Timeout: configs.Duration(200 * time.Millisecond)}, redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func newLimiter(t testing.TB, ls store.LimitStore, lz store.RateLeaser, instances int, reg prometheus.Registerer, assign ...store.Limits) *Limiter {
+	t.Helper()
+	ctx := context.Background()
+	for i := range assign {
+		if err := ls.SetLimits(ctx, &assign[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := New(Options{Config: configs.RateLimits{Policies: testPolicies, Instances: instances}, Store: ls, Leaser: lz, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func keyIdent(key, user, account string) *authn.Identity {
+	return &authn.Identity{Username: user, Account: account, KeyID: key, Method: authn.MethodAPIKey}
+}
+
+var t0 = time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+
+// TestScopes: a user's limit is shared by the user's keys, an account's by
+// its users; every applicable limit is enforced; a refused request spends
+// nothing; the headers name the tightest limit.
+func TestScopes(t *testing.T) {
+	tests := []struct {
+		name   string
+		assign []store.Limits
+		route  string
+		calls  []*authn.Identity
+		want   []string // "" admitted, else the error code
+		hdr    string   // RateLimit-Policy of the first call
+	}{
+		{
+			name:   "user limit shared by two keys",
+			assign: []store.Limits{{Scope: store.ScopeUser, ID: "alice", RateLimit: "tight"}},
+			calls:  []*authn.Identity{keyIdent("k1", "alice", "acme"), keyIdent("k2", "alice", "acme"), keyIdent("k1", "alice", "acme"), keyIdent("k2", "alice", "acme"), keyIdent("k3", "bob", "acme")},
+			want:   []string{"", "", "", "rate_limited", ""},
+			hdr:    `"tight";q=3;w=60`,
+		},
+		{
+			name:   "account limit shared by its users",
+			assign: []store.Limits{{Scope: store.ScopeAccount, ID: "acme", RateLimit: "tight"}},
+			calls:  []*authn.Identity{keyIdent("k1", "alice", "acme"), keyIdent("", "bob", "acme"), keyIdent("k3", "carol", "acme"), keyIdent("k4", "dave", "acme"), keyIdent("k5", "erin", "other")},
+			want:   []string{"", "", "", "rate_limited", ""},
+			hdr:    `"tight";q=3;w=60`,
+		},
+		{
+			name: "tightest reported, refusal by one spends nothing in the others",
+			assign: []store.Limits{
+				{Scope: store.ScopeKey, ID: "k1", RateLimit: "loose"},
+				{Scope: store.ScopeUser, ID: "alice", RateLimit: "tight"},
+			},
+			calls: []*authn.Identity{keyIdent("k1", "alice", "a"), keyIdent("k1", "alice", "a"), keyIdent("k1", "alice", "a"), keyIdent("k1", "alice", "a"), keyIdent("k1", "alice", "a")},
+			want:  []string{"", "", "", "rate_limited", "rate_limited"},
+			hdr:   `"tight";q=3;w=60`,
+		},
+		{
+			name:  "route default per caller",
+			route: "tight",
+			calls: []*authn.Identity{keyIdent("k1", "alice", "a"), keyIdent("k1", "alice", "a"), keyIdent("k1", "alice", "a"), keyIdent("k1", "alice", "a"), keyIdent("k2", "alice", "a"), nil},
+			want:  []string{"", "", "", "rate_limited", "", ""},
+			hdr:   `"tight";q=3;w=60`,
+		},
+		{
+			name:   "quota",
+			assign: []store.Limits{{Scope: store.ScopeKey, ID: "k1", Quota: &store.Quota{Requests: 2, Per: store.QuotaDay}}},
+			calls:  []*authn.Identity{keyIdent("k1", "alice", "a"), keyIdent("k1", "alice", "a"), keyIdent("k1", "alice", "a"), keyIdent("k2", "alice", "a")},
+			want:   []string{"", "", "quota_exceeded", ""},
+			hdr:    `"quota-day";q=2;w=86400`,
+		},
+		{
+			name:  "nothing applies: no headers",
+			calls: []*authn.Identity{keyIdent("k1", "alice", "a")},
+			want:  []string{""},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			l := newLimiter(t, boltStore(t, ""), nil, 1, reg, tc.assign...)
+			rt := l.Route("api", tc.route)
+			addr := netip.MustParseAddr("192.0.2.1")
+			for i, id := range tc.calls {
+				var h fasthttp.ResponseHeader
+				err := l.Limit(&h, rt, id, addr, t0.Add(time.Duration(i)*time.Millisecond))
+				code := ""
+				var he interface{ Error() string }
+				if err != nil {
+					he = err
+					code = map[error]string{ErrRateLimited: "rate_limited", ErrQuotaExceeded: "quota_exceeded"}[err]
+					if code == "" {
+						t.Fatalf("call %d: %v", i, he)
+					}
+					if len(h.Peek("Retry-After")) == 0 {
+						t.Errorf("call %d: 429 without Retry-After", i)
+					}
+				}
+				if code != tc.want[i] {
+					t.Fatalf("call %d (%+v): %q; want %q", i, id, code, tc.want[i])
+				}
+				if i == 0 {
+					if got := string(h.Peek("RateLimit-Policy")); got != tc.hdr {
+						t.Errorf("RateLimit-Policy = %q; want %q", got, tc.hdr)
+					}
+					if tc.hdr != "" && !strings.Contains(string(h.Peek("RateLimit")), ";r=") {
+						t.Errorf("RateLimit = %q", h.Peek("RateLimit"))
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestHeaderSyntax: the RateLimit field is "name";r=R;t=T with the tightest
+// remaining count.
+func TestHeaderSyntax(t *testing.T) {
+	l := newLimiter(t, boltStore(t, ""), nil, 1, nil, store.Limits{Scope: store.ScopeKey, ID: "k1", RateLimit: "tight"})
+	id := keyIdent("k1", "alice", "a")
+	var h fasthttp.ResponseHeader
+	if err := l.Limit(&h, nil, id, netip.Addr{}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(h.Peek("RateLimit")); got != `"tight";r=2;t=20` {
+		t.Fatalf("RateLimit = %q", got)
+	}
+	_ = l.Limit(&h, nil, id, netip.Addr{}, t0)
+	_ = l.Limit(&h, nil, id, netip.Addr{}, t0)
+	h.Reset()
+	err := l.Limit(&h, nil, id, netip.Addr{}, t0)
+	if !errors.Is(err, ErrRateLimited) || string(h.Peek("Retry-After")) != "20" || string(h.Peek("RateLimit")) != `"tight";r=0;t=60` {
+		t.Fatalf("refusal: %v Retry-After=%q RateLimit=%q", err, h.Peek("Retry-After"), h.Peek("RateLimit"))
+	}
+}
+
+// TestQuotaSurvivesRestart: quota usage is in the store; a new Limiter (a
+// restarted keygate) on the same store sees it, on both drivers.
+func TestQuotaSurvivesRestart(t *testing.T) {
+	srv := testredis.Start(t)
+	path := filepath.Join(t.TempDir(), "kg.db")
+	drivers := map[string]func(t *testing.T, restart bool) store.LimitStore{
+		"bolt": func(t *testing.T, restart bool) store.LimitStore {
+			if restart {
+				return boltStore(t, path)
+			}
+			s := boltStore(t, path)
+			return s
+		},
+		"redis": func(t *testing.T, _ bool) store.LimitStore { return redisStore(t, srv.Addr(), "kgq:") },
+	}
+	for name, open := range drivers {
+		t.Run(name, func(t *testing.T) {
+			ls := open(t, false)
+			l := newLimiter(t, ls, nil, 1, nil, store.Limits{Scope: store.ScopeKey, ID: "k1", Quota: &store.Quota{Requests: 5, Per: store.QuotaMonth}})
+			id := keyIdent("k1", "alice", "a")
+			for i := range 3 {
+				if err := l.Limit(&fasthttp.ResponseHeader{}, nil, id, netip.Addr{}, time.Now()); err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+			}
+			l.Close() // graceful stop: leased units go back
+			if c, ok := ls.(interface{ Close() error }); ok && name == "bolt" {
+				_ = c.Close()
+			}
+			ls = open(t, true)
+			st, err := QuotaStatus(context.Background(), ls, store.ScopeKey, "k1", &store.Quota{Requests: 5, Per: store.QuotaMonth}, time.Now())
+			if err != nil || st.Used != 3 || st.Remaining != 2 {
+				t.Fatalf("status after restart = %+v, %v; want used 3", st, err)
+			}
+			l2 := newLimiter(t, ls, nil, 1, nil)
+			admitted := 0
+			for range 5 {
+				if l2.Limit(&fasthttp.ResponseHeader{}, nil, id, netip.Addr{}, time.Now()) == nil {
+					admitted++
+				}
+			}
+			if admitted != 2 {
+				t.Fatalf("after restart admitted %d; want the 2 left", admitted)
+			}
+		})
+	}
+}
+
+// TestSharedAcrossInstances: two limiters on one Redis hammer one key for a
+// fixed period; together they admit no more than the stated bound and at
+// least 90% of the limit.
+func TestSharedAcrossInstances(t *testing.T) {
+	srv := testredis.Start(t)
+	p := Compile(testPolicies[2], 2) // 200/s, burst 200
+	const period = 2 * time.Second
+	var ls [2]*Limiter
+	for i := range ls {
+		s := redisStore(t, srv.Addr(), "kgs:")
+		ls[i] = newLimiter(t, s, s, 2, nil)
+	}
+	if err := ls[0].ls.SetLimits(context.Background(), &store.Limits{Scope: store.ScopeKey, ID: "k1", RateLimit: "fast"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ls {
+		if err := l.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := keyIdent("k1", "alice", "a")
+	var admitted atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			l := ls[i%2]
+			var h fasthttp.ResponseHeader
+			for time.Since(start) < period {
+				if l.Limit(&h, nil, id, netip.Addr{}, time.Now()) == nil {
+					admitted.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	limit := float64(p.Burst) + elapsed.Seconds()*float64(p.Requests)
+	bound := limit + float64(2*p.lease) // stated: burst + T/interval + instances*lease
+	got := float64(admitted.Load())
+	t.Logf("admitted %v in %v; limit %.0f, bound %.0f (lease %d): %.2f%% of the limit", got, elapsed, limit, bound, p.lease, 100*got/limit)
+	if got > bound || got < 0.9*limit {
+		t.Fatalf("admitted %v; want in [%.0f, %.0f]", got, 0.9*limit, bound)
+	}
+}
+
+// TestStoreOutage: Redis stopped mid-run: each instance keeps enforcing its
+// share (1/instances), never unlimited, never refusing everyone.
+func TestStoreOutage(t *testing.T) {
+	srv := testredis.Start(t)
+	s := redisStore(t, srv.Addr(), "kgo:")
+	reg := prometheus.NewRegistry()
+	l := newLimiter(t, s, s, 2, reg, store.Limits{Scope: store.ScopeKey, ID: "k1", RateLimit: "loose"},
+		store.Limits{Scope: store.ScopeUser, ID: "alice", Quota: &store.Quota{Requests: 1000, Per: store.QuotaDay}})
+	id := keyIdent("k1", "alice", "a")
+	if err := l.Limit(&fasthttp.ResponseHeader{}, nil, id, netip.Addr{}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	admitted := 0
+	for range 300 {
+		if l.Limit(&fasthttp.ResponseHeader{}, nil, id, netip.Addr{}, time.Now()) == nil {
+			admitted++
+		}
+	}
+	// loose is 100/min; lease units on hand plus the outage share of 50.
+	if admitted < 40 || admitted > 100 {
+		t.Fatalf("admitted %d of 300 during the outage; want about the instance's share (50)", admitted)
+	}
+	if testutil.ToFloat64(l.storeErrs) == 0 {
+		t.Fatal("store errors not counted")
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	l := newLimiter(t, boltStore(t, ""), nil, 1, reg, store.Limits{Scope: store.ScopeUser, ID: "alice", RateLimit: "tight", Quota: &store.Quota{Requests: 1, Per: store.QuotaDay}})
+	id := keyIdent("k1", "alice", "a")
+	for range 3 {
+		_ = l.Limit(&fasthttp.ResponseHeader{}, nil, id, netip.Addr{}, t0)
+	}
+	want := `
+# HELP keygate_rate_limited_total Requests refused with 429 by a rate limit (scope key, user, account, route) or a quota (scope quota).
+# TYPE keygate_rate_limited_total counter
+keygate_rate_limited_total{scope="account"} 0
+keygate_rate_limited_total{scope="key"} 0
+keygate_rate_limited_total{scope="quota"} 2
+keygate_rate_limited_total{scope="route"} 0
+keygate_rate_limited_total{scope="user"} 0
+# HELP keygate_quotas Quotas assigned, by scope.
+# TYPE keygate_quotas gauge
+keygate_quotas{scope="account"} 0
+keygate_quotas{scope="key"} 0
+keygate_quotas{scope="user"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "keygate_rate_limited_total", "keygate_quotas"); err != nil {
+		t.Fatal(err)
+	}
+}
