@@ -13,6 +13,7 @@ import (
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/internal/httpx"
+	"github.com/keygate/keygate/ratelimit"
 )
 
 // Request bodies (issue 13 item 2, 12). fasthttp streams request bodies
@@ -87,6 +88,7 @@ type reqState struct {
 	rbuf     []byte // small upstream response bodies (reused)
 	// upStart is when the request was sent upstream (zero: it was not).
 	upStart time.Time
+	rl      ratelimit.Decision
 }
 
 func (r *reqState) resetState() {

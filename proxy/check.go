@@ -37,6 +37,8 @@ func (p *Proxy) Check(ctx *fasthttp.RequestCtx) (*Route, *authn.Identity, error)
 	}
 	if err != nil {
 		p.challenge(ctx, err)
+	} else {
+		s.rl.Set(&ctx.Response.Header) // RateLimit headers of an allowed check
 	}
 	s.route, s.ident = nil, nil
 	p.pool.Put(s)

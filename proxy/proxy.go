@@ -53,6 +53,7 @@ import (
 	"github.com/keygate/keygate/internal/httpx"
 	"github.com/keygate/keygate/internal/httpx/hdr"
 	"github.com/keygate/keygate/internal/reqtarget"
+	"github.com/keygate/keygate/ratelimit"
 )
 
 // Authenticator is the authentication seam.
@@ -90,6 +91,9 @@ type Options struct {
 	// UpstreamCredentials supplies routes' upstream_credential (nil: a
 	// route naming one is a configuration error).
 	UpstreamCredentials UpstreamCredentials
+	// RateLimiter (nil: none) enforces rate limits and quotas after
+	// authentication and authorization (ratelimit.Limiter).
+	RateLimiter *ratelimit.Limiter
 }
 
 // Config is what the proxy reads of keygate's configuration, normalised and
@@ -132,6 +136,7 @@ type Proxy struct {
 	authr   Authenticator
 	native  *authz.Native    // route roles; nil: not counted
 	ext     authz.Authorizer // asked after the route roles; nil: none
+	limiter *ratelimit.Limiter
 	extra   map[string]fasthttp.RequestHandler
 	ucred   UpstreamCredentials
 	routes  []*Route
@@ -169,6 +174,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		cfg:       cfg,
 		log:       opts.Logger,
 		authr:     opts.Authenticator,
+		limiter:   opts.RateLimiter,
 		native:    opts.Native,
 		ext:       opts.Authorizer,
 		extra:     opts.Extra,
@@ -269,6 +275,11 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if opts.RateLimiter != nil && rc.RateLimit != "" {
+			if r.rateLimit = opts.RateLimiter.Route(rc.Name, rc.RateLimit); r.rateLimit == nil {
+				errs = append(errs, fmt.Errorf("routes[%d]: unknown rate_limit %q", i, rc.RateLimit))
+			}
 		}
 		p.routes = append(p.routes, r)
 	}
@@ -567,6 +578,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, s *scratch) (*Route, *authn.Iden
 	if s.upRID { // the upstream's own (finish sets keygate's)
 		ctx.Response.Header.DelBytes(p.ridName)
 	}
+	s.rl.Set(&ctx.Response.Header)
 	return route, ident, nil
 }
 
@@ -657,9 +669,10 @@ func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
 	// 5. Authentication seam, then authorization: the route's roles and the
 	// external authorizer apply to anonymous callers of optional routes too.
 	var ident *authn.Identity
+	client := p.clientAddr(peer, trusted, s.xff)
 	if route.Auth != configs.AuthNone {
 		if p.authr != nil {
-			if ident, err = p.authr.Authenticate(ctx, route, p.clientAddr(peer, trusted, s.xff)); err != nil {
+			if ident, err = p.authr.Authenticate(ctx, route, client); err != nil {
 				return err
 			}
 		}
@@ -672,6 +685,14 @@ func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
 		}
 	}
 	s.ident = ident
+	// 5b. Rate limits and quotas, after authentication and authorization so
+	// that refused requests spend nothing (ctx.Time: the clock the request
+	// already read).
+	if p.limiter != nil {
+		if s.rl, err = p.limiter.Limit(&ctx.Response.Header, route.rateLimit, ident, client, ctx.Time()); err != nil {
+			return err
+		}
+	}
 	s.peer, s.trusted = peer, trusted
 	s.fpath, s.fquery, s.hasQuery = path, query, hasQuery
 	s.phase = phaseForward

@@ -15,6 +15,7 @@ import (
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/internal/httpx"
 	"github.com/keygate/keygate/internal/reqtarget"
+	"github.com/keygate/keygate/ratelimit"
 )
 
 // Upstream client defaults; every timeout is explicit.
@@ -56,7 +57,8 @@ type Route struct {
 	single      *fasthttp.HostClient // the one upstream's pool (nil with several): called without the balancer
 	clients     []*fasthttp.HostClient
 	m           *routeMetrics
-	meta        []metaHeader // forward_key_metadata
+	meta        []metaHeader     // forward_key_metadata
+	rateLimit   *ratelimit.Route // routes[].rate_limit; nil: none
 }
 
 // compileRoute validates and compiles one configured route. Errors name the

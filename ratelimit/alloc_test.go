@@ -32,9 +32,11 @@ func TestAdmittedAllocs(t *testing.T) {
 		now := t0
 		allocs := testing.AllocsPerRun(1000, func() {
 			now = now.Add(10 * time.Millisecond)
-			if err := l.Limit(&h, rt, id, addr, now); err != nil {
+			d, err := l.Limit(&h, rt, id, addr, now)
+			if err != nil {
 				t.Fatal(err)
 			}
+			d.Set(&h)
 		})
 		if allocs != 0 {
 			t.Fatalf("admitted path: %v allocs; want 0", allocs)
@@ -43,7 +45,7 @@ func TestAdmittedAllocs(t *testing.T) {
 	t.Run("no assignment", func(t *testing.T) {
 		l := newLimiter(t, boltStore(t, ""), nil, 1, nil)
 		var h fasthttp.ResponseHeader
-		if a := testing.AllocsPerRun(1000, func() { _ = l.Limit(&h, nil, id, addr, t0) }); a != 0 {
+		if a := testing.AllocsPerRun(1000, func() { _, _ = l.Limit(&h, nil, id, addr, t0) }); a != 0 {
 			t.Fatalf("%v allocs; want 0", a)
 		}
 	})
@@ -53,10 +55,10 @@ func TestAdmittedAllocs(t *testing.T) {
 		l := newLimiter(t, s, s, 1, nil, assign...)
 		var h fasthttp.ResponseHeader
 		// Take one lease, then spend from it.
-		_ = l.Limit(&h, nil, id, addr, time.Now())
+		_, _ = l.Limit(&h, nil, id, addr, time.Now())
 		b := l.table.Load().scopes[scopeKey]["k1"].rate
 		allocs := testing.AllocsPerRun(5, func() {
-			if err := l.Limit(&h, nil, id, addr, time.Now()); err != nil {
+			if _, err := l.Limit(&h, nil, id, addr, time.Now()); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -89,7 +91,8 @@ func BenchmarkLimit(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				now = now.Add(10 * time.Millisecond)
-				_ = l.Limit(&h, nil, id, netip.Addr{}, now)
+				d, _ := l.Limit(&h, nil, id, netip.Addr{}, now)
+				d.Set(&h)
 			}
 		})
 	}

@@ -411,11 +411,13 @@ var (
 // when one refuses, the units the others took go back, so a refused request
 // spends nothing. The RateLimit-Policy and RateLimit headers describe the
 // tightest of them (the fewest remaining); a refusal returns ErrRateLimited
-// or ErrQuotaExceeded with Retry-After set on h. Nothing applies: nil, no
-// header. An admitted request allocates nothing.
-func (l *Limiter) Limit(h *fasthttp.ResponseHeader, rt *Route, id *authn.Identity, addr netip.Addr, now time.Time) error {
+// or ErrQuotaExceeded with Retry-After and both headers set on h. An
+// admitted request gets a Decision whose Set writes the headers on the
+// final response (after the upstream answered); nothing applies: a zero
+// Decision. An admitted request allocates nothing.
+func (l *Limiter) Limit(h *fasthttp.ResponseHeader, rt *Route, id *authn.Identity, addr netip.Addr, now time.Time) (Decision, error) {
 	if l == nil {
-		return nil
+		return Decision{}, nil
 	}
 	var (
 		got   [7]taken
@@ -483,29 +485,45 @@ func (l *Limiter) Limit(h *fasthttp.ResponseHeader, rt *Route, id *authn.Identit
 			}
 		}
 		l.limited[scope].Inc()
-		l.setHeaders(h, got[refus], 0, fail.reset)
+		d := decision(got[refus], 0, fail.reset)
+		d.Set(h)
 		httpx.SetRetryAfter(h, time.Duration(fail.retry))
 		if got[refus].q != nil {
-			return ErrQuotaExceeded
+			return Decision{}, ErrQuotaExceeded
 		}
-		return ErrRateLimited
+		return Decision{}, ErrRateLimited
 	}
-	if best >= 0 {
-		l.setHeaders(h, got[best], got[best].r.remaining, got[best].r.reset)
+	if best < 0 {
+		return Decision{}, nil
 	}
-	return nil
+	return decision(got[best], got[best].r.remaining, got[best].r.reset), nil
 }
 
-// setHeaders writes RateLimit-Policy and RateLimit for one policy:
-// "name";q=Q;w=W and "name";r=R;t=T (draft-ietf-httpapi-ratelimit-headers).
-func (l *Limiter) setHeaders(h *fasthttp.ResponseHeader, t taken, remaining, reset int64) {
+// Decision is what the response headers say of an admitted request: the
+// tightest policy that applied. The zero Decision sets nothing.
+type Decision struct {
+	head, item       []byte // owned by the policy: read-only
+	remaining, reset int64  // units; ns
+}
+
+func decision(t taken, remaining, reset int64) Decision {
 	head, item := t.q.headerItems(t.b)
-	h.SetBytesKV(hdrPolicy, head)
+	return Decision{head: head, item: item, remaining: remaining, reset: reset}
+}
+
+// Set writes RateLimit-Policy and RateLimit: "name";q=Q;w=W and
+// "name";r=R;t=T (draft-ietf-httpapi-ratelimit-headers). It does not
+// allocate.
+func (d *Decision) Set(h *fasthttp.ResponseHeader) {
+	if d.head == nil {
+		return
+	}
+	h.SetBytesKV(hdrPolicy, d.head)
 	var buf [128]byte
-	v := append(buf[:0], item...)
-	v = strconv.AppendInt(v, max(remaining, 0), 10)
+	v := append(buf[:0], d.item...)
+	v = strconv.AppendInt(v, max(d.remaining, 0), 10)
 	v = append(v, ";t="...)
-	v = strconv.AppendInt(v, (max(reset, 0)+int64(time.Second)-1)/int64(time.Second), 10)
+	v = strconv.AppendInt(v, (max(d.reset, 0)+int64(time.Second)-1)/int64(time.Second), 10)
 	h.SetBytesKV(hdrRateLimit, v)
 }
 

@@ -140,7 +140,8 @@ func TestScopes(t *testing.T) {
 			addr := netip.MustParseAddr("192.0.2.1")
 			for i, id := range tc.calls {
 				var h fasthttp.ResponseHeader
-				err := l.Limit(&h, rt, id, addr, t0.Add(time.Duration(i)*time.Millisecond))
+				d, err := l.Limit(&h, rt, id, addr, t0.Add(time.Duration(i)*time.Millisecond))
+				d.Set(&h)
 				code := ""
 				var he interface{ Error() string }
 				if err != nil {
@@ -175,16 +176,18 @@ func TestHeaderSyntax(t *testing.T) {
 	l := newLimiter(t, boltStore(t, ""), nil, 1, nil, store.Limits{Scope: store.ScopeKey, ID: "k1", RateLimit: "tight"})
 	id := keyIdent("k1", "alice", "a")
 	var h fasthttp.ResponseHeader
-	if err := l.Limit(&h, nil, id, netip.Addr{}, t0); err != nil {
+	d, err := l.Limit(&h, nil, id, netip.Addr{}, t0)
+	if err != nil {
 		t.Fatal(err)
 	}
+	d.Set(&h)
 	if got := string(h.Peek("RateLimit")); got != `"tight";r=2;t=20` {
 		t.Fatalf("RateLimit = %q", got)
 	}
-	_ = l.Limit(&h, nil, id, netip.Addr{}, t0)
-	_ = l.Limit(&h, nil, id, netip.Addr{}, t0)
+	_, _ = l.Limit(&h, nil, id, netip.Addr{}, t0)
+	_, _ = l.Limit(&h, nil, id, netip.Addr{}, t0)
 	h.Reset()
-	err := l.Limit(&h, nil, id, netip.Addr{}, t0)
+	_, err = l.Limit(&h, nil, id, netip.Addr{}, t0)
 	if !errors.Is(err, ErrRateLimited) || string(h.Peek("Retry-After")) != "20" || string(h.Peek("RateLimit")) != `"tight";r=0;t=60` {
 		t.Fatalf("refusal: %v Retry-After=%q RateLimit=%q", err, h.Peek("Retry-After"), h.Peek("RateLimit"))
 	}
@@ -211,7 +214,7 @@ func TestQuotaSurvivesRestart(t *testing.T) {
 			l := newLimiter(t, ls, nil, 1, nil, store.Limits{Scope: store.ScopeKey, ID: "k1", Quota: &store.Quota{Requests: 5, Per: store.QuotaMonth}})
 			id := keyIdent("k1", "alice", "a")
 			for i := range 3 {
-				if err := l.Limit(&fasthttp.ResponseHeader{}, nil, id, netip.Addr{}, time.Now()); err != nil {
+				if _, err := l.Limit(&fasthttp.ResponseHeader{}, nil, id, netip.Addr{}, time.Now()); err != nil {
 					t.Fatalf("call %d: %v", i, err)
 				}
 			}
@@ -227,7 +230,7 @@ func TestQuotaSurvivesRestart(t *testing.T) {
 			l2 := newLimiter(t, ls, nil, 1, nil)
 			admitted := 0
 			for range 5 {
-				if l2.Limit(&fasthttp.ResponseHeader{}, nil, id, netip.Addr{}, time.Now()) == nil {
+				if _, err := l2.Limit(&fasthttp.ResponseHeader{}, nil, id, netip.Addr{}, time.Now()); err == nil {
 					admitted++
 				}
 			}
@@ -267,7 +270,7 @@ func TestSharedAcrossInstances(t *testing.T) {
 			l := ls[i%2]
 			var h fasthttp.ResponseHeader
 			for time.Since(start) < period {
-				if l.Limit(&h, nil, id, netip.Addr{}, time.Now()) == nil {
+				if _, err := l.Limit(&h, nil, id, netip.Addr{}, time.Now()); err == nil {
 					admitted.Add(1)
 				}
 			}
@@ -293,13 +296,13 @@ func TestStoreOutage(t *testing.T) {
 	l := newLimiter(t, s, s, 2, reg, store.Limits{Scope: store.ScopeKey, ID: "k1", RateLimit: "loose"},
 		store.Limits{Scope: store.ScopeUser, ID: "alice", Quota: &store.Quota{Requests: 1000, Per: store.QuotaDay}})
 	id := keyIdent("k1", "alice", "a")
-	if err := l.Limit(&fasthttp.ResponseHeader{}, nil, id, netip.Addr{}, time.Now()); err != nil {
+	if _, err := l.Limit(&fasthttp.ResponseHeader{}, nil, id, netip.Addr{}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	srv.Stop()
 	admitted := 0
 	for range 300 {
-		if l.Limit(&fasthttp.ResponseHeader{}, nil, id, netip.Addr{}, time.Now()) == nil {
+		if _, err := l.Limit(&fasthttp.ResponseHeader{}, nil, id, netip.Addr{}, time.Now()); err == nil {
 			admitted++
 		}
 	}
@@ -317,7 +320,7 @@ func TestMetrics(t *testing.T) {
 	l := newLimiter(t, boltStore(t, ""), nil, 1, reg, store.Limits{Scope: store.ScopeUser, ID: "alice", RateLimit: "tight", Quota: &store.Quota{Requests: 1, Per: store.QuotaDay}})
 	id := keyIdent("k1", "alice", "a")
 	for range 3 {
-		_ = l.Limit(&fasthttp.ResponseHeader{}, nil, id, netip.Addr{}, t0)
+		_, _ = l.Limit(&fasthttp.ResponseHeader{}, nil, id, netip.Addr{}, t0)
 	}
 	want := `
 # HELP keygate_rate_limited_total Requests refused with 429 by a rate limit (scope key, user, account, route) or a quota (scope quota).

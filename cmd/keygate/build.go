@@ -36,6 +36,7 @@ import (
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/proxy"
+	"github.com/keygate/keygate/ratelimit"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/boltstore"
 	"github.com/keygate/keygate/store/redisstore"
@@ -71,6 +72,7 @@ type gateway struct {
 	ipLimiter         *failurelimit.Limiter
 	userLimiter       *failurelimit.Limiter
 	external          *authz.External // external handler only (its decision cache is invalidated)
+	limiter           *ratelimit.Limiter
 	bg                sync.WaitGroup
 	stopBG            context.CancelFunc
 	fwd               fwdState // forward-auth listeners (forwardauth.go)

@@ -21,7 +21,8 @@ import "github.com/keygate/keygate/store"
 //     just rebuilt must not find an allow cached for the user or domain
 //     before the change. Lost invalidations are bounded by its TTL and by
 //     the user generation in its keys.
-//  3. the identity cache (cache.Listen: marks every entry stale when the
+//  3. the rate-limit assignments (a reload; they read no identity).
+//  4. the identity cache (cache.Listen: marks every entry stale when the
 //     subscription is lost).
 //
 // A new consumer of invalidations goes here, in its place, not into
@@ -35,6 +36,9 @@ func (g *gateway) invalidationSubscribers() []store.Subscriber {
 	// only them), so the place in the order does not matter.
 	if g.ucred != nil {
 		subs = append(subs, g.ucred.Subscriber())
+	}
+	if g.limiter != nil {
+		subs = append(subs, g.limiter.Subscriber())
 	}
 	return subs
 }

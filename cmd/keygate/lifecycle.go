@@ -157,6 +157,9 @@ func (g *gateway) start() int {
 	if err := g.buildUpstreamCredentials(reg); err != nil {
 		return fail("%v", err)
 	}
+	if err := g.buildLimiter(bgCtx, reg); err != nil {
+		return fail("%v", err)
+	}
 	chain, err := g.buildChain(bgCtx, reg)
 	if err != nil {
 		return fail("%v", err)
@@ -175,6 +178,7 @@ func (g *gateway) start() int {
 		Extra:         extra,
 
 		UpstreamCredentials: g.ucred,
+		RateLimiter:         g.limiter,
 	}); err != nil {
 		return fail("%v", err)
 	}
