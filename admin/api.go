@@ -102,6 +102,9 @@ type APIDeps struct {
 	// UpstreamCredentials serves /v1/accounts/{account}/upstream-credentials
 	// (nil: those answer 503).
 	UpstreamCredentials *upstreamcred.Manager
+	// RateLimits are the policies keys, users and accounts may be assigned
+	// (rate_limits); the assignments live in the store (store.LimitStore).
+	RateLimits configs.RateLimits
 }
 
 // Notifier receives lifecycle events (authz.Notifier implements it).
@@ -162,6 +165,8 @@ type api struct {
 	notifier    Notifier
 	verifyRoles []string
 	ucred       *upstreamcred.Manager
+	policies    configs.RateLimits
+	ls          store.LimitStore // nil: the store keeps no limits
 	// adminMu serialises the changes that can remove an enabled global
 	// admin, so that two concurrent ones cannot remove the last (within
 	// one instance; instances sharing a store can still race).
@@ -221,7 +226,9 @@ func NewAPI(d APIDeps) (*API, error) {
 		ext:         d.Authorizer,
 		verifyRoles: d.VerifyRoles,
 		ucred:       d.UpstreamCredentials,
+		policies:    d.RateLimits,
 	}
+	a.ls, _ = d.Store.(store.LimitStore)
 	a.notifier = d.Notifier
 	if a.audit == nil {
 		a.audit = zap.NewNop()

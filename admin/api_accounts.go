@@ -21,10 +21,11 @@ func (a *api) listAccounts(r *request) error {
 	if err != nil {
 		return err
 	}
-	if list == nil {
-		list = []store.Account{}
+	out := adminapi.Accounts{Accounts: make([]adminapi.Account, len(list))}
+	for i := range list {
+		out.Accounts[i].Account = list[i]
 	}
-	return respond(r, fasthttp.StatusOK, adminapi.Accounts{Accounts: list})
+	return respond(r, fasthttp.StatusOK, out)
 }
 
 func (a *api) createAccount(r *request) error {
@@ -78,7 +79,7 @@ func (a *api) getAccount(r *request) error {
 	if err != nil {
 		return err
 	}
-	return respond(r, fasthttp.StatusOK, acc)
+	return respond(r, fasthttp.StatusOK, adminapi.Account{Account: *acc, Limits: a.limitsOf(r, store.ScopeAccount, acc.Name)})
 }
 
 func (a *api) updateAccount(r *request) error {
@@ -94,24 +95,36 @@ func (a *api) updateAccount(r *request) error {
 	if err := decode(r, &b); err != nil {
 		return err
 	}
-	if b.State == nil {
-		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", `nothing to change: send {"state":"disabled"} or {"state":"enabled"}`)
+	if b.State == nil && !b.Any() {
+		return errorf(fasthttp.StatusUnprocessableEntity, "invalid", `nothing to change: send {"state":"disabled"} or {"state":"enabled"}, "rate_limit" or "quota"`)
 	}
-	if err := store.ValidateState(*b.State); err != nil {
+	if err := a.checkLimits(&b.SetLimits); err != nil {
 		return err
 	}
-	if name == store.AdminAccount && *b.State != store.StateEnabled {
-		return errorf(fasthttp.StatusForbidden, "reserved", "the account %q cannot be disabled", store.AdminAccount)
+	var acc *store.Account
+	var err error
+	if b.State != nil {
+		if err := store.ValidateState(*b.State); err != nil {
+			return err
+		}
+		if name == store.AdminAccount && *b.State != store.StateEnabled {
+			return errorf(fasthttp.StatusForbidden, "reserved", "the account %q cannot be disabled", store.AdminAccount)
+		}
+		acc, err = a.st.SetAccountState(r.c, name, *b.State)
+		r.fields = append(r.fields, zap.String("state", string(*b.State)))
+	} else {
+		acc, err = a.st.GetAccount(r.c, name)
 	}
-	acc, err := a.st.SetAccountState(r.c, name, *b.State)
 	if errors.Is(err, store.ErrNotFound) {
 		return errAccountNotFound
 	}
 	if err != nil {
 		return err
 	}
-	r.fields = append(r.fields, zap.String("state", string(acc.State)))
-	return respond(r, fasthttp.StatusOK, acc)
+	if err := a.applyLimits(r, store.ScopeAccount, acc.Name, &b.SetLimits); err != nil {
+		return err
+	}
+	return respond(r, fasthttp.StatusOK, adminapi.Account{Account: *acc, Limits: a.limitsOf(r, store.ScopeAccount, acc.Name)})
 }
 
 func (a *api) deleteAccount(r *request) error {

@@ -85,8 +85,9 @@ type apiEnvOptions struct {
 	verifyRoles []string
 	// ucred serves the upstream credentials API (with ucredKey, or no
 	// key when nil).
-	ucred    bool
-	ucredKey []byte
+	ucred      bool
+	ucredKey   []byte
+	rateLimits configs.RateLimits
 }
 
 // routeRecorder records the routes registered through it.
@@ -171,6 +172,7 @@ func newAPIEnv(t *testing.T, o apiEnvOptions) *apiEnv {
 		Store: st, Auth: chain, Hasher: apiTestHasher, Logger: zap.New(core),
 		APIKeys: configs.APIKeys{MaxLifetime: configs.Duration(maxLife)}, Realm: "keygate", Now: clk.Now,
 		Authorizer: o.authorizer, Notifier: o.notifier, Pprof: o.pprof, VerifyRoles: o.verifyRoles,
+		RateLimits: o.rateLimits,
 	})
 	mustOK(t, err)
 	x.Register(rr)

@@ -85,6 +85,9 @@ func (a *api) createKey(r *request, owner *store.User) error {
 	if err != nil {
 		return err
 	}
+	if err := a.checkLimits(&b.SetLimits); err != nil {
+		return err
+	}
 	roles := slices.Clone(owner.Roles)
 	if b.Roles != nil {
 		roles = slices.Clone(*b.Roles)
@@ -118,6 +121,11 @@ func (a *api) createKey(r *request, owner *store.User) error {
 		return err
 	}
 	r.fields = append(r.fields, zap.String("key_id", k.ID), zap.String("key_name", k.Name))
+	// The key is unknown to every cache until this returns: its limits are
+	// in place before its value is.
+	if err := a.applyLimits(r, store.ScopeKey, k.ID, &b.SetLimits); err != nil {
+		return err
+	}
 	return respond(r, fasthttp.StatusCreated, createdKeyBody(k, secret, ""))
 }
 
@@ -276,7 +284,7 @@ func (a *api) getOwnKey(r *request) error {
 	if err != nil {
 		return err
 	}
-	return respond(r, fasthttp.StatusOK, toKeyJSON(k, r.now))
+	return respond(r, fasthttp.StatusOK, a.keyWithLimits(r, k))
 }
 
 func (a *api) revokeOwnKey(r *request) error {
@@ -324,7 +332,7 @@ func (a *api) getUserKey(r *request) error {
 	if err != nil {
 		return err
 	}
-	return respond(r, fasthttp.StatusOK, toKeyJSON(k, r.now))
+	return respond(r, fasthttp.StatusOK, a.keyWithLimits(r, k))
 }
 
 func (a *api) revokeUserKey(r *request) error {

@@ -98,6 +98,16 @@ var keyPatchFields = []keyPatchField{
 			p.upd.ExpiresAt = &exp
 			return nil
 		}},
+	// Issue 19: the key's rate limit and quota live apart from its record
+	// (store.LimitStore); checked here, written after the record.
+	{"rate_limit", func(b *adminapi.UpdateKey) bool { return b.RateLimit != nil },
+		func(a *api, _ *request, _ *store.User, _ *store.APIKey, b *adminapi.UpdateKey, _ *keyPatch) error {
+			return a.checkLimits(&adminapi.SetLimits{RateLimit: b.RateLimit})
+		}},
+	{"quota", func(b *adminapi.UpdateKey) bool { return b.Quota != nil },
+		func(a *api, _ *request, _ *store.User, _ *store.APIKey, b *adminapi.UpdateKey, _ *keyPatch) error {
+			return a.checkLimits(&adminapi.SetLimits{Quota: b.Quota})
+		}},
 }
 
 // errKeyNotActive answers a change of a revoked or expired key.
@@ -121,17 +131,23 @@ func (a *api) updateKey(r *request, owner *store.User, k *store.APIKey) error {
 	}
 	if len(p.changed) == 0 {
 		return errorf(fasthttp.StatusUnprocessableEntity, "invalid",
-			`nothing to change: send one or more of "description", "metadata", "roles", "allowed_cidrs", "expires_at", "expires_in"`)
+			`nothing to change: send one or more of "description", "metadata", "roles", "allowed_cidrs", "expires_at", "expires_in", "rate_limit", "quota"`)
 	}
 	if k.Status(r.now) != store.KeyActive {
 		return errKeyNotActive
 	}
-	nk, err := a.st.UpdateAPIKey(r.c, k.ID, p.upd)
-	if err != nil {
-		return keyWriteErr(err)
+	nk := k
+	if !p.upd.Empty() {
+		var err error
+		if nk, err = a.st.UpdateAPIKey(r.c, k.ID, p.upd); err != nil {
+			return keyWriteErr(err)
+		}
 	}
 	r.fields = append(r.fields, zap.String("key_id", k.ID), zap.String("key_owner", k.Username), zap.Strings("changed", p.changed))
-	return respond(r, fasthttp.StatusOK, toKeyJSON(nk, r.now))
+	if err := a.applyLimits(r, store.ScopeKey, k.ID, &b.SetLimits); err != nil {
+		return err
+	}
+	return respond(r, fasthttp.StatusOK, a.keyWithLimits(r, nk))
 }
 
 // keyWriteErr maps a store error of an update or rotation.
@@ -189,6 +205,11 @@ func (a *api) rotateKey(r *request, owner *store.User, k *store.APIKey) error {
 	}
 	r.fields = append(r.fields, zap.String("key_id", old.ID), zap.String("new_key_id", nk.ID), zap.String("key_owner", k.Username),
 		zap.Duration("grace", grace))
+	// The new key keeps the old one's rate limit and quota (DESIGN.md §13:
+	// "same … limits"); the quota's use starts afresh with the new key.
+	if err := a.copyLimits(r, old.ID, nk.ID); err != nil {
+		return err
+	}
 	return respond(r, fasthttp.StatusCreated, createdKeyBody(nk, secret, old.ID))
 }
 

@@ -166,7 +166,14 @@ func (a *api) getUser(r *request) error {
 	if err != nil {
 		return err
 	}
-	return respond(r, fasthttp.StatusOK, toUserJSON(u))
+	return respond(r, fasthttp.StatusOK, a.userWithLimits(r, u))
+}
+
+// userWithLimits is u as GET shows it, with its rate limit and quota.
+func (a *api) userWithLimits(r *request, u *store.User) adminapi.User {
+	out := toUserJSON(u)
+	out.Limits = a.limitsOf(r, store.ScopeUser, u.Username)
+	return out
 }
 
 func (a *api) updateUser(r *request) error {
@@ -181,6 +188,16 @@ func (a *api) updateUser(r *request) error {
 	var b adminapi.UpdateUser
 	if err := decode(r, &b); err != nil {
 		return err
+	}
+	if err := a.checkLimits(&b.SetLimits); err != nil {
+		return err
+	}
+	if b.Roles == nil && b.State == nil && b.Type == nil && b.Password == nil && b.Any() {
+		// Limits only: the user record (and its generation) is unchanged.
+		if err := a.applyLimits(r, store.ScopeUser, u.Username, &b.SetLimits); err != nil {
+			return err
+		}
+		return respond(r, fasthttp.StatusOK, a.userWithLimits(r, u))
 	}
 	c, err := decideUserUpdate(r.user, u, &b)
 	if err != nil {
@@ -208,7 +225,10 @@ func (a *api) updateUser(r *request) error {
 	if err != nil {
 		return err
 	}
-	return respond(r, fasthttp.StatusOK, toUserJSON(nu))
+	if err := a.applyLimits(r, store.ScopeUser, nu.Username, &b.SetLimits); err != nil {
+		return err
+	}
+	return respond(r, fasthttp.StatusOK, a.userWithLimits(r, nu))
 }
 
 // checkNotLastAdmin refuses to remove username, an enabled global admin,

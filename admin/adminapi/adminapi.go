@@ -30,7 +30,7 @@ type ErrorDetail struct {
 
 // Accounts is GET /v1/accounts.
 type Accounts struct {
-	Accounts []store.Account `json:"accounts"`
+	Accounts []Account `json:"accounts"`
 }
 
 // CreateAccount is the body of POST /v1/accounts.
@@ -41,6 +41,7 @@ type CreateAccount struct {
 // UpdateAccount is the body of PATCH /v1/accounts/{account}.
 type UpdateAccount struct {
 	State *store.State `json:"state,omitempty"`
+	SetLimits
 }
 
 // User is a user as the API shows it: never a hash.
@@ -52,6 +53,7 @@ type User struct {
 	State     store.State    `json:"state"`
 	CreatedAt time.Time      `json:"created_at"`
 	UpdatedAt time.Time      `json:"updated_at"`
+	Limits
 }
 
 // Users is GET /v1/accounts/{account}/users.
@@ -88,6 +90,7 @@ type UpdateUser struct {
 	State    *store.State    `json:"state,omitempty"`
 	Type     *store.UserType `json:"type,omitempty"`
 	Password *string         `json:"password,omitempty"`
+	SetLimits
 }
 
 // ChangePassword is the body of PUT /v1/user/password.
@@ -116,6 +119,7 @@ type Key struct {
 	AllowedCIDRs []string `json:"allowed_cidrs,omitempty"`
 	// RotatedTo is the id of the key that replaced this one.
 	RotatedTo string `json:"rotated_to,omitempty"`
+	Limits
 }
 
 // KeyPage is a page of keys (the listings and the search).
@@ -134,6 +138,7 @@ type CreateKey struct {
 	// Metadata is a JSON object (at most 4 KiB, 32 members).
 	Metadata     json.RawMessage `json:"metadata,omitempty"`
 	AllowedCIDRs []string        `json:"allowed_cidrs,omitempty"`
+	SetLimits
 }
 
 // UpdateKey is the body of PATCH …/api-keys/{id}: each field given is
@@ -148,6 +153,9 @@ type UpdateKey struct {
 	AllowedCIDRs *[]string        `json:"allowed_cidrs,omitempty"`
 	ExpiresAt    *string          `json:"expires_at,omitempty"`
 	ExpiresIn    *string          `json:"expires_in,omitempty"`
+	// RateLimit and Quota (issue 19) are kept apart from the key record
+	// (store.LimitStore): a PATCH of only these writes no key.
+	SetLimits
 }
 
 // RotateKey is the body of POST …/api-keys/{id}/rotate: how long the old key

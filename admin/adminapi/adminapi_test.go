@@ -11,10 +11,15 @@ import (
 	"github.com/keygate/keygate/admin/adminapi"
 )
 
-// jsonNames lists the JSON field names of struct type t.
+// jsonNames lists the JSON field names of struct type t (those of an
+// embedded struct without a tag are t's own, as encoding/json reads them).
 func jsonNames(t reflect.Type) []string {
 	var names []string
 	for f := range t.Fields() {
+		if f.Anonymous && f.Tag.Get("json") == "" && f.Type.Kind() == reflect.Struct {
+			names = append(names, jsonNames(f.Type)...)
+			continue
+		}
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if name == "-" || !f.IsExported() {
 			continue

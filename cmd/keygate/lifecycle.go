@@ -206,6 +206,7 @@ func (g *gateway) start() int {
 			VerifyRoles: cfg.ForwardAuth.VerifyRoles,
 
 			UpstreamCredentials: g.ucred,
+			RateLimits:          cfg.RateLimits,
 		})
 		if err != nil {
 			return fail("%v", err)
