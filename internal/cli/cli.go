@@ -86,6 +86,7 @@ type opts struct {
 	rolesSet                         bool
 	limit                            int
 	password, bulk                   bool
+	rateLimit, quota                 optString
 
 	// Issue 18 (keys2.go): key metadata, allow-list, rotation grace,
 	// expiring_within.

@@ -44,9 +44,10 @@ var nouns = map[string][]verb{
 		{name: "list", summary: "list accounts (global admin)", run: accountList},
 		{name: "get", args: "NAME", nargs: 1, summary: "show an account", run: accountGet},
 		{name: "create", args: "NAME", nargs: 1, summary: "create an account (global admin)", run: accountCreate},
-		{name: "update", args: "NAME", nargs: 1, summary: "enable or disable an account: --state enabled|disabled",
+		{name: "update", args: "NAME", nargs: 1, summary: "enable or disable an account (--state), or set its rate limit and quota (shared by its users)",
 			flags: func(fs *flag.FlagSet, o *opts) {
-				fs.StringVar(&o.state, "state", "", "enabled or disabled (required)")
+				fs.StringVar(&o.state, "state", "", "enabled or disabled")
+				limitFlags(fs, o)
 			}, run: accountUpdate},
 		{name: "delete", args: "NAME", nargs: 1, summary: "delete an account with its users and keys", run: accountDelete},
 	},
@@ -66,6 +67,7 @@ var nouns = map[string][]verb{
 				fs.StringVar(&o.state, "state", "", "enabled or disabled")
 				rolesFlag(fs, o, "the user's complete new role list; --roles '' clears")
 				fs.BoolVar(&o.password, "password", false, "set a new password (prompted for, or read from stdin)")
+				limitFlags(fs, o)
 			}, run: userUpdate},
 		{name: "delete", args: "USERNAME", nargs: 1, summary: "delete a user and their keys", flags: accountFlag(true), run: userDelete},
 		{name: "password", summary: "change your own password (prompts for the current and the new one)", run: userPassword},
@@ -87,6 +89,7 @@ var nouns = map[string][]verb{
 				fs.StringVar(&o.expiresIn, "expires-in", "", "lifetime, e.g. 720h (default: api_keys.max_lifetime)")
 				fs.StringVar(&o.expiresAt, "expires-at", "", "expiry time, RFC 3339, e.g. 2030-01-31T00:00:00Z")
 				rolesFlag(fs, o, "role of the key, a subset of the owner's (default: all of them)")
+				limitFlags(fs, o)
 			}, run: keyCreate},
 		{name: "revoke", args: "ID...", nargs: 0, minOnly: true,
 			summary: "revoke keys: one of yours, a user's (--account, --user), or in bulk (--bulk with ids and/or --name, --username, --account)",
@@ -197,15 +200,15 @@ func accountList(s *session, _ []string) error {
 	return s.table("NAME\tSTATE\tCREATED", rows)
 }
 
-func (s *session) showAccount(raw []byte, a *store.Account) error {
+func (s *session) showAccount(raw []byte, a *adminapi.Account) error {
 	if s.o.output == "json" {
 		return s.printJSON(raw)
 	}
-	return s.fields("Name", a.Name, "State", string(a.State), "Created", ts(a.CreatedAt))
+	return s.fields(append([]string{"Name", a.Name, "State", string(a.State), "Created", ts(a.CreatedAt)}, limitFields(a.Limits)...)...)
 }
 
 func accountGet(s *session, args []string) error {
-	var a store.Account
+	var a adminapi.Account
 	raw, err := s.call("GET", "/v1/accounts/"+seg(args[0]), nil, nil, &a)
 	if err != nil {
 		return err
@@ -214,7 +217,7 @@ func accountGet(s *session, args []string) error {
 }
 
 func accountCreate(s *session, args []string) error {
-	var a store.Account
+	var a adminapi.Account
 	raw, err := s.call("POST", "/v1/accounts", nil, adminapi.CreateAccount{Name: args[0]}, &a)
 	if err != nil {
 		return err
@@ -223,12 +226,20 @@ func accountCreate(s *session, args []string) error {
 }
 
 func accountUpdate(s *session, args []string) error {
-	if s.o.state == "" {
-		return usagef("nothing to change: give --state enabled or --state disabled")
+	lim, err := setLimits(s.o)
+	if err != nil {
+		return err
 	}
-	state := store.State(s.o.state)
-	var a store.Account
-	raw, err := s.call("PATCH", "/v1/accounts/"+seg(args[0]), nil, adminapi.UpdateAccount{State: &state}, &a)
+	if s.o.state == "" && !lim.Any() {
+		return usagef("nothing to change: give --state enabled or --state disabled, --rate-limit or --quota")
+	}
+	body := adminapi.UpdateAccount{SetLimits: lim}
+	if s.o.state != "" {
+		state := store.State(s.o.state)
+		body.State = &state
+	}
+	var a adminapi.Account
+	raw, err := s.call("PATCH", "/v1/accounts/"+seg(args[0]), nil, body, &a)
 	if err != nil {
 		return err
 	}
@@ -291,8 +302,8 @@ func (s *session) showUser(raw []byte, u *adminapi.User) error {
 	if s.o.output == "json" {
 		return s.printJSON(raw)
 	}
-	return s.fields("Username", u.Username, "Account", u.Account, "Type", string(u.Type), "Roles", roles(u.Roles),
-		"State", string(u.State), "Created", ts(u.CreatedAt), "Updated", ts(u.UpdatedAt))
+	return s.fields(append([]string{"Username", u.Username, "Account", u.Account, "Type", string(u.Type), "Roles", roles(u.Roles),
+		"State", string(u.State), "Created", ts(u.CreatedAt), "Updated", ts(u.UpdatedAt)}, limitFields(u.Limits)...)...)
 }
 
 func userGet(s *session, args []string) error {
@@ -344,7 +355,11 @@ func userUpdate(s *session, args []string) error {
 	if err := needAccount(s.o); err != nil {
 		return err
 	}
-	var body adminapi.UpdateUser
+	lim, err := setLimits(s.o)
+	if err != nil {
+		return err
+	}
+	body := adminapi.UpdateUser{SetLimits: lim}
 	if s.o.typ != "" {
 		t := store.UserType(s.o.typ)
 		body.Type = &t
@@ -368,7 +383,7 @@ func userUpdate(s *session, args []string) error {
 		body.Password = &pw
 	}
 	if body == (adminapi.UpdateUser{}) {
-		return usagef("nothing to change: give --roles, --state, --type or --password")
+		return usagef("nothing to change: give --roles, --state, --type, --password, --rate-limit or --quota")
 	}
 	var u adminapi.User
 	raw, err := s.call("PATCH", userPath(s.o, args[0]), nil, body, &u)
@@ -517,9 +532,9 @@ func (s *session) showKey(raw []byte, k *adminapi.Key) error {
 	if k.RevokedAt != nil {
 		revoked = ts(*k.RevokedAt)
 	}
-	return s.fields("ID", k.ID, "Name", k.Name, "Description", k.Description, "Owner", k.Username+" ("+k.Account+")",
+	return s.fields(append([]string{"ID", k.ID, "Name", k.Name, "Description", k.Description, "Owner", k.Username + " (" + k.Account + ")",
 		"Roles", roles(k.Roles), "Status", string(k.Status), "Created", ts(k.CreatedAt), "Expires", tsp(k.ExpiresAt),
-		"Revoked", revoked, "Last used", last)
+		"Revoked", revoked, "Last used", last}, limitFields(k.Limits)...)...)
 }
 
 func keyGet(s *session, args []string) error {
@@ -543,7 +558,11 @@ func keyCreate(s *session, args []string) error {
 	if s.o.expiresIn != "" && s.o.expiresAt != "" {
 		return usagef("give --expires-in or --expires-at, not both")
 	}
-	body := adminapi.CreateKey{Name: args[0], Description: s.o.description}
+	lim, err := setLimits(s.o)
+	if err != nil {
+		return err
+	}
+	body := adminapi.CreateKey{Name: args[0], Description: s.o.description, SetLimits: lim}
 	if s.o.expiresIn != "" {
 		body.ExpiresIn = &s.o.expiresIn
 	}

@@ -73,7 +73,7 @@ func init() {
 	}
 	nouns["key"] = append(keys,
 		verb{name: "update", args: "ID", nargs: 1,
-			summary: "change a key: description, metadata, roles, allowed CIDRs, an earlier expiry (yours, or with --account and --user a user's)",
+			summary: "change a key: description, metadata, roles, allowed CIDRs, an earlier expiry, rate limit, quota (yours, or with --account and --user a user's)",
 			flags: func(fs *flag.FlagSet, o *opts) {
 				ownerFlags(fs, o)
 				fs.Var(&o.keys2.description, "description", "new description ('' clears)")
@@ -82,6 +82,7 @@ func init() {
 				rolesFlag(fs, o, "the key's complete new role list, a subset of the owner's")
 				fs.StringVar(&o.expiresIn, "expires-in", "", "expire this long from now (only earlier than now set)")
 				fs.StringVar(&o.expiresAt, "expires-at", "", "expire at this RFC 3339 time (only earlier than now set)")
+				limitFlags(fs, o)
 			}, run: keyUpdate},
 		verb{name: "rotate", args: "ID", nargs: 1,
 			summary: "replace a key by a new one (shown once); the old one works for --grace more (default 0: dies at once)",
@@ -101,7 +102,11 @@ func keyUpdate(s *session, args []string) error {
 		return usagef("give --expires-in or --expires-at, not both")
 	}
 	// Only the flags given are sent: an empty --description clears it.
-	var body adminapi.UpdateKey
+	lim, err := setLimits(s.o)
+	if err != nil {
+		return err
+	}
+	body := adminapi.UpdateKey{SetLimits: lim}
 	if s.o.keys2.description.set {
 		body.Description = &s.o.keys2.description.val
 	}
@@ -130,8 +135,8 @@ func keyUpdate(s *session, args []string) error {
 		body.ExpiresAt = &s.o.expiresAt
 	}
 	if body.Description == nil && body.Metadata == nil && body.AllowedCIDRs == nil && body.Roles == nil &&
-		body.ExpiresIn == nil && body.ExpiresAt == nil {
-		return usagef("nothing to change: give --description, --metadata, --allowed-cidrs, --roles, --expires-in or --expires-at")
+		body.ExpiresIn == nil && body.ExpiresAt == nil && !body.Any() {
+		return usagef("nothing to change: give --description, --metadata, --allowed-cidrs, --roles, --expires-in, --expires-at, --rate-limit or --quota")
 	}
 	var k adminapi.Key
 	raw, err := s.call("PATCH", p+"/"+seg(args[0]), nil, body, &k)
