@@ -9,12 +9,28 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/keygate/keygate/configs"
 )
 
 // An allowed check on a cache hit allocates nothing, in each HTTP mode and
 // for each credential form (the decision is the proxy's, shared).
 func TestCheckHitZeroAlloc(t *testing.T) {
-	e := newEnv(t, nil)
+	t.Run("unlimited", func(t *testing.T) { testCheckHitZeroAlloc(t, nil) })
+	// With a rate limit on the key, the user, the account and the route
+	// (issue 19): the admitted path adds no allocation.
+	t.Run("rate-limited", func(t *testing.T) {
+		testCheckHitZeroAlloc(t, func(c *configs.Config) {
+			c.RateLimits.Policies = []configs.RatePolicy{{Name: "big", Requests: 1e9, Per: configs.Duration(time.Hour)}}
+			for i := range c.Routes {
+				c.Routes[i].RateLimit = "big"
+			}
+		})
+	})
+}
+
+func testCheckHitZeroAlloc(t *testing.T, edit func(*configs.Config)) {
+	e := newEnv(t, edit)
 	alice := basic("alice", testPassword)
 	for _, c := range []struct{ name, raw string }{
 		{"nginx basic", "GET /auth HTTP/1.1\r\nHost: svc.example\r\nX-Original-Method: GET\r\nX-Original-URI: /api/users/42?x=1\r\nAuthorization: " + alice + "\r\nX-Auth-User: mallory\r\n\r\n"},

@@ -23,6 +23,7 @@ import (
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/proxy"
+	"github.com/keygate/keygate/ratelimit"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/boltstore"
 )
@@ -98,7 +99,18 @@ func newEnv(t testing.TB, edit func(*configs.Config)) *env {
 		Registerer:  reg,
 	})
 	must(t, err)
-	prx, err := proxy.New(proxy.ConfigOf(cfg), proxy.Options{Registerer: reg, Authenticator: proxy.NewChainAuthenticator(chain, cfg.Auth.Realm)})
+	// Rate limits when the config has policies: assignments are read from
+	// the store when the env is built.
+	var rl *ratelimit.Limiter
+	if len(cfg.RateLimits.Policies) > 0 {
+		rl, err = ratelimit.New(ratelimit.Options{Config: cfg.RateLimits, Store: st, Registerer: reg})
+		must(t, err)
+		must(t, st.SetLimits(ctx, &store.Limits{Scope: store.ScopeKey, ID: k.ID, RateLimit: cfg.RateLimits.Policies[0].Name}))
+		must(t, st.SetLimits(ctx, &store.Limits{Scope: store.ScopeUser, ID: "alice", RateLimit: cfg.RateLimits.Policies[0].Name}))
+		must(t, st.SetLimits(ctx, &store.Limits{Scope: store.ScopeAccount, ID: "acme", RateLimit: cfg.RateLimits.Policies[0].Name}))
+		must(t, rl.Reload(ctx))
+	}
+	prx, err := proxy.New(proxy.ConfigOf(cfg), proxy.Options{Registerer: reg, Authenticator: proxy.NewChainAuthenticator(chain, cfg.Auth.Realm), RateLimiter: rl})
 	must(t, err)
 	f, err := New(cfg, prx, Options{Registerer: reg})
 	must(t, err)

@@ -689,7 +689,11 @@ func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
 	// that refused requests spend nothing (ctx.Time: the clock the request
 	// already read).
 	if p.limiter != nil {
-		if s.rl, err = p.limiter.Limit(&ctx.Response.Header, route.rateLimit, ident, client, ctx.Time()); err != nil {
+		now := ctx.Time() // set by the server per request
+		if now.IsZero() { // a RequestCtx not from a fasthttp.Server
+			now = time.Now()
+		}
+		if s.rl, err = p.limiter.Limit(&ctx.Response.Header, route.rateLimit, ident, client, now); err != nil {
 			return err
 		}
 	}
