@@ -391,10 +391,15 @@ cache: { max_entries: 100000, ttl: 60s, negative_ttl: 5s }
 auth:
   max_hash_concurrency: %d
   failures: { per_ip_per_minute: %d, per_user_per_minute: %d }
+# rl_hit: a policy no request reaches (10^6/s per caller), so every
+# request pays the limiter and none is refused.
+rate_limits:
+  policies: [{ name: bench, requests: 1000000000, per: 1000s }]
 %sroutes:
   - { name: open, path_prefix: /open, upstreams: ["http://%s"], auth: none, timeout: 30s }
+  - { name: rl, path_prefix: /rl, upstreams: ["http://%s"], auth: required, timeout: 30s, rate_limit: bench }
   - { name: api, path_prefix: /, upstreams: ["http://%s"], auth: required, timeout: 30s }
-`, pub, adm, os.Getenv("BENCH_PROFILE") == "1", fwd, o.driver, o.boltPath, o.redisAddr, o.hashConc, o.perIP, o.perUser, authz, r.echoAddr, r.echoAddr)
+`, pub, adm, os.Getenv("BENCH_PROFILE") == "1", fwd, o.driver, o.boltPath, o.redisAddr, o.hashConc, o.perIP, o.perUser, authz, r.echoAddr, r.echoAddr, r.echoAddr)
 	if o.redisAddr == "" {
 		conf = strings.Replace(conf, `  redis: { addrs: [""], key_prefix: "kg:", pool_size: 64 }`+"\n", "", 1)
 	}
@@ -531,6 +536,12 @@ func (r *runner) hitJobs(kg *keygate) []job {
 	for _, f := range forms {
 		jobs = append(jobs, job{res: Result{Target: kg.name, Scenario: f[0], Description: "cache hit: " + f[0]}, p: kg.p,
 			l: load{url: kg.base + "/bench?x=1", authorization: f[1]}})
+		if f[0] == "bearer_kg" {
+			// Issue 19: the same hit on a route with a rate limit (every
+			// request admitted by the limiter; on Redis from a lease).
+			jobs = append(jobs, job{res: Result{Target: kg.name, Scenario: "rl_hit", Description: "rate-limited hit: bearer_kg on a route with rate_limit"}, p: kg.p,
+				l: load{url: kg.base + "/rl/bench?x=1", authorization: f[1]}})
+		}
 	}
 	return jobs
 }

@@ -208,6 +208,8 @@ func (r *runner) goals() []Goal {
 			ratio(p+" ≥ 2.5× Caddy basic_auth", "≥ 2.5", hit, r.find("caddy", "basic_auth"), 2.5, 0, false)
 			ratio(p+" CPU/req ≤ 1.05× auth:none", "≤ 1.05", hit, none, 0, 1.05, true)
 		}
+		// Issue 19: a rate-limited cache hit ≥ 0.9× an unlimited one.
+		ratio(kg+" rate-limited hit (rl_hit) ≥ 0.9× unlimited hit (bearer_kg)", "≥ 0.9", r.find(kg, "rl_hit"), r.find(kg, "bearer_kg"), 0.9, 0, false)
 	}
 	gs = append(gs, r.micro.goal())
 	// The all-hit reference of the working sets is ws_100k (100k keys in a
