@@ -87,6 +87,7 @@ func Default() *Config {
 				CacheTTL: Duration(10 * time.Second),
 			},
 		},
-		Log: Log{Level: "info", AccessSample: 1},
+		Log:        Log{Level: "info", AccessSample: 1},
+		RateLimits: RateLimits{Instances: 1},
 	}
 }

@@ -62,6 +62,7 @@ func TestDefaultMatchesDesign(t *testing.T) {
 		},
 		ForwardAuth: ForwardAuth{TrustedProxies: []string{"127.0.0.0/8", "::1"}},
 		Log:         Log{Level: "info", Access: false, AccessSample: 1},
+		RateLimits:  RateLimits{Instances: 1},
 	}
 	got := Default()
 	if !reflect.DeepEqual(got, want) {
@@ -107,6 +108,7 @@ func TestLoadExampleFile(t *testing.T) {
 	want.TrustedProxies = []string{}
 	want.Headers.KeepOverrideHeaders = []string{}
 	want.ForwardAuth.VerifyRoles = []string{}
+	want.RateLimits.Policies = []RatePolicy{}
 	want.Routes = []Route{{
 		Name: "api", PathPrefix: "/", Upstreams: []string{"http://127.0.0.1:9000"},
 		Auth: AuthRequired, Roles: []string{}, Methods: []string{}, Timeout: Duration(30 * time.Second),
