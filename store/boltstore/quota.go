@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -120,7 +121,7 @@ func encodeQuota(used int64, expires time.Time) []byte {
 // decodeQuota returns the usage in v, 0 when it expired before now.
 func decodeQuota(v []byte, now time.Time) (used int64, expires time.Time) {
 	u, n := binary.Uvarint(v)
-	if n <= 0 {
+	if n <= 0 || u > math.MaxInt64 {
 		return 0, time.Time{}
 	}
 	e, m := binary.Varint(v[n:])
