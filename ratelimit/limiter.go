@@ -400,9 +400,11 @@ type taken struct {
 	r result
 }
 
+// Header names in fasthttp's normalised form, set with SetCanonical (no
+// normalisation per request; names are case-insensitive on the wire).
 var (
-	hdrPolicy    = []byte("RateLimit-Policy")
-	hdrRateLimit = []byte("RateLimit")
+	hdrPolicy    = []byte("Ratelimit-Policy")
+	hdrRateLimit = []byte("Ratelimit")
 )
 
 // Limit admits or refuses one request of id (nil: anonymous, from addr) on
@@ -518,13 +520,13 @@ func (d *Decision) Set(h *fasthttp.ResponseHeader) {
 	if d.head == nil {
 		return
 	}
-	h.SetBytesKV(hdrPolicy, d.head)
+	h.SetCanonical(hdrPolicy, d.head)
 	var buf [128]byte
 	v := append(buf[:0], d.item...)
 	v = strconv.AppendInt(v, max(d.remaining, 0), 10)
 	v = append(v, ";t="...)
 	v = strconv.AppendInt(v, (max(d.reset, 0)+int64(time.Second)-1)/int64(time.Second), 10)
-	h.SetBytesKV(hdrRateLimit, v)
+	h.SetCanonical(hdrRateLimit, v)
 }
 
 func (q *quota) headerItems(b *bucket) (head, item []byte) {
