@@ -340,3 +340,81 @@ keygate_quotas{scope="user"} 1
 		t.Fatal(err)
 	}
 }
+
+// TestConcurrentNeverOverAdmits: many goroutines on one key at one instant
+// get exactly the burst between them, for a rate limit and for a quota.
+func TestConcurrentNeverOverAdmits(t *testing.T) {
+	l := newLimiter(t, boltStore(t, ""), nil, 1, nil,
+		store.Limits{Scope: store.ScopeUser, ID: "alice", RateLimit: "loose"},
+		store.Limits{Scope: store.ScopeKey, ID: "k2", Quota: &store.Quota{Requests: 37, Per: store.QuotaDay}})
+	for _, tc := range []struct {
+		id   *authn.Identity
+		want int64
+	}{{keyIdent("k1", "alice", "a"), 100}, {keyIdent("k2", "bob", "a"), 37}} {
+		var admitted atomic.Int64
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				for range 50 {
+					if _, err := l.Limit(&fasthttp.ResponseHeader{}, nil, tc.id, netip.Addr{}, t0); err == nil {
+						admitted.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if admitted.Load() != tc.want {
+			t.Fatalf("%s: admitted %d of 800 concurrent; want exactly %d", tc.id.KeyID, admitted.Load(), tc.want)
+		}
+	}
+}
+
+// TestReloadKeepsState: a reload keeps the state of unchanged assignments,
+// starts a changed one afresh and drops a removed one; Run reloads on an
+// invalidation.
+func TestReloadKeepsState(t *testing.T) {
+	ctx := context.Background()
+	ls := boltStore(t, "")
+	l := newLimiter(t, ls, nil, 1, nil, store.Limits{Scope: store.ScopeKey, ID: "k1", RateLimit: "tight"})
+	id := keyIdent("k1", "alice", "a")
+	take := func() error { _, err := l.Limit(&fasthttp.ResponseHeader{}, nil, id, netip.Addr{}, t0); return err }
+	for range 3 {
+		if err := take(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(ls.SetLimits(ctx, &store.Limits{Scope: store.ScopeUser, ID: "bob", RateLimit: "loose"}))
+	must(l.Reload(ctx))
+	if err := take(); !errors.Is(err, ErrRateLimited) {
+		t.Fatalf("after an unrelated reload: %v; want the spent budget kept", err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); l.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	must(ls.SetLimits(ctx, &store.Limits{Scope: store.ScopeKey, ID: "k1", RateLimit: "loose"}))
+	l.Invalidate(store.Invalidation{KeyID: "k1"})
+	deadline := time.Now().Add(3 * time.Second)
+	for take() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the changed policy was not picked up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	must(ls.SetLimits(ctx, &store.Limits{Scope: store.ScopeKey, ID: "k1"}))
+	l.Invalidate(store.Invalidation{KeyID: "k1"})
+	for time.Now().Before(deadline.Add(2 * time.Second)) {
+		var h fasthttp.ResponseHeader
+		if d, err := l.Limit(&h, nil, id, netip.Addr{}, t0); err == nil && d.head == nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the removed assignment still applies")
+}
