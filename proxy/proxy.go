@@ -669,10 +669,9 @@ func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
 	// 5. Authentication seam, then authorization: the route's roles and the
 	// external authorizer apply to anonymous callers of optional routes too.
 	var ident *authn.Identity
-	client := p.clientAddr(peer, trusted, s.xff)
 	if route.Auth != configs.AuthNone {
 		if p.authr != nil {
-			if ident, err = p.authr.Authenticate(ctx, route, client); err != nil {
+			if ident, err = p.authr.Authenticate(ctx, route, p.clientAddr(peer, trusted, s.xff)); err != nil {
 				return err
 			}
 		}
@@ -689,6 +688,10 @@ func (p *Proxy) decide(ctx *fasthttp.RequestCtx, s *scratch, probe bool) error {
 	// that refused requests spend nothing (ctx.Time: the clock the request
 	// already read).
 	if p.limiter != nil {
+		var client netip.Addr // keys an anonymous caller's route budget
+		if ident == nil && route.rateLimit != nil {
+			client = p.clientAddr(peer, trusted, s.xff)
+		}
 		now := ctx.Time() // set by the server per request
 		if now.IsZero() { // a RequestCtx not from a fasthttp.Server
 			now = time.Now()
