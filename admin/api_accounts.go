@@ -156,5 +156,9 @@ func (a *api) deleteAccount(r *request) error {
 		r.events = append(r.events, lifecycleEvent{authz.OpDelete, authz.KindPrincipal, u.Username})
 	}
 	r.events = append(r.events, lifecycleEvent{authz.OpDelete, authz.KindDomain, name})
+	a.dropLimits(r, store.ScopeAccount, name)
+	for _, u := range users {
+		a.dropLimits(r, store.ScopeUser, u.Username)
+	}
 	return noContent(r)
 }

@@ -129,3 +129,15 @@ func (a *api) copyLimits(r *request, from, to string) error {
 	}
 	return nil
 }
+
+// dropLimits removes the assignment of a deleted user or account, so that a
+// later one of the same name does not inherit it. Best effort: the record is
+// gone already, a failure is logged.
+func (a *api) dropLimits(r *request, scope store.LimitScope, id string) {
+	if a.ls == nil {
+		return
+	}
+	if err := a.ls.SetLimits(r.c, &store.Limits{Scope: scope, ID: id}); err != nil {
+		a.audit.Warn("admin: limits of a deleted record not removed", zap.String("scope", string(scope)), zap.Error(err))
+	}
+}

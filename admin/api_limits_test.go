@@ -101,6 +101,17 @@ func TestLimitsAPI(t *testing.T) {
 	if list, _ := e.st.ListAPIKeys(ctx, store.KeyFilter{Name: "x", Status: store.StatusAll}); len(list.Keys) != 0 {
 		t.Fatal("a refused create stored a key")
 	}
+
+	// A deleted user's or account's limits go with it: a new one of the
+	// same name starts without.
+	e.do("DELETE", "/v1/accounts/acme/users/alice", asRoot, nil).want(t, 204)
+	if l, _ := ls.GetLimits(ctx, store.ScopeUser, "alice"); !l.Empty() {
+		t.Fatalf("deleted user's limits kept: %+v", l)
+	}
+	e.do("DELETE", "/v1/accounts/acme", asRoot, nil).want(t, 204)
+	if l, _ := ls.GetLimits(ctx, store.ScopeAccount, "acme"); !l.Empty() {
+		t.Fatalf("deleted account's limits kept: %+v", l)
+	}
 }
 
 func dayStart(t time.Time) time.Time {

@@ -271,5 +271,6 @@ func (a *api) deleteUser(r *request) error {
 		return err
 	}
 	r.events = append(r.events, lifecycleEvent{authz.OpDelete, authz.KindPrincipal, u.Username})
+	a.dropLimits(r, store.ScopeUser, u.Username)
 	return noContent(r)
 }
