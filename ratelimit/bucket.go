@@ -21,6 +21,7 @@ type bucket struct {
 
 	// Shared (leaser) state.
 	onHand        int64 // leased units not yet spent
+	remote        int64 // units the store had left after the last lease
 	leasedAt      int64 // Unix ns of the lease onHand came from
 	blockedUntil  int64 // the store said nothing is left until then
 	degradedUntil int64 // the store failed: local share until then
@@ -46,7 +47,7 @@ func (b *bucket) take(lz *leaser, now int64) result {
 	}
 	if b.onHand > 0 && now-b.leasedAt < int64(leaseTTL) {
 		b.onHand--
-		return result{ok: true, remaining: b.onHand, reset: p.interval * (p.Burst - b.onHand)}
+		return b.leased(now)
 	}
 	if now < b.degradedUntil {
 		return b.outage(now)
@@ -59,7 +60,7 @@ func (b *bucket) take(lz *leaser, now int64) result {
 		lz.giveBack(b.id, p.interval, b.onHand)
 		b.onHand = 0
 	}
-	granted, retry, err := lz.lease(b.id, p, p.lease)
+	granted, remote, retry, err := lz.lease(b.id, p, p.lease)
 	switch {
 	case err != nil:
 		b.degradedUntil = now + int64(outageRetry)
@@ -68,8 +69,19 @@ func (b *bucket) take(lz *leaser, now int64) result {
 		b.blockedUntil = now + int64(retry)
 		return result{retry: int64(retry), reset: int64(retry) + p.interval*(p.Burst-1)}
 	}
-	b.onHand, b.leasedAt = granted-1, now
-	return result{ok: true, remaining: b.onHand, reset: p.interval * (p.Burst - b.onHand)}
+	b.onHand, b.leasedAt, b.remote = granted-1, now, remote
+	return b.leased(now)
+}
+
+// leased is the result of a unit spent from a lease: remaining is what the
+// store had left at the lease (refilled since at the policy's rate, capped
+// at the burst) plus the units still on hand; an estimate, since other
+// instances lease meanwhile.
+func (b *bucket) leased(now int64) result {
+	p := b.pol
+	rem := min(b.remote+(now-b.leasedAt)/p.interval, p.Burst) + b.onHand
+	rem = min(rem, p.Burst)
+	return result{ok: true, remaining: rem, reset: p.interval * (p.Burst - rem)}
 }
 
 func (b *bucket) outage(now int64) result {
@@ -122,14 +134,14 @@ type leaser struct {
 	errs    func()
 }
 
-func (lz *leaser) lease(id string, p *Policy, n int64) (int64, time.Duration, error) {
+func (lz *leaser) lease(id string, p *Policy, n int64) (granted, remaining int64, retry time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), lz.timeout)
 	defer cancel()
-	g, retry, err := lz.s.LeaseRate(ctx, id, time.Duration(p.interval), p.Burst, n)
+	granted, remaining, retry, err = lz.s.LeaseRate(ctx, id, time.Duration(p.interval), p.Burst, n)
 	if err != nil && lz.errs != nil {
 		lz.errs()
 	}
-	return g, retry, err
+	return granted, remaining, retry, err
 }
 
 func (lz *leaser) giveBack(id string, interval, n int64) {

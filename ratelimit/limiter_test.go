@@ -418,3 +418,23 @@ func TestReloadKeepsState(t *testing.T) {
 	}
 	t.Fatal("the removed assignment still applies")
 }
+
+// TestSharedHeaders: from a lease, RateLimit reports what the shared bucket
+// had left, not only the units on hand.
+func TestSharedHeaders(t *testing.T) {
+	srv := testredis.Start(t)
+	s := redisStore(t, srv.Addr(), "kgh:")
+	l := newLimiter(t, s, s, 1, nil, store.Limits{Scope: store.ScopeKey, ID: "k1", RateLimit: "fast"})
+	id := keyIdent("k1", "alice", "a")
+	var h fasthttp.ResponseHeader
+	for i, want := range []string{`"fast";r=199;t=1`, `"fast";r=198;t=1`} {
+		d, err := l.Limit(&h, nil, id, netip.Addr{}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Set(&h)
+		if got := string(h.Peek("RateLimit")); got != want {
+			t.Fatalf("request %d: RateLimit %q; want %q", i, got, want)
+		}
+	}
+}

@@ -124,8 +124,9 @@ type LimitStore interface {
 type RateLeaser interface {
 	// LeaseRate takes up to n units from bucket, whose policy admits one unit
 	// per interval with a burst of burst units, and returns how many it took
-	// (0: none left) and, when 0, how long until one is available.
-	LeaseRate(ctx context.Context, bucket string, interval time.Duration, burst, n int64) (granted int64, retryAfter time.Duration, err error)
+	// (0: none left), how many were left after it, and, when it took none,
+	// how long until one is available.
+	LeaseRate(ctx context.Context, bucket string, interval time.Duration, burst, n int64) (granted, remaining int64, retryAfter time.Duration, err error)
 	// ReturnRate gives back n units of bucket that were leased but not spent.
 	ReturnRate(ctx context.Context, bucket string, interval time.Duration, n int64) error
 }

@@ -147,7 +147,8 @@ func (s *Store) QuotaUsed(ctx context.Context, counter string) (int64, error) {
 // is admitted when TAT+interval-now ≤ burst·interval; n units advance TAT by
 // n·interval. Returning units moves TAT back.
 //
-// KEYS: bucket. ARGV: interval (µs), burst, n. Returns {granted, retry_after_µs}.
+// KEYS: bucket. ARGV: interval (µs), burst, n. Returns {granted,
+// retry_after_µs, remaining}.
 var scriptLeaseRate = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -156,12 +157,12 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local avail = math.floor((now + burst * iv - tat) / iv)
 if avail < 1 then
-  return {0, tat + iv - burst * iv - now}
+  return {0, tat + iv - burst * iv - now, 0}
 end
 local g = math.min(n, avail)
 tat = tat + g * iv
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
-return {g, 0}
+return {g, 0, avail - g}
 `)
 
 // KEYS: bucket. ARGV: interval (µs), n.
@@ -179,16 +180,16 @@ return 1
 `)
 
 // LeaseRate implements store.RateLeaser.
-func (s *Store) LeaseRate(ctx context.Context, bucket string, interval time.Duration, burst, n int64) (int64, time.Duration, error) {
+func (s *Store) LeaseRate(ctx context.Context, bucket string, interval time.Duration, burst, n int64) (int64, int64, time.Duration, error) {
 	iv := max(interval.Microseconds(), 1)
 	r, err := scriptLeaseRate.Run(ctx, s.c, []string{s.rateKey(bucket)}, iv, burst, n).Int64Slice()
 	if err != nil {
-		return 0, 0, s.wrap("lease rate", err)
+		return 0, 0, 0, s.wrap("lease rate", err)
 	}
-	if len(r) != 2 {
-		return 0, 0, fmt.Errorf("redisstore: lease rate: bad reply: %w", store.ErrUnavailable)
+	if len(r) != 3 {
+		return 0, 0, 0, fmt.Errorf("redisstore: lease rate: bad reply: %w", store.ErrUnavailable)
 	}
-	return r[0], time.Duration(r[1]) * time.Microsecond, nil
+	return r[0], r[2], time.Duration(r[1]) * time.Microsecond, nil
 }
 
 // ReturnRate implements store.RateLeaser.
