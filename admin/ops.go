@@ -167,13 +167,13 @@ func (x *API) CreateAccount(c context.Context, caller Caller, b adminapi.CreateA
 }
 
 // GetAccount is GET /v1/accounts/{account}.
-func (x *API) GetAccount(c context.Context, caller Caller, account string) (*store.Account, *httpx.Error) {
-	return result[*store.Account](x.call(c, caller, get, "/v1/accounts/{account}", accountParams(account), nil, nil))
+func (x *API) GetAccount(c context.Context, caller Caller, account string) (adminapi.Account, *httpx.Error) {
+	return result[adminapi.Account](x.call(c, caller, get, "/v1/accounts/{account}", accountParams(account), nil, nil))
 }
 
 // UpdateAccount is PATCH /v1/accounts/{account}.
-func (x *API) UpdateAccount(c context.Context, caller Caller, account string, b adminapi.UpdateAccount) (*store.Account, *httpx.Error) {
-	return result[*store.Account](x.call(c, caller, patch, "/v1/accounts/{account}", accountParams(account), &b, nil))
+func (x *API) UpdateAccount(c context.Context, caller Caller, account string, b adminapi.UpdateAccount) (adminapi.Account, *httpx.Error) {
+	return result[adminapi.Account](x.call(c, caller, patch, "/v1/accounts/{account}", accountParams(account), &b, nil))
 }
 
 // ListUsers is GET /v1/accounts/{account}/users.

@@ -431,7 +431,7 @@ func (u *UI) changePassword(r *req) {
 // account's admins).
 
 type accountsData struct {
-	Accounts []store.Account
+	Accounts []adminapi.Account
 	Form     map[string]string
 	Errors   map[string]string
 }
@@ -480,7 +480,7 @@ func (u *UI) accountState(r *req) {
 }
 
 type usersData struct {
-	Account *store.Account
+	Account adminapi.Account
 	Users   []adminapi.User
 	Types   []store.UserType
 	Form    map[string]string

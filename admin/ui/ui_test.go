@@ -22,9 +22,9 @@ import (
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/failurelimit"
 	"github.com/keygate/keygate/authn/keyauth"
 	"github.com/keygate/keygate/authn/password"
-	"github.com/keygate/keygate/authn/ratelimit"
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/internal/httpx"
 	"github.com/keygate/keygate/store"
@@ -74,7 +74,7 @@ func newEnv(t *testing.T) *env {
 			authn.KindAPIKey: keyauth.NewAuthenticator(st, keyauth.AuthOptions{Now: e.now}),
 			authn.KindBasic:  password.NewAuthenticator(st, testHasher, password.AuthOptions{}),
 		},
-		UserLimiter: ratelimit.New(3, 1000, e.now),
+		UserLimiter: failurelimit.New(3, 1000, e.now),
 		Now:         e.now,
 	})
 	must(t, err)
