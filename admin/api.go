@@ -105,6 +105,10 @@ type APIDeps struct {
 	// RateLimits are the policies keys, users and accounts may be assigned
 	// (rate_limits); the assignments live in the store (store.LimitStore).
 	RateLimits configs.RateLimits
+	// LimitsChanged, when set, runs after an assignment was written, before
+	// the answer: this instance's limiter reloads at once (the others on
+	// the invalidation).
+	LimitsChanged func(ctx context.Context)
 }
 
 // Notifier receives lifecycle events (authz.Notifier implements it).
@@ -167,6 +171,7 @@ type api struct {
 	ucred       *upstreamcred.Manager
 	policies    configs.RateLimits
 	ls          store.LimitStore // nil: the store keeps no limits
+	limitsHook  func(ctx context.Context)
 	// adminMu serialises the changes that can remove an enabled global
 	// admin, so that two concurrent ones cannot remove the last (within
 	// one instance; instances sharing a store can still race).
@@ -227,6 +232,7 @@ func NewAPI(d APIDeps) (*API, error) {
 		verifyRoles: d.VerifyRoles,
 		ucred:       d.UpstreamCredentials,
 		policies:    d.RateLimits,
+		limitsHook:  d.LimitsChanged,
 	}
 	a.ls, _ = d.Store.(store.LimitStore)
 	a.notifier = d.Notifier

@@ -63,7 +63,13 @@ func (a *api) applyLimits(r *request, scope store.LimitScope, id string, s *admi
 		}
 	}
 	cur.Scope, cur.ID = scope, id
-	return a.ls.SetLimits(r.c, cur)
+	if err := a.ls.SetLimits(r.c, cur); err != nil {
+		return err
+	}
+	if a.limitsHook != nil {
+		a.limitsHook(r.c)
+	}
+	return nil
 }
 
 // limitsOf is what GET shows of (scope, id)'s limits. A store error leaves
@@ -139,5 +145,9 @@ func (a *api) dropLimits(r *request, scope store.LimitScope, id string) {
 	}
 	if err := a.ls.SetLimits(r.c, &store.Limits{Scope: scope, ID: id}); err != nil {
 		a.audit.Warn("admin: limits of a deleted record not removed", zap.String("scope", string(scope)), zap.Error(err))
+		return
+	}
+	if a.limitsHook != nil {
+		a.limitsHook(r.c)
 	}
 }

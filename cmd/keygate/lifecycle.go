@@ -207,6 +207,11 @@ func (g *gateway) start() int {
 
 			UpstreamCredentials: g.ucred,
 			RateLimits:          cfg.RateLimits,
+			LimitsChanged: func(ctx context.Context) {
+				if err := g.limiter.Reload(ctx); err != nil {
+					g.log.Warn("ratelimit: reload after an admin write failed; the invalidation will retry", zap.Error(err))
+				}
+			},
 		})
 		if err != nil {
 			return fail("%v", err)
