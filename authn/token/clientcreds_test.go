@@ -16,8 +16,8 @@ import (
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/apikey"
+	"github.com/keygate/keygate/authn/failurelimit"
 	"github.com/keygate/keygate/authn/keyauth"
-	"github.com/keygate/keygate/authn/ratelimit"
 	"github.com/keygate/keygate/store"
 )
 
@@ -34,7 +34,7 @@ type ccFixture struct {
 func newCCFixture(t *testing.T, perIP int) *ccFixture {
 	t.Helper()
 	env := newEnv(t, fastHasher())
-	lim := ratelimit.New(perIP, 100, env.clock.Now)
+	lim := failurelimit.New(perIP, 100, env.clock.Now)
 	chain, err := authn.NewChain(authn.ChainConfig{
 		Authenticators: map[authn.CredKind]authn.Authenticator{
 			authn.KindAPIKey: keyauth.NewAuthenticator(env.s, keyauth.AuthOptions{Now: env.clock.Now}),
