@@ -118,3 +118,35 @@ func dayStart(t time.Time) time.Time {
 	t = t.UTC()
 	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
+
+// TestLimitsKeyPatchAndRotate: the key PATCH of issue 18 takes rate_limit
+// and quota with its other fields (or alone: no key write); a rotated key
+// keeps its predecessor's limits and the quota's use so far.
+func TestLimitsKeyPatchAndRotate(t *testing.T) {
+	e := newAPIEnv(t, apiEnvOptions{rateLimits: limitPolicies})
+	var ls store.LimitStore = e.st
+	ctx := context.Background()
+	k := e.newKey(asAlice, "/v1/user/api-keys", map[string]any{"name": "ci"})
+	var got adminapi.Key
+	e.do("PATCH", "/v1/user/api-keys/"+k.ID, asAlice, map[string]any{"description": "nightly", "rate_limit": "std",
+		"quota": map[string]any{"requests": 50, "per": "day"}}).want(t, 200).decode(t, &got)
+	if got.Description != "nightly" || got.RateLimit != "std" || got.Quota == nil || got.Quota.Requests != 50 {
+		t.Fatalf("PATCH = %+v", got)
+	}
+	// A bad policy refuses the whole PATCH: the description is unchanged.
+	e.do("PATCH", "/v1/user/api-keys/"+k.ID, asAlice, map[string]any{"description": "x", "rate_limit": "nope"}).want(t, 422)
+	if d := e.storeKey(k.ID).Description; d != "nightly" {
+		t.Fatalf("a refused PATCH changed the description to %q", d)
+	}
+	counter := store.QuotaCounter(store.ScopeKey, k.ID, dayStart(e.clk.Now()))
+	if _, _, err := ls.LeaseQuota(ctx, counter, 20, 50, e.clk.Now().Add(48*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var nk adminapi.CreatedKey
+	e.do("POST", "/v1/user/api-keys/"+k.ID+"/rotate", asAlice, map[string]any{"grace": "1h"}).want(t, 201).decode(t, &nk)
+	got = adminapi.Key{}
+	e.do("GET", "/v1/user/api-keys/"+nk.ID, asAlice, nil).want(t, 200).decode(t, &got)
+	if got.RateLimit != "std" || got.Quota == nil || got.Quota.Used != 20 || got.Quota.Remaining != 30 {
+		t.Fatalf("rotated key: %+v %+v; want std and the quota's use carried over", got.Limits, got.Quota)
+	}
+}
