@@ -121,6 +121,9 @@ func (a *api) copyLimits(r *request, from, to string) error {
 	if err := a.ls.SetLimits(r.c, l); err != nil {
 		return err
 	}
+	if a.limitsHook != nil {
+		a.limitsHook(r.c)
+	}
 	if q := l.Quota; q != nil {
 		start, end := q.Period(r.now)
 		used, err := a.ls.QuotaUsed(r.c, store.QuotaCounter(store.ScopeKey, from, start))
