@@ -61,8 +61,9 @@ type Limiter struct {
 	timeout   time.Duration
 	log       *zap.Logger
 
-	table  atomic.Pointer[table]
-	reload chan struct{}
+	table    atomic.Pointer[table]
+	reload   chan struct{}
+	reloadMu sync.Mutex // one Reload at a time: a slower one never overwrites a newer table
 
 	seed   maphash.Seed
 	shards [routeShards]routeShard
@@ -215,6 +216,8 @@ func (l *Limiter) Reload(ctx context.Context) error {
 	if l.ls == nil {
 		return nil
 	}
+	l.reloadMu.Lock()
+	defer l.reloadMu.Unlock()
 	list, err := l.ls.ListLimits(ctx)
 	if err != nil {
 		return fmt.Errorf("ratelimit: load assignments: %w", err)
