@@ -168,7 +168,7 @@ const MaxRotationGrace = 30 * 24 * time.Hour
 // rotateKey rotates k of owner: 201 with the new key, shown once.
 func (a *api) rotateKey(r *request, owner *store.User, k *store.APIKey) error {
 	var b adminapi.RotateKey
-	if len(r.ctx.Request.Body()) > 0 {
+	if r.ctx == nil || len(r.ctx.Request.Body()) > 0 { // nil: an in-process operation (admin.API)
 		if err := decode(r, &b); err != nil {
 			return err
 		}

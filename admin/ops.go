@@ -229,3 +229,29 @@ func (x *API) SearchKeys(c context.Context, caller Caller, q KeyQuery) (adminapi
 func (x *API) BulkRevoke(c context.Context, caller Caller, b adminapi.BulkRevoke) (adminapi.BulkResult, *httpx.Error) {
 	return result[adminapi.BulkResult](x.call(c, caller, del, "/v1/api-keys", nil, &b, nil))
 }
+
+func keyParams(account, username, id string) Params {
+	return append(userParams(account, username), Param{"id", id})
+}
+
+// UpdateOwnKey is PATCH /v1/user/api-keys/{id}.
+func (x *API) UpdateOwnKey(c context.Context, caller Caller, id string, b adminapi.UpdateKey) (adminapi.Key, *httpx.Error) {
+	return result[adminapi.Key](x.call(c, caller, patch, "/v1/user/api-keys/{id}", Params{{"id", id}}, &b, nil))
+}
+
+// RotateOwnKey is POST /v1/user/api-keys/{id}/rotate.
+func (x *API) RotateOwnKey(c context.Context, caller Caller, id string, b adminapi.RotateKey) (adminapi.CreatedKey, *httpx.Error) {
+	return result[adminapi.CreatedKey](x.call(c, caller, post, "/v1/user/api-keys/{id}/rotate", Params{{"id", id}}, &b, nil))
+}
+
+// UpdateUserKey is PATCH …/users/{username}/api-keys/{id}.
+func (x *API) UpdateUserKey(c context.Context, caller Caller, account, username, id string, b adminapi.UpdateKey) (adminapi.Key, *httpx.Error) {
+	return result[adminapi.Key](x.call(c, caller, patch, "/v1/accounts/{account}/users/{username}/api-keys/{id}",
+		keyParams(account, username, id), &b, nil))
+}
+
+// RotateUserKey is POST …/users/{username}/api-keys/{id}/rotate.
+func (x *API) RotateUserKey(c context.Context, caller Caller, account, username, id string, b adminapi.RotateKey) (adminapi.CreatedKey, *httpx.Error) {
+	return result[adminapi.CreatedKey](x.call(c, caller, post, "/v1/accounts/{account}/users/{username}/api-keys/{id}/rotate",
+		keyParams(account, username, id), &b, nil))
+}

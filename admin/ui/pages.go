@@ -34,6 +34,10 @@ func (u *UI) routes() {
 	u.handle(get, "/keys/created", signed, u.createdPage)
 	u.handle(get, "/keys/{id}/revoke", signed, u.revokePage(self))
 	u.handle(post, "/keys/{id}/revoke", signed, u.revoke(self))
+	u.handle(get, "/keys/{id}/edit", signed, u.editKeyPage(self))
+	u.handle(post, "/keys/{id}/edit", signed, u.editKey(self))
+	u.handle(get, "/keys/{id}/rotate", signed, u.rotatePage(self))
+	u.handle(post, "/keys/{id}/rotate", signed, u.rotate(self))
 	u.handle(get, "/password", signed, u.passwordPage)
 	u.handle(post, "/password", signed, u.changePassword)
 
@@ -49,6 +53,10 @@ func (u *UI) routes() {
 	u.handle(post, "/accounts/{account}/users/{username}/keys/new", signed, u.createKey(other))
 	u.handle(get, "/accounts/{account}/users/{username}/keys/{id}/revoke", signed, u.revokePage(other))
 	u.handle(post, "/accounts/{account}/users/{username}/keys/{id}/revoke", signed, u.revoke(other))
+	u.handle(get, "/accounts/{account}/users/{username}/keys/{id}/edit", signed, u.editKeyPage(other))
+	u.handle(post, "/accounts/{account}/users/{username}/keys/{id}/edit", signed, u.editKey(other))
+	u.handle(get, "/accounts/{account}/users/{username}/keys/{id}/rotate", signed, u.rotatePage(other))
+	u.handle(post, "/accounts/{account}/users/{username}/keys/{id}/rotate", signed, u.rotate(other))
 	u.handle(get, "/bulk-revoke", signed, u.bulkPage)
 	u.handle(post, "/bulk-revoke", signed, u.bulkRevoke)
 }
@@ -73,7 +81,9 @@ func (u *UI) renderLogin(r *req, status int, username, msg string) {
 	u.render(r, status, "login", &view{Title: "Log in", Error: msg, Data: loginData{Token: u.keys.loginToken(nonce), Username: username}})
 }
 
-var errLogin = "Wrong username or password."
+// errLogin is every refused password, a service account's too (it has no
+// password; telling it apart would tell which names are service accounts).
+var errLogin = "Wrong username or password. Service accounts cannot log in: they authenticate with their API keys."
 
 // login checks the password through the authentication chain, as Basic:
 // the same failure limits (429), fake hash for unknown users, audit of
@@ -172,10 +182,13 @@ type keysData struct {
 	Owner      keyOwner
 	ActiveOnly bool
 	Keys       []adminapi.Key
-	Types      []store.UserType
-	States     []store.State
-	Errors     map[string]string
-	Form       map[string]string
+	// Expiring: the ids of active keys that expire within
+	// api_keys.expiry_warning (flagged in the list).
+	Expiring map[string]bool
+	Types    []store.UserType
+	States   []store.State
+	Errors   map[string]string
+	Form     map[string]string
 }
 
 func (u *UI) keysPage(o owner) handler {
@@ -210,8 +223,12 @@ func (u *UI) renderKeys(r *req, o owner, status int, errs, form map[string]strin
 		u.failAPI(r, e)
 		return
 	}
+	types := []store.UserType{store.TypeUser, store.TypeAccountAdmin, store.TypeAdmin}
 	title, nav := "API Keys", "keys"
 	if o == other {
+		if own.User.Type == store.TypeService { // a service account stays one
+			types = []store.UserType{store.TypeService}
+		}
 		title, nav = "User "+own.Username, "accounts"
 		if form == nil && own.User != nil {
 			form = map[string]string{"type": string(own.User.Type), "roles": strings.Join(own.User.Roles, ", "), "state": string(own.User.State)}
@@ -219,7 +236,7 @@ func (u *UI) renderKeys(r *req, o owner, status int, errs, form map[string]strin
 	}
 	u.render(r, status, "keys", &view{Title: title, Nav: nav, Notice: u.notice(r), Data: keysData{
 		Owner: own, ActiveOnly: activeOnly, Keys: page.APIKeys, Errors: errs, Form: form,
-		Types:  []store.UserType{store.TypeUser, store.TypeAccountAdmin, store.TypeAdmin},
+		Expiring: u.expiring(page.APIKeys), Types: types,
 		States: []store.State{store.StateEnabled, store.StateDisabled},
 	}})
 }
@@ -302,18 +319,31 @@ func (u *UI) createKey(o owner) handler {
 			u.failAPI(r, e)
 			return
 		}
-		// POST-redirect-GET: the value travels once, sealed to this
-		// session, in a cookie the next page consumes.
-		raw, _ := json.Marshal(createdData{Key: k, Back: own.Base})
-		u.setCookie(r.ctx, flashCookie, u.keys.seal(raw, r.sess.SID), time.Minute)
-		r.ctx.Redirect(Prefix+"/keys/created", fasthttp.StatusSeeOther)
+		u.showOnce(r, createdData{Key: k, Back: own.Base})
 	}
+}
+
+// showOnce redirects to the one-time page of a new key (POST-redirect-GET):
+// the value travels once, sealed to this session, in a cookie the next
+// page consumes.
+func (u *UI) showOnce(r *req, d createdData) {
+	raw, _ := json.Marshal(d)
+	u.setCookie(r.ctx, flashCookie, u.keys.seal(raw, r.sess.SID), time.Minute)
+	r.ctx.Redirect(Prefix+"/keys/created", fasthttp.StatusSeeOther)
 }
 
 // keyField is the form field an error of a key creation belongs to.
 func keyField(e *httpx.Error) string {
 	m := strings.ToLower(e.Message)
 	switch {
+	case e.Code == "expiry_extended":
+		return "expires"
+	case strings.HasPrefix(m, "metadata"):
+		return "metadata"
+	case strings.Contains(m, "allowed_cidrs"):
+		return "allowed_cidrs"
+	case strings.HasPrefix(m, "grace"):
+		return "grace"
 	case e.Code == "unknown_role", strings.Contains(m, "role"):
 		return "roles"
 	case strings.Contains(m, "expir"), strings.Contains(m, "max_lifetime"):
@@ -329,6 +359,8 @@ func keyField(e *httpx.Error) string {
 type createdData struct {
 	Key  adminapi.CreatedKey `json:"key"`
 	Back string              `json:"back"`
+	// Grace: a rotation's grace (the old key works that long).
+	Grace string `json:"grace,omitempty"`
 }
 
 // createdPage shows a new key's value once: the cookie is cleared with
@@ -504,7 +536,7 @@ func (u *UI) renderUsers(r *req, status int, form, errs map[string]string) {
 	if form == nil {
 		form = map[string]string{"type": string(store.TypeUser)}
 	}
-	types := []store.UserType{store.TypeUser, store.TypeAccountAdmin}
+	types := []store.UserType{store.TypeUser, store.TypeAccountAdmin, store.TypeService}
 	if r.user().Type == store.TypeAdmin && account == store.AdminAccount {
 		types = append(types, store.TypeAdmin)
 	}
@@ -516,9 +548,13 @@ func (u *UI) createUser(r *req) {
 	account := r.p.Get("account")
 	args := r.ctx.PostArgs()
 	form := map[string]string{"username": string(args.Peek("username")), "type": string(args.Peek("type")), "roles": string(args.Peek("roles"))}
-	pw := string(args.Peek("password"))
-	b := adminapi.CreateUser{Username: strings.TrimSpace(form["username"]), Password: &pw, Type: store.UserType(form["type"]),
+	b := adminapi.CreateUser{Username: strings.TrimSpace(form["username"]), Type: store.UserType(form["type"]),
 		Roles: splitList(form["roles"])}
+	// A service account has no password: an empty field sends none (one
+	// given is refused by the API, next to the field).
+	if pw := string(args.Peek("password")); pw != "" || b.Type != store.TypeService {
+		b.Password = &pw
+	}
 	usr, e := u.api.CreateUser(r.c, r.caller, account, b)
 	if e != nil {
 		if e.Status == fasthttp.StatusNotFound || e.Status >= 500 {
@@ -636,6 +672,25 @@ func splitList(s string) []string {
 	var out []string
 	for f := range strings.FieldsFuncSeq(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r' }) {
 		out = append(out, f)
+	}
+	return out
+}
+
+// expiring returns the ids of the active keys among ks that expire within
+// api_keys.expiry_warning (nil when none, or no warning is configured).
+func (u *UI) expiring(ks []adminapi.Key) map[string]bool {
+	if u.expiryWarning <= 0 {
+		return nil
+	}
+	var out map[string]bool
+	limit := u.api.Now().Add(u.expiryWarning)
+	for _, k := range ks {
+		if k.Status == store.KeyActive && k.ExpiresAt != nil && !k.ExpiresAt.After(limit) {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[k.ID] = true
+		}
 	}
 	return out
 }

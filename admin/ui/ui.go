@@ -88,6 +88,9 @@ type Options struct {
 	// IdleTimeout and MaxAge end a session after that long without a
 	// request, and that long after the login (defaults above).
 	IdleTimeout, MaxAge time.Duration
+	// ExpiryWarning is api_keys.expiry_warning: key lists flag the active
+	// keys that expire within it (0: none flagged).
+	ExpiryWarning time.Duration
 	// Logger receives operational errors (nil: none).
 	Logger *zap.Logger
 	// Now is the clock (default time.Now).
@@ -103,11 +106,13 @@ type UI struct {
 	tls    bool
 	idle   time.Duration
 	maxAge time.Duration
-	log    *zap.Logger
-	now    func() time.Time
-	router admin.Router
-	pages  map[string]*template.Template
-	static fasthttp.RequestHandler
+	// expiryWarning: Options.ExpiryWarning.
+	expiryWarning time.Duration
+	log           *zap.Logger
+	now           func() time.Time
+	router        admin.Router
+	pages         map[string]*template.Template
+	static        fasthttp.RequestHandler
 }
 
 // New builds the UI.
@@ -123,7 +128,7 @@ func New(o Options) (*UI, error) {
 		return nil, err
 	}
 	u := &UI{api: o.API, st: o.Store, auth: o.Auth, keys: k, tls: o.TLS, idle: o.IdleTimeout, maxAge: o.MaxAge,
-		log: o.Logger, now: o.Now}
+		expiryWarning: o.ExpiryWarning, log: o.Logger, now: o.Now}
 	if u.idle <= 0 {
 		u.idle = DefaultIdleTimeout
 	}

@@ -17,7 +17,7 @@ func (g *gateway) mountUI(a *admin.Server, api *admin.API, auth admin.Authentica
 			"set KEYGATE_ADMIN_UI_SESSION_SECRET (the same on every instance) to share them")
 	}
 	u, err := ui.New(ui.Options{API: api, Store: g.store, Auth: auth, Secret: secret,
-		Logger: g.log.Named("ui")})
+		ExpiryWarning: g.cfg.APIKeys.ExpiryWarning.D(), Logger: g.log.Named("ui")})
 	if err != nil {
 		return err
 	}
