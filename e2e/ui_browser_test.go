@@ -545,6 +545,9 @@ func TestWebUIBrowser(t *testing.T) {
 	if strings.Contains(string(keys), "evil") {
 		t.Fatalf("a cross-site post created a key: %s", keys)
 	}
+	s.nav("/ui/keys")
+	s.logout()
+	uiKeyPagesFlow(t, s, g, adm, root, proxy, "alice-N3w-Pa55word")
 	t.Logf("browser flows took %v", time.Since(start).Round(time.Millisecond))
 }
 
