@@ -18,7 +18,8 @@ import (
 //   - Readiness: the checks of GET /readyz;
 //   - Leaser: one instance of those sharing the store purges keys per
 //     interval (always granted where one process owns the store);
-//   - UpstreamCredentials: the credentials keygate sends upstream (§12).
+//   - UpstreamCredentials: the credentials keygate sends upstream (§12);
+//   - EndedSessions: web UI sessions ended by a logout (§14).
 type Driver interface {
 	Store
 	RefreshStore
@@ -27,6 +28,7 @@ type Driver interface {
 	Readiness
 	Leaser
 	UpstreamCredentials
+	EndedSessions
 }
 
 // AsDriver returns s as a Driver, or an error naming every capability s
@@ -46,6 +48,7 @@ func AsDriver(s Store) (Driver, error) {
 		{"readiness checks (store.Readiness)", is[Readiness](s)},
 		{"purge lease (store.Leaser)", is[Leaser](s)},
 		{"upstream credentials (store.UpstreamCredentials)", is[UpstreamCredentials](s)},
+		{"ended web UI sessions (store.EndedSessions)", is[EndedSessions](s)},
 	} {
 		if !c.has {
 			missing = append(missing, c.name)

@@ -25,7 +25,7 @@ func (withRefresh) PurgeRefreshTokens(context.Context, time.Time) (int, error) {
 // error that names every capability it lacks, and only those.
 func TestAsDriver(t *testing.T) {
 	s, _ := newBolt(t)
-	all := []string{"store.RefreshStore", "store.RefreshPurger", "store.Outbox", "store.Readiness", "store.Leaser", "store.UpstreamCredentials"}
+	all := []string{"store.RefreshStore", "store.RefreshPurger", "store.Outbox", "store.Readiness", "store.Leaser", "store.UpstreamCredentials", "store.EndedSessions"}
 	tests := []struct {
 		name    string
 		s       store.Store

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/admin/adminapi"
@@ -139,8 +140,18 @@ func (u *UI) login(r *req) {
 	r.ctx.Redirect(Prefix+"/keys", fasthttp.StatusSeeOther)
 }
 
+// logout ends the session in the store (every instance refuses it from the
+// next request, a copy of the cookie too) until its absolute expiry, and
+// clears the cookie.
 func (u *UI) logout(r *req) {
 	u.clearCookie(r.ctx, sessionCookie)
+	until := time.Unix(r.sess.Start, 0).Add(u.maxAge + time.Minute)
+	if err := u.ended.EndSession(r.c, r.sess.SID, until); err != nil {
+		u.log.Warn("ui: cannot record the end of a session", zap.Error(err))
+		u.fail(r, fasthttp.StatusServiceUnavailable,
+			"The cookie of this browser is cleared, but the session could not be ended on the server: log in and out again, or change your password to end every session.")
+		return
+	}
 	r.ctx.Redirect(Prefix+"/login", fasthttp.StatusSeeOther)
 }
 

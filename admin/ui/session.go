@@ -22,10 +22,10 @@ import (
 // accepts it (no session store to keep in step), and every request checks
 // the generation against the user's current store record, so a password
 // change, disable or role change on any instance ends every session of the
-// user at once. Logout clears the cookie; a copy of it taken before (the
-// cookie is HttpOnly, SameSite=Strict, Secure under TLS) stays usable
-// until its idle or absolute expiry, or until the user's generation
-// changes (change the password to end every session).
+// user at once. Logout records the session id as ended in the store
+// (store.EndedSessions, until the session's absolute expiry) and clears the
+// cookie: every instance reads that record on every request, so a copy of
+// the cookie taken before the logout is refused at once everywhere.
 
 // session is the signed content of the session cookie.
 type session struct {

@@ -72,7 +72,8 @@ type Options struct {
 	// API runs every operation (admin.NewAPI). Required.
 	API *admin.API
 	// Store is read on every request: the session user's current record
-	// (generation, state) and account state. Required.
+	// (generation, state), account state and whether the session was ended
+	// by a logout (it must implement store.EndedSessions). Required.
 	Store store.Store
 	// Auth checks login passwords: the authentication chain, so failure
 	// limits, fake-hash timing and the audit of failures are Basic's.
@@ -101,6 +102,7 @@ type Options struct {
 type UI struct {
 	api    *admin.API
 	st     store.Store
+	ended  store.EndedSessions
 	auth   admin.Authenticator
 	keys   keys
 	tls    bool
@@ -123,11 +125,15 @@ func New(o Options) (*UI, error) {
 	case len(o.Secret) < 32:
 		return nil, errors.New("ui: the session secret must be at least 32 bytes")
 	}
+	ended, ok := o.Store.(store.EndedSessions)
+	if !ok {
+		return nil, errors.New("ui: the store does not record ended sessions (store.EndedSessions): logout could not end a session")
+	}
 	k, err := deriveKeys(o.Secret)
 	if err != nil {
 		return nil, err
 	}
-	u := &UI{api: o.API, st: o.Store, auth: o.Auth, keys: k, tls: o.TLS, idle: o.IdleTimeout, maxAge: o.MaxAge,
+	u := &UI{api: o.API, st: o.Store, ended: ended, auth: o.Auth, keys: k, tls: o.TLS, idle: o.IdleTimeout, maxAge: o.MaxAge,
 		expiryWarning: o.ExpiryWarning, log: o.Logger, now: o.Now}
 	if u.idle <= 0 {
 		u.idle = DefaultIdleTimeout
@@ -253,6 +259,15 @@ func (u *UI) loadSession(r *req) bool {
 	s, err := u.keys.decodeSession(string(v))
 	now := u.now()
 	if err != nil || s.expired(now, u.idle, u.maxAge) {
+		u.clearCookie(r.ctx, sessionCookie)
+		return false
+	}
+	// A session ended by a logout, on any instance: refused even if a copy
+	// of its cookie is still around.
+	if ended, err := u.ended.SessionEnded(r.c, s.SID); ended || err != nil {
+		if err != nil {
+			u.log.Warn("ui: cannot check whether the session was ended", zap.Error(err))
+		}
 		u.clearCookie(r.ctx, sessionCookie)
 		return false
 	}

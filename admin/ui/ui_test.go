@@ -69,23 +69,30 @@ func newEnv(t *testing.T) *env {
 	e.user("alice", "acme", store.TypeUser, pwAlice, "read")
 	e.user("aadmin", "acme", store.TypeAccountAdmin, pwAAdm, "read")
 	e.user("bob", "globex", store.TypeUser, pwBob, "read")
+	e.ui, e.audit = newUI(t, st, e.now)
+	return e
+}
+
+// newUI is a UI over st (a real store) with its own authentication chain
+// and admin API, as one keygate instance has; its audit lines are returned.
+func newUI(t *testing.T, st store.Driver, now func() time.Time) (*UI, *observer.ObservedLogs) {
+	t.Helper()
 	chain, err := authn.NewChain(authn.ChainConfig{
 		Authenticators: map[authn.CredKind]authn.Authenticator{
-			authn.KindAPIKey: keyauth.NewAuthenticator(st, keyauth.AuthOptions{Now: e.now}),
+			authn.KindAPIKey: keyauth.NewAuthenticator(st, keyauth.AuthOptions{Now: now}),
 			authn.KindBasic:  password.NewAuthenticator(st, testHasher, password.AuthOptions{}),
 		},
-		UserLimiter: failurelimit.New(3, 1000, e.now),
-		Now:         e.now,
+		UserLimiter: failurelimit.New(3, 1000, now),
+		Now:         now,
 	})
 	must(t, err)
 	core, logs := observer.New(zapcore.InfoLevel)
-	e.audit = logs
 	api, err := admin.NewAPI(admin.APIDeps{Store: st, Auth: chain, Hasher: testHasher, Logger: zap.New(core),
-		APIKeys: configs.APIKeys{MaxLifetime: configs.Duration(30 * 24 * time.Hour)}, Realm: "keygate", Now: e.now})
+		APIKeys: configs.APIKeys{MaxLifetime: configs.Duration(30 * 24 * time.Hour)}, Realm: "keygate", Now: now})
 	must(t, err)
-	e.ui, err = New(Options{API: api, Store: st, Auth: chain, Secret: bytes.Repeat([]byte("k"), 32), Now: e.now})
+	u, err := New(Options{API: api, Store: st, Auth: chain, Secret: bytes.Repeat([]byte("k"), 32), Now: now})
 	must(t, err)
-	return e
+	return u, logs
 }
 
 func must(t testing.TB, err error) {
