@@ -120,7 +120,7 @@ func (a *api) getUpstreamCredential(r *request) error {
 
 // validateParam reads ?validate= (default true).
 func validateParam(r *request) (bool, error) {
-	v := r.ctx.QueryArgs().Peek("validate")
+	v := r.queryArgs().Peek("validate")
 	switch string(v) {
 	case "", "true", "1":
 		return true, nil

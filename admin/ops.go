@@ -255,3 +255,47 @@ func (x *API) RotateUserKey(c context.Context, caller Caller, account, username,
 	return result[adminapi.CreatedKey](x.call(c, caller, post, "/v1/accounts/{account}/users/{username}/api-keys/{id}/rotate",
 		keyParams(account, username, id), &b, nil))
 }
+
+// UpstreamCredentialsEnabled reports whether this gateway serves upstream
+// credentials (a manager is configured).
+func (x *API) UpstreamCredentialsEnabled() bool { return x.a.ucred != nil }
+
+func validateArgs(validate bool) *fasthttp.Args {
+	var a fasthttp.Args
+	if !validate {
+		a.Add("validate", "false")
+	}
+	return &a
+}
+
+func upstreamParams(account, name string) Params { return Params{{"account", account}, {"name", name}} }
+
+// ListUpstreamCredentials is GET /v1/accounts/{account}/upstream-credentials.
+func (x *API) ListUpstreamCredentials(c context.Context, caller Caller, account string) (adminapi.UpstreamCredentials, *httpx.Error) {
+	return result[adminapi.UpstreamCredentials](x.call(c, caller, get, "/v1/accounts/{account}/upstream-credentials", accountParams(account), nil, nil))
+}
+
+// GetUpstreamCredential is GET …/upstream-credentials/{name}.
+func (x *API) GetUpstreamCredential(c context.Context, caller Caller, account, name string) (adminapi.UpstreamCredential, *httpx.Error) {
+	return result[adminapi.UpstreamCredential](x.call(c, caller, get, "/v1/accounts/{account}/upstream-credentials/{name}",
+		upstreamParams(account, name), nil, nil))
+}
+
+// CreateUpstreamCredential is POST …/upstream-credentials (validate false:
+// ?validate=false).
+func (x *API) CreateUpstreamCredential(c context.Context, caller Caller, account string, b adminapi.CreateUpstreamCredential, validate bool) (adminapi.UpstreamCredential, *httpx.Error) {
+	return result[adminapi.UpstreamCredential](x.call(c, caller, post, "/v1/accounts/{account}/upstream-credentials",
+		accountParams(account), &b, validateArgs(validate)))
+}
+
+// UpdateUpstreamCredential is PATCH …/upstream-credentials/{name}.
+func (x *API) UpdateUpstreamCredential(c context.Context, caller Caller, account, name string, b adminapi.UpdateUpstreamCredential, validate bool) (adminapi.UpstreamCredential, *httpx.Error) {
+	return result[adminapi.UpstreamCredential](x.call(c, caller, patch, "/v1/accounts/{account}/upstream-credentials/{name}",
+		upstreamParams(account, name), &b, validateArgs(validate)))
+}
+
+// DeleteUpstreamCredential is DELETE …/upstream-credentials/{name}.
+func (x *API) DeleteUpstreamCredential(c context.Context, caller Caller, account, name string) *httpx.Error {
+	_, e := x.call(c, caller, del, "/v1/accounts/{account}/upstream-credentials/{name}", upstreamParams(account, name), nil, nil)
+	return e
+}

@@ -60,6 +60,7 @@ func (u *UI) routes() {
 	u.handle(post, "/accounts/{account}/users/{username}/keys/{id}/rotate", signed, u.rotate(other))
 	u.handle(get, "/bulk-revoke", signed, u.bulkPage)
 	u.handle(post, "/bulk-revoke", signed, u.bulkRevoke)
+	u.upstreamRoutes()
 }
 
 // Login and logout.
@@ -528,6 +529,8 @@ type usersData struct {
 	Types   []store.UserType
 	Form    map[string]string
 	Errors  map[string]string
+	// Upstream: the account's upstream credentials page ("": none).
+	Upstream string
 }
 
 func (u *UI) usersPage(r *req) { u.renderUsers(r, fasthttp.StatusOK, nil, nil) }
@@ -552,7 +555,7 @@ func (u *UI) renderUsers(r *req, status int, form, errs map[string]string) {
 		types = append(types, store.TypeAdmin)
 	}
 	u.render(r, status, "users", &view{Title: "Account " + acc.Name, Nav: "accounts", Notice: u.notice(r),
-		Data: usersData{Account: acc, Users: list.Users, Types: types, Form: form, Errors: errs}})
+		Data: usersData{Account: acc, Users: list.Users, Types: types, Form: form, Errors: errs, Upstream: u.upstreamLink(acc.Name)}})
 }
 
 func (u *UI) createUser(r *req) {
@@ -704,4 +707,13 @@ func (u *UI) expiring(ks []adminapi.Key) map[string]bool {
 		}
 	}
 	return out
+}
+
+// upstreamLink is account's upstream credentials page, "" when the gateway
+// has none.
+func (u *UI) upstreamLink(account string) string {
+	if !u.api.UpstreamCredentialsEnabled() {
+		return ""
+	}
+	return upstreamBase(account)
 }

@@ -345,6 +345,10 @@ type view struct {
 	Notice string
 	Error  string
 	Data   any
+	// Upstream is the caller's link to their account's upstream
+	// credentials ("" when the gateway has none, and for global admins,
+	// who reach every account's from its page).
+	Upstream string
 }
 
 func (v *view) IsAdmin() bool { return v.User != nil && v.User.Type == store.TypeAdmin }
@@ -361,6 +365,9 @@ func (u *UI) render(r *req, status int, page string, v *view) {
 	if r.sess != nil {
 		v.User = r.user()
 		v.CSRF = u.keys.csrfToken(r.sess.SID)
+		if v.User.Type != store.TypeAdmin {
+			v.Upstream = u.upstreamLink(v.User.Account)
+		}
 	}
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil {

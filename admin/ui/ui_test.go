@@ -29,6 +29,7 @@ import (
 	"github.com/keygate/keygate/internal/httpx"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/boltstore"
+	"github.com/keygate/keygate/upstreamcred"
 )
 
 var testHasher = password.New(password.Params{Memory: 1024, Iterations: 1, Parallelism: 1}, 8)
@@ -87,7 +88,11 @@ func newUI(t *testing.T, st store.Driver, now func() time.Time) (*UI, *observer.
 	})
 	must(t, err)
 	core, logs := observer.New(zapcore.InfoLevel)
-	api, err := admin.NewAPI(admin.APIDeps{Store: st, Auth: chain, Hasher: testHasher, Logger: zap.New(core),
+	ring, err := upstreamcred.NewKeyring(bytes.Repeat([]byte{0x42}, 32), nil)
+	must(t, err)
+	ucred := upstreamcred.New(upstreamcred.Options{Store: st, Keys: ring, Now: now})
+	t.Cleanup(ucred.Close)
+	api, err := admin.NewAPI(admin.APIDeps{Store: st, Auth: chain, Hasher: testHasher, Logger: zap.New(core), UpstreamCredentials: ucred,
 		APIKeys: configs.APIKeys{MaxLifetime: configs.Duration(30 * 24 * time.Hour)}, Realm: "keygate", Now: now})
 	must(t, err)
 	u, err := New(Options{API: api, Store: st, Auth: chain, Secret: bytes.Repeat([]byte("k"), 32), Now: now})
