@@ -259,8 +259,10 @@ func TestWebUIBrowser(t *testing.T) {
 	start := time.Now()
 	echoAddr := startEchoProc(t)
 	g := startGateway(t, serveOpts{
-		routes: fmt.Sprintf("  - name: api\n    path_prefix: /\n    upstreams: [\"http://%s\"]\n    auth: required\n", echoAddr),
-		extra:  "api_keys:\n  max_lifetime: 720h\n",
+		routes: fmt.Sprintf(ucRouteYAML, echoAddr) +
+			fmt.Sprintf("  - name: api\n    path_prefix: /\n    upstreams: [\"http://%s\"]\n    auth: required\n", echoAddr),
+		extra: "api_keys:\n  max_lifetime: 720h\n",
+		env:   []string{ucKeyEnv},
 	})
 	adm := newAdmClient(t, g)
 	root := admBasic("admin", admBootstrapPassword)
@@ -547,7 +549,8 @@ func TestWebUIBrowser(t *testing.T) {
 	}
 	s.nav("/ui/keys")
 	s.logout()
-	uiKeyPagesFlow(t, s, g, adm, root, proxy, "alice-N3w-Pa55word")
+	newKey := uiKeyPagesFlow(t, s, g, adm, root, proxy, "alice-N3w-Pa55word")
+	uiUpstreamFlow(t, s, g, proxy, aadminPW, "alice-N3w-Pa55word", newKey)
 	t.Logf("browser flows took %v", time.Since(start).Round(time.Millisecond))
 }
 

@@ -16,7 +16,8 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-func uiKeyPagesFlow(t *testing.T, s *uiSession, g *gateway, adm *admClient, root string, proxy *http.Client, alicePW string) {
+// It returns the value of an active key of alice's.
+func uiKeyPagesFlow(t *testing.T, s *uiSession, g *gateway, adm *admClient, root string, proxy *http.Client, alicePW string) string {
 	t.Helper()
 	s.login("alice", alicePW)
 	if s.path() != "/ui/keys" {
@@ -128,4 +129,102 @@ func uiKeyPagesFlow(t *testing.T, s *uiSession, g *gateway, adm *admClient, root
 	if s.path() != "/ui/login" {
 		t.Fatalf("a service user's login went to %s", s.path())
 	}
+	return newValue
+}
+
+// uiUpstreamFlow: an account admin adds an upstream credential in the page
+// (the secret a password field, never shown again), the proxy sends it
+// upstream on the route naming it; a user of the account sees the name and
+// type only; the admin updates the secret, then deletes the credential
+// after a confirmation (the route then answers 403).
+func uiUpstreamFlow(t *testing.T, s *uiSession, g *gateway, proxy *http.Client, aadminPW, alicePW, aliceKey string) {
+	t.Helper()
+	const secret, secret2 = "Upstream-UI-S3cret-4411", "Upstream-UI-S3cret-9902"
+	svc := func() (int, []string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", g.url("/svc/x"), nil)
+		req.Header.Set("Authorization", "Bearer "+aliceKey)
+		res, err := proxy.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(t, res)
+		if res.StatusCode != 200 {
+			return res.StatusCode, nil
+		}
+		return 200, decodeEcho(t, body).Headers["X-Api-Key"]
+	}
+	if st, _ := svc(); st != http.StatusForbidden {
+		t.Errorf("the route before the credential exists: %d, want 403", st)
+	}
+	s.login("aadmin", aadminPW)
+	s.click(`nav a[href="/ui/accounts/acme/upstream-credentials"]`)
+	s.wantText("empty", "No upstream credentials.")
+	if typ := s.eval(`document.getElementById("secret").type`); typ != "password" {
+		t.Errorf("the secret field is of type %q", typ)
+	}
+	add := func(fields map[string]string) {
+		t.Helper()
+		s.submit("add svc", s.fill(fields), chromedp.Click(chromedp.CSS(`main form button[type=submit]`)))
+	}
+	add(map[string]string{"name": "svc", "type": "header", "fields": "name=Host", "secret": secret})
+	if got := s.eval(`(document.getElementById("fields-err") || {}).textContent || ""`); !strings.Contains(got, "Host") {
+		t.Errorf("a reserved header: error next to the fields %q", got)
+	}
+	if s.eval(`document.getElementById("secret").value`) != "" || strings.Contains(s.html(), secret) {
+		t.Fatal("the secret is put back into the form after an error")
+	}
+	add(map[string]string{"name": "svc", "type": "header", "fields": "name=X-Api-Key", "secret": secret})
+	s.wantText("added", "Upstream credential svc saved.", "svc", "header", "name=X-Api-Key", "set")
+	if strings.Contains(s.html(), secret) {
+		t.Fatal("the secret is in the list")
+	}
+	s.shot("upstream-credentials")
+	if st, got := svc(); st != 200 || strings.Join(got, ",") != secret {
+		t.Errorf("through the proxy: %d, X-Api-Key %q", st, got)
+	}
+	// Update the secret.
+	s.click(`a[aria-label="Update svc"]`)
+	if strings.Contains(s.html(), secret) {
+		t.Fatal("the secret is on the update page")
+	}
+	s.shot("upstream-credential-edit")
+	s.submit("new secret", s.fill(map[string]string{"secret": secret2}), chromedp.Click(chromedp.CSS(`main form button[type=submit]`)))
+	s.wantText("updated", "Upstream credential svc updated.")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, got := svc(); strings.Join(got, ",") == secret2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy did not pick up the new secret")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.nav("/ui/keys")
+	s.logout()
+
+	// A user of the account: names and types only.
+	s.login("alice", alicePW)
+	s.click(`nav a[href="/ui/accounts/acme/upstream-credentials"]`)
+	s.wantText("user's view", "svc", "header")
+	if txt := s.text(); strings.Contains(txt, "X-Api-Key") || strings.Contains(txt, "Add an upstream credential") {
+		t.Errorf("a user sees more than names and types:\n%s", txt)
+	}
+	s.axeCheck("upstream-credentials (user)")
+	s.logout()
+
+	// Delete with confirmation.
+	s.login("aadmin", aadminPW)
+	s.nav("/ui/accounts/acme/upstream-credentials")
+	s.click(`a[aria-label="Delete svc"]`)
+	s.wantText("confirmation", "Deleting is irreversible.")
+	s.shot("upstream-credential-delete")
+	s.click(`main form button.danger`)
+	s.wantText("deleted", "Upstream credential svc deleted.", "No upstream credentials.")
+	if st, _ := svc(); st != http.StatusForbidden {
+		t.Errorf("the route after the deletion: %d, want 403", st)
+	}
+	s.nav("/ui/keys")
+	s.logout()
 }
