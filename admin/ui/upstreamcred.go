@@ -117,6 +117,15 @@ func upstreamField(e *httpx.Error) string {
 	return ""
 }
 
+// upstreamFormField is the form field e is shown next to, "" when e is not
+// about the form (not found, forbidden, unavailable: the error page).
+func upstreamFormField(e *httpx.Error) string {
+	if e.Status >= 500 || e.Status == fasthttp.StatusNotFound || e.Status == fasthttp.StatusForbidden {
+		return ""
+	}
+	return upstreamField(e)
+}
+
 func (u *UI) createUpstream(r *req) {
 	account := r.p.Get("account")
 	args := r.ctx.PostArgs()
@@ -131,7 +140,7 @@ func (u *UI) createUpstream(r *req) {
 	b := adminapi.CreateUpstreamCredential{Name: strings.TrimSpace(form["name"]), Type: form["type"], Fields: fields, Secret: &secret}
 	c, e := u.api.CreateUpstreamCredential(r.c, r.caller, account, b, form["validate"] != "")
 	if e != nil {
-		if f := upstreamField(e); f != "" && e.Status < 500 && e.Status != fasthttp.StatusNotFound && e.Status != fasthttp.StatusForbidden {
+		if f := upstreamFormField(e); f != "" {
 			u.renderUpstream(r, e.Status, form, map[string]string{f: e.Message})
 			return
 		}
@@ -141,11 +150,20 @@ func (u *UI) createUpstream(r *req) {
 	u.redirect(r, upstreamBase(account), "Upstream credential "+c.Name+" saved.")
 }
 
-func (u *UI) upstreamEditPage(r *req) {
-	account, name := r.p.Get("account"), r.p.Get("name")
-	c, e := u.api.GetUpstreamCredential(r.c, r.caller, account, name)
+// upstreamCred reads the page's credential {name} of {account}; false: the
+// error page is written.
+func (u *UI) upstreamCred(r *req) (adminapi.UpstreamCredential, bool) {
+	c, e := u.api.GetUpstreamCredential(r.c, r.caller, r.p.Get("account"), r.p.Get("name"))
 	if e != nil {
 		u.failAPI(r, e)
+		return c, false
+	}
+	return c, true
+}
+
+func (u *UI) upstreamEditPage(r *req) {
+	c, ok := u.upstreamCred(r)
+	if !ok {
 		return
 	}
 	if !manages(r) {
@@ -164,12 +182,11 @@ func (u *UI) renderUpstreamEdit(r *req, status int, c adminapi.UpstreamCredentia
 // updateUpstream replaces the fields (when they changed) and the secret
 // (when one is given).
 func (u *UI) updateUpstream(r *req) {
-	account, name := r.p.Get("account"), r.p.Get("name")
-	c, e := u.api.GetUpstreamCredential(r.c, r.caller, account, name)
-	if e != nil {
-		u.failAPI(r, e)
+	c, ok := u.upstreamCred(r)
+	if !ok {
 		return
 	}
+	account, name := r.p.Get("account"), r.p.Get("name")
 	args := r.ctx.PostArgs()
 	form := map[string]string{"fields": string(args.Peek("fields")), "validate": string(args.Peek("validate"))}
 	fields, bad := parseFields(form["fields"])
@@ -189,7 +206,7 @@ func (u *UI) updateUpstream(r *req) {
 		return
 	}
 	if _, e := u.api.UpdateUpstreamCredential(r.c, r.caller, account, name, b, form["validate"] != ""); e != nil {
-		if f := upstreamField(e); f != "" && e.Status < 500 && e.Status != fasthttp.StatusNotFound && e.Status != fasthttp.StatusForbidden {
+		if f := upstreamFormField(e); f != "" {
 			if f == "name" || f == "type" {
 				f = "fields"
 			}
@@ -203,12 +220,11 @@ func (u *UI) updateUpstream(r *req) {
 }
 
 func (u *UI) upstreamDeletePage(r *req) {
-	account, name := r.p.Get("account"), r.p.Get("name")
-	c, e := u.api.GetUpstreamCredential(r.c, r.caller, account, name)
-	if e != nil {
-		u.failAPI(r, e)
+	c, ok := u.upstreamCred(r)
+	if !ok {
 		return
 	}
+	account := r.p.Get("account")
 	u.render(r, fasthttp.StatusOK, "upstreamdelete", &view{Title: "Delete upstream credential " + c.Name, Nav: "upstream",
 		Data: upstreamData{Account: account, Base: upstreamBase(account), Manage: manages(r), Cred: c}})
 }
