@@ -153,3 +153,32 @@ func TestUpstreamCredentialPages(t *testing.T) {
 		t.Errorf("a field value is not escaped:\n%s", l.body)
 	}
 }
+
+// FuzzParseFields: the fields text area's parser never panics; what it
+// accepts round-trips through fieldsText (names trimmed, one value each).
+func FuzzParseFields(f *testing.F) {
+	for _, s := range []string{"", "name=X-Api-Key", "a=1\nb=2\r\n", "=x", "noequals", "a==b", " k = v \n\n", "a=1\na=2", "\x00=\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, bad := parseFields(s)
+		if bad != "" {
+			if m != nil {
+				t.Fatalf("an error and a result for %q", s)
+			}
+			return
+		}
+		back, bad2 := parseFields(fieldsText(m))
+		if bad2 != "" || len(back) != len(m) {
+			t.Fatalf("%q → %v → %q → %v (%s)", s, m, fieldsText(m), back, bad2)
+		}
+		for k, v := range m {
+			if k == "" || strings.ContainsAny(k, "\n=") {
+				t.Fatalf("bad name %q", k)
+			}
+			if back[k] != v {
+				t.Fatalf("value of %q: %q → %q", k, v, back[k])
+			}
+		}
+	})
+}

@@ -28,3 +28,14 @@ func (s *Store) PutLegacyUser(u *store.User) error {
 		return tx.Bucket(bAccountUsers).Put(pair(u.Account, u.Username), nil)
 	})
 }
+
+// EndedSessionRecords counts the records of ended sessions.
+func (s *Store) EndedSessionRecords() (n int) {
+	_ = s.view(context.Background(), "count ended sessions", func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bEndedSessions); b != nil {
+			n = b.Stats().KeyN
+		}
+		return nil
+	})
+	return n
+}
