@@ -299,3 +299,13 @@ func (x *API) DeleteUpstreamCredential(c context.Context, caller Caller, account
 	_, e := x.call(c, caller, del, "/v1/accounts/{account}/upstream-credentials/{name}", upstreamParams(account, name), nil, nil)
 	return e
 }
+
+// RateLimitPolicies are the names of rate_limits.policies (what a key, user
+// or account may be assigned), in configuration order.
+func (x *API) RateLimitPolicies() []string {
+	out := make([]string, 0, len(x.a.policies.Policies))
+	for _, p := range x.a.policies.Policies {
+		out = append(out, p.Name)
+	}
+	return out
+}

@@ -25,6 +25,8 @@ type editKeyData struct {
 	Errors map[string]string
 	// Today is the earliest date the expiry can be set to (UTC).
 	Today string
+	// Limits: the rate limit and quota fields.
+	Limits limitsData
 }
 
 // keyForm is the edit form of k as it stands.
@@ -34,6 +36,7 @@ func keyForm(k adminapi.Key) map[string]string {
 	if k.ExpiresAt != nil {
 		f["expires"] = k.ExpiresAt.UTC().Format(time.DateOnly)
 	}
+	putLimitsForm(f, k.Limits)
 	return f
 }
 
@@ -58,7 +61,8 @@ func (u *UI) editKeyPage(o owner) handler {
 }
 
 func (u *UI) renderEditKey(r *req, own keyOwner, k adminapi.Key, status int, form, errs map[string]string) {
-	d := editKeyData{Owner: own, Key: k, Form: form, Errors: errs, Today: u.api.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly)}
+	d := editKeyData{Owner: own, Key: k, Form: form, Errors: errs, Today: u.api.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly),
+		Limits: u.limitsData(form, errs, k.Quota)}
 	u.render(r, status, "editkey", &view{Title: "Edit API key " + k.Name, Nav: navOf(own), Data: d})
 }
 
@@ -101,7 +105,9 @@ func keyUpdate(k adminapi.Key, form map[string]string) (adminapi.UpdateKey, map[
 		s := t.UTC().Format(time.RFC3339)
 		b.ExpiresAt = &s
 	}
-	return b, nil
+	var errs map[string]string
+	b.SetLimits, errs = setLimits(k.Limits, form)
+	return b, errs
 }
 
 // sameJSON reports whether a and b are the same JSON text but for spacing
@@ -129,6 +135,9 @@ func (u *UI) editKey(o owner) handler {
 		args := r.ctx.PostArgs()
 		form := map[string]string{}
 		for _, f := range [...]string{"description", "metadata", "roles", "allowed_cidrs", "expires"} {
+			form[f] = string(args.Peek(f))
+		}
+		for _, f := range limitsFields {
 			form[f] = string(args.Peek(f))
 		}
 		b, errs := keyUpdate(k, form)

@@ -46,6 +46,7 @@ func (u *UI) routes() {
 	u.handle(get, "/accounts", signed, u.accountsPage)
 	u.handle(post, "/accounts", signed, u.createAccount)
 	u.handle(post, "/accounts/{account}/state", signed, u.accountState)
+	u.handle(post, "/accounts/{account}/limits", signed, u.accountLimits)
 	u.handle(get, "/accounts/{account}", signed, u.usersPage)
 	u.handle(post, "/accounts/{account}/users", signed, u.createUser)
 	u.handle(get, "/accounts/{account}/users/{username}", signed, u.keysPage(other))
@@ -197,6 +198,8 @@ type keysData struct {
 	// Expiring: the ids of active keys that expire within
 	// api_keys.expiry_warning (flagged in the list).
 	Expiring map[string]bool
+	// Limits: the user form's rate limit and quota fields (other only).
+	Limits limitsData
 	Types    []store.UserType
 	States   []store.State
 	Errors   map[string]string
@@ -236,6 +239,7 @@ func (u *UI) renderKeys(r *req, o owner, status int, errs, form map[string]strin
 		return
 	}
 	types := []store.UserType{store.TypeUser, store.TypeAccountAdmin, store.TypeAdmin}
+	var limits limitsData
 	title, nav := "API Keys", "keys"
 	if o == other {
 		if own.User.Type == store.TypeService { // a service account stays one
@@ -244,11 +248,13 @@ func (u *UI) renderKeys(r *req, o owner, status int, errs, form map[string]strin
 		title, nav = "User "+own.Username, "accounts"
 		if form == nil && own.User != nil {
 			form = map[string]string{"type": string(own.User.Type), "roles": strings.Join(own.User.Roles, ", "), "state": string(own.User.State)}
+			putLimitsForm(form, own.User.Limits)
 		}
+		limits = u.limitsData(form, errs, own.User.Quota)
 	}
 	u.render(r, status, "keys", &view{Title: title, Nav: nav, Notice: u.notice(r), Data: keysData{
 		Owner: own, ActiveOnly: activeOnly, Keys: page.APIKeys, Errors: errs, Form: form,
-		Expiring: u.expiring(page.APIKeys), Types: types,
+		Expiring: u.expiring(page.APIKeys), Types: types, Limits: limits,
 		States: []store.State{store.StateEnabled, store.StateDisabled},
 	}})
 }
@@ -347,6 +353,9 @@ func (u *UI) showOnce(r *req, d createdData) {
 // keyField is the form field an error of a key creation belongs to.
 func keyField(e *httpx.Error) string {
 	m := strings.ToLower(e.Message)
+	if f := limitsField(e.Code, m); f != "" {
+		return f
+	}
 	switch {
 	case e.Code == "expiry_extended":
 		return "expires"
@@ -512,6 +521,42 @@ func (u *UI) createAccount(r *req) {
 	u.redirect(r, Prefix+"/accounts", "Account "+acc.Name+" created.")
 }
 
+// accountLimits sets an account's rate limit and quota (shared by all its
+// users' keys) from the account page's form.
+func (u *UI) accountLimits(r *req) {
+	account := r.p.Get("account")
+	acc, e := u.api.GetAccount(r.c, r.caller, account)
+	if e != nil {
+		u.failAPI(r, e)
+		return
+	}
+	args := r.ctx.PostArgs()
+	form := map[string]string{}
+	for _, f := range limitsFields {
+		form[f] = string(args.Peek(f))
+	}
+	b := adminapi.UpdateAccount{}
+	var bad map[string]string
+	if b.SetLimits, bad = setLimits(acc.Limits, form); bad != nil {
+		u.renderUsers(r, fasthttp.StatusUnprocessableEntity, nil, nil, form, bad)
+		return
+	}
+	base := Prefix + "/accounts/" + url.PathEscape(account)
+	if !b.SetLimits.Any() {
+		u.redirect(r, base, "Nothing changed.")
+		return
+	}
+	if _, e := u.api.UpdateAccount(r.c, r.caller, account, b); e != nil {
+		if f := limitsField(e.Code, strings.ToLower(e.Message)); f != "" && e.Status < 500 {
+			u.renderUsers(r, e.Status, nil, nil, form, map[string]string{f: e.Message})
+			return
+		}
+		u.failAPI(r, e)
+		return
+	}
+	u.redirect(r, base, "Limits of account "+account+" saved.")
+}
+
 func (u *UI) accountState(r *req) {
 	account := r.p.Get("account")
 	st := store.State(r.ctx.PostArgs().Peek("state"))
@@ -531,11 +576,16 @@ type usersData struct {
 	Errors  map[string]string
 	// Upstream: the account's upstream credentials page ("": none).
 	Upstream string
+	// Limits: the account's rate limit and quota form (global admins).
+	Limits limitsData
 }
 
-func (u *UI) usersPage(r *req) { u.renderUsers(r, fasthttp.StatusOK, nil, nil) }
+func (u *UI) usersPage(r *req) { u.renderUsers(r, fasthttp.StatusOK, nil, nil, nil, nil) }
 
-func (u *UI) renderUsers(r *req, status int, form, errs map[string]string) {
+// renderUsers renders an account's page; form and errs are the user
+// creation form's, lform and lerrs the account limits form's (nil: as
+// they stand).
+func (u *UI) renderUsers(r *req, status int, form, errs, lform, lerrs map[string]string) {
 	account := r.p.Get("account")
 	acc, e := u.api.GetAccount(r.c, r.caller, account)
 	if e != nil {
@@ -554,8 +604,13 @@ func (u *UI) renderUsers(r *req, status int, form, errs map[string]string) {
 	if r.user().Type == store.TypeAdmin && account == store.AdminAccount {
 		types = append(types, store.TypeAdmin)
 	}
+	if lform == nil {
+		lform = map[string]string{}
+		putLimitsForm(lform, acc.Limits)
+	}
 	u.render(r, status, "users", &view{Title: "Account " + acc.Name, Nav: "accounts", Notice: u.notice(r),
-		Data: usersData{Account: acc, Users: list.Users, Types: types, Form: form, Errors: errs, Upstream: u.upstreamLink(acc.Name)}})
+		Data: usersData{Account: acc, Users: list.Users, Types: types, Form: form, Errors: errs, Upstream: u.upstreamLink(acc.Name),
+			Limits: u.limitsData(lform, lerrs, acc.Quota)}})
 }
 
 func (u *UI) createUser(r *req) {
@@ -575,7 +630,7 @@ func (u *UI) createUser(r *req) {
 			u.failAPI(r, e)
 			return
 		}
-		u.renderUsers(r, e.Status, form, map[string]string{userField(e): e.Message})
+		u.renderUsers(r, e.Status, form, map[string]string{userField(e): e.Message}, nil, nil)
 		return
 	}
 	u.redirect(r, Prefix+"/accounts/"+url.PathEscape(account), "User "+usr.Username+" created.")
@@ -585,6 +640,9 @@ func (u *UI) createUser(r *req) {
 // belongs to.
 func userField(e *httpx.Error) string {
 	m := strings.ToLower(e.Message)
+	if f := limitsField(e.Code, m); f != "" {
+		return f
+	}
 	switch {
 	case e.Code == "weak_password", strings.Contains(m, "password"):
 		return "password"
@@ -608,6 +666,9 @@ func (u *UI) updateUser(r *req) {
 	}
 	args := r.ctx.PostArgs()
 	form := map[string]string{"type": string(args.Peek("type")), "roles": string(args.Peek("roles")), "state": string(args.Peek("state"))}
+	for _, f := range limitsFields {
+		form[f] = string(args.Peek(f))
+	}
 	var b adminapi.UpdateUser
 	if t := store.UserType(form["type"]); t != own.User.Type {
 		b.Type = &t
@@ -621,7 +682,12 @@ func (u *UI) updateUser(r *req) {
 	if s := store.State(form["state"]); s != own.User.State {
 		b.State = &s
 	}
-	if b.Type == nil && b.Roles == nil && b.State == nil {
+	var bad map[string]string
+	if b.SetLimits, bad = setLimits(own.User.Limits, form); bad != nil {
+		u.renderKeys(r, other, fasthttp.StatusUnprocessableEntity, bad, form)
+		return
+	}
+	if b.Type == nil && b.Roles == nil && b.State == nil && !b.SetLimits.Any() {
 		u.redirect(r, own.Base, "Nothing changed.")
 		return
 	}

@@ -93,6 +93,8 @@ func newUI(t *testing.T, st store.Driver, now func() time.Time) (*UI, *observer.
 	ucred := upstreamcred.New(upstreamcred.Options{Store: st, Keys: ring, Now: now})
 	t.Cleanup(ucred.Close)
 	api, err := admin.NewAPI(admin.APIDeps{Store: st, Auth: chain, Hasher: testHasher, Logger: zap.New(core), UpstreamCredentials: ucred,
+		RateLimits: configs.RateLimits{Policies: []configs.RatePolicy{{Name: "std", Requests: 10, Per: configs.Duration(time.Second)},
+			{Name: "gold", Requests: 100, Per: configs.Duration(time.Second)}}},
 		APIKeys: configs.APIKeys{MaxLifetime: configs.Duration(30 * 24 * time.Hour)}, Realm: "keygate", Now: now})
 	must(t, err)
 	u, err := New(Options{API: api, Store: st, Auth: chain, Secret: bytes.Repeat([]byte("k"), 32), Now: now})
