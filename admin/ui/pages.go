@@ -200,10 +200,10 @@ type keysData struct {
 	Expiring map[string]bool
 	// Limits: the user form's rate limit and quota fields (other only).
 	Limits limitsData
-	Types    []store.UserType
-	States   []store.State
-	Errors   map[string]string
-	Form     map[string]string
+	Types  []store.UserType
+	States []store.State
+	Errors map[string]string
+	Form   map[string]string
 }
 
 func (u *UI) keysPage(o owner) handler {
