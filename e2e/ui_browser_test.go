@@ -261,7 +261,7 @@ func TestWebUIBrowser(t *testing.T) {
 	g := startGateway(t, serveOpts{
 		routes: fmt.Sprintf(ucRouteYAML, echoAddr) +
 			fmt.Sprintf("  - name: api\n    path_prefix: /\n    upstreams: [\"http://%s\"]\n    auth: required\n", echoAddr),
-		extra: "api_keys:\n  max_lifetime: 720h\n",
+		extra: "api_keys:\n  max_lifetime: 720h\nrate_limits:\n  policies:\n    - {name: std, requests: 100, per: 1s}\n",
 		env:   []string{ucKeyEnv},
 	})
 	adm := newAdmClient(t, g)

@@ -46,7 +46,8 @@ func uiKeyPagesFlow(t *testing.T, s *uiSession, g *gateway, adm *admClient, root
 	}
 	s.nav(editPath)
 	s.do("fill the edit form", s.fill(map[string]string{"description": "service calls <b>bold</b>",
-		"metadata": "{\n  \"team\": \"<img src=x onerror=alert(1)>\",\n  \"tier\": \"gold\"\n}", "allowed_cidrs": "127.0.0.1/32, ::1"}))
+		"metadata": "{\n  \"team\": \"<img src=x onerror=alert(1)>\",\n  \"tier\": \"gold\"\n}", "allowed_cidrs": "127.0.0.1/32, ::1",
+		"rate_limit": "std", "quota_requests": "1000", "quota_per": "day"}))
 	s.shot("edit-key")
 	s.click(`main form button[type=submit]`)
 	s.wantText("updated", "API key svc updated.", "tier", "127.0.0.1/32, ::1")
@@ -56,6 +57,19 @@ func uiKeyPagesFlow(t *testing.T, s *uiSession, g *gateway, adm *admClient, root
 	if st := uiProxyStatus(t, proxy, g, "Bearer "+value); st != http.StatusOK {
 		t.Errorf("the key from an allowed address: %d, want 200", st)
 	}
+	// The rate limit and quota set in the form apply to the key at once.
+	req, _ := http.NewRequest("GET", g.url("/orders"), nil)
+	req.Header.Set("Authorization", "Bearer "+value)
+	res, err := proxy.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = readAll(t, res)
+	if pol := res.Header.Get("RateLimit-Policy"); !strings.Contains(pol, `"std"`) {
+		t.Errorf("RateLimit-Policy after the form set policy std: %q", pol)
+	}
+	s.nav(editPath)
+	s.wantText("quota shown", "used", "remaining, resets")
 	// An allow-list without this address: the proxy refuses at once (403).
 	s.nav(editPath)
 	s.submit("narrow the allow-list", s.fill(map[string]string{"allowed_cidrs": "192.0.2.0/24"}), chromedp.Click(chromedp.CSS(`main form button[type=submit]`)))
