@@ -27,6 +27,20 @@ func (b *browser) newKey(name string, form url.Values) (id, value string) {
 	return b.oneTime()
 }
 
+// formOf returns a builder of form posts: base with the pairs kv set.
+func formOf(base url.Values) func(kv ...string) url.Values {
+	return func(kv ...string) url.Values {
+		v := url.Values{}
+		for k, vs := range base {
+			v[k] = append([]string(nil), vs...)
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return v
+	}
+}
+
 var reOneTime = regexp.MustCompile(`id="api-key"[^>]*value="(kg_([0-9A-Za-z]+)_[^"]+)"`)
 
 // oneTime reads the one-time page: the key's id and value.
@@ -61,13 +75,7 @@ func TestEditKey(t *testing.T) {
 		t.Fatalf("edit page: %d\n%s", page.status, page.body)
 	}
 	tok := field(t, reCSRF, page.body)
-	form := func(kv ...string) url.Values {
-		v := url.Values{"csrf": {tok}, "description": {""}, "metadata": {""}, "roles": {"read"}, "allowed_cidrs": {""}, "expires": {"2026-12-01"}}
-		for i := 0; i+1 < len(kv); i += 2 {
-			v.Set(kv[i], kv[i+1])
-		}
-		return v
-	}
+	form := formOf(url.Values{"csrf": {tok}, "description": {""}, "metadata": {""}, "roles": {"read"}, "allowed_cidrs": {""}, "expires": {"2026-12-01"}})
 	tests := []struct {
 		name   string
 		form   url.Values

@@ -59,14 +59,8 @@ func TestLimitsForms(t *testing.T) {
 		t.Fatalf("edit page without the policies:\n%s", page.body)
 	}
 	tok := field(t, reCSRF, page.body)
-	form := func(kv ...string) url.Values {
-		v := url.Values{"csrf": {tok}, "roles": {"read"}, "rate_limit": {""}, "quota_requests": {""}, "quota_per": {"day"},
-			"expires": {field(t, regexp.MustCompile(`id="expires"[^>]*value="([^"]*)"`), page.body)}}
-		for i := 0; i+1 < len(kv); i += 2 {
-			v.Set(kv[i], kv[i+1])
-		}
-		return v
-	}
+	form := formOf(url.Values{"csrf": {tok}, "roles": {"read"}, "rate_limit": {""}, "quota_requests": {""}, "quota_per": {"day"},
+		"expires": {field(t, regexp.MustCompile(`id="expires"[^>]*value="([^"]*)"`), page.body)}})
 	for _, tc := range []struct {
 		name  string
 		form  url.Values

@@ -25,13 +25,7 @@ func TestUpstreamCredentialPages(t *testing.T) {
 		t.Fatalf("empty list: %d\n%s", page.status, page.body)
 	}
 	tok := field(t, reCSRF, page.body)
-	form := func(kv ...string) url.Values {
-		v := url.Values{"csrf": {tok}, "name": {"billing"}, "type": {"header"}, "fields": {"name=X-Api-Key\nvalidate_url=\n"}, "secret": {upSecret}}
-		for i := 0; i+1 < len(kv); i += 2 {
-			v.Set(kv[i], kv[i+1])
-		}
-		return v
-	}
+	form := formOf(url.Values{"csrf": {tok}, "name": {"billing"}, "type": {"header"}, "fields": {"name=X-Api-Key\nvalidate_url=\n"}, "secret": {upSecret}})
 	for _, tc := range []struct {
 		name  string
 		form  url.Values
