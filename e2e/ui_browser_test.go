@@ -283,6 +283,12 @@ func TestWebUIBrowser(t *testing.T) {
 	// Keyboard only: the username has focus, Tab reaches the password,
 	// Enter submits; the focused field shows a visible outline.
 	s.nav("/ui/login")
+	s.settle()
+	// autofocus is applied once the document has loaded (its deferred
+	// scripts too): wait for it, briefly.
+	for deadline := time.Now().Add(2 * time.Second); s.eval(`document.activeElement.id`) != "username" && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if id := s.eval(`document.activeElement.id`); id != "username" {
 		t.Errorf("the login page starts with focus on %q, want username", id)
 	}
