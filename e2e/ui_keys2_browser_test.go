@@ -64,6 +64,7 @@ func uiKeyPagesFlow(t *testing.T, s *uiSession, g *gateway, adm *admClient, root
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() { _ = res.Body.Close() }()
 	_ = readAll(t, res)
 	if pol := res.Header.Get("RateLimit-Policy"); !strings.Contains(pol, `"std"`) {
 		t.Errorf("RateLimit-Policy after the form set policy std: %q", pol)
@@ -153,7 +154,7 @@ func uiKeyPagesFlow(t *testing.T, s *uiSession, g *gateway, adm *admClient, root
 // after a confirmation (the route then answers 403).
 func uiUpstreamFlow(t *testing.T, s *uiSession, g *gateway, proxy *http.Client, aadminPW, alicePW, aliceKey string) {
 	t.Helper()
-	const secret, secret2 = "Upstream-UI-S3cret-4411", "Upstream-UI-S3cret-9902"
+	const secret, secret2 = "Upstream-UI-S3cret-4411", "Upstream-UI-S3cret-9902" //nolint:gosec // test data, not a real credential
 	svc := func() (int, []string) {
 		t.Helper()
 		req, _ := http.NewRequest("GET", g.url("/svc/x"), nil)
@@ -162,6 +163,7 @@ func uiUpstreamFlow(t *testing.T, s *uiSession, g *gateway, proxy *http.Client, 
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer func() { _ = res.Body.Close() }()
 		body := readAll(t, res)
 		if res.StatusCode != 200 {
 			return res.StatusCode, nil

@@ -40,7 +40,7 @@ func withSession(t *testing.T, base, v string) *uiClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.c.Jar.SetCookies(pu, []*http.Cookie{{Name: "kg_session", Value: v, Path: "/ui"}})
+	c.c.Jar.SetCookies(pu, []*http.Cookie{{Name: "kg_session", Value: v, Path: "/ui"}}) //nolint:gosec // a client jar replaying a copied cookie, not a cookie keygate sets
 	return c
 }
 
@@ -65,7 +65,7 @@ func (u *uiClient) keys(base string) int {
 
 func TestWebUILogoutEndsSession(t *testing.T) {
 	t.Parallel()
-	const secret = "KEYGATE_ADMIN_UI_SESSION_SECRET=e2e-ui-session-secret-0123456789abcdef"
+	const secret = "KEYGATE_ADMIN_UI_SESSION_SECRET=e2e-ui-session-secret-0123456789abcdef" //nolint:gosec // test data, not a real credential
 	t.Run("two instances on one Redis", func(t *testing.T) {
 		t.Parallel()
 		r := testredis.Start(t)

@@ -58,5 +58,8 @@ func (s *Store) SessionEnded(ctx context.Context, id string) (bool, error) {
 		return false, s.wrap("session ended", err)
 	}
 	ms, perr := strconv.ParseInt(v, 10, 64)
-	return perr != nil || ms > s.now().UnixMilli(), nil // a record not ours: ended, to be safe
+	if perr != nil {
+		return true, nil //nolint:nilerr // a record not ours: taken as ended, to be safe
+	}
+	return ms > s.now().UnixMilli(), nil
 }
