@@ -113,13 +113,17 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("boltstore: chmod %s: %w", path, err)
 		}
 	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		return sweepQuotas(tx, now())
 	})
 	if err != nil {
 		_ = db.Close()
@@ -435,6 +439,12 @@ func deleteUserTx(tx *bolt.Tx, account, username string) error {
 		if err := userKeys.Delete(uk); err != nil {
 			return err
 		}
+		if err := dropLimits(tx, store.ScopeKey, string(uk[len(p):])); err != nil {
+			return err
+		}
+	}
+	if err := dropLimits(tx, store.ScopeUser, username); err != nil {
+		return err
 	}
 	var names [][]byte
 	c = tx.Bucket(bKeyNames).Cursor()
@@ -702,9 +712,12 @@ func (s *Store) PurgeAPIKeys(ctx context.Context, before time.Time) (int, error)
 			if err := dropName(tx, k); err != nil {
 				return err
 			}
+			if err := dropLimits(tx, store.ScopeKey, k.ID); err != nil {
+				return err
+			}
 		}
 		n = len(doomed)
-		return nil
+		return sweepQuotas(tx, now)
 	})
 	if err != nil {
 		return 0, err

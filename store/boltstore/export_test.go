@@ -39,3 +39,14 @@ func (s *Store) EndedSessionRecords() (n int) {
 	})
 	return n
 }
+
+// QuotaRecords counts the stored quota counters, expired or not.
+func (s *Store) QuotaRecords() (n int) {
+	_ = s.view(context.Background(), "count quotas", func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bQuotas); b != nil {
+			n = b.Stats().KeyN
+		}
+		return nil
+	})
+	return n
+}
