@@ -47,15 +47,16 @@ redis.call('HSET', KEYS[1], 'x', '1')
 return redis.call('HGETALL', KEYS[2])
 `)
 
-// KEYS: acct, members, accts, un. ARGV: name, then username, tag pairs.
-// Removes the account and the index entries that still name those tags.
+// KEYS: acct, members, accts, un, upstream credentials. ARGV: name, then
+// username, tag pairs. Removes the account, its upstream credentials and the
+// index entries that still name those tags.
 var scriptDeleteAccountEnd = redis.NewScript(`
 for i = 2, #ARGV, 2 do
   if redis.call('HGET', KEYS[4], ARGV[i]) == ARGV[i+1] then
     redis.call('HDEL', KEYS[4], ARGV[i])
   end
 end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[5])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return 1
 `)

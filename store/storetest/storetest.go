@@ -88,6 +88,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"UpstreamCredentials/List", testUpstreamList},
 		{"UpstreamCredentials/Update", testUpstreamUpdate},
 		{"UpstreamCredentials/Delete", testUpstreamDelete},
+		{"UpstreamCredentials/CreateDuringAccountDelete", testUpstreamCreateDuringAccountDelete},
 		{"UpstreamCredentials/Invalidations", testUpstreamInvalidations},
 		{"UpstreamCredentials/NotSerialised", testUpstreamSecretNotSerialised},
 	}
