@@ -178,7 +178,7 @@ func (s *Store) RevokeAPIKey(ctx context.Context, id string, at time.Time) (*sto
 	}
 	tag := id[:tagLen]
 	res, err := scriptRevokeKey.Run(ctx, s.c,
-		[]string{s.apiKeyKey(id), s.keyNamesKey(tag), s.userKey(tag)}, encTime(at), id[tagLen:]).Slice()
+		[]string{s.apiKeyKey(id), s.keyNamesKey(tag), s.userKey(tag)}, encTime(at), id[tagLen:], encTime(s.now())).Slice()
 	if err != nil {
 		if errors.Is(err, redis.Nil) {
 			return nil, false, errKeyNotFound(id)
