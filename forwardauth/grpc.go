@@ -22,6 +22,7 @@ import (
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/proxy"
+	"github.com/keygate/keygate/ratelimit"
 )
 
 // GRPCServer returns a gRPC server with envoy.service.auth.v3.Authorization
@@ -134,6 +135,7 @@ func (x *extAuthz) Check(gctx context.Context, in *authv3.CheckRequest) (*authv3
 		set = append(set, headerOpt(strings.ToLower(string(f.names.RequestID)), string(rid)))
 	}
 	set, respAdd, remove := keyHeaders(f.prx, ctx, route, ident, set, remove)
+	respAdd = rateLimitHeaders(ctx, respAdd)
 	if !route.ForwardAuthorization {
 		remove = append(remove, "authorization")
 	}
@@ -168,6 +170,19 @@ func keyHeaders(prx *proxy.Proxy, ctx *fasthttp.RequestCtx, route *proxy.Route, 
 		}
 	}
 	return set, respAdd, remove
+}
+
+// rateLimitHeaders adds the RateLimit-Policy and RateLimit headers of an
+// allowed check on a limited route (set by proxy.Check on ctx.Response) to
+// the client's response, as the HTTP checks answer them (issue 19). A refusal
+// carries them, with Retry-After, in the denied response (denied).
+func rateLimitHeaders(ctx *fasthttp.RequestCtx, respAdd []*corev3.HeaderValueOption) []*corev3.HeaderValueOption {
+	for _, n := range [...]string{ratelimit.HeaderPolicy, ratelimit.HeaderRateLimit} {
+		if v := ctx.Response.Header.Peek(n); len(v) > 0 {
+			respAdd = append(respAdd, headerOpt(strings.ToLower(n), string(v)))
+		}
+	}
+	return respAdd
 }
 
 // isConfigured reports whether k is one of the configured identity header

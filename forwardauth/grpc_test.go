@@ -181,3 +181,48 @@ func TestGRPCUntrustedAndHealth(t *testing.T) {
 		t.Fatal("empty request accepted")
 	}
 }
+
+// A limited route (issue 19): allowed checks carry RateLimit-Policy and
+// RateLimit in response_headers_to_add, as the HTTP checks answer them; past
+// the policy, denied 429 (RESOURCE_EXHAUSTED) with Retry-After and the
+// rate-limit headers.
+func TestGRPCRateLimit(t *testing.T) {
+	e := newEnv(t, func(c *configs.Config) {
+		c.RateLimits.Policies = []configs.RatePolicy{{Name: "two", Requests: 2, Per: configs.Duration(time.Hour)}}
+		for i := range c.Routes {
+			c.Routes[i].RateLimit = "two"
+		}
+	})
+	cl := authv3.NewAuthorizationClient(startGRPC(t, e))
+	req := envoyCheck("GET", "svc.example", "/api/x", map[string]string{"authorization": "ApiKey " + b64(e.keyID+":"+e.key)})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := range 3 {
+		resp, err := cl.Check(ctx, req)
+		must(t, err)
+		got := map[string]string{}
+		if i < 2 {
+			ok := resp.GetOkResponse()
+			if codes.Code(resp.GetStatus().GetCode()) != codes.OK || ok == nil { //nolint:gosec // a gRPC status code
+				t.Fatalf("check %d: %v, want OK", i, resp)
+			}
+			for _, h := range ok.GetResponseHeadersToAdd() {
+				got[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+			}
+			if !strings.Contains(got["ratelimit-policy"], "q=2") || !strings.Contains(got["ratelimit"], ";r=") {
+				t.Fatalf("check %d: response headers %v, want ratelimit-policy and ratelimit", i, got)
+			}
+			continue
+		}
+		d := resp.GetDeniedResponse()
+		if codes.Code(resp.GetStatus().GetCode()) != codes.ResourceExhausted || d == nil || d.GetStatus().GetCode() != 429 { //nolint:gosec // a gRPC status code
+			t.Fatalf("check %d: %v, want denied 429", i, resp)
+		}
+		for _, h := range d.GetHeaders() {
+			got[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+		}
+		if got["retry-after"] == "" || got["ratelimit-policy"] == "" || errCode(t, []byte(d.GetBody())) != "rate_limited" {
+			t.Fatalf("denied headers %v body %s; want retry-after, ratelimit-policy, rate_limited", got, d.GetBody())
+		}
+	}
+}

@@ -406,8 +406,16 @@ type taken struct {
 // Header names in fasthttp's normalised form, set with SetCanonical (no
 // normalisation per request; names are case-insensitive on the wire).
 var (
-	hdrPolicy    = []byte("Ratelimit-Policy")
-	hdrRateLimit = []byte("Ratelimit")
+	hdrPolicy    = []byte(HeaderPolicy)
+	hdrRateLimit = []byte(HeaderRateLimit)
+)
+
+// The names of the headers Decision.Set writes, as fasthttp normalises
+// them: what a caller copying them elsewhere (the gRPC ext_authz answer)
+// peeks.
+const (
+	HeaderPolicy    = "Ratelimit-Policy"
+	HeaderRateLimit = "Ratelimit"
 )
 
 // Limit admits or refuses one request of id (nil: anonymous, from addr) on

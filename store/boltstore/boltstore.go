@@ -113,13 +113,17 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("boltstore: chmod %s: %w", path, err)
 		}
 	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		return sweepQuotas(tx, now())
 	})
 	if err != nil {
 		_ = db.Close()
@@ -435,6 +439,12 @@ func deleteUserTx(tx *bolt.Tx, account, username string) error {
 		if err := userKeys.Delete(uk); err != nil {
 			return err
 		}
+		if err := dropLimits(tx, store.ScopeKey, string(uk[len(p):])); err != nil {
+			return err
+		}
+	}
+	if err := dropLimits(tx, store.ScopeUser, username); err != nil {
+		return err
 	}
 	var names [][]byte
 	c = tx.Bucket(bKeyNames).Cursor()
@@ -617,7 +627,7 @@ func (s *Store) RevokeAPIKey(ctx context.Context, id string, at time.Time) (*sto
 		if err := tx.Bucket(bKeys).Put([]byte(id), encodeKey(k)); err != nil {
 			return err
 		}
-		return dropName(tx, k)
+		return dropName(tx, k, s.now())
 	})
 	if err != nil {
 		return nil, false, err
@@ -628,14 +638,44 @@ func (s *Store) RevokeAPIKey(ctx context.Context, id string, at time.Time) (*sto
 	return k, already, nil
 }
 
-// dropName removes the name index entry if it points to k.
-func dropName(tx *bolt.Tx, k *store.APIKey) error {
+// dropName removes the name index entry if it points to k, which is no
+// longer active. The name stays held while any key of that name is active
+// (an old key of a rotation in its grace): the entry then points to the one
+// of those that expires last.
+func dropName(tx *bolt.Tx, k *store.APIKey, now time.Time) error {
 	names := tx.Bucket(bKeyNames)
 	nk := pair(k.Username, k.Name)
-	if id := names.Get(nk); id != nil && string(id) == k.ID {
-		return names.Delete(nk)
+	if id := names.Get(nk); id == nil || string(id) != k.ID {
+		return nil
 	}
-	return nil
+	var heir *store.APIKey
+	p := prefix(k.Username)
+	keys := tx.Bucket(bKeys)
+	c := tx.Bucket(bUserKeys).Cursor()
+	for uk, _ := c.Seek(p); uk != nil && bytes.HasPrefix(uk, p); uk, _ = c.Next() {
+		id := uk[len(p):]
+		if string(id) == k.ID {
+			continue
+		}
+		v := keys.Get(id)
+		if v == nil {
+			continue
+		}
+		o, err := decodeKey(v)
+		if err != nil {
+			return err
+		}
+		if o.Name != k.Name || o.Status(now) != store.KeyActive {
+			continue
+		}
+		if heir == nil || (!heir.ExpiresAt.IsZero() && (o.ExpiresAt.IsZero() || o.ExpiresAt.After(heir.ExpiresAt))) {
+			heir = o
+		}
+	}
+	if heir != nil {
+		return names.Put(nk, []byte(heir.ID))
+	}
+	return names.Delete(nk)
 }
 
 // TouchAPIKeys implements store.Store.
@@ -699,12 +739,15 @@ func (s *Store) PurgeAPIKeys(ctx context.Context, before time.Time) (int, error)
 			if err := tx.Bucket(bUserKeys).Delete(pair(k.Username, k.ID)); err != nil {
 				return err
 			}
-			if err := dropName(tx, k); err != nil {
+			if err := dropName(tx, k, now); err != nil {
+				return err
+			}
+			if err := dropLimits(tx, store.ScopeKey, k.ID); err != nil {
 				return err
 			}
 		}
 		n = len(doomed)
-		return nil
+		return sweepQuotas(tx, now)
 	})
 	if err != nil {
 		return 0, err

@@ -30,10 +30,16 @@ func (s *Store) PutLegacyUser(u *store.User) error {
 }
 
 // EndedSessionRecords counts the records of ended sessions.
-func (s *Store) EndedSessionRecords() (n int) {
-	_ = s.view(context.Background(), "count ended sessions", func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bEndedSessions); b != nil {
-			n = b.Stats().KeyN
+func (s *Store) EndedSessionRecords() int { return s.records(bEndedSessions) }
+
+// QuotaRecords counts the stored quota counters, expired or not.
+func (s *Store) QuotaRecords() int { return s.records(bQuotas) }
+
+// records counts the records of bucket b (0 when it does not exist).
+func (s *Store) records(b []byte) (n int) {
+	_ = s.view(context.Background(), "count records", func(tx *bolt.Tx) error {
+		if bk := tx.Bucket(b); bk != nil {
+			n = bk.Stats().KeyN
 		}
 		return nil
 	})

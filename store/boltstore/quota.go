@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -111,6 +112,41 @@ func (s *Store) ListLimits(ctx context.Context) ([]store.Limits, error) {
 		})
 	})
 	return out, err
+}
+
+// dropLimits deletes the assignment of (scope, id), if any: a purged key's
+// or a deleted user's limits go with it.
+func dropLimits(tx *bolt.Tx, scope store.LimitScope, id string) error {
+	if b := tx.Bucket(bLimits); b != nil {
+		return b.Delete(pair(string(scope), id))
+	}
+	return nil
+}
+
+// sweepQuotas deletes the quota counters that expired at or before now (past
+// periods): they would otherwise stay in the file forever. It runs with each
+// key purge (periodic, store.Remover) and at open.
+func sweepQuotas(tx *bolt.Tx, now time.Time) error {
+	b := tx.Bucket(bQuotas)
+	if b == nil {
+		return nil
+	}
+	var doomed [][]byte
+	err := b.ForEach(func(k, v []byte) error {
+		if _, expires := decodeQuota(v, now); !now.Before(expires) {
+			doomed = append(doomed, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range doomed {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func encodeQuota(used int64, expires time.Time) []byte {

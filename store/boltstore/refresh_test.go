@@ -81,3 +81,50 @@ func TestQuotaSurvivesRestart(t *testing.T) {
 		t.Fatalf("after restart limits = %+v, %v", l, err)
 	}
 }
+
+// TestQuotaSweep: counters of past periods are deleted by the periodic purge
+// and at open; the current period's counter and its usage stay.
+func TestQuotaSweep(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kg.db")
+	clock := storetest.NewClock(time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC))
+	s := open(t, path, clock.Now)
+	day := 24 * time.Hour
+	lease := func(c string, expires time.Time) {
+		t.Helper()
+		if _, _, err := s.LeaseQuota(ctx, c, 3, 10, expires); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d6 := store.QuotaCounter(store.ScopeKey, "k1", time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC))
+	d7 := store.QuotaCounter(store.ScopeKey, "k1", time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC))
+	d8 := store.QuotaCounter(store.ScopeKey, "k1", time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC))
+	lease(d6, clock.Now().Add(day))
+	clock.Advance(day)
+	lease(d7, clock.Now().Add(day))
+	if n := s.QuotaRecords(); n != 2 {
+		t.Fatalf("records before the sweep = %d, want 2", n)
+	}
+	if _, err := s.PurgeAPIKeys(ctx, clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.QuotaRecords(); n != 1 {
+		t.Fatalf("records after the purge = %d, want 1 (the current period)", n)
+	}
+	if u, err := s.QuotaUsed(ctx, d7); err != nil || u != 3 {
+		t.Fatalf("current counter = %d, %v; want 3", u, err)
+	}
+	// At open: the next day's counter is written, d7 expires, a restart sweeps it.
+	clock.Advance(day)
+	lease(d8, clock.Now().Add(day))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, path, clock.Now)
+	if n := s.QuotaRecords(); n != 1 {
+		t.Fatalf("records after a restart = %d, want 1", n)
+	}
+	if u, err := s.QuotaUsed(ctx, d8); err != nil || u != 3 {
+		t.Fatalf("current counter after a restart = %d, %v; want 3", u, err)
+	}
+}

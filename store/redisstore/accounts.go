@@ -147,6 +147,6 @@ func (s *Store) DeleteAccount(ctx context.Context, name string) error {
 	}
 	invs = append(invs, credInvs...)
 	err = scriptDeleteAccountEnd.Run(ctx, s.c,
-		[]string{s.acctKey(name), s.membersKey(name), s.kAccts, s.kUnames}, args...).Err()
+		[]string{s.acctKey(name), s.membersKey(name), s.kAccts, s.kUnames, s.upstreamKey(name)}, args...).Err()
 	return s.wrap("delete account", err)
 }

@@ -178,7 +178,7 @@ func (s *Store) RevokeAPIKey(ctx context.Context, id string, at time.Time) (*sto
 	}
 	tag := id[:tagLen]
 	res, err := scriptRevokeKey.Run(ctx, s.c,
-		[]string{s.apiKeyKey(id), s.keyNamesKey(tag), s.userKey(tag)}, encTime(at), id[tagLen:]).Slice()
+		[]string{s.apiKeyKey(id), s.keyNamesKey(tag), s.userKey(tag)}, encTime(at), id[tagLen:], encTime(s.now())).Slice()
 	if err != nil {
 		if errors.Is(err, redis.Nil) {
 			return nil, false, errKeyNotFound(id)
@@ -263,12 +263,13 @@ func (s *Store) PurgeAPIKeys(ctx context.Context, before time.Time) (int, error)
 			if err != nil {
 				return total, err
 			}
-			var keys []string
+			var keys, full []string
 			var ids []any
 			for _, k := range page.keys {
 				if store.PurgeEligible(k, before, now) {
 					keys = append(keys, s.apiKeyKey(k.ID))
 					ids = append(ids, k.ID[tagLen:])
+					full = append(full, k.ID)
 				}
 			}
 			if len(keys) > 0 {
@@ -278,6 +279,9 @@ func (s *Store) PurgeAPIKeys(ctx context.Context, before time.Time) (int, error)
 					return total, s.wrap("purge api keys", err)
 				}
 				total += n
+				if err := s.dropKeyLimits(ctx, "", full...); err != nil {
+					return total, err
+				}
 			}
 			if page.last == "" {
 				break

@@ -58,6 +58,25 @@ func (s *Store) SetLimits(ctx context.Context, l *store.Limits) error {
 	return nil
 }
 
+// dropKeyLimits deletes the assignments of the keys ids and, when username
+// is not empty, of the user: a purged key's or a deleted user's limits go with
+// it ({lim} is in a slot of its own, so this is a second command after the
+// deletion; a failure leaves an assignment naming nothing, which is harmless
+// and removed by the next purge or a later SetLimits).
+func (s *Store) dropKeyLimits(ctx context.Context, username string, ids ...string) error {
+	fields := make([]string, 0, len(ids)+1)
+	for _, id := range ids {
+		fields = append(fields, limitsField(store.ScopeKey, id))
+	}
+	if username != "" {
+		fields = append(fields, limitsField(store.ScopeUser, username))
+	}
+	if len(fields) == 0 {
+		return nil
+	}
+	return s.wrap("drop limits", s.c.HDel(ctx, s.limitsKey(), fields...).Err())
+}
+
 // GetLimits implements store.LimitStore.
 func (s *Store) GetLimits(ctx context.Context, scope store.LimitScope, id string) (*store.Limits, error) {
 	out := &store.Limits{Scope: scope, ID: id}

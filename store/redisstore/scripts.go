@@ -47,15 +47,16 @@ redis.call('HSET', KEYS[1], 'x', '1')
 return redis.call('HGETALL', KEYS[2])
 `)
 
-// KEYS: acct, members, accts, un. ARGV: name, then username, tag pairs.
-// Removes the account and the index entries that still name those tags.
+// KEYS: acct, members, accts, un, upstream credentials. ARGV: name, then
+// username, tag pairs. Removes the account, its upstream credentials and the
+// index entries that still name those tags.
 var scriptDeleteAccountEnd = redis.NewScript(`
 for i = 2, #ARGV, 2 do
   if redis.call('HGET', KEYS[4], ARGV[i]) == ARGV[i+1] then
     redis.call('HDEL', KEYS[4], ARGV[i])
   end
 end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[5])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return 1
 `)
@@ -183,7 +184,12 @@ return table.concat(out)
 
 // KEYS: key, keynames, user. ARGV: revoked at, id suffix. Returns {already(0|1),
 // keyfields, {username, account}} or nil if the key is missing.
-var scriptRevokeKey = redis.NewScript(`
+//
+// The name stays held while any key of that name is active: when the index
+// names the revoked key, it passes to the predecessor (the 'p' chain the
+// rotations wrote, keys of the same user and so of the same slot) that is
+// still active (not revoked, expiry after ARGV[3], now) and expires last.
+var scriptRevokeKey = redis.NewScript(luaLess + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local already = 1
 if not redis.call('HGET', KEYS[1], 'x') then
@@ -192,7 +198,27 @@ if not redis.call('HGET', KEYS[1], 'x') then
   local n = redis.call('HGET', KEYS[1], 'n')
   local v = redis.call('HGET', KEYS[2], n)
   if v and string.sub(v, 1, #ARGV[2] + 1) == ARGV[2] .. ':' then
-    redis.call('HDEL', KEYS[2], n)
+    local base = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[2])
+    local best, bestExp = nil, nil
+    local p = redis.call('HGET', KEYS[1], 'p')
+    local hops = 0
+    while p and hops < 64 do
+      hops = hops + 1
+      local f = redis.call('HMGET', base .. p, 'n', 'e', 'x', 'p')
+      if not f[1] then break end
+      local e = f[2] or ''
+      if f[1] == n and not f[3] and (e == '' or numLess(ARGV[3], e)) then
+        if best == nil or (bestExp ~= '' and (e == '' or numLess(bestExp, e))) then
+          best, bestExp = p, e
+        end
+      end
+      p = f[4]
+    end
+    if best then
+      redis.call('HSET', KEYS[2], n, best .. ':' .. bestExp)
+    else
+      redis.call('HDEL', KEYS[2], n)
+    end
   end
 end
 return {already, redis.call('HMGET', KEYS[1], ` + luaKeyFields + `),
@@ -228,8 +254,10 @@ return 1
 // old key, old key's new expiry ("" none), new id, new id suffix, name, the
 // name index value of the new key, then the new key's field, value pairs.
 // Writes only if the old key is at the expected version, not revoked and not
-// rotated. Returns 1 on success, 0 if the old key moved on, -1 if it is gone,
-// 2 on a new id collision.
+// rotated. The new key records its predecessor's id suffix (the last
+// keySufLen = 12 characters of KEYS[1]) in 'p', which revocation follows to
+// keep the name held (scriptRevokeKey). Returns 1 on success, 0 if the old
+// key moved on, -1 if it is gone, 2 on a new id collision.
 var scriptRotateKey = redis.NewScript(`
 local f = redis.call('HMGET', KEYS[1], 'n', 'v', 'x', 'o')
 if not f[1] then return -1 end
@@ -239,6 +267,7 @@ if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'e', ARGV[2]) end
 redis.call('HSET', KEYS[1], 'o', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('HSET', KEYS[2], unpack(ARGV, 7))
+redis.call('HSET', KEYS[2], 'p', string.sub(KEYS[1], -12))
 redis.call('ZADD', KEYS[3], 0, ARGV[4])
 redis.call('HSET', KEYS[4], ARGV[5], ARGV[6])
 return 1

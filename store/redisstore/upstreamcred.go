@@ -13,14 +13,34 @@ import (
 
 // Upstream credentials (store.UpstreamCredentials): one hash per account,
 //
-//	P uc:<account>   name → JSON record (the secret only as upstreamcred's
-//	                 ciphertext)
+//	P{a}uc:<account>   name → JSON record (the secret only as upstreamcred's
+//	                   ciphertext)
 //
-// Every operation touches that one key, so it is atomic on a cluster too.
+// The hash is on the directory slot {a}, next to the account record, so a
+// create checks the account (present, not being deleted) and writes in one
+// script: a credential created during DeleteAccount cannot outlive it.
 // Updates are a compare-and-set on the whole stored value. DeleteAccount
-// deletes the hash after the account's users.
+// marks the account deleting (no create succeeds from then on) and deletes
+// the hash after the account's users, in one script that returns the names.
 
-func (s *Store) upstreamKey(account string) string { return s.prefix + "uc:" + account }
+func (s *Store) upstreamKey(account string) string { return s.prefix + "{a}uc:" + account }
+
+// scriptCreateUpstream writes a new credential if its account exists and is
+// not being deleted. KEYS: acct, uc hash. ARGV: name, value. Returns 1,
+// 0 (the name exists) or -1 (no such account).
+var scriptCreateUpstream = redis.NewScript(`
+local f = redis.call('HMGET', KEYS[1], 's', 'x')
+if not f[1] or f[2] then return -1 end
+return redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+`)
+
+// scriptDropUpstream deletes a credential hash and returns the names it
+// held. KEYS: uc hash.
+var scriptDropUpstream = redis.NewScript(`
+local names = redis.call('HKEYS', KEYS[1])
+redis.call('DEL', KEYS[1])
+return names
+`)
 
 func encUpstream(c *store.UpstreamCredential) (string, error) {
 	b, err := store.EncodeUpstreamCredential(c)
@@ -48,18 +68,18 @@ func (s *Store) CreateUpstreamCredential(ctx context.Context, c *store.UpstreamC
 	if err := store.ValidateUpstreamCredential(n, s.now(), true); err != nil {
 		return err
 	}
-	if _, err := s.GetAccount(ctx, n.Account); err != nil {
-		return err
-	}
 	v, err := encUpstream(n)
 	if err != nil {
 		return err
 	}
-	ok, err := s.c.HSetNX(ctx, s.upstreamKey(n.Account), n.Name, v).Result()
+	res, err := scriptCreateUpstream.Run(ctx, s.c, []string{s.acctKey(n.Account), s.upstreamKey(n.Account)}, n.Name, v).Int()
 	if err != nil {
 		return s.wrap("create upstream credential", err)
 	}
-	if !ok {
+	if res < 0 {
+		return errAccountNotFound(n.Account)
+	}
+	if res == 0 {
 		return fmt.Errorf("redisstore: upstream credential %q exists in account %q: %w", n.Name, n.Account, store.ErrConflict)
 	}
 	c.Version, c.CreatedAt, c.UpdatedAt = n.Version, n.CreatedAt, n.UpdatedAt
@@ -161,12 +181,8 @@ func (s *Store) DeleteUpstreamCredential(ctx context.Context, account, name stri
 // deleteAccountUpstream deletes an account's credentials (DeleteAccount)
 // and returns their invalidations.
 func (s *Store) deleteAccountUpstream(ctx context.Context, account string) ([]store.Invalidation, error) {
-	key := s.upstreamKey(account)
-	names, err := s.c.HKeys(ctx, key).Result()
+	names, err := scriptDropUpstream.Run(ctx, s.c, []string{s.upstreamKey(account)}).StringSlice()
 	if err != nil {
-		return nil, s.wrap("delete account", err)
-	}
-	if err := s.c.Del(ctx, key).Err(); err != nil {
 		return nil, s.wrap("delete account", err)
 	}
 	invs := make([]store.Invalidation, 0, len(names))

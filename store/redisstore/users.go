@@ -299,7 +299,7 @@ func (s *Store) DeleteUser(ctx context.Context, username string) error {
 		invs = append(invs, store.Invalidation{KeyID: id, Username: username})
 	}
 	s.publish(ctx, invs...)
-	return nil
+	return s.dropKeyLimits(ctx, username, ids...)
 }
 
 // deleteUserData deletes the user hash under tag and all their keys. It

@@ -22,6 +22,7 @@ var keys2Tests = []struct {
 	{"Keys/UpdateInvalidates", testKeyUpdateInvalidates},
 	{"Keys/Rotate", testKeyRotate},
 	{"Keys/RotateGraceZero", testKeyRotateGraceZero},
+	{"Keys/RotateRevokeNewInGrace", testKeyRotateRevokeNewInGrace},
 	{"Keys/RotateConcurrent", testKeyRotateConcurrent},
 	{"Users/Service", testUserService},
 	{"Keys/ListExpiresBefore", testKeyListExpiresBefore},
@@ -308,6 +309,56 @@ func testKeyRotateGraceZero(e *env) {
 	}
 	if ids := e.list(store.KeyFilter{Username: "alice"}); !slices.Equal(ids, []string{nk.ID}) {
 		t.Errorf("active keys = %v, want only the new one", ids)
+	}
+}
+
+// testKeyRotateRevokeNewInGrace: the name stays held while any key of that
+// name is active. Revoking the new key of a rotation (or of two) while an
+// old one is in its grace does not free the name; it is free once the last
+// old key's grace ends, or it is revoked too.
+func testKeyRotateRevokeNewInGrace(e *env) {
+	t := e.t
+	e.account("acme")
+	e.user("acme", "alice", store.TypeUser)
+	k := e.key("alice", "ci")
+	mid, _, err := e.s.RotateAPIKey(e.ctx, k.ID, store.KeyRotation{Hash: []byte("h2"), Grace: 2 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nk, _, err := e.s.RotateAPIKey(e.ctx, mid.ID, store.KeyRotation{Hash: []byte("h3"), Grace: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	third := func() error {
+		return e.s.CreateAPIKey(e.ctx, &store.APIKey{Username: "alice", Name: "ci", Hash: []byte("h4")})
+	}
+	if _, _, err := e.s.RevokeAPIKey(e.ctx, nk.ID, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "create while two old keys are in grace", third(), store.ErrConflict)
+	// mid's grace (1h) ends first; k's (2h) still holds the name.
+	e.clock.Advance(90 * time.Minute)
+	wantErr(t, "create while the first key is in grace", third(), store.ErrConflict)
+	if _, _, err := e.s.RevokeAPIKey(e.ctx, k.ID, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := third(); err != nil {
+		t.Fatalf("create once no key of the name is active: %v", err)
+	}
+	// Without a revocation the grace's end frees the name too.
+	a := e.key("alice", "deploy")
+	b, _, err := e.s.RotateAPIKey(e.ctx, a.ID, store.KeyRotation{Hash: []byte("h5"), Grace: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.s.RevokeAPIKey(e.ctx, b.ID, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	err = e.s.CreateAPIKey(e.ctx, &store.APIKey{Username: "alice", Name: "deploy", Hash: []byte("h6")})
+	wantErr(t, "create during the grace", err, store.ErrConflict)
+	e.clock.Advance(time.Hour + time.Second)
+	if err := e.s.CreateAPIKey(e.ctx, &store.APIKey{Username: "alice", Name: "deploy", Hash: []byte("h6")}); err != nil {
+		t.Fatalf("create after the grace: %v", err)
 	}
 }
 

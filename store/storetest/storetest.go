@@ -88,6 +88,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"UpstreamCredentials/List", testUpstreamList},
 		{"UpstreamCredentials/Update", testUpstreamUpdate},
 		{"UpstreamCredentials/Delete", testUpstreamDelete},
+		{"UpstreamCredentials/CreateDuringAccountDelete", testUpstreamCreateDuringAccountDelete},
 		{"UpstreamCredentials/Invalidations", testUpstreamInvalidations},
 		{"UpstreamCredentials/NotSerialised", testUpstreamSecretNotSerialised},
 	}
@@ -1220,6 +1221,15 @@ func testKeyPurge(e *env) {
 			t.Fatal(err)
 		}
 	}
+	// A purged key's rate-limit assignment goes with it; a kept key's stays.
+	ls, _ := e.s.(store.LimitStore)
+	if ls != nil {
+		for _, k := range []*store.APIKey{oldRevoked, newRevoked} {
+			if err := ls.SetLimits(e.ctx, &store.Limits{Scope: store.ScopeKey, ID: k.ID, RateLimit: "slow"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	before := now.Add(-7 * day)
 	n, err := e.s.PurgeAPIKeys(e.ctx, before)
 	if err != nil {
@@ -1227,6 +1237,14 @@ func testKeyPurge(e *env) {
 	}
 	if n != 3 {
 		t.Errorf("PurgeAPIKeys = %d, want 3", n)
+	}
+	if ls != nil {
+		if l, err := ls.GetLimits(e.ctx, store.ScopeKey, oldRevoked.ID); err != nil || !l.Empty() {
+			t.Errorf("limits of a purged key = %+v, %v; want none", l, err)
+		}
+		if l, err := ls.GetLimits(e.ctx, store.ScopeKey, newRevoked.ID); err != nil || l.RateLimit != "slow" {
+			t.Errorf("limits of a kept key = %+v, %v; want slow", l, err)
+		}
 	}
 	for _, k := range []*store.APIKey{oldRevoked, oldExpired, both} {
 		_, err := e.s.GetAPIKey(e.ctx, k.ID)
@@ -1249,6 +1267,23 @@ func testKeyPurge(e *env) {
 	}
 	if ids := e.list(store.KeyFilter{Status: store.StatusAll}); len(ids) != 3 {
 		t.Errorf("after purging at now: %d keys, want 3 active", len(ids))
+	}
+	// Deleting the user takes the user's and its keys' assignments.
+	if ls != nil {
+		for _, l := range []store.Limits{
+			{Scope: store.ScopeKey, ID: active.ID, RateLimit: "slow"},
+			{Scope: store.ScopeUser, ID: "alice", RateLimit: "slow"},
+		} {
+			if err := ls.SetLimits(e.ctx, &l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.s.DeleteUser(e.ctx, "alice"); err != nil {
+			t.Fatal(err)
+		}
+		if list, err := ls.ListLimits(e.ctx); err != nil || len(list) != 0 {
+			t.Errorf("limits after deleting the user = %+v, %v; want none", list, err)
+		}
 	}
 }
 

@@ -3,6 +3,8 @@ package storetest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -189,6 +191,37 @@ func testUpstreamDelete(e *env) {
 	e.account("gone")
 	if l, err := u.ListUpstreamCredentials(e.ctx, "gone"); err != nil || len(l) != 0 {
 		t.Errorf("credentials of a deleted account survive: %v, %v", l, err)
+	}
+}
+
+// testUpstreamCreateDuringAccountDelete: a credential created while its
+// account is being deleted either fails or is deleted with the account; it
+// never survives into a new account of the same name.
+func testUpstreamCreateDuringAccountDelete(e *env) {
+	t, u := e.t, e.creds()
+	for i := range 150 {
+		name := fmt.Sprintf("race%d", i)
+		e.account(name)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			err := u.CreateUpstreamCredential(e.ctx, newCred(name, "billing"))
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("create during delete: %v, want success or ErrNotFound", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if err := e.s.DeleteAccount(e.ctx, name); err != nil {
+				t.Errorf("delete account: %v", err)
+			}
+		}()
+		wg.Wait()
+		e.account(name)
+		if l, err := u.ListUpstreamCredentials(e.ctx, name); err != nil || len(l) != 0 {
+			t.Fatalf("round %d: a credential created during the account's deletion survives it: %v, %v", i, l, err)
+		}
 	}
 }
 
