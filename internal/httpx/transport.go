@@ -257,6 +257,71 @@ func (d *CoarseDeadline) Set(t time.Time, slack time.Duration, arm func(time.Tim
 	return nil
 }
 
+// CoarseReadDeadline arms a server connection's read deadline coarsely
+// where the asked deadline alternates between two timeouts: fasthttp's
+// server asks for now+idle_timeout before each keep-alive request and
+// now+read_timeout once its first byte is in, two timer updates per request
+// that CoarseDeadline cannot spare (the shorter one would be armed late).
+//
+// Here the armed deadline may be earlier than the one asked for (never more
+// than slack later): Set leaves an armed deadline as it is unless it lies
+// more than slack after t. A read that times out before the asked deadline
+// (fired early) is re-armed and retried by Retry, so a reader sees a timeout
+// only at or after the deadline it asked for, at most slack late, as with
+// CoarseDeadline. On a busy keep-alive connection that is about two timer
+// updates per read_timeout instead of two per request. A zero time clears
+// the deadline at once. Not safe for concurrent use (the connection's
+// server goroutine sets and reads).
+type CoarseReadDeadline struct {
+	want  time.Time // asked for (zero: none)
+	armed time.Time // on the connection (zero: none)
+}
+
+// Set asks for deadline t; arm is the connection's SetReadDeadline.
+func (d *CoarseReadDeadline) Set(t time.Time, slack time.Duration, arm func(time.Time) error) error {
+	d.want = t
+	if t.IsZero() {
+		if d.armed.IsZero() {
+			return nil
+		}
+	} else {
+		if !d.armed.IsZero() && !d.armed.After(t.Add(slack)) {
+			return nil // fires in time, or early (then Retry)
+		}
+		t = t.Add(slack)
+	}
+	return d.arm(t, arm)
+}
+
+// SetExact arms t as it is (a deadline that must not be late by slack).
+func (d *CoarseReadDeadline) SetExact(t time.Time, arm func(time.Time) error) error {
+	d.want = t
+	return d.arm(t, arm)
+}
+
+func (d *CoarseReadDeadline) arm(t time.Time, arm func(time.Time) error) error {
+	if err := arm(t); err != nil {
+		d.armed = time.Time{}
+		return err
+	}
+	d.armed = t
+	return nil
+}
+
+// Retry is called when a read failed with os.ErrDeadlineExceeded having
+// read nothing: when the deadline asked for has not passed (the armed one
+// fired early), it arms that one (plus slack) and reports true, and the
+// read is to be retried; otherwise the timeout stands.
+func (d *CoarseReadDeadline) Retry(slack time.Duration, arm func(time.Time) error) bool {
+	if !d.want.IsZero() {
+		if !time.Now().Before(d.want) {
+			return false
+		}
+		return d.arm(d.want.Add(slack), arm) == nil
+	}
+	return d.arm(time.Time{}, arm) == nil
+}
+
 // coarseConn arms its read and write deadlines with CoarseDeadline; slack
 // is 1/16 of the pool's timeout (30 s: under 2 s).
 type coarseConn struct {

@@ -333,3 +333,73 @@ func TestCoarseWrites(t *testing.T) {
 		t.Fatal("write past its deadline succeeded")
 	}
 }
+
+// TestCoarseReadDeadline: fasthttp's alternation (idle, then read timeout,
+// per request) re-arms nothing while the armed deadline is no later than
+// slack past the asked one; a deadline earlier than the armed one by more
+// than slack is armed; zero clears; Retry re-arms an early fire and leaves
+// a due one.
+func TestCoarseReadDeadline(t *testing.T) {
+	base := time.Now().Add(time.Hour) // Retry compares with the clock
+	const slack, read, idle = time.Second, 30 * time.Second, 60 * time.Second
+	for _, tc := range []struct {
+		name  string
+		calls []time.Time
+		armed []time.Time
+	}{
+		{"first arms with slack", []time.Time{base.Add(read)}, []time.Time{base.Add(read + slack)}},
+		{"idle then read, request after request: armed once",
+			[]time.Time{base.Add(read), base.Add(idle), base.Add(read + 1), base.Add(idle + 2), base.Add(read + 3)},
+			[]time.Time{base.Add(read + slack)}},
+		{"asked earlier than the armed one by more than slack: armed",
+			[]time.Time{base.Add(idle), base.Add(read)}, []time.Time{base.Add(idle + slack), base.Add(read + slack)}},
+		{"asked later within slack: kept", []time.Time{base.Add(read), base.Add(read + slack/2)},
+			[]time.Time{base.Add(read + slack)}},
+		{"asked earlier at all: armed (never more than slack late)", []time.Time{base.Add(read), base.Add(read - slack/2)},
+			[]time.Time{base.Add(read + slack), base.Add(read + slack/2)}},
+		{"zero clears, then arms again", []time.Time{base, {}, {}, base},
+			[]time.Time{base.Add(slack), {}, base.Add(slack)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeDeadlines{}
+			var d CoarseReadDeadline
+			for _, at := range tc.calls {
+				if err := d.Set(at, slack, f.SetReadDeadline); err != nil {
+					t.Fatal(err)
+				}
+				if !at.IsZero() && (d.armed.IsZero() || d.armed.After(at.Add(slack))) {
+					t.Fatalf("armed %v for %v: later than slack", d.armed, at)
+				}
+			}
+			if len(f.armed) != len(tc.armed) {
+				t.Fatalf("armed %v, want %v", f.armed, tc.armed)
+			}
+			for i := range f.armed {
+				if !f.armed[i].Equal(tc.armed[i]) {
+					t.Fatalf("armed %v, want %v", f.armed, tc.armed)
+				}
+			}
+		})
+	}
+	t.Run("retry", func(t *testing.T) {
+		f := &fakeDeadlines{}
+		var d CoarseReadDeadline
+		_ = d.Set(base.Add(read), slack, f.SetReadDeadline)
+		_ = d.Set(base.Add(idle), slack, f.SetReadDeadline) // kept: fires early
+		if !d.Retry(slack, f.SetReadDeadline) || !d.armed.Equal(base.Add(idle+slack)) {
+			t.Fatalf("early fire: retry armed %v, want %v", d.armed, base.Add(idle+slack))
+		}
+		past := time.Now().Add(-time.Millisecond)
+		_ = d.SetExact(past, f.SetReadDeadline)
+		if !d.armed.Equal(past) {
+			t.Fatalf("SetExact armed %v", d.armed)
+		}
+		if d.Retry(slack, f.SetReadDeadline) {
+			t.Fatal("a deadline that passed must stand")
+		}
+		_ = d.SetExact(time.Time{}, f.SetReadDeadline)
+		if !d.Retry(slack, f.SetReadDeadline) || !d.armed.IsZero() {
+			t.Fatal("no deadline asked: retry must clear and retry")
+		}
+	})
+}
