@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -358,43 +359,67 @@ func coarseDial(dial func(string) (net.Conn, error), slack time.Duration) func(s
 
 var _ fasthttp.RoundTripper = (*streamTransport)(nil)
 
-// CoarseWrites wraps ln so that the write deadlines of its connections are
-// armed with CoarseDeadline (slack writeTimeout/16): a fasthttp server arms
-// one per response, write_timeout from now. Read deadlines pass through (the
-// server alternates two timeouts on them). writeTimeout <= 0: ln as is.
-func CoarseWrites(ln net.Listener, writeTimeout time.Duration) net.Listener {
-	if writeTimeout <= 0 {
+// CoarseServerDeadlines wraps ln, a fasthttp server's listener, so that
+// the deadlines of its connections are armed coarsely: writes with
+// CoarseDeadline (slack writeTimeout/16; the server arms one per response,
+// write_timeout from now), reads with CoarseReadDeadline (slack
+// readTimeout/16; the server asks idle_timeout, then read_timeout, per
+// request). A timeout <= 0 leaves that direction exact; both: ln as is.
+func CoarseServerDeadlines(ln net.Listener, readTimeout, writeTimeout time.Duration) net.Listener {
+	if writeTimeout <= 0 && readTimeout <= 0 {
 		return ln
 	}
-	return &coarseWriteListener{Listener: ln, slack: writeTimeout / 16}
+	return &coarseServerListener{Listener: ln, wslack: max(writeTimeout/16, 0), rslack: max(readTimeout/16, 0)}
 }
 
-type coarseWriteListener struct {
+type coarseServerListener struct {
 	net.Listener
-	slack time.Duration
+	wslack, rslack time.Duration
 }
 
-func (l *coarseWriteListener) Accept() (net.Conn, error) {
+func (l *coarseServerListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &coarseWriteConn{Conn: c, slack: l.slack}, nil
+	return &coarseServerConn{Conn: c, wslack: l.wslack, rslack: l.rslack}, nil
 }
 
-// coarseWriteConn is a server connection whose write deadline is coarse.
-type coarseWriteConn struct {
+// coarseServerConn is a server connection with coarse deadlines (the
+// connection's server goroutine sets them and reads).
+type coarseServerConn struct {
 	net.Conn
-	slack time.Duration
-	wd    CoarseDeadline // used by the connection's server goroutine only
+	wslack, rslack time.Duration
+	wd             CoarseDeadline
+	rd             CoarseReadDeadline
 }
 
-func (c *coarseWriteConn) SetWriteDeadline(t time.Time) error {
-	return c.wd.Set(t, c.slack, c.Conn.SetWriteDeadline)
+func (c *coarseServerConn) SetWriteDeadline(t time.Time) error {
+	if c.wslack <= 0 {
+		return c.Conn.SetWriteDeadline(t)
+	}
+	return c.wd.Set(t, c.wslack, c.Conn.SetWriteDeadline)
 }
 
-func (c *coarseWriteConn) SetDeadline(t time.Time) error {
-	if err := c.Conn.SetReadDeadline(t); err != nil {
+func (c *coarseServerConn) SetReadDeadline(t time.Time) error {
+	if c.rslack <= 0 {
+		return c.Conn.SetReadDeadline(t)
+	}
+	return c.rd.Set(t, c.rslack, c.Conn.SetReadDeadline)
+}
+
+// Read retries a read whose armed deadline fired before the one asked for.
+func (c *coarseServerConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	for n == 0 && err != nil && c.rslack > 0 && errors.Is(err, os.ErrDeadlineExceeded) &&
+		c.rd.Retry(c.rslack, c.Conn.SetReadDeadline) {
+		n, err = c.Conn.Read(b)
+	}
+	return n, err
+}
+
+func (c *coarseServerConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
 		return err
 	}
 	return c.SetWriteDeadline(t)

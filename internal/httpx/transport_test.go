@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -273,17 +274,18 @@ func TestCoarseConn(t *testing.T) {
 	}
 }
 
-// TestCoarseWrites: connections of a CoarseWrites listener carry data both
-// ways, arm write deadlines coarsely (never early: a write past its
-// deadline still fails), and pass read deadlines through exactly.
+// TestCoarseWrites: connections of a CoarseServerDeadlines listener without
+// a read timeout carry data both ways, arm write deadlines coarsely (never
+// early: a write past its deadline still fails), and pass read deadlines
+// through exactly.
 func TestCoarseWrites(t *testing.T) {
 	inner, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := CoarseWrites(inner, 160*time.Millisecond)
+	ln := CoarseServerDeadlines(inner, 0, 160*time.Millisecond)
 	t.Cleanup(func() { _ = ln.Close() })
-	if CoarseWrites(inner, 0) != inner {
+	if CoarseServerDeadlines(inner, 0, 0) != inner {
 		t.Fatal("no write timeout: the listener must be returned as is")
 	}
 	client, err := net.Dial("tcp4", inner.Addr().String())
@@ -296,7 +298,7 @@ func TestCoarseWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = c.Close() }()
-	cw, ok := c.(*coarseWriteConn)
+	cw, ok := c.(*coarseServerConn)
 	if !ok {
 		t.Fatalf("accepted %T", c)
 	}
@@ -402,4 +404,62 @@ func TestCoarseReadDeadline(t *testing.T) {
 			t.Fatal("no deadline asked: retry must clear and retry")
 		}
 	})
+}
+
+// TestCoarseServerReads: on a real connection of a CoarseServerDeadlines
+// listener, a read deadline lengthened after a shorter one (fasthttp's
+// idle, then read timeout) is honoured: the shorter armed one fires early
+// and the read is retried, data arriving between the two is read, and the
+// timeout comes at the longer one, at most the slack late.
+func TestCoarseServerReads(t *testing.T) {
+	inner, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const readTimeout = 640 * time.Millisecond // slack 40 ms
+	ln := CoarseServerDeadlines(inner, readTimeout, 0)
+	t.Cleanup(func() { _ = ln.Close() })
+	client, err := net.Dial("tcp4", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = client.Close() }()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	buf := make([]byte, 4)
+	for _, tc := range []struct {
+		name        string
+		short, long time.Duration
+		data        time.Duration // 0: none
+	}{
+		{"data after the short deadline is read", 60 * time.Millisecond, 400 * time.Millisecond, 200 * time.Millisecond},
+		{"times out at the long deadline", 60 * time.Millisecond, 300 * time.Millisecond, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			if err := c.SetReadDeadline(start.Add(tc.short)); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.SetReadDeadline(start.Add(tc.long)); err != nil {
+				t.Fatal(err)
+			}
+			if tc.data > 0 {
+				time.AfterFunc(tc.data, func() { _, _ = client.Write([]byte("x")) })
+			}
+			n, err := c.Read(buf)
+			took := time.Since(start)
+			if tc.data > 0 {
+				if err != nil || n != 1 {
+					t.Fatalf("read %d, %v after %v", n, err, took)
+				}
+				return
+			}
+			if !errors.Is(err, os.ErrDeadlineExceeded) || took < tc.long || took > tc.long+readTimeout/16+150*time.Millisecond {
+				t.Fatalf("read %d, %v after %v: want a timeout at %v", n, err, took, tc.long)
+			}
+		})
+	}
 }
