@@ -283,21 +283,10 @@ func TestCoarseWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := CoarseServerDeadlines(inner, 0, 160*time.Millisecond)
-	t.Cleanup(func() { _ = ln.Close() })
 	if CoarseServerDeadlines(inner, 0, 0) != inner {
 		t.Fatal("no write timeout: the listener must be returned as is")
 	}
-	client, err := net.Dial("tcp4", inner.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = client.Close() }()
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Close() }()
+	client, c := coarsePair(t, inner, 0, 160*time.Millisecond)
 	cw, ok := c.(*coarseServerConn)
 	if !ok {
 		t.Fatalf("accepted %T", c)
@@ -417,18 +406,7 @@ func TestCoarseServerReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	const readTimeout = 640 * time.Millisecond // slack 40 ms
-	ln := CoarseServerDeadlines(inner, readTimeout, 0)
-	t.Cleanup(func() { _ = ln.Close() })
-	client, err := net.Dial("tcp4", inner.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = client.Close() }()
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Close() }()
+	client, c := coarsePair(t, inner, readTimeout, 0)
 	buf := make([]byte, 4)
 	for _, tc := range []struct {
 		name        string
@@ -462,4 +440,23 @@ func TestCoarseServerReads(t *testing.T) {
 			}
 		})
 	}
+}
+
+// coarsePair wraps inner in CoarseServerDeadlines and returns a client
+// connection and the server side of it (both closed at the test's end).
+func coarsePair(t *testing.T, inner net.Listener, readTimeout, writeTimeout time.Duration) (client, server net.Conn) {
+	t.Helper()
+	ln := CoarseServerDeadlines(inner, readTimeout, writeTimeout)
+	t.Cleanup(func() { _ = ln.Close() })
+	client, err := net.Dial("tcp4", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = server.Close() })
+	return client, server
 }
