@@ -41,7 +41,10 @@ type limitListener struct {
 	net.Listener
 	// writeSlack: write deadlines are armed coarsely, up to this late
 	// (write_timeout/16; httpx.CoarseDeadline). 0: exactly.
-	writeSlack   time.Duration
+	writeSlack time.Duration
+	// readSlack: read deadlines are armed coarsely, up to this late
+	// (read_timeout/16; httpx.CoarseReadDeadline). 0: exactly.
+	readSlack    time.Duration
 	max          int64
 	silent       bool
 	pressureIdle time.Duration
@@ -169,9 +172,10 @@ type limitConn struct {
 	drain  atomic.Bool // request body left unread: drain before closing
 	reset  atomic.Bool // a write timed out: drop unsent data on close
 
-	prev, next *limitConn           // idle list, guarded by l.mu
-	listed     atomic.Bool          // in the idle list: changed under l.mu
-	wd         httpx.CoarseDeadline // used by the connection's server goroutine only
+	prev, next *limitConn               // idle list, guarded by l.mu
+	listed     atomic.Bool              // in the idle list: changed under l.mu
+	wd         httpx.CoarseDeadline     // used by the connection's server goroutine only
+	rd         httpx.CoarseReadDeadline // likewise
 }
 
 // SetWriteDeadline arms the write deadline coarsely (fasthttp sets one per
@@ -195,13 +199,32 @@ func (c *limitConn) SetDeadline(t time.Time) error {
 // SetReadDeadline shortens the keep-alive wait of an idle connection while
 // the listener is under pressure (fasthttp sets the idle deadline right
 // after the connection goes idle).
+//
+// Otherwise the deadline is armed coarsely (readSlack): fasthttp asks for
+// idle_timeout before each keep-alive request and read_timeout after its
+// first byte; Read retries a read whose armed deadline fired before the one
+// asked for.
 func (c *limitConn) SetReadDeadline(t time.Time) error {
 	if c.idle.Load() && c.l.pressured() {
 		if d := time.Now().Add(c.l.pressureIdle); t.IsZero() || d.Before(t) {
-			t = d
+			return c.rd.SetExact(d, c.Conn.SetReadDeadline)
 		}
 	}
-	return c.Conn.SetReadDeadline(t)
+	if c.l.readSlack <= 0 {
+		return c.Conn.SetReadDeadline(t)
+	}
+	return c.rd.Set(t, c.l.readSlack, c.Conn.SetReadDeadline)
+}
+
+// Read retries a read that timed out before the deadline asked for (see
+// SetReadDeadline).
+func (c *limitConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	for n == 0 && err != nil && c.l.readSlack > 0 && errors.Is(err, os.ErrDeadlineExceeded) &&
+		c.rd.Retry(c.l.readSlack, c.Conn.SetReadDeadline) {
+		n, err = c.Conn.Read(b)
+	}
+	return n, err
 }
 
 func (c *limitConn) Write(b []byte) (int, error) {

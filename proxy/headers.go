@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -231,7 +229,7 @@ type scratch struct {
 	rid   []byte   // request id
 	path  []byte   // raw request path, for the access log
 	ip    []byte   // peer IP text
-	rnd   [16]byte // random bytes for request ids
+	rnd   [16]byte // request id block (requestid.go)
 	close bool     // client asked for Connection: close
 	host  []byte   // canonical Host (reqtarget.AppendHost), empty without Host
 	// hostName is the length of the name part of host (no port).
@@ -437,10 +435,4 @@ func validRequestID(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// appendNewRequestID appends 32 hex characters of fresh randomness.
-func appendNewRequestID(dst []byte, s *scratch) []byte {
-	_, _ = rand.Read(s.rnd[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
-	return hex.AppendEncode(dst, s.rnd[:])
 }

@@ -52,6 +52,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	p.serverMu.Unlock()
 	ll := newLimitListener(ln, int64(limit), s.IdleTimeout, p.cfg.TLS.Enabled())
 	ll.writeSlack = s.WriteTimeout / 16
+	ll.readSlack = s.ReadTimeout / 16
 	p.serverMu.Lock()
 	s.ConnState = ll.connState
 	p.serverMu.Unlock()

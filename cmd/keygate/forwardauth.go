@@ -60,8 +60,8 @@ func (g *gateway) buildForwardAuth(reg prometheus.Registerer) error {
 // serveForwardAuth starts the check listeners with serve (run's helper).
 func (g *gateway) serveForwardAuth(serve func(string, net.Listener, func(net.Listener) error)) {
 	if g.fwd.srv != nil {
-		// Write deadlines armed coarsely, as on the public listener.
-		serve("forward-auth", httpx.CoarseWrites(g.fwd.ln, g.fwd.srv.WriteTimeout), g.fwd.srv.Serve)
+		// Read and write deadlines armed coarsely, as on the public listener.
+		serve("forward-auth", httpx.CoarseServerDeadlines(g.fwd.ln, g.fwd.srv.ReadTimeout, g.fwd.srv.WriteTimeout), g.fwd.srv.Serve)
 	}
 	if g.fwd.grpcSrv != nil {
 		serve("forward-auth gRPC", g.fwd.grpcLn, g.fwd.grpcSrv.Serve)

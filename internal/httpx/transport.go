@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -257,6 +258,71 @@ func (d *CoarseDeadline) Set(t time.Time, slack time.Duration, arm func(time.Tim
 	return nil
 }
 
+// CoarseReadDeadline arms a server connection's read deadline coarsely
+// where the asked deadline alternates between two timeouts: fasthttp's
+// server asks for now+idle_timeout before each keep-alive request and
+// now+read_timeout once its first byte is in, two timer updates per request
+// that CoarseDeadline cannot spare (the shorter one would be armed late).
+//
+// Here the armed deadline may be earlier than the one asked for (never more
+// than slack later): Set leaves an armed deadline as it is unless it lies
+// more than slack after t. A read that times out before the asked deadline
+// (fired early) is re-armed and retried by Retry, so a reader sees a timeout
+// only at or after the deadline it asked for, at most slack late, as with
+// CoarseDeadline. On a busy keep-alive connection that is about two timer
+// updates per read_timeout instead of two per request. A zero time clears
+// the deadline at once. Not safe for concurrent use (the connection's
+// server goroutine sets and reads).
+type CoarseReadDeadline struct {
+	want  time.Time // asked for (zero: none)
+	armed time.Time // on the connection (zero: none)
+}
+
+// Set asks for deadline t; arm is the connection's SetReadDeadline.
+func (d *CoarseReadDeadline) Set(t time.Time, slack time.Duration, arm func(time.Time) error) error {
+	d.want = t
+	if t.IsZero() {
+		if d.armed.IsZero() {
+			return nil
+		}
+	} else {
+		if !d.armed.IsZero() && !d.armed.After(t.Add(slack)) {
+			return nil // fires in time, or early (then Retry)
+		}
+		t = t.Add(slack)
+	}
+	return d.arm(t, arm)
+}
+
+// SetExact arms t as it is (a deadline that must not be late by slack).
+func (d *CoarseReadDeadline) SetExact(t time.Time, arm func(time.Time) error) error {
+	d.want = t
+	return d.arm(t, arm)
+}
+
+func (d *CoarseReadDeadline) arm(t time.Time, arm func(time.Time) error) error {
+	if err := arm(t); err != nil {
+		d.armed = time.Time{}
+		return err
+	}
+	d.armed = t
+	return nil
+}
+
+// Retry is called when a read failed with os.ErrDeadlineExceeded having
+// read nothing: when the deadline asked for has not passed (the armed one
+// fired early), it arms that one (plus slack) and reports true, and the
+// read is to be retried; otherwise the timeout stands.
+func (d *CoarseReadDeadline) Retry(slack time.Duration, arm func(time.Time) error) bool {
+	if !d.want.IsZero() {
+		if !time.Now().Before(d.want) {
+			return false
+		}
+		return d.arm(d.want.Add(slack), arm) == nil
+	}
+	return d.arm(time.Time{}, arm) == nil
+}
+
 // coarseConn arms its read and write deadlines with CoarseDeadline; slack
 // is 1/16 of the pool's timeout (30 s: under 2 s).
 type coarseConn struct {
@@ -293,43 +359,67 @@ func coarseDial(dial func(string) (net.Conn, error), slack time.Duration) func(s
 
 var _ fasthttp.RoundTripper = (*streamTransport)(nil)
 
-// CoarseWrites wraps ln so that the write deadlines of its connections are
-// armed with CoarseDeadline (slack writeTimeout/16): a fasthttp server arms
-// one per response, write_timeout from now. Read deadlines pass through (the
-// server alternates two timeouts on them). writeTimeout <= 0: ln as is.
-func CoarseWrites(ln net.Listener, writeTimeout time.Duration) net.Listener {
-	if writeTimeout <= 0 {
+// CoarseServerDeadlines wraps ln, a fasthttp server's listener, so that
+// the deadlines of its connections are armed coarsely: writes with
+// CoarseDeadline (slack writeTimeout/16; the server arms one per response,
+// write_timeout from now), reads with CoarseReadDeadline (slack
+// readTimeout/16; the server asks idle_timeout, then read_timeout, per
+// request). A timeout <= 0 leaves that direction exact; both: ln as is.
+func CoarseServerDeadlines(ln net.Listener, readTimeout, writeTimeout time.Duration) net.Listener {
+	if writeTimeout <= 0 && readTimeout <= 0 {
 		return ln
 	}
-	return &coarseWriteListener{Listener: ln, slack: writeTimeout / 16}
+	return &coarseServerListener{Listener: ln, wslack: max(writeTimeout/16, 0), rslack: max(readTimeout/16, 0)}
 }
 
-type coarseWriteListener struct {
+type coarseServerListener struct {
 	net.Listener
-	slack time.Duration
+	wslack, rslack time.Duration
 }
 
-func (l *coarseWriteListener) Accept() (net.Conn, error) {
+func (l *coarseServerListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &coarseWriteConn{Conn: c, slack: l.slack}, nil
+	return &coarseServerConn{Conn: c, wslack: l.wslack, rslack: l.rslack}, nil
 }
 
-// coarseWriteConn is a server connection whose write deadline is coarse.
-type coarseWriteConn struct {
+// coarseServerConn is a server connection with coarse deadlines (the
+// connection's server goroutine sets them and reads).
+type coarseServerConn struct {
 	net.Conn
-	slack time.Duration
-	wd    CoarseDeadline // used by the connection's server goroutine only
+	wslack, rslack time.Duration
+	wd             CoarseDeadline
+	rd             CoarseReadDeadline
 }
 
-func (c *coarseWriteConn) SetWriteDeadline(t time.Time) error {
-	return c.wd.Set(t, c.slack, c.Conn.SetWriteDeadline)
+func (c *coarseServerConn) SetWriteDeadline(t time.Time) error {
+	if c.wslack <= 0 {
+		return c.Conn.SetWriteDeadline(t)
+	}
+	return c.wd.Set(t, c.wslack, c.Conn.SetWriteDeadline)
 }
 
-func (c *coarseWriteConn) SetDeadline(t time.Time) error {
-	if err := c.Conn.SetReadDeadline(t); err != nil {
+func (c *coarseServerConn) SetReadDeadline(t time.Time) error {
+	if c.rslack <= 0 {
+		return c.Conn.SetReadDeadline(t)
+	}
+	return c.rd.Set(t, c.rslack, c.Conn.SetReadDeadline)
+}
+
+// Read retries a read whose armed deadline fired before the one asked for.
+func (c *coarseServerConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	for n == 0 && err != nil && c.rslack > 0 && errors.Is(err, os.ErrDeadlineExceeded) &&
+		c.rd.Retry(c.rslack, c.Conn.SetReadDeadline) {
+		n, err = c.Conn.Read(b)
+	}
+	return n, err
+}
+
+func (c *coarseServerConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
 		return err
 	}
 	return c.SetWriteDeadline(t)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/keygate/keygate/internal/httpx/deadlinetest"
 )
 
 // rawUpstream answers every request read on a connection with answer(path)
@@ -273,30 +275,20 @@ func TestCoarseConn(t *testing.T) {
 	}
 }
 
-// TestCoarseWrites: connections of a CoarseWrites listener carry data both
-// ways, arm write deadlines coarsely (never early: a write past its
-// deadline still fails), and pass read deadlines through exactly.
+// TestCoarseWrites: connections of a CoarseServerDeadlines listener without
+// a read timeout carry data both ways, arm write deadlines coarsely (never
+// early: a write past its deadline still fails), and pass read deadlines
+// through exactly.
 func TestCoarseWrites(t *testing.T) {
 	inner, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := CoarseWrites(inner, 160*time.Millisecond)
-	t.Cleanup(func() { _ = ln.Close() })
-	if CoarseWrites(inner, 0) != inner {
+	if CoarseServerDeadlines(inner, 0, 0) != inner {
 		t.Fatal("no write timeout: the listener must be returned as is")
 	}
-	client, err := net.Dial("tcp4", inner.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = client.Close() }()
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Close() }()
-	cw, ok := c.(*coarseWriteConn)
+	client, c := coarsePair(t, inner, 0, 160*time.Millisecond)
+	cw, ok := c.(*coarseServerConn)
 	if !ok {
 		t.Fatalf("accepted %T", c)
 	}
@@ -332,4 +324,106 @@ func TestCoarseWrites(t *testing.T) {
 	if _, err := c.Write([]byte("x")); err == nil {
 		t.Fatal("write past its deadline succeeded")
 	}
+}
+
+// TestCoarseReadDeadline: fasthttp's alternation (idle, then read timeout,
+// per request) re-arms nothing while the armed deadline is no later than
+// slack past the asked one; a deadline earlier than the armed one by more
+// than slack is armed; zero clears; Retry re-arms an early fire and leaves
+// a due one.
+func TestCoarseReadDeadline(t *testing.T) {
+	base := time.Now().Add(time.Hour) // Retry compares with the clock
+	const slack, read, idle = time.Second, 30 * time.Second, 60 * time.Second
+	for _, tc := range []struct {
+		name  string
+		calls []time.Time
+		armed []time.Time
+	}{
+		{"first arms with slack", []time.Time{base.Add(read)}, []time.Time{base.Add(read + slack)}},
+		{"idle then read, request after request: armed once",
+			[]time.Time{base.Add(read), base.Add(idle), base.Add(read + 1), base.Add(idle + 2), base.Add(read + 3)},
+			[]time.Time{base.Add(read + slack)}},
+		{"asked earlier than the armed one by more than slack: armed",
+			[]time.Time{base.Add(idle), base.Add(read)}, []time.Time{base.Add(idle + slack), base.Add(read + slack)}},
+		{"asked later within slack: kept", []time.Time{base.Add(read), base.Add(read + slack/2)},
+			[]time.Time{base.Add(read + slack)}},
+		{"asked earlier at all: armed (never more than slack late)", []time.Time{base.Add(read), base.Add(read - slack/2)},
+			[]time.Time{base.Add(read + slack), base.Add(read + slack/2)}},
+		{"zero clears, then arms again", []time.Time{base, {}, {}, base},
+			[]time.Time{base.Add(slack), {}, base.Add(slack)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeDeadlines{}
+			var d CoarseReadDeadline
+			for _, at := range tc.calls {
+				if err := d.Set(at, slack, f.SetReadDeadline); err != nil {
+					t.Fatal(err)
+				}
+				if !at.IsZero() && (d.armed.IsZero() || d.armed.After(at.Add(slack))) {
+					t.Fatalf("armed %v for %v: later than slack", d.armed, at)
+				}
+			}
+			if len(f.armed) != len(tc.armed) {
+				t.Fatalf("armed %v, want %v", f.armed, tc.armed)
+			}
+			for i := range f.armed {
+				if !f.armed[i].Equal(tc.armed[i]) {
+					t.Fatalf("armed %v, want %v", f.armed, tc.armed)
+				}
+			}
+		})
+	}
+	t.Run("retry", func(t *testing.T) {
+		f := &fakeDeadlines{}
+		var d CoarseReadDeadline
+		_ = d.Set(base.Add(read), slack, f.SetReadDeadline)
+		_ = d.Set(base.Add(idle), slack, f.SetReadDeadline) // kept: fires early
+		if !d.Retry(slack, f.SetReadDeadline) || !d.armed.Equal(base.Add(idle+slack)) {
+			t.Fatalf("early fire: retry armed %v, want %v", d.armed, base.Add(idle+slack))
+		}
+		past := time.Now().Add(-time.Millisecond)
+		_ = d.SetExact(past, f.SetReadDeadline)
+		if !d.armed.Equal(past) {
+			t.Fatalf("SetExact armed %v", d.armed)
+		}
+		if d.Retry(slack, f.SetReadDeadline) {
+			t.Fatal("a deadline that passed must stand")
+		}
+		_ = d.SetExact(time.Time{}, f.SetReadDeadline)
+		if !d.Retry(slack, f.SetReadDeadline) || !d.armed.IsZero() {
+			t.Fatal("no deadline asked: retry must clear and retry")
+		}
+	})
+}
+
+// TestCoarseServerReads: read deadlines of a CoarseServerDeadlines
+// listener's connections, lengthened after a shorter one (fasthttp's idle,
+// then read timeout), are honoured at most the slack late, never early.
+func TestCoarseServerReads(t *testing.T) {
+	inner, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const readTimeout = 640 * time.Millisecond // slack 40 ms
+	client, c := coarsePair(t, inner, readTimeout, 0)
+	deadlinetest.Reads(t, client, c, readTimeout/16)
+}
+
+// coarsePair wraps inner in CoarseServerDeadlines and returns a client
+// connection and the server side of it (both closed at the test's end).
+func coarsePair(t *testing.T, inner net.Listener, readTimeout, writeTimeout time.Duration) (client, server net.Conn) {
+	t.Helper()
+	ln := CoarseServerDeadlines(inner, readTimeout, writeTimeout)
+	t.Cleanup(func() { _ = ln.Close() })
+	client, err := net.Dial("tcp4", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = server.Close() })
+	return client, server
 }
