@@ -296,7 +296,7 @@ func TestKeys2ServiceAccountTokens(t *testing.T) {
 		{"unknown id", cc("0000000000000000000Z", svc.APIKey)},
 		{"a user's key", cc(user.ID, user.APIKey)},
 		{"no secret", cc(svc.ID, "")},
-		{"near miss", cc(svc.ID, svc.APIKey[:len(svc.APIKey)-1]+"x")},
+		{"near miss", cc(svc.ID, nearMiss(svc.APIKey))},
 	} {
 		st, h, m := post(e.b, tc.form, "")
 		if st != 401 || m["error"] != "invalid_client" || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Basic") {
@@ -344,4 +344,13 @@ func TestKeys2ServiceAccountTokens(t *testing.T) {
 	if !strings.Contains(string(b), "client_credentials") {
 		t.Errorf("metadata: %s", b)
 	}
+}
+
+// nearMiss is key with its last character changed (never to itself).
+func nearMiss(key string) string {
+	last := byte('x')
+	if key[len(key)-1] == last {
+		last = 'y'
+	}
+	return key[:len(key)-1] + string(last)
 }
