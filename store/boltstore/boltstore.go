@@ -315,6 +315,9 @@ func (s *Store) DeleteAccount(ctx context.Context, name string) error {
 		if credInvs, err = deleteAccountUpstreamTx(tx, name); err != nil {
 			return err
 		}
+		if err := dropLimits(tx, store.ScopeAccount, name); err != nil {
+			return err
+		}
 		return tx.Bucket(bAccounts).Delete([]byte(name))
 	})
 	if err != nil {

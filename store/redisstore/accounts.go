@@ -136,10 +136,17 @@ func (s *Store) DeleteAccount(ctx context.Context, name string) error {
 		if !validTag(tag) {
 			continue
 		}
-		if _, _, err := s.deleteUserData(ctx, tag); err != nil && !errors.Is(err, store.ErrNotFound) {
+		_, ids, err := s.deleteUserData(ctx, tag)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 		invs = append(invs, store.Invalidation{Username: username})
+		// The user's and its keys' rate-limit assignments go with them (a
+		// rerun after a failure here no longer knows the key ids: their
+		// assignments then stay, unused, as for a crash in DeleteUser).
+		if err := s.dropKeyLimits(ctx, username, ids...); err != nil {
+			return err
+		}
 	}
 	credInvs, err := s.deleteAccountUpstream(ctx, name)
 	if err != nil {
@@ -148,5 +155,8 @@ func (s *Store) DeleteAccount(ctx context.Context, name string) error {
 	invs = append(invs, credInvs...)
 	err = scriptDeleteAccountEnd.Run(ctx, s.c,
 		[]string{s.acctKey(name), s.membersKey(name), s.kAccts, s.kUnames, s.upstreamKey(name)}, args...).Err()
-	return s.wrap("delete account", err)
+	if err != nil {
+		return s.wrap("delete account", err)
+	}
+	return s.wrap("delete account", s.c.HDel(ctx, s.limitsKey(), limitsField(store.ScopeAccount, name)).Err())
 }

@@ -316,10 +316,46 @@ func testAccountDeleteCascade(e *env) {
 	k2 := e.key("u2", "ci")
 	k3 := e.key("u2", "old")
 	kept := e.key("u3", "ci")
+	// Rate-limit assignments of the account, its users and their keys go
+	// with it; another account's stay.
+	ls, _ := e.s.(store.LimitStore)
+	keptLimits := []store.Limits{
+		{Scope: store.ScopeAccount, ID: "other", RateLimit: "slow"},
+		{Scope: store.ScopeUser, ID: "u3", RateLimit: "slow"},
+		{Scope: store.ScopeKey, ID: kept.ID, RateLimit: "slow"},
+	}
+	if ls != nil {
+		for _, l := range append([]store.Limits{
+			{Scope: store.ScopeAccount, ID: "doomed", RateLimit: "slow"},
+			{Scope: store.ScopeUser, ID: "u1", RateLimit: "slow"},
+			{Scope: store.ScopeUser, ID: "u2", RateLimit: "slow"},
+			{Scope: store.ScopeKey, ID: k1.ID, RateLimit: "slow"},
+			{Scope: store.ScopeKey, ID: k3.ID, RateLimit: "slow"},
+		}, keptLimits...) {
+			if err := ls.SetLimits(e.ctx, &l); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	w := e.watch()
 
 	if err := e.s.DeleteAccount(e.ctx, "doomed"); err != nil {
 		t.Fatalf("DeleteAccount: %v", err)
+	}
+	if ls != nil {
+		list, err := ls.ListLimits(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, l := range list {
+			got = append(got, string(l.Scope)+":"+l.ID)
+		}
+		slices.Sort(got)
+		want := []string{"account:other", "key:" + kept.ID, "user:u3"}
+		if !slices.Equal(got, want) {
+			t.Errorf("limits after deleting the account = %v, want %v", got, want)
+		}
 	}
 	w.wait("DeleteAccount", func(inv store.Invalidation) bool { return inv.Account == "doomed" })
 
