@@ -551,14 +551,7 @@ func keyGet(s *session, args []string) error {
 }
 
 func keyCreate(s *session, args []string) error {
-	p, err := ownerPath(s.o)
-	if err != nil {
-		return err
-	}
-	if s.o.expiresIn != "" && s.o.expiresAt != "" {
-		return usagef("give --expires-in or --expires-at, not both")
-	}
-	lim, err := setLimits(s.o)
+	p, lim, err := keyWriteArgs(s.o)
 	if err != nil {
 		return err
 	}
@@ -673,4 +666,18 @@ func or(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// keyWriteArgs checks what key create and key update share: the owner's
+// path, one expiry flag at most, and the rate limit and quota flags.
+func keyWriteArgs(o *opts) (string, adminapi.SetLimits, error) {
+	p, err := ownerPath(o)
+	if err != nil {
+		return "", adminapi.SetLimits{}, err
+	}
+	if o.expiresIn != "" && o.expiresAt != "" {
+		return "", adminapi.SetLimits{}, usagef("give --expires-in or --expires-at, not both")
+	}
+	lim, err := setLimits(o)
+	return p, lim, err
 }

@@ -94,18 +94,11 @@ func init() {
 }
 
 func keyUpdate(s *session, args []string) error {
-	p, err := ownerPath(s.o)
+	p, lim, err := keyWriteArgs(s.o)
 	if err != nil {
 		return err
-	}
-	if s.o.expiresIn != "" && s.o.expiresAt != "" {
-		return usagef("give --expires-in or --expires-at, not both")
 	}
 	// Only the flags given are sent: an empty --description clears it.
-	lim, err := setLimits(s.o)
-	if err != nil {
-		return err
-	}
 	body := adminapi.UpdateKey{SetLimits: lim}
 	if s.o.keys2.description.set {
 		body.Description = &s.o.keys2.description.val
