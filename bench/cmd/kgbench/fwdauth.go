@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"time"
 )
 
 // Forward-auth (issue 15): nginx auth_request → keygate's forward-auth
@@ -62,17 +61,8 @@ func startNginxAuthRequest(dir, echoAddr, fwd string) (*peer, error) {
   }
 }
 `, fwd, port)
-	confPath := filepath.Join(d, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
-		return nil, err
-	}
-	p, err := startProc(dir, "nginx-authreq", nil, "nginx", "-p", d+"/", "-c", confPath, "-e", filepath.Join(d, "error.log"))
+	p, addr, err := runNginx(dir, "nginx-authreq", d, conf, port)
 	if err != nil {
-		return nil, err
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	if err := waitTCP(p, addr, 10*time.Second); err != nil {
-		p.stop()
 		return nil, err
 	}
 	return &peer{name: "nginx+keygate", version: toolVersion("nginx", "-v"), p: p, base: "http://" + addr}, nil

@@ -80,17 +80,8 @@ func startNginx(dir, echoAddr string) (*peer, error) {
   }
 }
 `, port, proxy, apr1, bcrypt)
-	confPath := filepath.Join(d, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
-		return nil, err
-	}
-	p, err := startProc(dir, "nginx", nil, "nginx", "-p", d+"/", "-c", confPath, "-e", filepath.Join(d, "error.log"))
+	p, addr, err := runNginx(dir, "nginx", d, conf, port)
 	if err != nil {
-		return nil, err
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	if err := waitTCP(p, addr, 10*time.Second); err != nil {
-		p.stop()
 		return nil, err
 	}
 	auth := basicAuth(benchUser, benchPassword)
@@ -218,4 +209,23 @@ http {
   keepalive_requests 1000000;
   upstream up { server %[2]s; keepalive 128; keepalive_requests 1000000; }
 `, d, echoAddr)
+}
+
+// runNginx writes conf to d/nginx.conf, starts nginx on it under the
+// process name name, and waits until it listens on 127.0.0.1:port.
+func runNginx(dir, name, d, conf string, port int) (*proc, string, error) {
+	confPath := filepath.Join(d, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil { //nolint:gosec // bench output, read by the peers' worker processes and by people
+		return nil, "", err
+	}
+	p, err := startProc(dir, name, nil, "nginx", "-p", d+"/", "-c", confPath, "-e", filepath.Join(d, "error.log"))
+	if err != nil {
+		return nil, "", err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if err := waitTCP(p, addr, 10*time.Second); err != nil {
+		p.stop()
+		return nil, "", err
+	}
+	return p, addr, nil
 }
