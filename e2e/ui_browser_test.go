@@ -417,16 +417,9 @@ func TestWebUIBrowser(t *testing.T) {
 		t.Error("the copy buttons stay hidden with JavaScript on")
 	}
 	// The key works through the proxy: 200 and alice's identity upstream.
-	req, _ := http.NewRequest("GET", g.url("/orders"), nil)
-	req.Header.Set("Authorization", "Bearer "+value)
-	res, err := proxy.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = res.Body.Close() }()
-	body := readAll(t, res)
-	if res.StatusCode != 200 {
-		t.Fatalf("the new key through the proxy: %d %s", res.StatusCode, body)
+	st, _, body := uiProxyGet(t, proxy, g.url("/orders"), "Bearer "+value)
+	if st != 200 {
+		t.Fatalf("the new key through the proxy: %d %s", st, body)
 	}
 	hdr := decodeEcho(t, body).Headers
 	if strings.Join(hdr["X-Auth-User"], ",") != "alice" || strings.Join(hdr["X-Auth-Method"], ",") != "api_key" ||
@@ -563,15 +556,22 @@ func TestWebUIBrowser(t *testing.T) {
 // uiProxyStatus is the proxy's status for GET /orders with authz.
 func uiProxyStatus(t *testing.T, c *http.Client, g *gateway, authz string) int {
 	t.Helper()
-	req, _ := http.NewRequest("GET", g.url("/orders"), nil)
+	st, _, _ := uiProxyGet(t, c, g.url("/orders"), authz)
+	return st
+}
+
+// uiProxyGet sends GET url through the proxy with authz as Authorization
+// and returns the answer's status, headers and body.
+func uiProxyGet(t *testing.T, c *http.Client, url, authz string) (int, http.Header, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
 	req.Header.Set("Authorization", authz)
 	res, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = res.Body.Close() }()
-	_ = readAll(t, res)
-	return res.StatusCode
+	return res.StatusCode, res.Header, readAll(t, res)
 }
 
 func readAll(t *testing.T, res *http.Response) []byte {

@@ -58,15 +58,8 @@ func uiKeyPagesFlow(t *testing.T, s *uiSession, g *gateway, adm *admClient, root
 		t.Errorf("the key from an allowed address: %d, want 200", st)
 	}
 	// The rate limit and quota set in the form apply to the key at once.
-	req, _ := http.NewRequest("GET", g.url("/orders"), nil)
-	req.Header.Set("Authorization", "Bearer "+value)
-	res, err := proxy.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = res.Body.Close() }()
-	_ = readAll(t, res)
-	if pol := res.Header.Get("RateLimit-Policy"); !strings.Contains(pol, `"std"`) {
+	_, hdr, _ := uiProxyGet(t, proxy, g.url("/orders"), "Bearer "+value)
+	if pol := hdr.Get("RateLimit-Policy"); !strings.Contains(pol, `"std"`) {
 		t.Errorf("RateLimit-Policy after the form set policy std: %q", pol)
 	}
 	s.nav(editPath)
@@ -157,16 +150,9 @@ func uiUpstreamFlow(t *testing.T, s *uiSession, g *gateway, proxy *http.Client, 
 	const secret, secret2 = "Upstream-UI-S3cret-4411", "Upstream-UI-S3cret-9902" //nolint:gosec // test data, not a real credential
 	svc := func() (int, []string) {
 		t.Helper()
-		req, _ := http.NewRequest("GET", g.url("/svc/x"), nil)
-		req.Header.Set("Authorization", "Bearer "+aliceKey)
-		res, err := proxy.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = res.Body.Close() }()
-		body := readAll(t, res)
-		if res.StatusCode != 200 {
-			return res.StatusCode, nil
+		st, _, body := uiProxyGet(t, proxy, g.url("/svc/x"), "Bearer "+aliceKey)
+		if st != 200 {
+			return st, nil
 		}
 		return 200, decodeEcho(t, body).Headers["X-Api-Key"]
 	}
