@@ -178,8 +178,12 @@ func TestPortBusy(t *testing.T) {
 	busy := ln.Addr().String()
 	for _, key := range []string{"KEYGATE_LISTEN", "KEYGATE_ADMIN_LISTEN"} {
 		t.Run(key, func(t *testing.T) {
+			// The listener not under test takes a port the kernel picks
+			// (127.0.0.1:0): a port from freeAddr could be taken by a
+			// parallel test before keygate binds it, and keygate would
+			// then fail on that one instead of on busy.
 			env := []string{
-				"KEYGATE_LISTEN=" + freeAddr(t), "KEYGATE_ADMIN_LISTEN=" + freeAddr(t),
+				"KEYGATE_LISTEN=127.0.0.1:0", "KEYGATE_ADMIN_LISTEN=127.0.0.1:0",
 				key + "=" + busy,
 				"KEYGATE_STORE_BOLT_PATH=" + filepath.Join(t.TempDir(), "kg.db"),
 			}
