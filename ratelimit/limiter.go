@@ -78,6 +78,11 @@ type table struct {
 	scopes [3]map[string]*entry // key, user, account
 }
 
+// empty reports whether no key, user or account has a policy.
+func (t *table) empty() bool {
+	return len(t.scopes[0]) == 0 && len(t.scopes[1]) == 0 && len(t.scopes[2]) == 0
+}
+
 type entry struct {
 	rate  *bucket
 	quota *quota
@@ -432,11 +437,14 @@ func (l *Limiter) Limit(h *fasthttp.ResponseHeader, rt *Route, id *authn.Identit
 	if l == nil {
 		return Decision{}, nil
 	}
+	t := l.table.Load()
+	if rt == nil && (id == nil || t.empty()) {
+		return Decision{}, nil // no policy can apply: the common case, kept cheap
+	}
 	var (
 		got   [7]taken
 		n     int
 		ns    = now.UnixNano()
-		t     = l.table.Load()
 		best  = -1
 		refus = -1
 		fail  result

@@ -68,9 +68,12 @@ func startNginxAuthRequest(dir, echoAddr, fwd string) (*peer, error) {
 	return &peer{name: "nginx+keygate", version: toolVersion("nginx", "-v"), p: p, base: "http://" + addr}, nil
 }
 
-// authRequestJobs are the check scenarios on kg's forward-auth listener
-// behind nginx: bearer_kg and basic on a cache hit. The measured process is
-// kg (CPU per check).
+// authRequestJobs are the check scenarios on kg's forward-auth listener:
+// behind nginx (auth_request_*), and straight from wrk with the headers
+// Traefik and Caddy send (check_direct_*: the same check with keygate as
+// busy as in its proxied scenarios, which nginx's pace never makes it):
+// bearer_kg and basic on a cache hit. The measured process is kg (CPU per
+// check).
 func (r *runner) authRequestJobs(kg *keygate) []job {
 	if kg.fwd == "" || kg.fx == nil {
 		return nil
@@ -90,7 +93,11 @@ func (r *runner) authRequestJobs(kg *keygate) []job {
 		}
 		jobs = append(jobs, job{res: Result{Target: "nginx+keygate", Scenario: "auth_request_" + f[0],
 			Description: "nginx auth_request → keygate forward-auth (cache hit: " + f[0] + "), CPU of keygate"}, p: kg.p,
-			l: load{url: pr.base + "/bench?x=1", authorization: f[1]}})
+			l: load{url: pr.base + "/bench?x=1", authorization: f[1]}},
+			job{res: Result{Target: kg.name, Scenario: "check_direct_" + f[0],
+				Description: "wrk → keygate forward-auth listener, X-Forwarded-Method/-Host/-Uri as Traefik and Caddy send them (cache hit: " + f[0] + ")"}, p: kg.p,
+				l: load{url: "http://" + kg.fwd + "/", authorization: f[1], headers: []string{
+					"X-Forwarded-Method: GET", "X-Forwarded-Host: 127.0.0.1", "X-Forwarded-Uri: /bench?x=1"}}})
 	}
 	return jobs
 }

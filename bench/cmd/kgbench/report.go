@@ -211,6 +211,16 @@ func (r *runner) goals() []Goal {
 		// Issue 19: a rate-limited cache hit ≥ 0.9× an unlimited one.
 		ratio(kg+" rate-limited hit (rl_hit) ≥ 0.9× unlimited hit (bearer_kg)", "≥ 0.9", r.find(kg, "rl_hit"), r.find(kg, "bearer_kg"), 0.9, 0, false)
 	}
+	// Issue 15: keygate's CPU per check behind nginx against its CPU per
+	// proxied hit of the same form, and the pair's req/s against nginx
+	// auth_basic apr1; the direct check (keygate as busy as when it
+	// proxies) is reported beside it.
+	for _, f := range []string{"basic", "bearer_kg"} {
+		check, proxied := r.find("nginx+keygate", "auth_request_"+f), r.find("keygate-bolt", f)
+		ratio("forward-auth "+f+": keygate CPU per check (nginx auth_request) ≤ 0.6× its proxied hit", "≤ 0.6", check, proxied, 0, 0.6, true)
+		ratio("forward-auth "+f+": keygate CPU per check (wrk → forward-auth listener) vs its proxied hit", "report", r.find("keygate-bolt", "check_direct_"+f), proxied, 0, 0, true)
+		ratio("forward-auth "+f+": nginx+keygate req/s ≥ 2× nginx auth_basic apr1", "≥ 2", check, r.find("nginx", "basic_apr1"), 2, 0, false)
+	}
 	gs = append(gs, r.micro.goal())
 	// The all-hit reference of the working sets is ws_100k (100k keys in a
 	// 100k cache: every request a hit once walked) when measured: the same

@@ -16,8 +16,9 @@ import (
 // load is one bounded wrk run.
 type load struct {
 	url           string
-	authorization string // fixed Authorization header ("" none)
-	script        string // wrk Lua script (-s), instead of a fixed header
+	authorization string   // fixed Authorization header ("" none)
+	headers       []string // more fixed headers, "Name: value"
+	script        string   // wrk Lua script (-s), instead of a fixed header
 	scriptArgs    []string
 	threads       int
 	conns         int
@@ -45,6 +46,9 @@ func (l load) args() []string {
 	}
 	if l.authorization != "" {
 		a = append(a, "-H", "Authorization: "+l.authorization)
+	}
+	for _, h := range l.headers {
+		a = append(a, "-H", h)
 	}
 	if l.script != "" {
 		a = append(a, "-s", l.script)
