@@ -215,6 +215,22 @@ const (
 
 var origNames = [numOrig][]byte{iFU: hXFURI, iFM: hXFMethod, iFH: hXFHost, iOU: hXOURI, iOM: hXOMethod}
 
+// origByLen[n] is the index in origNames of the one name n bytes long, or
+// -1: the five names differ in length, so one table load finds the only
+// candidate a header can match (every header of every check passes here).
+var origByLen = func() (t [19]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	for i, name := range origNames {
+		if t[len(name)] != -1 {
+			panic("forwardauth: two original-request header names of one length")
+		}
+		t[len(name)] = int8(i) //nolint:gosec // i < numOrig
+	}
+	return t
+}()
+
 // mode tells how the check describes its original request, refusing
 // repeated or conflicting descriptions, and collects that description in
 // o (one pass over the headers, no lookup per name afterwards). The five
@@ -224,14 +240,12 @@ func mode(h *fasthttp.RequestHeader, o *original) (Mode, error) {
 	var n [numOrig]int
 	var v [numOrig][]byte
 	for k, val := range h.All() {
-		for i, name := range origNames {
-			if len(k) == len(name) {
-				if hdr.EqualFold(k, name) {
-					n[i]++
-					v[i] = val
-				}
-				break
-			}
+		if len(k) >= len(origByLen) {
+			continue
+		}
+		if i := origByLen[len(k)]; i >= 0 && hdr.EqualFold(k, origNames[i]) {
+			n[i]++
+			v[i] = val
 		}
 	}
 	switch {

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"encoding/hex"
+	"math/rand/v2"
 	"sync"
 	"testing"
 )
@@ -62,6 +64,35 @@ func TestNewRequestID(t *testing.T) {
 	s := &scratch{}
 	if n := testing.AllocsPerRun(200, func() { s.rid = appendNewRequestID(s.rid[:0], s) }); n != 0 {
 		t.Fatalf("%v allocs per id", n)
+	}
+}
+
+// TestAppendHex16 checks the request id's hex encoder against
+// encoding/hex on every byte value and on random blocks, appended after
+// existing bytes.
+func TestAppendHex16(t *testing.T) {
+	var blocks [][16]byte
+	for i := 0; i < 256; i += 16 {
+		var b [16]byte
+		for j := range b {
+			b[j] = byte(i + j)
+		}
+		blocks = append(blocks, b)
+	}
+	for range 1000 {
+		var b [16]byte
+		for j := range b {
+			b[j] = byte(rand.Uint32())
+		}
+		blocks = append(blocks, b)
+	}
+	for _, b := range blocks {
+		for _, prefix := range []string{"", "x", "request-"} {
+			got := string(appendHex16([]byte(prefix), &b))
+			if want := prefix + hex.EncodeToString(b[:]); got != want {
+				t.Fatalf("appendHex16(%q, %x) = %q, want %q", prefix, b, got, want)
+			}
+		}
 	}
 }
 
