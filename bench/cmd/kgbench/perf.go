@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +20,18 @@ import (
 var perfScenarios = map[string]bool{
 	"keygate-bolt/none": true, "keygate-bolt/bearer_kg": true, "keygate-bolt/basic": true, "keygate-bolt/apikey": true,
 	"keygate-redis/ws_100k": true, "keygate-redis/ws_1m": true, "keygate-redis/ws_1m_fresh": true,
+	// Issue 15: where a check's CPU goes behind nginx and straight from wrk.
+	"nginx+keygate/auth_request_basic": true, "keygate-bolt/check_direct_basic": true,
+}
+
+// inclusiveSymbols are listed with their inclusive share (self and
+// callees) under the self-time table: the Go runtime's scheduling (a parked
+// goroutine woken by the netpoller, sysmon woken when the process leaves
+// idle) against the handler and the socket calls.
+var inclusiveSymbols = []string{
+	"runtime.sysmon", "runtime.findRunnable", "runtime.netpoll", "runtime.stopm", "runtime.startm",
+	"github.com/valyala/fasthttp.(*Server).serveConnCounted", "github.com/keygate/keygate/proxy.(*Proxy).Handler",
+	"github.com/keygate/keygate/forwardauth.(*Server).Handler", "net.(*conn).Write", "bufio.(*Reader).fill",
 }
 
 func (r *runner) maybeProfile(res Result, target *proc, l load) {
@@ -64,7 +77,18 @@ func (r *runner) maybeProfile(res Result, target *proc, l load) {
 	}
 	head := fmt.Sprintf("# perf record -F 499 -g -p <%s> during a second %s run of %s · %s (self time by symbol, ≥0.7%%)\n# %s\n",
 		target.name, l.duration, res.Target, res.Scenario, res.Description)
-	r.saveProfile(res, ".txt", head+strings.Join(keep, "\n")+"\n")
+	text := head + strings.Join(keep, "\n") + "\n"
+	if incl, err := exec.CommandContext(ctx, "perf", "report", "-i", data, "--stdio", "--children", "-g", "none", //nolint:gosec // runs the tool this harness is configured with; no client input
+		"--sort", "symbol").Output(); err == nil {
+		text += "\n# inclusive share (children, self) of some symbols\n"
+		for _, line := range strings.Split(string(incl), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 4 && slices.Contains(inclusiveSymbols, f[3]) {
+				text += fmt.Sprintf("%8s %8s  %s\n", f[0], f[1], f[3])
+			}
+		}
+	}
+	r.saveProfile(res, ".txt", text)
 }
 
 // profile re-runs a scenario under whichever profilers are on
