@@ -10,6 +10,7 @@ import (
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/authz/plugin"
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/testport"
 	"github.com/keygate/keygate/store"
 )
 
@@ -85,10 +86,9 @@ rules:
 
 // A plugin that is down makes admin writes 503, never allowed.
 func TestExternalAuthorizerDownOnAdminWrites(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	mustOK(t, err)
-	ext := configs.External{Endpoint: "http://" + ln.Addr().String(), Timeout: configs.Duration(200 * time.Millisecond), CacheTTL: configs.Duration(time.Second)}
-	_ = ln.Close()
+	// Nothing listens there; below the ephemeral range (testport), no
+	// parallel test's bind(":0") can start listening there either.
+	ext := configs.External{Endpoint: "http://" + testport.Addr(t), Timeout: configs.Duration(200 * time.Millisecond), CacheTTL: configs.Duration(time.Second)}
 	a, err := authz.NewExternal(ext, authz.Options{})
 	mustOK(t, err)
 	t.Cleanup(func() { _ = a.Close() })

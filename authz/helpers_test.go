@@ -18,6 +18,7 @@ import (
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/authz/plugin"
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/testport"
 )
 
 const testSecret = "0123456789abcdef0123456789abcdef"
@@ -121,15 +122,12 @@ func startHandler(t testing.TB, h fasthttp.RequestHandler) string {
 	return "http://" + ln.Addr().String()
 }
 
-// closedEndpoint returns an endpoint nothing listens on (yet).
+// closedEndpoint returns an endpoint nothing listens on (yet): a test may
+// start the plugin there later. The port is below the ephemeral range
+// (testport), so no parallel test's bind(":0") can take it meanwhile.
 func closedEndpoint(t testing.TB) (string, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	addr := testport.Addr(t)
 	return "http://" + addr, addr
 }
 

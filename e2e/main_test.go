@@ -24,6 +24,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/keygate/keygate/internal/echo"
+	"github.com/keygate/keygate/internal/testport"
 )
 
 // binPath is the keygate binary TestMain builds once.
@@ -49,16 +50,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freeAddr returns a 127.0.0.1 address that was free a moment ago.
+// freeAddr returns a free 127.0.0.1 address for a process to bind later,
+// below the kernel's ephemeral port range so that no bind(":0") of a
+// parallel test and no outgoing connection can take it first (testport).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
+	return testport.Addr(t)
 }
 
 // syncBuffer is a goroutine-safe output sink.

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/testport"
 )
 
 func TestOversize(t *testing.T) {
@@ -76,13 +77,9 @@ func TestOversize(t *testing.T) {
 }
 
 func TestUpstreamFailures(t *testing.T) {
-	// A port with nothing listening.
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + ln.Addr().String()
-	_ = ln.Close()
+	// A port with nothing listening; below the ephemeral range
+	// (testport), no parallel test's bind(":0") can start listening there.
+	dead := "http://" + testport.Addr(t)
 	slow := newUpstream(t)
 	slow.delay = time.Second
 	fast := newUpstream(t)

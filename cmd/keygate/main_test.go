@@ -16,6 +16,7 @@ import (
 
 	"github.com/keygate/keygate/configs"
 	"github.com/keygate/keygate/internal/echo"
+	"github.com/keygate/keygate/internal/testport"
 )
 
 // lockedBuffer is a goroutine-safe bytes.Buffer.
@@ -196,14 +197,12 @@ func TestDialable(t *testing.T) {
 	}
 }
 
+// freeAddr returns a free 127.0.0.1 address for the gateway to bind later,
+// below the kernel's ephemeral port range so that no bind(":0") of a
+// parallel test and no outgoing connection can take it first (testport).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String()
+	return testport.Addr(t)
 }
 
 // waitOK polls url until it answers 200 or done is closed.

@@ -1,5 +1,5 @@
 // Package testredis starts private redis-server processes for tests: a single
-// node on a free 127.0.0.1 port (Start), a Sentinel (StartSentinel), or a
+// node on a free 127.0.0.1 port (Start, ports from internal/testport), a Sentinel (StartSentinel), or a
 // cluster of masters (StartCluster). Every process writes only under
 // t.TempDir() and is killed at test cleanup. Stop, Restart, Pause and Resume
 // inject faults: a crash, a recovery, a hung server.
@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/keygate/keygate/internal/testport"
 )
 
 // skipMessage is shown when redis-server is missing.
@@ -326,7 +328,6 @@ func StartClusterOpts(t testing.TB, o ClusterOptions) *Cluster {
 	bin := lookBin(t, "redis-server")
 	cli := lookBin(t, "redis-cli")
 	c := &Cluster{}
-	used := map[int]bool{}
 	for i := 0; i < n; i++ {
 		s := &Server{t: t, bin: bin, dir: t.TempDir()}
 		s.args = []string{
@@ -338,9 +339,7 @@ func StartClusterOpts(t testing.TB, o ClusterOptions) *Cluster {
 		}
 		var err error
 		for attempt := 0; attempt < 10; attempt++ {
-			s.port, err = freePort(true)
-			if err != nil || used[s.port] || used[s.port+10000] {
-				err = fmt.Errorf("port %d taken", s.port)
+			if s.port, err = freePort(true); err != nil {
 				continue
 			}
 			if err = s.start(); err == nil {
@@ -350,7 +349,6 @@ func StartClusterOpts(t testing.TB, o ClusterOptions) *Cluster {
 		if err != nil {
 			t.Fatalf("testredis: start cluster node %d: %v", i, err)
 		}
-		used[s.port], used[s.port+10000] = true, true
 		t.Cleanup(s.Stop)
 		c.Servers = append(c.Servers, s)
 	}
@@ -480,30 +478,19 @@ func lookBin(t testing.TB, name string) string {
 	return p
 }
 
-// freePort asks the kernel for a free 127.0.0.1 port. With bus it also checks
-// that port+10000 (the cluster bus) is free.
+// clusterBusOffset is the distance of a cluster node's bus port from its
+// client port (redis-server's default).
+const clusterBusOffset = 10000
+
+// freePort returns a free 127.0.0.1 port for redis-server to bind, below
+// the kernel's ephemeral range so that no parallel test or outgoing
+// connection can take it first (testport). With bus, port+10000 (the
+// cluster bus) is free too.
 func freePort(bus bool) (int, error) {
-	for attempt := 0; attempt < 20; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		if !bus {
-			return port, nil
-		}
-		if port+10000 > 65535 {
-			continue
-		}
-		l2, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+10000)))
-		if err != nil {
-			continue
-		}
-		_ = l2.Close()
-		return port, nil
+	if bus {
+		return testport.PortPair(clusterBusOffset)
 	}
-	return 0, errors.New("no free port pair found")
+	return testport.Port()
 }
 
 func firstLine(s string) string {

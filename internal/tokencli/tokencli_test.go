@@ -15,6 +15,7 @@ import (
 	"github.com/keygate/keygate/authn/password"
 	"github.com/keygate/keygate/authn/token"
 	"github.com/keygate/keygate/configs"
+	"github.com/keygate/keygate/internal/testport"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/boltstore"
 )
@@ -106,9 +107,7 @@ func TestTokenCommand(t *testing.T) {
 		}
 	})
 	t.Run("unreachable", func(t *testing.T) {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		addr := ln.Addr().String()
-		_ = ln.Close()
+		addr := testport.Addr(t) // nothing listens there
 		code, _, errs := run([]string{"--user", "alice", "--url", "http://" + addr, "--timeout", "2s"}, alicePW)
 		if code != ExitFailure || errs == "" {
 			t.Errorf("exit %d, stderr %q", code, errs)

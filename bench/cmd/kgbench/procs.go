@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/keygate/keygate/internal/testport"
 )
 
 // clkTck is USER_HZ, the unit of utime/stime in /proc/PID/stat. It is 100
@@ -90,18 +92,11 @@ func (p *proc) tail() string {
 	return strings.Join(lines, "\n")
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
+// mustFreePort returns a free loopback TCP port for a peer process to bind,
+// below the kernel's ephemeral range so that the load generator's own
+// outgoing connections cannot take it first (testport).
 func mustFreePort() int {
-	p, err := freePort()
+	p, err := testport.Port()
 	if err != nil {
 		panic(err)
 	}
