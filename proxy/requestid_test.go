@@ -1,8 +1,8 @@
 package proxy
 
 import (
+	"crypto/rand"
 	"encoding/hex"
-	"math/rand/v2"
 	"sync"
 	"testing"
 )
@@ -72,18 +72,15 @@ func TestNewRequestID(t *testing.T) {
 // existing bytes.
 func TestAppendHex16(t *testing.T) {
 	var blocks [][16]byte
-	for i := 0; i < 256; i += 16 {
-		var b [16]byte
-		for j := range b {
-			b[j] = byte(i + j)
+	var b [16]byte
+	for v := range 256 {
+		b[v%16] = byte(v) //nolint:gosec // v < 256
+		if v%16 == 15 {
+			blocks = append(blocks, b)
 		}
-		blocks = append(blocks, b)
 	}
 	for range 1000 {
-		var b [16]byte
-		for j := range b {
-			b[j] = byte(rand.Uint32())
-		}
+		_, _ = rand.Read(b[:])
 		blocks = append(blocks, b)
 	}
 	for _, b := range blocks {
