@@ -47,6 +47,19 @@ type HandlerFunc func(ctx *fasthttp.RequestCtx, p Params)
 // unknown path, whether or not the path without it exists.
 type Router struct {
 	routes []route
+	// Fail, when set, answers the router's own refusals (400, 404, 405)
+	// instead of the JSON error body: the web UI renders its HTML error
+	// page with it. Allow is already set on a 405.
+	Fail func(ctx *fasthttp.RequestCtx, status int, code, message string)
+}
+
+// fail answers a refusal of the router itself.
+func (r *Router) fail(ctx *fasthttp.RequestCtx, status int, code, message string) {
+	if r.Fail != nil {
+		r.Fail(ctx, status, code, message)
+		return
+	}
+	httpx.Write(ctx, status, code, message)
 }
 
 type route struct {
@@ -84,12 +97,12 @@ func (r *Router) Serve(ctx *fasthttp.RequestCtx) {
 	}
 	segs, ok := splitPath(raw)
 	if !ok || dir && raw == "/" { // "//" is an empty segment, not a trailing slash
-		httpx.Write(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed request path")
+		r.fail(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed request path")
 		return
 	}
 	if dir {
 		// Well-formed but for the trailing slash: no such endpoint.
-		httpx.Write(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint (paths take no trailing slash)")
+		r.fail(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint (paths take no trailing slash)")
 		return
 	}
 	method := string(ctx.Method())
@@ -116,10 +129,10 @@ func (r *Router) Serve(ctx *fasthttp.RequestCtx) {
 	if len(allow) > 0 {
 		slices.Sort(allow)
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, strings.Join(allow, ", "))
-		httpx.Write(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method "+safeMethod(method)+" is not allowed here")
+		r.fail(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method "+safeMethod(method)+" is not allowed here")
 		return
 	}
-	httpx.Write(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint")
+	r.fail(ctx, fasthttp.StatusNotFound, "not_found", "no such endpoint")
 }
 
 func (rt *route) match(segs []string, p Params) (Params, bool) {

@@ -111,7 +111,11 @@ func startNginx(t *testing.T, f *faFixture) string {
 	if os.Geteuid() == 0 {
 		user = "user root;"
 	}
-	// The README's snippet (section "Forward-auth mode"), with test ports.
+	// The README's snippet (section "Forward-auth mode") itself, with test
+	// ports, inside a minimal nginx.conf.
+	snippet := readmeSnippet(t, "**nginx** (`auth_request`", "nginx", map[string]string{
+		"127.0.0.1:8082": f.fwd, "listen 80;": "listen " + addr + ";", "127.0.0.1:9000": f.echo,
+	})
 	conf := fmt.Sprintf(`%s
 worker_processes 1;
 pid %[2]s/nginx.pid;
@@ -124,42 +128,9 @@ http {
   fastcgi_temp_path %[2]s/fastcgi;
   uwsgi_temp_path %[2]s/uwsgi;
   scgi_temp_path %[2]s/scgi;
-  upstream keygate_check { server %[3]s; keepalive 16; }
-  server {
-    listen %[4]s;
-    location / {
-      auth_request /_keygate;
-      auth_request_set $kg_user    $upstream_http_x_auth_user;
-      auth_request_set $kg_account $upstream_http_x_auth_account;
-      auth_request_set $kg_roles   $upstream_http_x_auth_roles;
-      auth_request_set $kg_method  $upstream_http_x_auth_method;
-      auth_request_set $kg_key_id  $upstream_http_x_auth_key_id;
-      auth_request_set $kg_key_nm  $upstream_http_x_auth_key_name;
-      proxy_set_header X-Auth-User     $kg_user;
-      proxy_set_header X-Auth-Account  $kg_account;
-      proxy_set_header X-Auth-Roles    $kg_roles;
-      proxy_set_header X-Auth-Method   $kg_method;
-      proxy_set_header X-Auth-Key-Id   $kg_key_id;
-      proxy_set_header X-Auth-Key-Name $kg_key_nm;
-      proxy_set_header Authorization   "";
-      proxy_pass http://%[5]s;
-    }
-    location = /_keygate {
-      internal;
-      proxy_pass http://keygate_check;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Forwarded-Uri "";
-      proxy_set_header X-Forwarded-For $remote_addr;
-    }
-  }
+%[3]s
 }
-`, user, dir, f.fwd, addr, f.echo)
+`, user, dir, snippet)
 	path := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -169,25 +140,51 @@ http {
 	return "http://" + addr
 }
 
+// readmeSnippet returns the first ```lang block after the line starting
+// with marker in the README, with each key of repl replaced by its value;
+// every key must occur, so a README edit that drops one fails the test
+// instead of testing something else.
+func readmeSnippet(t *testing.T, marker, lang string, repl map[string]string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	i := strings.Index(text, "\n"+marker)
+	if i < 0 {
+		t.Fatalf("README.md: no line starting with %q", marker)
+	}
+	open := "```" + lang + "\n"
+	j := strings.Index(text[i:], open)
+	if j < 0 {
+		t.Fatalf("README.md: no ```%s block after %q", lang, marker)
+	}
+	body := text[i+j+len(open):]
+	k := strings.Index(body, "```")
+	if k < 0 {
+		t.Fatalf("README.md: the ```%s block after %q is not closed", lang, marker)
+	}
+	body = body[:k]
+	for from, to := range repl {
+		if !strings.Contains(body, from) {
+			t.Fatalf("README.md: the ```%s block after %q no longer contains %q", lang, marker, from)
+		}
+		body = strings.ReplaceAll(body, from, to)
+	}
+	return body
+}
+
 func startCaddy(t *testing.T, f *faFixture) string {
 	t.Helper()
 	bin := faTool(t, "caddy")
 	dir := t.TempDir()
 	addr := freeAddr(t)
-	// The README's snippet (section "Forward-auth mode"), with test ports.
-	conf := fmt.Sprintf(`{
-	admin off
-	auto_https off
-}
-http://%s {
-	forward_auth %s {
-		uri /
-		copy_headers X-Auth-User X-Auth-Account X-Auth-Roles X-Auth-Method X-Auth-Key-Id X-Auth-Key-Name
-	}
-	request_header -Authorization
-	reverse_proxy %s
-}
-`, addr, f.fwd, f.echo)
+	// The README's snippet (section "Forward-auth mode") itself, with test
+	// ports, after global options that keep Caddy off the network.
+	conf := "{\n\tadmin off\n\tauto_https off\n}\n" + readmeSnippet(t, "**Caddy** (`forward_auth`", "caddyfile", map[string]string{
+		"example.com {": "http://" + addr + " {", "127.0.0.1:8082": f.fwd, "127.0.0.1:9000": f.echo,
+	})
 	path := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

@@ -154,6 +154,18 @@ func New(o Options) (*UI, error) {
 		return nil, err
 	}
 	u.routes()
+	// Addresses under /ui/ that name no page get the HTML error page, not
+	// the admin API's JSON body.
+	u.router.Fail = func(ctx *fasthttp.RequestCtx, status int, _, _ string) {
+		msg := "There is no such page."
+		switch status {
+		case fasthttp.StatusMethodNotAllowed:
+			msg = "This page does not accept that kind of request."
+		case fasthttp.StatusBadRequest:
+			msg = "The address is malformed."
+		}
+		u.fail(&req{u: u, ctx: ctx}, status, msg)
+	}
 	return u, nil
 }
 

@@ -235,6 +235,42 @@ func TestHeadersOnEveryResponse(t *testing.T) {
 	}
 }
 
+// TestUnknownPages: addresses under /ui/ that name no page get the HTML
+// error page with the UI's headers (not the admin API's JSON), signed in or
+// not, and a page asked with a method it does not take says which it does.
+func TestUnknownPages(t *testing.T) {
+	e := newEnv(t)
+	anon, alice := e.browser(), e.browser()
+	alice.mustLogin("alice", pwAlice)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		text, allow  string
+	}{
+		{"GET", "/ui/nope", 404, "There is no such page.", ""},
+		{"GET", "/ui/keys/", 404, "There is no such page.", ""},
+		{"GET", "/ui/accounts/acme/users/x/keys/y/z", 404, "There is no such page.", ""},
+		{"GET", "/ui/a//b", 400, "The address is malformed.", ""},
+		{"DELETE", "/ui/keys", 405, "does not accept that kind of request", "GET, HEAD"},
+	} {
+		for who, b := range map[string]*browser{"anonymous": anon, "alice": alice} {
+			r := b.req(tc.method, tc.path, nil)
+			if r.status != tc.status || !strings.Contains(r.body, tc.text) {
+				t.Errorf("%s %s %s: %d %q, want %d with %q", who, tc.method, tc.path, r.status, r.body, tc.status, tc.text)
+			}
+			if ct := r.header["Content-Type"]; ct != "text/html; charset=utf-8" {
+				t.Errorf("%s %s %s: Content-Type %q, want the HTML page", who, tc.method, tc.path, ct)
+			}
+			if r.header["Content-Security-Policy"] == "" || r.header["Cache-Control"] != "no-store" {
+				t.Errorf("%s %s %s: the UI's headers are missing: %v", who, tc.method, tc.path, r.header)
+			}
+			if tc.allow != "" && r.header["Allow"] != tc.allow {
+				t.Errorf("%s %s %s: Allow %q, want %q", who, tc.method, tc.path, r.header["Allow"], tc.allow)
+			}
+		}
+	}
+}
+
 func TestLogin(t *testing.T) {
 	e := newEnv(t)
 	// The Basic "_api_key" form is not a login, whatever follows.
