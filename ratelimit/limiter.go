@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -65,6 +66,14 @@ type Limiter struct {
 	reload   chan struct{}
 	reloadMu sync.Mutex // one Reload at a time: a slower one never overwrites a newer table
 
+	// What the next reload must read (Invalidate, Run): the assignments of
+	// the keys and users named by invalidations since the last one, or
+	// everything.
+	pendMu   sync.Mutex
+	pendAll  bool
+	pendIDs  map[pendID]struct{}
+	listCall atomic.Int64 // ListLimits calls (tests)
+
 	seed   maphash.Seed
 	shards [routeShards]routeShard
 
@@ -93,6 +102,16 @@ const (
 	routeShards    = 32
 	routeShardKeys = 4096 // buckets per shard before idle ones are dropped
 )
+
+// pendID is one assignment a targeted reload reads again.
+type pendID struct {
+	scope int
+	id    string
+}
+
+// maxPendIDs is where a targeted reload stops paying: past it, the next
+// reload reads every assignment once.
+const maxPendIDs = 1024
 
 type routeKey struct {
 	route *Route
@@ -203,7 +222,35 @@ func (l *Limiter) Route(routeName, policy string) *Route {
 }
 
 // Invalidate schedules a reload of the assignments (a store.Subscriber).
-func (l *Limiter) Invalidate(store.Invalidation) {
+// An invalidation that names API keys or users only (a key created,
+// changed, rotated or revoked, a user changed or deleted, an assignment of
+// theirs set) makes the next reload read those assignments alone, one
+// GetLimits each; anything wider (an account, a flush, a missed
+// invalidation) makes it read them all. One concerning an upstream
+// credential alone is not about limits.
+func (l *Limiter) Invalidate(inv store.Invalidation) {
+	if inv.CredentialOnly() {
+		return
+	}
+	l.pendMu.Lock()
+	switch {
+	case inv.Flush, inv.Revalidate, inv.Account != "", inv.KeyID == "" && inv.Username == "":
+		l.pendAll = true
+	default:
+		if l.pendIDs == nil {
+			l.pendIDs = make(map[pendID]struct{})
+		}
+		if inv.KeyID != "" {
+			l.pendIDs[pendID{scopeKey, inv.KeyID}] = struct{}{}
+		}
+		if inv.Username != "" {
+			l.pendIDs[pendID{scopeUser, inv.Username}] = struct{}{}
+		}
+		if len(l.pendIDs) > maxPendIDs {
+			l.pendAll = true
+		}
+	}
+	l.pendMu.Unlock()
 	select {
 	case l.reload <- struct{}{}:
 	default:
@@ -215,6 +262,81 @@ func (l *Limiter) Subscriber() store.Subscriber {
 	return store.Subscriber{Name: "rate-limit assignments", Apply: l.Invalidate, Reset: func() { l.Invalidate(store.Invalidation{}) }}
 }
 
+// reloadPending runs the reload the invalidations since the last one call
+// for: every assignment, or those of the named keys and users. On failure
+// what it took is put back, so the next attempt reads it again.
+func (l *Limiter) reloadPending(ctx context.Context) error {
+	l.pendMu.Lock()
+	all, ids := l.pendAll, l.pendIDs
+	l.pendAll, l.pendIDs = false, nil
+	l.pendMu.Unlock()
+	var err error
+	switch {
+	case all:
+		err = l.Reload(ctx)
+	case len(ids) > 0:
+		err = l.reloadIDs(ctx, ids)
+	}
+	if err != nil {
+		l.pendMu.Lock()
+		if all {
+			l.pendAll = true
+		}
+		if l.pendIDs == nil {
+			l.pendIDs = ids
+		} else {
+			for k := range ids {
+				l.pendIDs[k] = struct{}{}
+			}
+		}
+		l.pendMu.Unlock()
+	}
+	return err
+}
+
+// reloadIDs reads the assignments of ids again and swaps in a table where
+// only their entries changed (added, replaced, dropped). The maps are
+// copied, not the store read: a key created or revoked costs one GetLimits,
+// not a read of every assignment.
+func (l *Limiter) reloadIDs(ctx context.Context, ids map[pendID]struct{}) error {
+	if l.ls == nil {
+		return nil
+	}
+	l.reloadMu.Lock()
+	defer l.reloadMu.Unlock()
+	got := make(map[pendID]*store.Limits, len(ids))
+	for k := range ids {
+		a, err := l.ls.GetLimits(ctx, scopeName(k.scope), k.id)
+		if err != nil {
+			return fmt.Errorf("ratelimit: load the assignment of %s %q: %w", scopeName(k.scope), k.id, err)
+		}
+		got[k] = a
+	}
+	old := l.table.Load()
+	nt := &table{}
+	for si := range nt.scopes {
+		nt.scopes[si] = old.scopes[si]
+	}
+	copied := [3]bool{}
+	for k, a := range got {
+		if !copied[k.scope] {
+			nt.scopes[k.scope] = maps.Clone(old.scopes[k.scope])
+			if nt.scopes[k.scope] == nil {
+				nt.scopes[k.scope] = map[string]*entry{}
+			}
+			copied[k.scope] = true
+		}
+		a.Scope, a.ID = scopeName(k.scope), k.id
+		if e := l.entryFor(a, old.scopes[k.scope][k.id]); e != nil {
+			nt.scopes[k.scope][k.id] = e
+		} else {
+			delete(nt.scopes[k.scope], k.id)
+		}
+	}
+	l.table.Store(nt)
+	return nil
+}
+
 // Reload reads every assignment from the store and swaps the table. Buckets
 // and quotas whose assignment is unchanged keep their state.
 func (l *Limiter) Reload(ctx context.Context) error {
@@ -223,43 +345,64 @@ func (l *Limiter) Reload(ctx context.Context) error {
 	}
 	l.reloadMu.Lock()
 	defer l.reloadMu.Unlock()
+	l.listCall.Add(1)
 	list, err := l.ls.ListLimits(ctx)
 	if err != nil {
 		return fmt.Errorf("ratelimit: load assignments: %w", err)
 	}
 	old := l.table.Load()
 	nt := &table{scopes: [3]map[string]*entry{{}, {}, {}}}
-	for _, a := range list {
+	for i := range list {
+		a := &list[i]
 		si := scopeIndex(a.Scope)
 		if si < 0 {
 			continue
 		}
-		prev := old.scopes[si][a.ID]
-		e := &entry{}
-		if p := l.policies[a.RateLimit]; p != nil {
-			if prev != nil && prev.rate != nil && prev.rate.pol == p {
-				e.rate = prev.rate
-			} else {
-				e.rate = &bucket{pol: p, id: p.Name + ":" + string(a.Scope) + ":" + a.ID}
-			}
-		} else if a.RateLimit != "" {
-			l.log.Warn("ratelimit: assignment names an unknown policy; ignored",
-				zap.String("scope", string(a.Scope)), zap.String("id", a.ID), zap.String("policy", a.RateLimit))
-		}
-		if a.Quota != nil {
-			e.q = *a.Quota
-			if prev != nil && prev.quota != nil && prev.q == e.q {
-				e.quota = prev.quota
-			} else {
-				e.quota = newQuota(a.Scope, a.ID, e.q, l.instances)
-			}
-		}
-		if e.rate != nil || e.quota != nil {
+		if e := l.entryFor(a, old.scopes[si][a.ID]); e != nil {
 			nt.scopes[si][a.ID] = e
 		}
 	}
 	l.table.Store(nt)
 	return nil
+}
+
+// entryFor is the table entry of assignment a (nil: nothing applies),
+// keeping the bucket and quota of prev, the entry it replaces, where their
+// policy and quota did not change.
+func (l *Limiter) entryFor(a *store.Limits, prev *entry) *entry {
+	e := &entry{}
+	if p := l.policies[a.RateLimit]; p != nil {
+		if prev != nil && prev.rate != nil && prev.rate.pol == p {
+			e.rate = prev.rate
+		} else {
+			e.rate = &bucket{pol: p, id: p.Name + ":" + string(a.Scope) + ":" + a.ID}
+		}
+	} else if a.RateLimit != "" {
+		l.log.Warn("ratelimit: assignment names an unknown policy; ignored",
+			zap.String("scope", string(a.Scope)), zap.String("id", a.ID), zap.String("policy", a.RateLimit))
+	}
+	if a.Quota != nil {
+		e.q = *a.Quota
+		if prev != nil && prev.quota != nil && prev.q == e.q {
+			e.quota = prev.quota
+		} else {
+			e.quota = newQuota(a.Scope, a.ID, e.q, l.instances)
+		}
+	}
+	if e.rate == nil && e.quota == nil {
+		return nil
+	}
+	return e
+}
+
+func scopeName(si int) store.LimitScope {
+	switch si {
+	case scopeKey:
+		return store.ScopeKey
+	case scopeUser:
+		return store.ScopeUser
+	}
+	return store.ScopeAccount
 }
 
 func scopeIndex(s store.LimitScope) int {
@@ -282,23 +425,23 @@ func (l *Limiter) Run(ctx context.Context) {
 	sweep := time.NewTicker(leaseTTL)
 	defer reload.Stop()
 	defer sweep.Stop()
-	do := func() {
+	do := func(reload func(context.Context) error) {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		if err := l.Reload(rctx); err != nil && !errors.Is(err, context.Canceled) {
+		if err := reload(rctx); err != nil && !errors.Is(err, context.Canceled) {
 			l.log.Warn("ratelimit: reload failed; keeping the last assignments", zap.Error(err))
 		}
 	}
-	do()
+	do(l.Reload)
 	for {
 		select {
 		case <-ctx.Done():
 			l.Close()
 			return
 		case <-l.reload:
-			do()
+			do(l.reloadPending)
 		case <-reload.C:
-			do()
+			do(l.Reload)
 		case <-sweep.C:
 			l.sweep(time.Now().UnixNano())
 		}

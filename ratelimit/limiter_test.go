@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -417,6 +418,94 @@ func TestReloadKeepsState(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("the removed assignment still applies")
+}
+
+// TestTargetedReload: an invalidation naming keys or users reads their
+// assignments alone (no ListLimits) and changes only their entries, keeping
+// every other bucket's state; one naming an account, a flush or more
+// names than maxPendIDs reads them all; an upstream-credential
+// invalidation reads nothing.
+func TestTargetedReload(t *testing.T) {
+	ctx := context.Background()
+	ls := boltStore(t, "")
+	var assign []store.Limits
+	for i := range 50 {
+		assign = append(assign, store.Limits{Scope: store.ScopeKey, ID: fmt.Sprintf("other%d", i), RateLimit: "loose"})
+	}
+	assign = append(assign, store.Limits{Scope: store.ScopeKey, ID: "k1", RateLimit: "tight"})
+	l := newLimiter(t, ls, nil, 1, nil, assign...)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	policyOf := func(key, user string) string {
+		t.Helper()
+		var h fasthttp.ResponseHeader
+		d, err := l.Limit(&h, nil, keyIdent(key, user, "acme"), netip.Addr{}, t0)
+		if err != nil {
+			return "refused"
+		}
+		d.Set(&h)
+		return string(h.Peek("RateLimit-Policy"))
+	}
+	// Spend 2 of k1's 3: the state must survive reloads that do not touch k1.
+	for range 2 {
+		if p := policyOf("k1", "zed"); p != `"tight";q=3;w=60` {
+			t.Fatalf("k1: %q", p)
+		}
+	}
+	lists := l.listCall.Load()
+	settle := func(what string, want func() bool) {
+		t.Helper()
+		must(l.reloadPending(ctx))
+		if !want() {
+			t.Fatalf("%s: not applied", what)
+		}
+	}
+	// A new key assignment and a user assignment, announced as the store does.
+	must(ls.SetLimits(ctx, &store.Limits{Scope: store.ScopeKey, ID: "k2", RateLimit: "tight"}))
+	must(ls.SetLimits(ctx, &store.Limits{Scope: store.ScopeUser, ID: "bob", RateLimit: "loose"}))
+	l.Invalidate(store.Invalidation{KeyID: "k2", Username: "alice"})
+	l.Invalidate(store.Invalidation{Username: "bob"})
+	settle("key and user", func() bool {
+		return policyOf("k2", "zed") == `"tight";q=3;w=60` && policyOf("nokey", "bob") == `"loose";q=100;w=60`
+	})
+	if n := l.listCall.Load(); n != lists {
+		t.Fatalf("a key/user invalidation read every assignment (%d ListLimits calls)", n-lists)
+	}
+	if p := policyOf("k1", "zed"); p != `"tight";q=3;w=60` {
+		t.Fatalf("k1 after an unrelated targeted reload: %q", p)
+	}
+	if p := policyOf("k1", "zed"); p != "refused" {
+		t.Fatalf("k1's spent budget was not kept across a targeted reload: %q", p)
+	}
+	// A removed assignment goes; an upstream-credential invalidation reads nothing.
+	must(ls.SetLimits(ctx, &store.Limits{Scope: store.ScopeUser, ID: "bob"}))
+	l.Invalidate(store.Invalidation{Username: "bob"})
+	settle("removal", func() bool { return policyOf("nokey", "bob") == "" })
+	l.Invalidate(store.Invalidation{UpstreamCredential: store.UpstreamCredentialRef{Account: "acme", Name: "x"}})
+	must(l.reloadPending(ctx))
+	if n := l.listCall.Load(); n != lists {
+		t.Fatalf("targeted and credential invalidations read every assignment (%d calls)", n-lists)
+	}
+	// Wider invalidations read everything.
+	for i, inv := range []store.Invalidation{{Account: "acme"}, {Flush: true}, {Revalidate: true}, {}} {
+		l.Invalidate(inv)
+		must(l.reloadPending(ctx))
+		if n := l.listCall.Load(); n != lists+int64(i)+1 {
+			t.Fatalf("%+v: %d ListLimits calls, want one", inv, n-lists-int64(i))
+		}
+	}
+	lists = l.listCall.Load()
+	for i := range maxPendIDs + 1 {
+		l.Invalidate(store.Invalidation{KeyID: fmt.Sprintf("many%d", i)})
+	}
+	must(l.reloadPending(ctx))
+	if n := l.listCall.Load(); n != lists+1 {
+		t.Fatalf("%d named keys: %d ListLimits calls, want one full reload", maxPendIDs+1, n-lists)
+	}
 }
 
 // TestSharedHeaders: from a lease, RateLimit reports what the shared bucket
