@@ -105,10 +105,10 @@ type APIDeps struct {
 	// RateLimits are the policies keys, users and accounts may be assigned
 	// (rate_limits); the assignments live in the store (store.LimitStore).
 	RateLimits configs.RateLimits
-	// LimitsChanged, when set, runs after an assignment was written, before
-	// the answer: this instance's limiter reloads at once (the others on
-	// the invalidation).
-	LimitsChanged func(ctx context.Context)
+	// LimitsChanged, when set, runs after the assignment of (scope, id) was
+	// written, before the answer: this instance's limiter reloads it at
+	// once (the others on the invalidation).
+	LimitsChanged func(ctx context.Context, scope store.LimitScope, id string)
 }
 
 // Notifier receives lifecycle events (authz.Notifier implements it).
@@ -171,7 +171,7 @@ type api struct {
 	ucred       *upstreamcred.Manager
 	policies    configs.RateLimits
 	ls          store.LimitStore // nil: the store keeps no limits
-	limitsHook  func(ctx context.Context)
+	limitsHook  func(ctx context.Context, scope store.LimitScope, id string)
 	// adminMu serialises the changes that can remove an enabled global
 	// admin, so that two concurrent ones cannot remove the last (within
 	// one instance; instances sharing a store can still race).

@@ -67,7 +67,7 @@ func (a *api) applyLimits(r *request, scope store.LimitScope, id string, s *admi
 		return err
 	}
 	if a.limitsHook != nil {
-		a.limitsHook(r.c)
+		a.limitsHook(r.c, scope, id)
 	}
 	return nil
 }
@@ -122,7 +122,7 @@ func (a *api) copyLimits(r *request, from, to string) error {
 		return err
 	}
 	if a.limitsHook != nil {
-		a.limitsHook(r.c)
+		a.limitsHook(r.c, store.ScopeKey, to)
 	}
 	if q := l.Quota; q != nil {
 		start, end := q.Period(r.now)
@@ -151,6 +151,6 @@ func (a *api) dropLimits(r *request, scope store.LimitScope, id string) {
 		return
 	}
 	if a.limitsHook != nil {
-		a.limitsHook(r.c)
+		a.limitsHook(r.c, scope, id)
 	}
 }

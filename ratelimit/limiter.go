@@ -294,6 +294,16 @@ func (l *Limiter) reloadPending(ctx context.Context) error {
 	return err
 }
 
+// ReloadAssignment reads the assignment of (scope, id) again at once (after
+// this instance wrote it; the other instances follow the invalidation).
+func (l *Limiter) ReloadAssignment(ctx context.Context, scope store.LimitScope, id string) error {
+	si := scopeIndex(scope)
+	if l == nil || si < 0 {
+		return nil
+	}
+	return l.reloadIDs(ctx, map[pendID]struct{}{{si, id}: {}})
+}
+
 // reloadIDs reads the assignments of ids again and swaps in a table where
 // only their entries changed (added, replaced, dropped). The maps are
 // copied, not the store read: a key created or revoked costs one GetLimits,

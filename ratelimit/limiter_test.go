@@ -490,6 +490,15 @@ func TestTargetedReload(t *testing.T) {
 	if n := l.listCall.Load(); n != lists {
 		t.Fatalf("targeted and credential invalidations read every assignment (%d calls)", n-lists)
 	}
+	// This instance's own write: the one assignment, at once.
+	must(ls.SetLimits(ctx, &store.Limits{Scope: store.ScopeAccount, ID: "acme", RateLimit: "loose"}))
+	must(l.ReloadAssignment(ctx, store.ScopeAccount, "acme"))
+	if p := policyOf("nokey", "carol"); p != `"loose";q=100;w=60` {
+		t.Fatalf("account assignment after ReloadAssignment: %q", p)
+	}
+	if n := l.listCall.Load(); n != lists {
+		t.Fatalf("ReloadAssignment read every assignment (%d calls)", n-lists)
+	}
 	// Wider invalidations read everything.
 	for i, inv := range []store.Invalidation{{Account: "acme"}, {Flush: true}, {Revalidate: true}, {}} {
 		l.Invalidate(inv)

@@ -207,8 +207,8 @@ func (g *gateway) start() int {
 
 			UpstreamCredentials: g.ucred,
 			RateLimits:          cfg.RateLimits,
-			LimitsChanged: func(ctx context.Context) {
-				if err := g.limiter.Reload(ctx); err != nil {
+			LimitsChanged: func(ctx context.Context, scope store.LimitScope, id string) {
+				if err := g.limiter.ReloadAssignment(ctx, scope, id); err != nil {
 					g.log.Warn("ratelimit: reload after an admin write failed; the invalidation will retry", zap.Error(err))
 				}
 			},
