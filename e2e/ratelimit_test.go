@@ -174,6 +174,33 @@ func TestRateLimitUserSharedByTwoKeys(t *testing.T) {
 	}
 }
 
+// TestRateLimitHeadersOnUpstreamFailure: a request the limiter admitted
+// and the upstream then failed (502: nothing listens) still reports what it
+// spent, as a 200 does; the limit then refuses with 429.
+func TestRateLimitHeadersOnUpstreamFailure(t *testing.T) {
+	dead := freeAddr(t) // nothing listens there
+	routes := fmt.Sprintf("  - name: api\n    path_prefix: /\n    upstreams: [\"http://%s\"]\n    auth: none\n    rate_limit: tight\n    timeout: 2s\n", dead)
+	g := startGateway(t, serveOpts{routes: routes, extra: rlPolicies})
+	c := newAuClient(5 * time.Second)
+	defer c.close()
+	for i, want := range []int{502, 502, 502, 429} {
+		r := c.get(t, g.url("/x"), "")
+		if r.status != want {
+			t.Fatalf("request %d: %d %s; want %d", i, r.status, r.body, want)
+		}
+		if want == 502 {
+			if got, exp := r.header.Get("RateLimit"), fmt.Sprintf(`"tight";r=%d;t=%d`, 2-i, 20*(i+1)); got != exp {
+				t.Errorf("request %d (502): RateLimit %q, want %q", i, got, exp)
+			}
+			if got := r.header.Get("RateLimit-Policy"); got != `"tight";q=3;w=60` {
+				t.Errorf("request %d (502): RateLimit-Policy %q", i, got)
+			}
+		} else if r.header.Get("Retry-After") == "" || errorCode(r.body) != "rate_limited" {
+			t.Errorf("request %d: 429 without Retry-After or code: %v %s", i, r.header, r.body)
+		}
+	}
+}
+
 // TestQuotaSurvivesRestart: quota usage is in the store; after a restart on
 // the same store (bolt file, Redis) the key has spent what it spent.
 func TestQuotaSurvivesRestart(t *testing.T) {

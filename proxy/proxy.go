@@ -399,6 +399,9 @@ func (p *Proxy) begin(ctx *fasthttp.RequestCtx) *scratch {
 func (p *Proxy) finish(ctx *fasthttp.RequestCtx, s *scratch, route *Route, ident *authn.Identity, err error, start time.Time) {
 	if err != nil {
 		p.writeErr(ctx, s, err)
+		// Admitted by the rate limiter, then failed (502, 504, a response
+		// too large): the answer still reports what the request spent.
+		s.rl.Set(&ctx.Response.Header)
 	}
 	ctx.Response.Header.SetCanonical(p.canon.rid, s.rid)
 	setKeyExpires(&ctx.Response.Header, ident, p.cfg.KeyExpiryWarning, start)
