@@ -52,13 +52,7 @@ func TestPorts(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			for i := range tc.calls {
-				var p int
-				var err error
-				if tc.offset == 0 {
-					p, err = Port()
-				} else {
-					p, err = PortPair(tc.offset)
-				}
+				p, err := portOrPair(tc.offset)
 				if err != nil {
 					t.Fatalf("call %d: %v", i, err)
 				}
@@ -119,13 +113,7 @@ func TestHeldPortSkipped(t *testing.T) {
 				}
 				return orig(lo, hi)
 			}
-			var p int
-			var err error
-			if tc.offset == 0 {
-				p, err = Port()
-			} else {
-				p, err = PortPair(tc.offset)
-			}
+			p, err := portOrPair(tc.offset)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -231,4 +219,12 @@ func holdPort(t *testing.T) int {
 	}
 	t.Fatal("no port to hold")
 	return 0
+}
+
+// portOrPair is Port for offset 0, else PortPair(offset).
+func portOrPair(offset int) (int, error) {
+	if offset == 0 {
+		return Port()
+	}
+	return PortPair(offset)
 }
