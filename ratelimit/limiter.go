@@ -69,10 +69,9 @@ type Limiter struct {
 	// What the next reload must read (Invalidate, Run): the assignments of
 	// the keys and users named by invalidations since the last one, or
 	// everything.
-	pendMu   sync.Mutex
-	pendAll  bool
-	pendIDs  map[pendID]struct{}
-	listCall atomic.Int64 // ListLimits calls (tests)
+	pendMu  sync.Mutex
+	pendAll bool
+	pendIDs map[pendID]struct{}
 
 	seed   maphash.Seed
 	shards [routeShards]routeShard
@@ -285,9 +284,7 @@ func (l *Limiter) reloadPending(ctx context.Context) error {
 		if l.pendIDs == nil {
 			l.pendIDs = ids
 		} else {
-			for k := range ids {
-				l.pendIDs[k] = struct{}{}
-			}
+			maps.Copy(l.pendIDs, ids)
 		}
 		l.pendMu.Unlock()
 	}
@@ -323,17 +320,11 @@ func (l *Limiter) reloadIDs(ctx context.Context, ids map[pendID]struct{}) error 
 		got[k] = a
 	}
 	old := l.table.Load()
-	nt := &table{}
-	for si := range nt.scopes {
-		nt.scopes[si] = old.scopes[si]
-	}
+	nt := &table{scopes: old.scopes} // the maps are shared until one is changed
 	copied := [3]bool{}
 	for k, a := range got {
 		if !copied[k.scope] {
 			nt.scopes[k.scope] = maps.Clone(old.scopes[k.scope])
-			if nt.scopes[k.scope] == nil {
-				nt.scopes[k.scope] = map[string]*entry{}
-			}
 			copied[k.scope] = true
 		}
 		a.Scope, a.ID = scopeName(k.scope), k.id
@@ -355,7 +346,6 @@ func (l *Limiter) Reload(ctx context.Context) error {
 	}
 	l.reloadMu.Lock()
 	defer l.reloadMu.Unlock()
-	l.listCall.Add(1)
 	list, err := l.ls.ListLimits(ctx)
 	if err != nil {
 		return fmt.Errorf("ratelimit: load assignments: %w", err)

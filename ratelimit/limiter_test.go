@@ -427,7 +427,7 @@ func TestReloadKeepsState(t *testing.T) {
 // invalidation reads nothing.
 func TestTargetedReload(t *testing.T) {
 	ctx := context.Background()
-	ls := boltStore(t, "")
+	ls := &countingLimits{Store: boltStore(t, "")}
 	var assign []store.Limits
 	for i := range 50 {
 		assign = append(assign, store.Limits{Scope: store.ScopeKey, ID: fmt.Sprintf("other%d", i), RateLimit: "loose"})
@@ -456,7 +456,7 @@ func TestTargetedReload(t *testing.T) {
 			t.Fatalf("k1: %q", p)
 		}
 	}
-	lists := l.listCall.Load()
+	lists := ls.lists.Load()
 	settle := func(what string, want func() bool) {
 		t.Helper()
 		must(l.reloadPending(ctx))
@@ -472,7 +472,7 @@ func TestTargetedReload(t *testing.T) {
 	settle("key and user", func() bool {
 		return policyOf("k2", "zed") == `"tight";q=3;w=60` && policyOf("nokey", "bob") == `"loose";q=100;w=60`
 	})
-	if n := l.listCall.Load(); n != lists {
+	if n := ls.lists.Load(); n != lists {
 		t.Fatalf("a key/user invalidation read every assignment (%d ListLimits calls)", n-lists)
 	}
 	if p := policyOf("k1", "zed"); p != `"tight";q=3;w=60` {
@@ -487,7 +487,7 @@ func TestTargetedReload(t *testing.T) {
 	settle("removal", func() bool { return policyOf("nokey", "bob") == "" })
 	l.Invalidate(store.Invalidation{UpstreamCredential: store.UpstreamCredentialRef{Account: "acme", Name: "x"}})
 	must(l.reloadPending(ctx))
-	if n := l.listCall.Load(); n != lists {
+	if n := ls.lists.Load(); n != lists {
 		t.Fatalf("targeted and credential invalidations read every assignment (%d calls)", n-lists)
 	}
 	// This instance's own write: the one assignment, at once.
@@ -496,25 +496,36 @@ func TestTargetedReload(t *testing.T) {
 	if p := policyOf("nokey", "carol"); p != `"loose";q=100;w=60` {
 		t.Fatalf("account assignment after ReloadAssignment: %q", p)
 	}
-	if n := l.listCall.Load(); n != lists {
+	if n := ls.lists.Load(); n != lists {
 		t.Fatalf("ReloadAssignment read every assignment (%d calls)", n-lists)
 	}
 	// Wider invalidations read everything.
 	for i, inv := range []store.Invalidation{{Account: "acme"}, {Flush: true}, {Revalidate: true}, {}} {
 		l.Invalidate(inv)
 		must(l.reloadPending(ctx))
-		if n := l.listCall.Load(); n != lists+int64(i)+1 {
+		if n := ls.lists.Load(); n != lists+int64(i)+1 {
 			t.Fatalf("%+v: %d ListLimits calls, want one", inv, n-lists-int64(i))
 		}
 	}
-	lists = l.listCall.Load()
+	lists = ls.lists.Load()
 	for i := range maxPendIDs + 1 {
 		l.Invalidate(store.Invalidation{KeyID: fmt.Sprintf("many%d", i)})
 	}
 	must(l.reloadPending(ctx))
-	if n := l.listCall.Load(); n != lists+1 {
+	if n := ls.lists.Load(); n != lists+1 {
 		t.Fatalf("%d named keys: %d ListLimits calls, want one full reload", maxPendIDs+1, n-lists)
 	}
+}
+
+// countingLimits is the real bolt store, counting ListLimits calls.
+type countingLimits struct {
+	*boltstore.Store
+	lists atomic.Int64
+}
+
+func (c *countingLimits) ListLimits(ctx context.Context) ([]store.Limits, error) {
+	c.lists.Add(1)
+	return c.Store.ListLimits(ctx)
 }
 
 // TestSharedHeaders: from a lease, RateLimit reports what the shared bucket
